@@ -1,0 +1,46 @@
+"""The block that holds the API key and builds the client."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+
+from aifaceswap.client import DEFAULT_BASE_URL, AIFaceSwapClient
+from prefect.blocks.core import Block
+
+
+class AIFaceSwapCredentials(Block):
+    """The aifaceswap API key and where the API lives (the real service or the sandbox).
+
+    Example:
+        ```python
+        from blocks import AIFaceSwapCredentials
+
+        AIFaceSwapCredentials(api_key="sk-...", base_url="http://127.0.0.1:8700").save("sandbox", overwrite=True)
+        async with AIFaceSwapCredentials.load("sandbox").get_client() as client:
+            faces = await client.extract_face("https://example.com/team.jpg")
+        ```
+    """
+
+    _block_type_name = "AIFaceSwap Credentials"
+    _block_type_slug = "aifaceswap-credentials"
+    _description = "API key and base URL of the aifaceswap.io API (or of its offline sandbox)."
+    _documentation_url = "https://aifaceswap.io"
+
+    api_key: SecretStr = Field(description="The API key from the aifaceswap API management page.")
+    base_url: str = Field(
+        default=DEFAULT_BASE_URL,
+        description="Where the API lives: the real service, or the sandbox (e.g. http://127.0.0.1:8700).",
+    )
+    timeout: float = Field(default=60.0, gt=0, description="Seconds to wait for an answer to one call.")
+    max_retries: int = Field(
+        default=2, ge=0, le=10, description="Retries of calls that certainly had no effect (no connection, 429)."
+    )
+
+    def get_client(self) -> AIFaceSwapClient:
+        """A new client with this block's key, base URL and timeout; use it as an async context manager."""
+        return AIFaceSwapClient(
+            self.api_key.get_secret_value(),
+            base_url=self.base_url,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+        )

@@ -1,0 +1,184 @@
+"""The client against a real HTTP stand-in on loopback: every error path and both image forms."""
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+
+from aifaceswap import (
+    AIFaceSwapClient,
+    AuthenticationError,
+    ConnectionFailedError,
+    InputValidationError,
+    InsufficientCreditsError,
+    InvalidRequestError,
+    RateLimitedError,
+    ResponseLostError,
+    ServerError,
+)
+from aifaceswap.errors import APIError
+from aifaceswap.http_server import BackgroundServer
+from tests.test_models import tiny_png
+
+HOOK = "https://hooks.example.com/cb"
+URL = "https://cdn.example.com/a.jpg"
+
+
+class StandIn:
+    """A scripted server: each endpoint answers the next scripted response and records the request."""
+
+    def __init__(self) -> None:
+        self.script: list[tuple[int, object, dict[str, str]]] = []
+        self.seen: list[dict[str, object]] = []
+        self.delay = 0.0
+
+    async def handle(self, request: Request) -> object:
+        record: dict[str, object] = {"path": request.url.path, "auth": request.headers.get("authorization")}
+        if request.headers.get("content-type", "").startswith("multipart/"):
+            async with request.form() as form:
+                record["form"] = {
+                    k: (v.filename, await v.read()) if hasattr(v, "read") else v for k, v in form.multi_items()
+                }
+        else:
+            record["json"] = await request.json()
+        self.seen.append(record)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        status, body, headers = self.script.pop(0) if self.script else (200, OK_SUBMIT, {})
+        if isinstance(body, str):
+            return PlainTextResponse(body, status_code=status, headers=headers)
+        return JSONResponse(body, status_code=status, headers=headers)
+
+
+OK_SUBMIT = {"code": 200, "data": {"points": 2, "task_id": "abc"}, "extra_data": {}, "message": "OK"}
+
+
+@pytest.fixture(scope="module")
+def stand_in():
+    server = StandIn()
+    app = Starlette(routes=[Route("/api/aifaceswap/v1/{endpoint}", server.handle, methods=["POST"])])
+    with BackgroundServer(app) as running:
+        server.url = running.url
+        yield server
+
+
+@pytest.fixture
+def fresh(stand_in):
+    stand_in.script.clear()
+    stand_in.seen.clear()
+    stand_in.delay = 0.0
+    return stand_in
+
+
+async def test_submit_sends_bearer_json_and_parses(fresh) -> None:
+    async with AIFaceSwapClient("k-1", base_url=fresh.url) as client:
+        result = await client.faceswap(URL, URL, webhook=HOOK)
+    assert (result.task_id, result.points) == ("abc", 2)
+    assert fresh.seen[0]["auth"] == "Bearer k-1"
+    assert fresh.seen[0]["path"] == "/api/aifaceswap/v1/faceswap"
+    assert fresh.seen[0]["json"] == {"webhook": HOOK, "source_image": URL, "face_image": URL}
+
+
+async def test_local_files_go_as_multipart(fresh, tmp_path: Path) -> None:
+    (tmp_path / "face.png").write_bytes(tiny_png())
+    async with AIFaceSwapClient("k", base_url=fresh.url) as client:
+        await client.faceswap(URL, tmp_path / "face.png", webhook=HOOK)
+        fresh.script.append((200, {"code": 200, "data": {"faces": [[1, 2, 30, 40]], "points": 2}, "message": "OK"}, {}))
+        faces = await client.extract_face(tiny_png())
+    form = fresh.seen[0]["form"]
+    assert form["source_image"] == URL and form["webhook"] == HOOK
+    assert form["face_image"] == ("face.png", tiny_png())
+    assert fresh.seen[1]["form"]["img"][1] == tiny_png()
+    assert faces.faces[0].as_tuple() == (1, 2, 30, 40)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (200, {"code": 401, "data": None, "message": "invalid api key"}, AuthenticationError),
+        (401, {"code": 401, "message": "missing key"}, AuthenticationError),
+        (200, {"code": 402, "message": "insufficient credits"}, InsufficientCreditsError),
+        (200, {"code": 400, "message": "source_image could not be fetched"}, InvalidRequestError),
+        (400, "bad request", InvalidRequestError),
+        (500, {"code": 500, "message": "boom"}, ServerError),
+        (502, "<html>bad gateway</html>", ServerError),
+        (200, "not json at all", APIError),
+        (200, {"code": 200, "data": {"unexpected": True}, "message": "OK"}, APIError),
+    ],
+)
+async def test_errors_by_status_and_code(fresh, status, body, error) -> None:
+    fresh.script.append((status, body, {}))
+    async with AIFaceSwapClient("k", base_url=fresh.url) as client:
+        with pytest.raises(error) as caught:
+            await client.faceswap(URL, URL, webhook=HOOK)
+    assert len(fresh.seen) == 1, "an error that may have started a paid job is never retried by the client"
+    assert caught.value.retryable is error.retryable
+
+
+async def test_rate_limit_honours_retry_after_then_succeeds(fresh) -> None:
+    limited = (429, {"code": 429, "message": "slow down"}, {"Retry-After": "0.3"})
+    fresh.script.extend([limited, limited])
+    started = time.monotonic()
+    async with AIFaceSwapClient("k", base_url=fresh.url, max_retries=2) as client:
+        result = await client.faceswap(URL, URL, webhook=HOOK)
+    assert result.task_id == "abc"
+    assert len(fresh.seen) == 3
+    assert time.monotonic() - started >= 0.6
+
+
+async def test_rate_limit_gives_up_after_max_retries(fresh) -> None:
+    fresh.script.extend([(429, {"code": 429, "message": "slow"}, {"Retry-After": "0"})] * 3)
+    async with AIFaceSwapClient("k", base_url=fresh.url, max_retries=1) as client:
+        with pytest.raises(RateLimitedError) as caught:
+            await client.faceswap(URL, URL, webhook=HOOK)
+    assert caught.value.retry_after == 0 and caught.value.retryable
+    assert len(fresh.seen) == 2
+
+
+async def test_lost_answer_is_not_retried(fresh) -> None:
+    fresh.delay = 1.0
+    async with AIFaceSwapClient("k", base_url=fresh.url, timeout=0.2) as client:
+        with pytest.raises(ResponseLostError) as caught:
+            await client.faceswap(URL, URL, webhook=HOOK)
+    assert caught.value.outcome_unknown and not caught.value.retryable
+    assert len(fresh.seen) == 1
+
+
+async def test_connection_refused_is_retried_then_raised() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    async with AIFaceSwapClient("k", base_url=f"http://127.0.0.1:{port}", max_retries=1) as client:
+        with pytest.raises(ConnectionFailedError) as caught:
+            await client.extract_face(URL)
+    assert caught.value.retryable
+
+
+async def test_invalid_input_is_refused_before_sending(fresh) -> None:
+    async with AIFaceSwapClient("k", base_url=fresh.url) as client:
+        with pytest.raises(InputValidationError, match="index"):
+            await client.multi_faceswap(URL, [URL], [0, 1], webhook=HOOK)
+        with pytest.raises(InputValidationError, match="enhance"):
+            await client.video_faceswap(URL, URL, 3.0, enhance=5, webhook=HOOK)
+        with pytest.raises(InputValidationError, match="no such file"):
+            await client.faceswap(Path("/nonexistent/a.jpg"), URL, webhook=HOOK)
+    assert fresh.seen == []
+
+
+def test_client_needs_a_key() -> None:
+    with pytest.raises(ValueError, match="api_key"):
+        AIFaceSwapClient("")
+
+
+async def test_shared_http_client_is_not_closed(fresh) -> None:
+    async with httpx.AsyncClient() as http:
+        async with AIFaceSwapClient("k", base_url=fresh.url, http_client=http) as client:
+            await client.faceswap(URL, URL, webhook=HOOK)
+        assert not http.is_closed
