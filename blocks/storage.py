@@ -94,7 +94,9 @@ class MediaStorage(WritableFileSystem):
                     options["secret"] = self.aws_secret_access_key.get_secret_value()
                 client_kwargs = {k: v for k, v in (("endpoint_url", self.endpoint_url),
                                                    ("region_name", self.region_name)) if v}
-                self._fs = fsspec.filesystem("s3", client_kwargs=client_kwargs, **options)
+                self._fs = fsspec.filesystem(
+                    "s3", client_kwargs=client_kwargs, config_kwargs={"signature_version": "s3v4"}, **options
+                )
             elif self.basepath.startswith("memory://"):
                 self._fs = fsspec.filesystem("memory")
             else:
