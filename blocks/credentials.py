@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from aifaceswap.client import DEFAULT_BASE_URL, AIFaceSwapClient
-from prefect.blocks.core import Block
 
 
 class AIFaceSwapCredentials(Block):

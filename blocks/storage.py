@@ -11,9 +11,8 @@ from urllib.parse import quote, urlsplit
 
 import anyio.to_thread
 import fsspec
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
-
 from prefect.filesystems import WritableFileSystem
+from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
 
 class StorageError(Exception):
@@ -92,8 +91,9 @@ class MediaStorage(WritableFileSystem):
                     options["key"] = self.aws_access_key_id
                 if self.aws_secret_access_key:
                     options["secret"] = self.aws_secret_access_key.get_secret_value()
-                client_kwargs = {k: v for k, v in (("endpoint_url", self.endpoint_url),
-                                                   ("region_name", self.region_name)) if v}
+                client_kwargs = {
+                    k: v for k, v in (("endpoint_url", self.endpoint_url), ("region_name", self.region_name)) if v
+                }
                 self._fs = fsspec.filesystem(
                     "s3", client_kwargs=client_kwargs, config_kwargs={"signature_version": "s3v4"}, **options
                 )
@@ -107,7 +107,9 @@ class MediaStorage(WritableFileSystem):
         """The filesystem path of a key; keys are relative, and may not climb out of basepath."""
         key = key.replace("\\", "/").lstrip("/")
         if not key or any(part == ".." for part in key.split("/")):
-            raise StorageError(f"storage key {key!r} is empty or leaves basepath: use a relative key like 'inputs/a.jpg'")
+            raise StorageError(
+                f"storage key {key!r} is empty or leaves basepath: use a relative key like 'inputs/a.jpg'"
+            )
         return posixpath.join(self.root, key)
 
     def uri(self, key: str) -> str:

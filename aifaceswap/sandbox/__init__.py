@@ -1,0 +1,11 @@
+"""An offline server that speaks the aifaceswap API and really detects and swaps faces (classical CV, CPU).
+
+>>> from aifaceswap.sandbox import SandboxConfig, SandboxServer
+>>> with SandboxServer(SandboxConfig(keys={"demo-key": 100})) as server:   # doctest: +SKIP
+...     print(server.url)
+"""
+
+from aifaceswap.sandbox.config import FaultConfig, SandboxConfig
+from aifaceswap.sandbox.server import SandboxServer, serve_forever
+
+__all__ = ["FaultConfig", "SandboxConfig", "SandboxServer", "serve_forever"]

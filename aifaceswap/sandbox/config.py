@@ -1,0 +1,43 @@
+"""How a sandbox is set up: its keys and balances, its pace, and the faults it injects for drills."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class FaultConfig(BaseModel):
+    """Faults injected on purpose, each a share of calls or jobs between 0 and 1. All off by default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fail_rate: float = Field(default=0.0, ge=0, le=1, description="Jobs that end with success 0.")
+    drop_webhook_rate: float = Field(default=0.0, ge=0, le=1, description="Jobs whose callback is never sent.")
+    duplicate_webhook_rate: float = Field(default=0.0, ge=0, le=1, description="Callbacks sent twice.")
+    delay_webhook_rate: float = Field(default=0.0, ge=0, le=1, description="Callbacks held back.")
+    delay_webhook_seconds: float = Field(default=0.0, ge=0, description="How long a delayed callback waits.")
+    server_error_rate: float = Field(default=0.0, ge=0, le=1, description="Calls refused with HTTP 500.")
+    rate_limit_rate: float = Field(default=0.0, ge=0, le=1, description="Calls refused with HTTP 429.")
+    retry_after_seconds: float = Field(default=1.0, ge=0, description="Retry-After sent with a 429.")
+    seed: int | None = Field(default=None, description="Seed of the fault dice, for repeatable drills.")
+
+
+class SandboxConfig(BaseModel):
+    """The sandbox's settings. ``keys`` maps each accepted API key to its starting balance in credits."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    keys: dict[str, int] = Field(default_factory=lambda: {"sandbox-key": 1000})
+    public_url: str | None = Field(
+        default=None, description="Base URL of result links; default: the address the server listens on."
+    )
+    processing_delay: float = Field(default=0.0, ge=0, description="Seconds each job waits before working.")
+    concurrency: int = Field(default=2, ge=1, description="Jobs processed at once.")
+    result_ttl_seconds: float = Field(default=3600.0, gt=0, description="How long result URLs stay valid.")
+    webhook_retries: int = Field(default=3, ge=0, description="Re-deliveries of a callback that failed.")
+    webhook_backoff_seconds: float = Field(default=0.5, ge=0, description="First wait between deliveries.")
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    fetch_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout to fetch an input URL.")
+    max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
+    max_video_bytes: int = Field(default=500 * 1024 * 1024, gt=0)
+    results_dir: str | None = Field(default=None, description="Where results are kept; default: a temp folder.")
+    faults: FaultConfig = Field(default_factory=FaultConfig)

@@ -1,0 +1,231 @@
+"""The sandbox's operations: check the key and the balance, load and check inputs, charge, then work.
+
+Nothing is charged until the request and its inputs have been checked; swap endpoints answer with a
+``task_id`` at once and finish in the background.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import uuid
+from functools import partial
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from aifaceswap.models import (
+    ApiRequest,
+    CallbackType,
+    ExtractBase64FaceData,
+    ExtractBase64FaceRequest,
+    ExtractFaceData,
+    ExtractFaceRequest,
+    FaceBox,
+    FaceSwapRequest,
+    MultiFaceSwapRequest,
+    MultiVideoFaceSwapRequest,
+    SubmitData,
+    SubmitRequest,
+    VideoFaceSwapRequest,
+)
+from aifaceswap.pricing import estimate_credits
+from aifaceswap.sandbox.config import FaultConfig, SandboxConfig
+from aifaceswap.sandbox.faults import FaultDice
+from aifaceswap.sandbox.inputs import InputError, InputLoader
+from aifaceswap.sandbox.jobs import Job, JobRunner, Work
+from aifaceswap.sandbox.ledger import Ledger
+from aifaceswap.sandbox.results import ResultStore
+from aifaceswap.sandbox.vision import FaceEngine, encode_image
+from aifaceswap.sandbox.webhooks import WebhookSender
+
+logger = logging.getLogger("aifaceswap.sandbox")
+
+
+def price_of(request: ApiRequest) -> int:
+    """What a request costs by the pricing table (the ``points`` the sandbox answers with)."""
+    if isinstance(request, VideoFaceSwapRequest):
+        return estimate_credits(request.operation, duration=request.duration, enhance=request.enhance)
+    if isinstance(request, MultiVideoFaceSwapRequest):
+        return estimate_credits(
+            request.operation, duration=request.duration, enhance=request.enhance, face_count=len(request.ref_info)
+        )
+    return estimate_credits(request.operation)
+
+
+class Sandbox:
+    """The state and operations behind the sandbox's HTTP API."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.ledger = Ledger(config.keys)
+        self.dice = FaultDice(config.faults)
+        self.base_url = config.public_url or "http://127.0.0.1"
+        self._tmp = tempfile.TemporaryDirectory(prefix="aifaceswap-sandbox-")
+        workdir = Path(self._tmp.name)
+        self.results = ResultStore(
+            Path(config.results_dir) if config.results_dir else workdir / "results", config.result_ttl_seconds
+        )
+        self._workdir = workdir
+        self._engine: FaceEngine | None = None
+        self._http: httpx.AsyncClient | None = None
+        self.runner: JobRunner | None = None
+        self.webhooks: WebhookSender | None = None
+        self.loader: InputLoader | None = None
+
+    @property
+    def engine(self) -> FaceEngine:
+        if self._engine is None:
+            self._engine = FaceEngine()
+            logger.info("sandbox face engine: %s", self._engine.backend)
+        return self._engine
+
+    async def start(self) -> None:
+        self._http = httpx.AsyncClient(timeout=self.config.fetch_timeout_seconds)
+        self.loader = InputLoader(
+            self._http,
+            max_image_bytes=self.config.max_image_bytes,
+            max_video_bytes=self.config.max_video_bytes,
+            workdir=self._workdir,
+        )
+        self.webhooks = WebhookSender(self._http, self.config, self.dice)
+        self.runner = JobRunner(
+            concurrency=self.config.concurrency,
+            processing_delay=self.config.processing_delay,
+            results=self.results,
+            ledger=self.ledger,
+            webhooks=self.webhooks,
+            dice=self.dice,
+            result_base_url=lambda: self.base_url,
+        )
+        await asyncio.to_thread(lambda: self.engine)
+
+    async def stop(self) -> None:
+        if self.runner:
+            await self.runner.close()
+        if self._http:
+            await self._http.aclose()
+        self._tmp.cleanup()
+
+    def set_faults(self, faults: FaultConfig) -> None:
+        self.dice.configure(faults)
+
+    async def handle(self, key: str, request: ApiRequest) -> ExtractFaceData | ExtractBase64FaceData | SubmitData:
+        """Run one validated request for an authenticated key (raises InputError / NotEnoughCredits)."""
+        price = price_of(request)
+        self.ledger.ensure(key, price)
+        match request:
+            case ExtractFaceRequest():
+                boxes = await self._detect(await self._loader().image(request.img, "img"))
+                self.ledger.charge(key, request.operation, price)
+                return ExtractFaceData(faces=boxes, points=price)
+            case ExtractBase64FaceRequest():
+                boxes = await self._detect(InputLoader.base64_image(request.base64_img, "base64_img"))
+                self.ledger.charge(key, request.operation, price)
+                return ExtractBase64FaceData(pos=boxes, points=price)
+            case FaceSwapRequest():
+                work, cleanup, suffix = await self._faceswap_work(request)
+            case MultiFaceSwapRequest():
+                work, cleanup, suffix = await self._multi_faceswap_work(request)
+            case VideoFaceSwapRequest():
+                work, cleanup, suffix = await self._video_work(request)
+            case MultiVideoFaceSwapRequest():
+                work, cleanup, suffix = await self._multi_video_work(request)
+            case _:
+                raise TypeError(f"unknown request {type(request).__name__}")
+        assert isinstance(request, SubmitRequest)
+        return self._start_job(key, request, price, work, cleanup, suffix)
+
+    def _loader(self) -> InputLoader:
+        if self.loader is None:
+            raise RuntimeError("the sandbox is not started")
+        return self.loader
+
+    async def _detect(self, image: np.ndarray) -> list[FaceBox]:
+        boxes = await asyncio.to_thread(self.engine.detect, image)
+        return [FaceBox.model_validate(list(box)) for box in boxes]
+
+    def _start_job(
+        self, key: str, request: SubmitRequest, price: int, work: Work, cleanup: list[Path], suffix: str
+    ) -> SubmitData:
+        task_id = uuid.uuid4().hex
+        try:
+            self.ledger.charge(key, request.operation, price, task_id)
+        except BaseException:
+            for path in cleanup:
+                path.unlink(missing_ok=True)
+            raise
+        multi = isinstance(request, MultiFaceSwapRequest | MultiVideoFaceSwapRequest)
+        job = Job(
+            task_id=task_id,
+            key=key,
+            operation=request.operation,
+            callback_type=CallbackType.MULTIPLE if multi else CallbackType.SINGLE,
+            webhook=request.webhook,
+            work=work,
+            suffix=suffix,
+            cleanup=cleanup,
+        )
+        assert self.runner is not None
+        self.runner.submit(job)
+        logger.info("job %s (%s) accepted for %d credits", task_id, request.operation, price)
+        return SubmitData(task_id=task_id, points=price)
+
+    async def _faceswap_work(self, request: FaceSwapRequest) -> tuple[Work, list[Path], str]:
+        source, face = await asyncio.gather(
+            self._loader().image(request.source_image, "source_image"),
+            self._loader().image(request.face_image, "face_image"),
+        )
+
+        def work(output: Path) -> None:
+            output.write_bytes(encode_image(self.engine.swap(source, face), "png"))
+
+        return work, [], ".png"
+
+    async def _multi_faceswap_work(self, request: MultiFaceSwapRequest) -> tuple[Work, list[Path], str]:
+        loader = self._loader()
+        source, *faces = await asyncio.gather(
+            loader.image(request.source_image, "source_image"),
+            *(loader.image(url, f"face_image[{i}]") for i, url in enumerate(request.face_image)),
+        )
+        found = len(await self._detect(source))
+        for position, index in enumerate(request.index):
+            if index >= found:
+                raise InputError(
+                    f"index[{position}]",
+                    f"face {index} does not exist: source_image has {found} face(s), numbered 0 to {found - 1} "
+                    "from left to right as extract_face returns them",
+                )
+
+        def work(output: Path) -> None:
+            output.write_bytes(encode_image(self.engine.multi_swap(source, list(faces), list(request.index)), "png"))
+
+        return work, [], ".png"
+
+    async def _video_work(self, request: VideoFaceSwapRequest) -> tuple[Work, list[Path], str]:
+        loader = self._loader()
+        face = await loader.image(request.face_image, "face_image")
+        video, _info = await loader.video(request.source_video, "source_video")
+        work = partial(self._swap_video, video, face, int(request.enhance))
+        return work, [video], ".mp4"
+
+    def _swap_video(self, video: Path, face: np.ndarray, enhance: int, output: Path) -> None:
+        self.engine.swap_video(video, output, face, enhance=enhance)
+
+    async def _multi_video_work(self, request: MultiVideoFaceSwapRequest) -> tuple[Work, list[Path], str]:
+        loader = self._loader()
+        crops = [
+            InputLoader.base64_image(ref.face_ref, f"ref_info[{i}].face_ref") for i, ref in enumerate(request.ref_info)
+        ]
+        faces = await asyncio.gather(
+            *(loader.image(ref.face_url, f"ref_info[{i}].face_url") for i, ref in enumerate(request.ref_info))
+        )
+        video, _info = await loader.video(request.source_video, "source_video")
+        refs = list(zip(crops, faces, strict=True))
+
+        def work(output: Path) -> None:
+            self.engine.swap_video_multi(video, output, refs, enhance=int(request.enhance))
+
+        return work, [video], ".mp4"

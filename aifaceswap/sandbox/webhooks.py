@@ -1,0 +1,69 @@
+"""Delivering job callbacks to the webhook URL, with bounded retries and the drills' faults."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from aifaceswap.models import TaskCallback
+from aifaceswap.sandbox.config import SandboxConfig
+from aifaceswap.sandbox.faults import FaultDice
+
+logger = logging.getLogger("aifaceswap.sandbox")
+
+
+@dataclass
+class Delivery:
+    """One POST of a callback: when, to where, and what came back (status None: no answer)."""
+
+    task_id: str
+    url: str
+    attempt: int
+    status: int | None
+    at: float = field(default_factory=time.time)
+
+
+class WebhookSender:
+    def __init__(self, http: httpx.AsyncClient, config: SandboxConfig, dice: FaultDice) -> None:
+        self._http = http
+        self._config = config
+        self._dice = dice
+        self.deliveries: list[Delivery] = []
+
+    async def send(self, url: str, callback: TaskCallback) -> bool:
+        """Deliver a callback as the faults say (dropped, delayed, twice); True if one delivery was accepted."""
+        faults = self._dice.config
+        if self._dice.roll(faults.drop_webhook_rate):
+            logger.info("fault: dropping the callback of %s", callback.task_id)
+            return False
+        if self._dice.roll(faults.delay_webhook_rate):
+            await asyncio.sleep(faults.delay_webhook_seconds)
+        delivered = await self._deliver(url, callback)
+        if self._dice.roll(faults.duplicate_webhook_rate):
+            delivered = await self._deliver(url, callback) or delivered
+        return delivered
+
+    async def _deliver(self, url: str, callback: TaskCallback) -> bool:
+        body = callback.model_dump(mode="json", exclude_none=True)
+        delay = self._config.webhook_backoff_seconds
+        for attempt in range(1, self._config.webhook_retries + 2):
+            status: int | None = None
+            try:
+                response = await self._http.post(url, json=body, timeout=self._config.webhook_timeout_seconds)
+                status = response.status_code
+            except httpx.HTTPError as error:
+                logger.warning("callback of %s to %s failed: %r", callback.task_id, url, error)
+            self.deliveries.append(Delivery(callback.task_id, url, attempt, status))
+            if status is not None and 200 <= status < 300:
+                return True
+            if status is not None and 400 <= status < 500 and status not in (408, 429):
+                logger.warning("callback of %s refused with HTTP %s: not retried", callback.task_id, status)
+                return False
+            if attempt <= self._config.webhook_retries:
+                await asyncio.sleep(delay)
+                delay *= 2
+        return False

@@ -1,0 +1,156 @@
+"""Tasks that call the API: find faces, submit a paid job (once), wait for its callback."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from prefect import task
+from prefect.context import TaskRunContext
+from prefect.events import emit_event
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+from pydantic import BaseModel
+
+from aifaceswap.errors import AIFaceSwapError
+from aifaceswap.models import ApiRequest, FaceBox
+from blocks import AIFaceSwapCredentials, WebhookReceiver
+from flows.waiting import ArrivedCallback, wait_for_task_callback
+from receiver.events import SUBMITTED, related_flow_run, task_resource_id
+from receiver.tokens import JobToken
+
+
+class JobFailed(RuntimeError):
+    """The service called back with ``success: 0``: the job failed on its side (credits are its business)."""
+
+
+class SubmittedJob(BaseModel):
+    """A job the service accepted: its task_id, what it cost, and where its result will be stored."""
+
+    job_id: str
+    task_id: str
+    operation: str
+    points: int
+    storage_block: str | None
+    result_key: str | None
+    flow_run_id: str | None
+
+
+def plan_job(
+    operation: str,
+    inputs: dict[str, Any],
+    *,
+    storage_block: str,
+    result_suffix: str,
+    position: int = 0,
+    wait: bool = True,
+) -> JobToken:
+    """The job's identity: the same operation, inputs, flow run and item position always give the same job,
+    so a retried or restarted flow run finds its earlier submission instead of paying again."""
+    run_id = flow_run.get_id()
+    identity = json.dumps(
+        {"operation": operation, "inputs": inputs, "flow_run": run_id, "position": position},
+        sort_keys=True,
+        default=str,
+    )
+    job_id = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    return JobToken(
+        job_id=job_id,
+        operation=operation,
+        flow_run_id=run_id,
+        storage_block=storage_block,
+        result_key=f"results/{operation}/{job_id[:16]}{result_suffix}",
+        store_by="flow" if wait else "trigger",
+    )
+
+
+def retry_if_safe(task: object, task_run: object, state: Any) -> bool:
+    """Retry only errors that certainly had no effect on the service (no connection, 429, 5xx)."""
+    return isinstance(state.data, AIFaceSwapError) and state.data.retryable
+
+
+def submit_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    return f"aifaceswap-submit-{parameters['job'].job_id}"
+
+
+@task(
+    name="extract-faces",
+    task_run_name="extract faces of {name}",
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    retry_condition_fn=retry_if_safe,
+)
+async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: str) -> list[FaceBox]:
+    """Every face of an image (URL or file), in the order the API numbers them (2 credits)."""
+    async with credentials.get_client() as client:
+        found = await client.extract_face(image)
+    get_run_logger().info("%s: %d face(s), %d credits", name, len(found.faces), found.points)
+    return found.faces
+
+
+@task(
+    name="extract-frame-faces",
+    task_run_name="extract faces of a video frame",
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    retry_condition_fn=retry_if_safe,
+)
+async def extract_frame_faces(credentials: AIFaceSwapCredentials, frame_png: bytes) -> list[FaceBox]:
+    """The faces of one video frame, through extract_base64_face (2 credits)."""
+    async with credentials.get_client() as client:
+        found = await client.extract_base64_face(frame_png)
+    get_run_logger().info("video frame: %d face(s)", len(found.pos))
+    return found.pos
+
+
+@task(
+    name="submit",
+    task_run_name="submit {job.operation} job {job.job_id:.12}",
+    cache_key_fn=submit_cache_key,
+    persist_result=True,
+    retries=3,
+    retry_delay_seconds=[2, 10, 30],
+    retry_condition_fn=retry_if_safe,
+)
+async def submit(credentials: AIFaceSwapCredentials, job: JobToken, request: ApiRequest) -> SubmittedJob:
+    """Start the paid job. Cached by job: a retry of the flow run re-attaches to the recorded task_id."""
+    async with credentials.get_client() as client:
+        data = await client.send(request)
+    submitted = SubmittedJob(
+        job_id=job.job_id,
+        task_id=data.task_id,
+        operation=job.operation,
+        points=data.points,
+        storage_block=job.storage_block,
+        result_key=job.result_key,
+        flow_run_id=job.flow_run_id,
+    )
+    get_run_logger().info("submitted %s: task_id=%s, %d credits", job.operation, data.task_id, data.points)
+    emit_event(
+        event=SUBMITTED,
+        resource={
+            "prefect.resource.id": task_resource_id(data.task_id),
+            "prefect.resource.name": f"{job.operation} {data.task_id}",
+            "aifaceswap.operation": job.operation,
+            "aifaceswap.job-id": job.job_id,
+        },
+        related=related_flow_run(job.flow_run_id),
+        payload=submitted.model_dump(),
+    )
+    return submitted
+
+
+@task(name="wait-for-callback", task_run_name="wait for callback of {task_id}")
+async def wait_for_callback(task_id: str, receiver: WebhookReceiver, timeout_seconds: float = 900) -> ArrivedCallback:
+    """The job's callback, whenever it arrives; JobFailed when the service reports failure."""
+    callback = await wait_for_task_callback(
+        task_id,
+        timeout_seconds,
+        receiver_url=receiver.public_url,
+        secret=receiver.signing_secret.get_secret_value(),
+    )
+    if not callback.succeeded:
+        raise JobFailed(f"the service reported that task {task_id} failed (success 0)")
+    get_run_logger().info("callback of %s: result at %s", task_id, callback.result_image)
+    return callback

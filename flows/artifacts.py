@@ -1,0 +1,74 @@
+"""What a run shows in the Prefect UI: numbered faces, before/after, credits."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from PIL import Image, ImageDraw
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+from aifaceswap.models import FaceBox
+from blocks import MediaStorage, StorageError
+
+
+def artifact_key(*parts: str) -> str:
+    """A valid artifact key (lowercase letters, digits, dashes)."""
+    return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:120] or "faceswap"
+
+
+def numbered_faces(image: Image.Image, boxes: list[FaceBox]) -> bytes:
+    """The image with each face boxed and numbered by its index (what multi_faceswap's ``index`` means)."""
+    drawn = image.convert("RGB").copy()
+    pen = ImageDraw.Draw(drawn)
+    width = max(2, image.width // 200)
+    for index, box in enumerate(boxes):
+        pen.rectangle(box.as_tuple(), outline=(255, 40, 40), width=width)
+        pen.rectangle((box.x1, max(0, box.y1 - 14 * width), box.x1 + 10 * width, box.y1), fill=(255, 40, 40))
+        pen.text((box.x1 + width, max(0, box.y1 - 13 * width)), str(index), fill=(255, 255, 255))
+    buffer = io.BytesIO()
+    drawn.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _link(storage: MediaStorage, key: str) -> str:
+    try:
+        return storage.url_for(key)
+    except StorageError:
+        return storage.uri(key)
+
+
+async def faces_artifact(storage: MediaStorage, image: Image.Image, boxes: list[FaceBox], key: str, name: str) -> str:
+    """Store the numbered-faces picture and show it, with the boxes, as a markdown artifact."""
+    picture = storage.write_bytes(key, numbered_faces(image, boxes))
+    rows = "\n".join(f"| {i} | {b.x1} | {b.y1} | {b.x2} | {b.y2} |" for i, b in enumerate(boxes))
+    await acreate_markdown_artifact(
+        key=artifact_key("faces", name),
+        markdown=(
+            f"### {len(boxes)} face(s) in {name}\n\n![numbered faces]({_link(storage, picture)})\n\n"
+            f"| index | x1 | y1 | x2 | y2 |\n|---|---|---|---|---|\n{rows}\n"
+        ),
+        description=f"Faces detected in {name}, numbered as `index` counts them",
+    )
+    return picture
+
+
+async def before_after_artifact(
+    storage: MediaStorage, before: str, after_key: str, *, task_id: str, credits: int, operation: str
+) -> None:
+    after = _link(storage, after_key)
+    is_video = after_key.endswith(".mp4")
+    shown = f"[result video]({after})" if is_video else f"![after]({after})"
+    original = f"[source]({before})" if is_video else f"![before]({before})"
+    await acreate_markdown_artifact(
+        key=artifact_key("result", operation),
+        markdown=(
+            f"### {operation}: before / after\n\n| before | after |\n|---|---|\n| {original} | {shown} |\n\n"
+            f"- task_id: `{task_id}`\n- credits charged: {credits}\n- stored at: `{storage.uri(after_key)}`\n"
+        ),
+        description=f"{operation} result of task {task_id}",
+    )
+
+
+async def credits_artifact(rows: list[dict[str, object]], name: str) -> None:
+    await acreate_table_artifact(key=artifact_key("credits", name), table=rows, description="Credits charged per job")

@@ -1,0 +1,209 @@
+"""The batch flow: many single-image swaps from a manifest, with a concurrency limit, a budget, and one
+outcome per item (a failed item never fails the others)."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Literal
+
+from prefect import flow, task
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.concurrency.asyncio import concurrency
+from prefect.logging import get_run_logger
+from pydantic import BaseModel, ValidationError
+
+from aifaceswap.errors import InputValidationError
+from aifaceswap.models import FaceSwapRequest, validate_model
+from aifaceswap.pricing import estimate_credits
+from blocks import MediaStorage
+from flows.api_tasks import plan_job, submit
+from flows.artifacts import artifact_key, credits_artifact
+from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, Services, load_services
+from flows.media_tasks import upload
+from flows.outcome import finish
+
+
+class BatchItem(BaseModel):
+    """One line of the manifest."""
+
+    source_image: str
+    face_image: str
+    id: str | None = None
+
+
+class ItemOutcome(BaseModel):
+    position: int
+    id: str | None
+    status: Literal["stored", "submitted", "failed", "skipped"]
+    task_id: str | None = None
+    credits: int = 0
+    result_uri: str | None = None
+    error: str | None = None
+
+
+class BatchReport(BaseModel):
+    items: list[ItemOutcome]
+    credits: int
+    stored: int
+    submitted: int
+    failed: int
+    skipped: int
+    report_key: str | None = None
+
+
+@task(name="read-manifest", task_run_name="read manifest {manifest}")
+def read_manifest(storage: MediaStorage, manifest: str) -> list[BatchItem]:
+    """Items of a CSV (header: source_image,face_image[,id]) or JSONL manifest, local or in storage."""
+    local = Path(manifest).expanduser()
+    if local.is_file():
+        text = local.read_text()
+    elif storage.exists(manifest):
+        text = storage.read_bytes(manifest).decode()
+    else:
+        raise InputValidationError(
+            f"manifest: {manifest!r} is neither a local file nor a key in storage: check the path"
+        )
+    if manifest.endswith((".jsonl", ".ndjson")):
+        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        rows = list(csv.DictReader(io.StringIO(text)))
+    items = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            items.append(BatchItem.model_validate(row))
+        except ValidationError as error:
+            raise InputValidationError(
+                f"manifest line {number}: {error.errors()[0]['loc'][0]} {error.errors()[0]['msg'].lower()}: "
+                "each line needs source_image and face_image"
+            ) from None
+    if not items:
+        raise InputValidationError(f"manifest: {manifest} has no items")
+    return items
+
+
+class Budget:
+    """Credits reserved by the items submitted so far; an item that would go over is not submitted."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self.reserved = 0
+        self._lock = asyncio.Lock()
+
+    async def reserve(self, credits: int) -> bool:
+        async with self._lock:
+            if self.limit is not None and self.reserved + credits > self.limit:
+                return False
+            self.reserved += credits
+            return True
+
+
+async def swap_item(
+    services: Services, item: BatchItem, position: int, *, wait: bool, timeout_seconds: float
+) -> ItemOutcome:
+    source, face = await asyncio.gather(
+        upload(services.storage, item.source_image, f"item {position} source_image"),
+        upload(services.storage, item.face_image, f"item {position} face_image"),
+    )
+    job = plan_job(
+        "faceswap",
+        {"source_image": source.key or source.url, "face_image": face.key or face.url},
+        storage_block=services.storage_block,
+        result_suffix=".png",
+        position=position,
+        wait=wait,
+    )
+    request = validate_model(
+        FaceSwapRequest,
+        {"source_image": source.url, "face_image": face.url, "webhook": services.receiver.callback_url(job)},
+    )
+    submitted = await submit.with_options(task_run_name=f"submit item {position}")(services.credentials, job, request)
+    outcome = await finish(
+        submitted,
+        services.storage,
+        services.receiver,
+        wait=wait,
+        timeout_seconds=timeout_seconds,
+        before_url=source.url,
+    )
+    return ItemOutcome(
+        position=position,
+        id=item.id,
+        status=outcome.status,
+        task_id=outcome.task_id,
+        credits=outcome.credits,
+        result_uri=outcome.result_uri,
+    )
+
+
+@flow(name="batch-faceswap")
+async def batch_faceswap(
+    manifest: str,
+    max_concurrency: int = 4,
+    max_credits: int | None = None,
+    concurrency_limit: str | None = None,
+    wait: bool = True,
+    timeout_seconds: float = 900,
+    credentials_block: str = DEFAULT_CREDENTIALS,
+    storage_block: str = DEFAULT_STORAGE,
+    receiver_block: str = DEFAULT_RECEIVER,
+) -> BatchReport:
+    """Swap every line of a manifest, ``max_concurrency`` at a time (and within the global concurrency
+    limit ``concurrency_limit`` if given). Items over ``max_credits`` are skipped, never submitted."""
+    logger = get_run_logger()
+    services = await load_services(credentials_block, storage_block, receiver_block)
+    items = await asyncio.to_thread(read_manifest, services.storage, manifest)
+    price = estimate_credits("faceswap")
+    budget = Budget(max_credits)
+    slots = asyncio.Semaphore(max_concurrency)
+    progress = await acreate_progress_artifact(progress=0.0, description=f"batch of {len(items)} items")
+    done = 0
+
+    async def run(position: int, item: BatchItem) -> ItemOutcome:
+        nonlocal done
+        async with slots, AsyncExitStack() as stack:
+            if concurrency_limit:
+                await stack.enter_async_context(concurrency(concurrency_limit, occupy=1))
+            if not await budget.reserve(price):
+                outcome = ItemOutcome(position=position, id=item.id, status="skipped", error="over max_credits")
+            else:
+                try:
+                    outcome = await swap_item(services, item, position, wait=wait, timeout_seconds=timeout_seconds)
+                except Exception as error:
+                    logger.warning("item %d failed: %s", position, error)
+                    outcome = ItemOutcome(position=position, id=item.id, status="failed", error=str(error)[:500])
+        done += 1
+        await aupdate_progress_artifact(progress, progress=100.0 * done / len(items))
+        return outcome
+
+    outcomes = list(await asyncio.gather(*(run(i, item) for i, item in enumerate(items))))
+    report = BatchReport(
+        items=outcomes,
+        credits=sum(o.credits for o in outcomes),
+        **{
+            status: sum(o.status == status for o in outcomes) for status in ("stored", "submitted", "failed", "skipped")
+        },
+    )
+    report.report_key = f"reports/{artifact_key('batch', Path(manifest).stem)}-{len(items)}.json"
+    await asyncio.to_thread(services.storage.write_bytes, report.report_key, report.model_dump_json(indent=2).encode())
+    await credits_artifact(
+        [
+            {"item": o.position, "id": o.id or "", "status": o.status, "task_id": o.task_id or "", "credits": o.credits}
+            for o in outcomes
+        ]
+        + [{"item": "total", "id": "", "status": "", "task_id": "", "credits": report.credits}],
+        "batch",
+    )
+    logger.info(
+        "batch: %d stored, %d submitted, %d failed, %d skipped, %d credits",
+        report.stored,
+        report.submitted,
+        report.failed,
+        report.skipped,
+        report.credits,
+    )
+    return report

@@ -1,0 +1,191 @@
+"""Image flows: faceswap, extract_faces and multi_faceswap, each reading top to bottom as its DAG."""
+
+from __future__ import annotations
+
+import asyncio
+
+from prefect import flow, task
+from prefect.logging import get_run_logger
+from pydantic import BaseModel
+
+from aifaceswap.errors import InputValidationError
+from aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest, validate_model
+from aifaceswap.pricing import estimate_credits
+from blocks import MediaStorage
+from flows.api_tasks import extract_faces as extract_faces_task
+from flows.api_tasks import plan_job, submit
+from flows.artifacts import artifact_key, faces_artifact
+from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
+from flows.budget import check_budget
+from flows.face_matching import crop, load_image, most_similar
+from flows.media_tasks import upload
+from flows.outcome import SwapOutcome, finish
+
+
+class DetectedFaces(BaseModel):
+    image: str
+    faces: list[FaceBox]
+    picture_key: str | None = None
+
+
+@flow(name="faceswap")
+async def faceswap(
+    source_image: str,
+    face_image: str,
+    wait: bool = True,
+    timeout_seconds: float = 900,
+    max_credits: int | None = None,
+    credentials_block: str = DEFAULT_CREDENTIALS,
+    storage_block: str = DEFAULT_STORAGE,
+    receiver_block: str = DEFAULT_RECEIVER,
+) -> SwapOutcome:
+    """Put the face of ``face_image`` on the main face of ``source_image`` (2 credits).
+
+    Inputs are local paths, storage keys or http(s) URLs. Example:
+        ``asyncio.run(faceswap("photos/team.jpg", "photos/me.jpg"))``
+    """
+    check_budget(estimate_credits("faceswap"), max_credits)
+    services = await load_services(credentials_block, storage_block, receiver_block)
+    source, face = await asyncio.gather(
+        upload(services.storage, source_image, "source_image"), upload(services.storage, face_image, "face_image")
+    )
+    job = plan_job(
+        "faceswap",
+        {"source_image": source.key or source.url, "face_image": face.key or face.url},
+        storage_block=storage_block,
+        result_suffix=".png",
+        wait=wait,
+    )
+    request = validate_model(
+        FaceSwapRequest,
+        {"source_image": source.url, "face_image": face.url, "webhook": services.receiver.callback_url(job)},
+    )
+    submitted = await submit(services.credentials, job, request)
+    return await finish(
+        submitted,
+        services.storage,
+        services.receiver,
+        wait=wait,
+        timeout_seconds=timeout_seconds,
+        before_url=source.url,
+    )
+
+
+@flow(name="extract-faces")
+async def extract_faces(
+    image: str, credentials_block: str = DEFAULT_CREDENTIALS, storage_block: str = DEFAULT_STORAGE
+) -> DetectedFaces:
+    """Find and number every face of an image (2 credits); the run shows them as an artifact."""
+    services = await load_services(credentials_block, storage_block)
+    staged = await upload(services.storage, image, "image")
+    faces = await extract_faces_task(services.credentials, staged.url, staged.name)
+    picture = await show_faces(services.storage, staged.key or staged.url, faces, staged.name)
+    return DetectedFaces(image=staged.url, faces=faces, picture_key=picture)
+
+
+@task(name="show-faces", task_run_name="number the faces of {name}")
+async def show_faces(storage: MediaStorage, image: str, faces: list[FaceBox], name: str) -> str | None:
+    data = await asyncio.to_thread(_read_media, storage, image)
+    key = f"artifacts/{artifact_key(name)}-faces.png"
+    return await faces_artifact(storage, load_image(data), faces, key, name)
+
+
+def _read_media(storage: MediaStorage, key_or_url: str) -> bytes:
+    if key_or_url.startswith(("http://", "https://")):
+        import httpx
+
+        response = httpx.get(key_or_url, timeout=60, follow_redirects=True)
+        response.raise_for_status()
+        return response.content
+    return storage.read_bytes(key_or_url)
+
+
+@task(name="select-faces", task_run_name="select faces of {name}")
+async def select_faces(
+    storage: MediaStorage,
+    source: str,
+    faces: list[FaceBox],
+    name: str,
+    indexes: list[int] | None = None,
+    references: list[str] | None = None,
+) -> list[int]:
+    """The indexes of the faces to replace: given, or for each reference photo the most similar face."""
+    if indexes is not None:
+        wrong = [i for i in indexes if not 0 <= i < len(faces)]
+        if wrong:
+            raise InputValidationError(
+                f"face_indexes: {wrong} out of range: {name} has {len(faces)} face(s), numbered 0 to "
+                f"{len(faces) - 1} (see the numbered-faces artifact of extract-faces)"
+            )
+        return indexes
+    if not references:
+        raise InputValidationError("face_indexes: give the indexes of the faces to replace, or reference photos")
+    picture = load_image(await asyncio.to_thread(_read_media, storage, source))
+    crops = [crop(picture, box) for box in faces]
+    chosen = []
+    for reference in references:
+        best, scores = most_similar(load_image(await asyncio.to_thread(_read_media, storage, reference)), crops)
+        get_run_logger().info("reference %s is most like face %d (scores %s)", reference, best, scores)
+        chosen.append(best)
+    if len(set(chosen)) != len(chosen):
+        raise InputValidationError(f"reference_images: two references match the same face {chosen}: give face_indexes")
+    return chosen
+
+
+@flow(name="multi-faceswap")
+async def multi_faceswap(
+    source_image: str,
+    face_images: list[str],
+    face_indexes: list[int] | None = None,
+    reference_images: list[str] | None = None,
+    wait: bool = True,
+    timeout_seconds: float = 900,
+    max_credits: int | None = None,
+    credentials_block: str = DEFAULT_CREDENTIALS,
+    storage_block: str = DEFAULT_STORAGE,
+    receiver_block: str = DEFAULT_RECEIVER,
+) -> SwapOutcome:
+    """Replace several faces of one image: ``face_images[i]`` goes on face ``face_indexes[i]`` (numbered left to
+    right by extract_face), or on the face most like ``reference_images[i]``. Costs 2 (extract) + 5 credits."""
+    check_budget(estimate_credits("extract_face") + estimate_credits("multi_faceswap"), max_credits)
+    wanted = face_indexes if face_indexes is not None else reference_images
+    if not face_images or wanted is None or len(wanted) != len(face_images):
+        raise InputValidationError(
+            f"face_images: give one face image per face to replace, and as many face_indexes (or reference_images); "
+            f"got {len(face_images)} face image(s) and {len(wanted or [])} index(es)"
+        )
+    services = await load_services(credentials_block, storage_block, receiver_block)
+    source, *faces = await asyncio.gather(
+        upload(services.storage, source_image, "source_image"),
+        *(upload(services.storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
+    )
+    detected = await extract_faces_task(services.credentials, source.url, source.name)
+    await show_faces(services.storage, source.key or source.url, detected, source.name)
+    indexes = await select_faces(
+        services.storage, source.key or source.url, detected, source.name, face_indexes, reference_images
+    )
+    job = plan_job(
+        "multi_faceswap",
+        {"source_image": source.key or source.url, "face_images": [f.key or f.url for f in faces], "index": indexes},
+        storage_block=storage_block,
+        result_suffix=".png",
+        wait=wait,
+    )
+    request = validate_model(
+        MultiFaceSwapRequest,
+        {
+            "source_image": source.url,
+            "face_image": [face.url for face in faces],
+            "index": indexes,
+            "webhook": services.receiver.callback_url(job),
+        },
+    )
+    submitted = await submit(services.credentials, job, request)
+    return await finish(
+        submitted,
+        services.storage,
+        services.receiver,
+        wait=wait,
+        timeout_seconds=timeout_seconds,
+        before_url=source.url,
+    )

@@ -1,0 +1,186 @@
+"""Tasks that move media: inputs into storage (as URLs the API can fetch), results out of the API into storage."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+from prefect import task
+from prefect.logging import get_run_logger
+
+from aifaceswap.errors import InputValidationError
+from aifaceswap.models import sniff_image_type
+from blocks import MediaStorage
+from flows.video_tools import VideoError, VideoFacts, trim_video, video_facts
+
+DOWNLOAD_CHUNK = 1024 * 1024
+
+
+def is_url(source: str) -> bool:
+    return urlsplit(source).scheme in ("http", "https")
+
+
+@dataclass(frozen=True)
+class StagedMedia:
+    """An input ready for the API: the URL it fetches, and where it sits in storage (None for plain URLs)."""
+
+    url: str
+    key: str | None
+    name: str
+
+
+def _check_image_file(path: Path, field: str) -> None:
+    if path.stat().st_size == 0:
+        raise InputValidationError(f"{field}: {path} is empty: pass a JPEG, PNG or WebP image")
+    with path.open("rb") as handle:
+        if sniff_image_type(handle.read(32)) is None:
+            raise InputValidationError(f"{field}: {path} is not an image: pass a JPEG, PNG or WebP file")
+
+
+def _input_key(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(DOWNLOAD_CHUNK), b""):
+            digest.update(chunk)
+    return f"inputs/{digest.hexdigest()[:16]}/{path.name}"
+
+
+def stage(storage: MediaStorage, source: str, field: str, kind: str = "image") -> StagedMedia:
+    """Make ``source`` (an http(s) URL, a local file or a storage key) fetchable by the API; checks it first."""
+    if is_url(source):
+        return StagedMedia(url=source, key=None, name=Path(urlsplit(source).path).name or field)
+    local = Path(source).expanduser()
+    if local.is_file():
+        if kind == "image":
+            _check_image_file(local, field)
+        else:
+            _video_facts(local, field)
+        key = storage.upload(local, _input_key(local))
+        return StagedMedia(url=storage.url_for(key), key=key, name=local.name)
+    if source and not source.startswith("/") and storage.exists(source):
+        if storage.size(source) == 0:
+            raise InputValidationError(f"{field}: {storage.uri(source)} is empty: pass a non-empty file")
+        return StagedMedia(url=storage.url_for(source), key=source, name=Path(source).name)
+    raise InputValidationError(
+        f"{field}: {source!r} is not an http(s) URL, an existing local file, or a key in storage "
+        f"{storage.basepath}: check the path"
+    )
+
+
+@task(
+    name="upload",
+    task_run_name="upload {field}",
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=lambda task, run, state: not isinstance(state.data, InputValidationError),
+)
+async def upload(storage: MediaStorage, source: str, field: str, kind: str = "image") -> StagedMedia:
+    """Stage one input in storage and return the URL the API fetches it from."""
+    staged = await asyncio.to_thread(stage, storage, source, field, kind)
+    get_run_logger().info("%s: %s -> %s", field, source, storage.uri(staged.key) if staged.key else staged.url)
+    return staged
+
+
+def _video_facts(path: Path, field: str) -> VideoFacts:
+    try:
+        return video_facts(path, field)
+    except VideoError as error:
+        raise InputValidationError(str(error)) from None
+
+
+async def download_to(url: str, target: Path, *, max_bytes: int = 2 * 1024**3) -> int:
+    size = 0
+    async with httpx.AsyncClient(timeout=60, follow_redirects=True) as http, http.stream("GET", url) as response:
+        response.raise_for_status()
+        with target.open("wb") as handle:
+            async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ValueError(f"{url} is larger than {max_bytes} bytes")
+                handle.write(chunk)
+    return size
+
+
+@task(name="prepare-video", task_run_name="prepare video {field}", retries=1)
+async def prepare_video(
+    storage: MediaStorage,
+    source: str,
+    workdir: str,
+    trim_start: float | None = None,
+    trim_end: float | None = None,
+    field: str = "source_video",
+) -> tuple[Path, VideoFacts]:
+    """A local copy of the video (downloaded if it is a URL or a storage key), trimmed when asked, with its
+    duration read from the file itself."""
+    folder = Path(workdir)
+    local = Path(source).expanduser()
+    if is_url(source):
+        local = folder / (Path(urlsplit(source).path).name or "input.mp4")
+        await download_to(source, local)
+    elif not local.is_file():
+        if not storage.exists(source):
+            raise InputValidationError(
+                f"{field}: {source!r} is not an http(s) URL, an existing local file, or a key in storage "
+                f"{storage.basepath}: check the path"
+            )
+        local = folder / Path(source).name
+        with storage.open(source) as remote, local.open("wb") as handle:
+            for chunk in iter(lambda: remote.read(DOWNLOAD_CHUNK), b""):
+                handle.write(chunk)
+    facts = _video_facts(local, field)
+    if trim_start is None and trim_end is None:
+        return local, facts
+    trimmed = folder / f"{local.stem}-trim-{trim_start or 0:g}-{trim_end or facts.duration:g}.mp4"
+    try:
+        facts = trim_video(local, trimmed, trim_start or 0.0, trim_end)
+    except VideoError as error:
+        raise InputValidationError(str(error)) from None
+    get_run_logger().info("trimmed %s to %.2f s", local.name, facts.duration)
+    return trimmed, facts
+
+
+def _check_result_head(head: bytes, kind: str, url: str) -> None:
+    if kind == "image" and sniff_image_type(head) is None:
+        raise ValueError(f"the result at {url} is not an image")
+    if kind == "video" and head[4:8] != b"ftyp":
+        raise ValueError(f"the result at {url} is not an MP4 video")
+
+
+@task(name="fetch-result", task_run_name="fetch result {key}", retries=3, retry_delay_seconds=[1, 5, 15])
+async def fetch_result(storage: MediaStorage, result_url: str, key: str, kind: str = "image") -> str:
+    """Stream the result from its temporary URL into storage, check it is a real image/video; returns its key."""
+    size = 0
+    async with (
+        httpx.AsyncClient(timeout=120, follow_redirects=True) as http,
+        http.stream("GET", result_url) as response,
+    ):
+        if response.status_code in (403, 404, 410):
+            raise RuntimeError(f"the result URL {result_url} answered {response.status_code}: it may have expired")
+        response.raise_for_status()
+        with storage.open(key, "wb") as handle:
+            head = b""
+            async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+                if len(head) < 16:
+                    head += chunk[:16]
+                    if len(head) >= 16:
+                        _check_result_head(head, kind, result_url)
+                handle.write(chunk)
+                size += len(chunk)
+    if size < 16:
+        raise ValueError(f"the result at {result_url} is empty or truncated ({size} bytes)")
+    if kind == "video":
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(folder) / "result.mp4"
+            with storage.open(key) as remote, local.open("wb") as handle:
+                for chunk in iter(lambda: remote.read(DOWNLOAD_CHUNK), b""):
+                    handle.write(chunk)
+            facts = video_facts(local, "result")
+        get_run_logger().info("stored %s (%d bytes, %.2f s video)", storage.uri(key), size, facts.duration)
+    else:
+        get_run_logger().info("stored %s (%d bytes)", storage.uri(key), size)
+    return key

@@ -1,0 +1,173 @@
+"""Video flows: video_faceswap and multi_video_faceswap. The duration is read from the file, never typed."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import tempfile
+
+from prefect import flow, task
+
+from aifaceswap.errors import InputValidationError
+from aifaceswap.models import MAX_VIDEO_REFS, FaceBox, MultiVideoFaceSwapRequest, VideoFaceSwapRequest, validate_model
+from aifaceswap.pricing import estimate_credits
+from flows.api_tasks import extract_frame_faces, plan_job, submit
+from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
+from flows.budget import check_budget
+from flows.face_matching import crop
+from flows.media_tasks import prepare_video, upload
+from flows.outcome import SwapOutcome, finish
+from flows.video_tools import grab_frame, image_bytes
+
+
+def _enhance(enhance: int) -> int:
+    if enhance not in (0, 1, 2):
+        raise InputValidationError(f"enhance: must be 0 (none), 1 (up to 1080p) or 2 (up to 2k), got {enhance}")
+    return enhance
+
+
+@flow(name="video-faceswap")
+async def video_faceswap(
+    source_video: str,
+    face_image: str,
+    enhance: int = 0,
+    trim_start: float | None = None,
+    trim_end: float | None = None,
+    wait: bool = True,
+    timeout_seconds: float = 3600,
+    max_credits: int | None = None,
+    credentials_block: str = DEFAULT_CREDENTIALS,
+    storage_block: str = DEFAULT_STORAGE,
+    receiver_block: str = DEFAULT_RECEIVER,
+) -> SwapOutcome:
+    """Swap one face through a video (optionally cut to [trim_start, trim_end) s first), charged per second."""
+    enhance = _enhance(enhance)
+    services = await load_services(credentials_block, storage_block, receiver_block)
+    with tempfile.TemporaryDirectory(prefix="faceswap-video-") as workdir:
+        local, facts = await prepare_video(services.storage, source_video, workdir, trim_start, trim_end)
+        check_budget(estimate_credits("video_faceswap", duration=facts.duration, enhance=enhance), max_credits)
+        video, face = await asyncio.gather(
+            upload(services.storage, str(local), "source_video", "video"),
+            upload(services.storage, face_image, "face_image"),
+        )
+    job = plan_job(
+        "video_faceswap",
+        {"source_video": video.key or video.url, "face_image": face.key or face.url, "enhance": enhance},
+        storage_block=storage_block,
+        result_suffix=".mp4",
+        wait=wait,
+    )
+    request = validate_model(
+        VideoFaceSwapRequest,
+        {
+            "source_video": video.url,
+            "face_image": face.url,
+            "duration": round(facts.duration, 3),
+            "enhance": enhance,
+            "webhook": services.receiver.callback_url(job),
+        },
+    )
+    submitted = await submit(services.credentials, job, request)
+    return await finish(
+        submitted,
+        services.storage,
+        services.receiver,
+        wait=wait,
+        timeout_seconds=timeout_seconds,
+        before_url=video.url,
+        kind="video",
+    )
+
+
+@task(name="crop-face-refs", task_run_name="crop {count} face refs from the frame")
+def crop_face_refs(frame_png: bytes, faces: list[FaceBox], indexes: list[int], count: int) -> list[str]:
+    """Base64 crops of the chosen faces of the frame: the ``face_ref`` values of multi_video_faceswap."""
+    from flows.face_matching import load_image
+
+    frame = load_image(frame_png)
+    return [base64.b64encode(image_bytes(crop(frame, faces[i], margin=0.1))).decode() for i in indexes]
+
+
+@flow(name="multi-video-faceswap")
+async def multi_video_faceswap(
+    source_video: str,
+    face_images: list[str],
+    face_indexes: list[int] | None = None,
+    frame_time: float = 0.0,
+    enhance: int = 0,
+    trim_start: float | None = None,
+    trim_end: float | None = None,
+    wait: bool = True,
+    timeout_seconds: float = 3600,
+    max_credits: int | None = None,
+    credentials_block: str = DEFAULT_CREDENTIALS,
+    storage_block: str = DEFAULT_STORAGE,
+    receiver_block: str = DEFAULT_RECEIVER,
+) -> SwapOutcome:
+    """Replace up to three people through a video: the faces found in the frame at ``frame_time`` are numbered
+    left to right, and ``face_images[i]`` replaces face ``face_indexes[i]`` (default 0, 1, ...)."""
+    enhance = _enhance(enhance)
+    indexes = list(face_indexes) if face_indexes is not None else list(range(len(face_images)))
+    if not 1 <= len(face_images) <= MAX_VIDEO_REFS or len(indexes) != len(face_images):
+        raise InputValidationError(
+            f"face_images: give 1 to {MAX_VIDEO_REFS} face images and one face index each; "
+            f"got {len(face_images)} image(s) and {len(indexes)} index(es)"
+        )
+    if len(set(indexes)) != len(indexes):
+        raise InputValidationError(f"face_indexes: {indexes} repeats a face: each face may be replaced once")
+    services = await load_services(credentials_block, storage_block, receiver_block)
+    with tempfile.TemporaryDirectory(prefix="faceswap-video-") as workdir:
+        local, facts = await prepare_video(services.storage, source_video, workdir, trim_start, trim_end)
+        price = estimate_credits(
+            "multi_video_faceswap", duration=facts.duration, enhance=enhance, face_count=len(indexes)
+        )
+        check_budget(estimate_credits("extract_base64_face") + price, max_credits)
+        try:
+            frame_png = image_bytes(await asyncio.to_thread(grab_frame, local, frame_time))
+        except ValueError as error:
+            raise InputValidationError(str(error)) from None
+        video, *faces = await asyncio.gather(
+            upload(services.storage, str(local), "source_video", "video"),
+            *(upload(services.storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
+        )
+    found = await extract_frame_faces(services.credentials, frame_png)
+    wrong = [i for i in indexes if not 0 <= i < len(found)]
+    if wrong:
+        raise InputValidationError(
+            f"face_indexes: {wrong} out of range: the frame at {frame_time} s has {len(found)} face(s), "
+            f"numbered 0 to {len(found) - 1} from left to right: choose among them or another frame_time"
+        )
+    refs = crop_face_refs(frame_png, found, indexes, len(indexes))
+    job = plan_job(
+        "multi_video_faceswap",
+        {
+            "source_video": video.key or video.url,
+            "faces": [f.key or f.url for f in faces],
+            "index": indexes,
+            "frame_time": frame_time,
+            "enhance": enhance,
+        },
+        storage_block=storage_block,
+        result_suffix=".mp4",
+        wait=wait,
+    )
+    request = validate_model(
+        MultiVideoFaceSwapRequest,
+        {
+            "source_video": video.url,
+            "ref_info": [{"face_ref": ref, "face_url": face.url} for ref, face in zip(refs, faces, strict=True)],
+            "duration": round(facts.duration, 3),
+            "enhance": enhance,
+            "webhook": services.receiver.callback_url(job),
+        },
+    )
+    submitted = await submit(services.credentials, job, request)
+    return await finish(
+        submitted,
+        services.storage,
+        services.receiver,
+        wait=wait,
+        timeout_seconds=timeout_seconds,
+        before_url=video.url,
+        kind="video",
+    )

@@ -1,0 +1,143 @@
+"""The webhook receiver: the API calls back here; each valid callback is kept in the inbox, acknowledged,
+and emitted as a Prefect event."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aifaceswap.http_server import BackgroundServer
+from aifaceswap.models import TaskCallback, describe_validation_error
+from receiver.events import Emitter
+from receiver.inbox import Inbox, Outcome
+from receiver.tokens import DEFAULT_MAX_AGE_SECONDS, TokenError, verify
+
+logger = logging.getLogger("faceswap.receiver")
+
+MAX_CALLBACK_BYTES = 64 * 1024
+CALLBACK_PATH = "/callbacks"
+
+
+def _refuse(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"status": "refused", "error": message}, status_code=status)
+
+
+async def _read_limited(request: Request) -> bytes | None:
+    """The body, or None when it is larger than MAX_CALLBACK_BYTES (read no further than that)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_CALLBACK_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > MAX_CALLBACK_BYTES:
+            return None
+    return bytes(body)
+
+
+def _parse_callback(body: bytes, content_type: str) -> TaskCallback:
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        from urllib.parse import parse_qsl
+
+        data: object = dict(parse_qsl(body.decode("utf-8", "replace")))
+    else:
+        data = json.loads(body)
+    return TaskCallback.model_validate(data)
+
+
+def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DEFAULT_MAX_AGE_SECONDS) -> Starlette:
+    """The receiver as an ASGI app. ``app.state.inbox`` / ``app.state.emitter`` expose its state."""
+    if not secret:
+        raise ValueError("the receiver needs a signing secret: set FACESWAP_RECEIVER_SECRET or pass --secret")
+    inbox = Inbox(inbox_path)
+    emitter = Emitter(inbox)
+
+    async def callback(request: Request) -> Response:
+        try:
+            job = verify(request.path_params["token"], secret, max_age_seconds=max_token_age)
+        except TokenError as error:
+            logger.warning("callback refused: %s", error)
+            return _refuse(error.status, str(error))
+        body = await _read_limited(request)
+        if body is None:
+            return _refuse(413, f"callback body larger than {MAX_CALLBACK_BYTES} bytes")
+        try:
+            parsed = _parse_callback(body, request.headers.get("content-type", ""))
+        except (ValueError, ValidationError) as error:
+            message = describe_validation_error(error) if isinstance(error, ValidationError) else "body is not JSON"
+            return _refuse(422, f"malformed callback: {message}")
+        outcome = await asyncio.to_thread(inbox.record, job, parsed)
+        if outcome is Outcome.CONFLICT:
+            logger.warning(
+                "callback of %s refused: token of job %s is bound to another task", parsed.task_id, job.job_id
+            )
+            return _refuse(409, "this job token already belongs to another task (replayed token)")
+        if outcome is Outcome.NEW:
+            emitter.wake()
+        return JSONResponse({"status": outcome.value, "task_id": parsed.task_id})
+
+    async def task_status(request: Request) -> Response:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), secret.encode()):
+            return _refuse(401, "send 'Authorization: Bearer <the receiver's signing secret>'")
+        entry = await asyncio.to_thread(inbox.get, request.path_params["task_id"])
+        if entry is None:
+            return _refuse(404, "no callback received for this task yet")
+        return JSONResponse(
+            {
+                "callback": entry.callback.model_dump(mode="json"),
+                "job": entry.job.model_dump(mode="json"),
+                "received_at": entry.received_at,
+                "emitted_at": entry.emitted_at,
+                "deliveries": entry.deliveries,
+            }
+        )
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", **inbox.counts()})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(emitter.run(), name="emit-callback-events")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            inbox.close()
+
+    app = Starlette(
+        routes=[
+            Route(f"{CALLBACK_PATH}/{{token}}", callback, methods=["POST"]),
+            Route("/tasks/{task_id}", task_status, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.inbox = inbox
+    app.state.emitter = emitter
+    return app
+
+
+class ReceiverServer(BackgroundServer):
+    """A receiver on loopback in a background thread (tests, the demo)."""
+
+    def __init__(self, inbox_path: str | Path, secret: str, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = create_app(inbox_path, secret)
+        super().__init__(self.app, host=host, port=port)
+
+    @property
+    def inbox(self) -> Inbox:
+        return self.app.state.inbox

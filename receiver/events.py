@@ -1,0 +1,112 @@
+"""Callbacks as Prefect events, and the loop that emits the inbox's pending ones to the Prefect API."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.events import Event
+
+from receiver.inbox import Inbox, InboxEntry
+
+logger = logging.getLogger("faceswap.receiver")
+
+EVENT_PREFIX = "aifaceswap.task"
+SUCCEEDED = f"{EVENT_PREFIX}.succeeded"
+FAILED = f"{EVENT_PREFIX}.failed"
+SUBMITTED = f"{EVENT_PREFIX}.submitted"
+EVENT_ID_NAMESPACE = uuid.UUID("5b0c8f36-44f5-4c0e-9a43-3e7c1b6f0a11")
+
+
+def task_resource_id(task_id: str) -> str:
+    return f"{EVENT_PREFIX}.{task_id}"
+
+
+def related_flow_run(flow_run_id: str | None) -> list[dict[str, str]]:
+    if not flow_run_id:
+        return []
+    return [{"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}]
+
+
+def callback_event(entry: InboxEntry) -> Event:
+    """The event of one callback. Its id derives from the task_id, so re-emitting it is recognised."""
+    callback, job = entry.callback, entry.job
+    payload: dict[str, Any] = {
+        "task_id": callback.task_id,
+        "success": callback.success,
+        "type": callback.type,
+        "result_image": callback.result_image,
+        "job_id": job.job_id,
+        "operation": job.operation,
+        "flow_run_id": job.flow_run_id,
+        "storage_block": job.storage_block,
+        "result_key": job.result_key,
+    }
+    return Event(
+        id=uuid.uuid5(EVENT_ID_NAMESPACE, f"callback:{callback.task_id}"),
+        occurred=datetime.fromtimestamp(entry.received_at, tz=UTC),
+        event=SUCCEEDED if callback.succeeded else FAILED,
+        resource={
+            "prefect.resource.id": task_resource_id(callback.task_id),
+            "prefect.resource.name": f"{job.operation} {callback.task_id}",
+            "aifaceswap.operation": job.operation,
+            "aifaceswap.job-id": job.job_id,
+            "aifaceswap.store-by": job.store_by,
+        },
+        related=related_flow_run(job.flow_run_id),
+        payload=payload,
+    )
+
+
+async def post_events(client: PrefectClient, events: list[Event]) -> None:
+    """Send events to the Prefect API over HTTP; returns only once the API has accepted them."""
+    response = await client.request("POST", "/events", json=[event.model_dump(mode="json") for event in events])
+    response.raise_for_status()
+
+
+class Emitter:
+    """Emits pending callbacks as events, oldest first; when the API is unreachable it keeps them and retries."""
+
+    def __init__(self, inbox: Inbox, *, max_backoff: float = 10.0) -> None:
+        self.inbox = inbox
+        self.max_backoff = max_backoff
+        self._wake = asyncio.Event()
+        self.emitted = 0
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def emit_pending(self, client: PrefectClient) -> int:
+        """Emit what is pending now; returns how many were emitted (raises when the API refused)."""
+        pending = await asyncio.to_thread(self.inbox.pending)
+        if not pending:
+            return 0
+        await post_events(client, [callback_event(entry) for entry in pending])
+        await asyncio.to_thread(self.inbox.mark_emitted, [entry.callback.task_id for entry in pending])
+        self.emitted += len(pending)
+        return len(pending)
+
+    async def run(self) -> None:
+        async with get_client() as client:
+            await self._loop(client)
+
+    async def _loop(self, client: PrefectClient) -> None:
+        backoff = 0.25
+        while True:
+            self._wake.clear()
+            try:
+                if await self.emit_pending(client):
+                    backoff = 0.25
+                    continue
+            except Exception as error:  # the API is down or refused: keep the callbacks, try again later
+                logger.warning("could not emit callback events (%s); retrying in %.1fs", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=5.0)

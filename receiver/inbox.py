@@ -1,0 +1,118 @@
+"""The receiver's durable inbox (SQLite): every valid callback is written here before it is acknowledged,
+and stays marked as pending until its Prefect event has been accepted by the API."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from aifaceswap.models import TaskCallback
+from receiver.tokens import JobToken
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS callbacks (
+    task_id     TEXT PRIMARY KEY,
+    job_id      TEXT NOT NULL UNIQUE,
+    job         TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    emitted_at  REAL,
+    deliveries  INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS pending ON callbacks (received_at) WHERE emitted_at IS NULL;
+"""
+
+
+class Outcome(StrEnum):
+    NEW = "accepted"
+    DUPLICATE = "duplicate"
+    CONFLICT = "conflict"
+
+
+@dataclass(frozen=True)
+class InboxEntry:
+    job: JobToken
+    callback: TaskCallback
+    received_at: float
+    emitted_at: float | None
+    deliveries: int
+
+
+class Inbox:
+    """Thread-safe; every write is committed (fsync'd, WAL) before it returns."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def record(self, job: JobToken, callback: TaskCallback) -> Outcome:
+        """Keep a callback. The first one of a job binds the job to its task_id: another task_id for the
+        same job (a replayed token), or another job for the same task_id, is a conflict."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self._db.execute(
+                    "SELECT task_id, job_id FROM callbacks WHERE task_id = ? OR job_id = ?",
+                    (callback.task_id, job.job_id),
+                ).fetchone()
+                if row is None:
+                    self._db.execute(
+                        "INSERT INTO callbacks (task_id, job_id, job, body, received_at) VALUES (?, ?, ?, ?, ?)",
+                        (callback.task_id, job.job_id, job.model_dump_json(), callback.model_dump_json(), time.time()),
+                    )
+                    outcome = Outcome.NEW
+                elif tuple(row) == (callback.task_id, job.job_id):
+                    self._db.execute(
+                        "UPDATE callbacks SET deliveries = deliveries + 1 WHERE task_id = ?", (callback.task_id,)
+                    )
+                    outcome = Outcome.DUPLICATE
+                else:
+                    outcome = Outcome.CONFLICT
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return outcome
+
+    def _entries(self, where: str, args: tuple[object, ...]) -> list[InboxEntry]:
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT job, body, received_at, emitted_at, deliveries FROM callbacks WHERE {where}", args
+            ).fetchall()
+        return [
+            InboxEntry(JobToken.model_validate_json(job), TaskCallback.model_validate(json.loads(body)), rec, emit, n)
+            for job, body, rec, emit, n in rows
+        ]
+
+    def pending(self, limit: int = 200) -> list[InboxEntry]:
+        """Callbacks whose event has not been accepted by the Prefect API yet, oldest first."""
+        return self._entries("emitted_at IS NULL ORDER BY received_at LIMIT ?", (limit,))
+
+    def get(self, task_id: str) -> InboxEntry | None:
+        found = self._entries("task_id = ?", (task_id,))
+        return found[0] if found else None
+
+    def mark_emitted(self, task_ids: list[str]) -> None:
+        with self._lock:
+            self._db.executemany(
+                "UPDATE callbacks SET emitted_at = ? WHERE task_id = ?", [(time.time(), t) for t in task_ids]
+            )
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            total, pending = self._db.execute("SELECT COUNT(*), COUNT(*) - COUNT(emitted_at) FROM callbacks").fetchone()
+        return {"received": total, "pending": pending}
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
