@@ -71,7 +71,7 @@ def retry_if_safe(task: object, task_run: object, state: Any) -> bool:
 
 
 def submit_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return f"aifaceswap-submit-{parameters['job'].job_id}"
+    return f"submissions/job-{parameters['job'].job_id}"
 
 
 @task(

@@ -21,11 +21,11 @@ from aifaceswap.errors import InputValidationError
 from aifaceswap.models import FaceSwapRequest, validate_model
 from aifaceswap.pricing import estimate_credits
 from blocks import MediaStorage
-from flows.api_tasks import plan_job, submit
+from flows.api_tasks import plan_job
 from flows.artifacts import artifact_key, credits_artifact
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, Services, load_services
 from flows.media_tasks import upload
-from flows.outcome import finish
+from flows.outcome import submit_and_finish
 
 
 class BatchItem(BaseModel):
@@ -121,14 +121,14 @@ async def swap_item(
         FaceSwapRequest,
         {"source_image": source.url, "face_image": face.url, "webhook": services.receiver.callback_url(job)},
     )
-    submitted = await submit.with_options(task_run_name=f"submit item {position}")(services.credentials, job, request)
-    outcome = await finish(
-        submitted,
-        services.storage,
-        services.receiver,
+    outcome = await submit_and_finish(
+        services,
+        job,
+        request,
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=source.url,
+        task_run_name=f"submit item {position}",
     )
     return ItemOutcome(
         position=position,

@@ -13,13 +13,13 @@ from aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest, va
 from aifaceswap.pricing import estimate_credits
 from blocks import MediaStorage
 from flows.api_tasks import extract_faces as extract_faces_task
-from flows.api_tasks import plan_job, submit
+from flows.api_tasks import plan_job
 from flows.artifacts import artifact_key, faces_artifact
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from flows.budget import check_budget
 from flows.face_matching import crop, load_image, most_similar
 from flows.media_tasks import upload
-from flows.outcome import SwapOutcome, finish
+from flows.outcome import SwapOutcome, submit_and_finish
 
 
 class DetectedFaces(BaseModel):
@@ -60,11 +60,10 @@ async def faceswap(
         FaceSwapRequest,
         {"source_image": source.url, "face_image": face.url, "webhook": services.receiver.callback_url(job)},
     )
-    submitted = await submit(services.credentials, job, request)
-    return await finish(
-        submitted,
-        services.storage,
-        services.receiver,
+    return await submit_and_finish(
+        services,
+        job,
+        request,
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=source.url,
@@ -180,11 +179,10 @@ async def multi_faceswap(
             "webhook": services.receiver.callback_url(job),
         },
     )
-    submitted = await submit(services.credentials, job, request)
-    return await finish(
-        submitted,
-        services.storage,
-        services.receiver,
+    return await submit_and_finish(
+        services,
+        job,
+        request,
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=source.url,

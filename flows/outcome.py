@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from aifaceswap.models import ApiRequest
 from blocks import MediaStorage, WebhookReceiver
-from flows.api_tasks import SubmittedJob, wait_for_callback
+from flows.api_tasks import SubmittedJob, submit, wait_for_callback
 from flows.artifacts import before_after_artifact
+from flows.blocks_config import Services
 from flows.media_tasks import fetch_result
+from receiver.tokens import JobToken
 
 
 class SwapOutcome(BaseModel):
@@ -22,6 +25,33 @@ class SwapOutcome(BaseModel):
     credits: int
     result_key: str | None
     result_uri: str | None = None
+
+
+async def submit_and_finish(
+    services: Services,
+    job: JobToken,
+    request: ApiRequest,
+    *,
+    wait: bool,
+    timeout_seconds: float,
+    before_url: str,
+    kind: Literal["image", "video"] = "image",
+    task_run_name: str | None = None,
+) -> SwapOutcome:
+    """Submit once (the record lives in the shared storage block), then wait and store, or hand over."""
+    options: dict[str, Any] = {"result_storage": services.storage}
+    if task_run_name:
+        options["task_run_name"] = task_run_name
+    submitted = await submit.with_options(**options)(services.credentials, job, request)
+    return await finish(
+        submitted,
+        services.storage,
+        services.receiver,
+        wait=wait,
+        timeout_seconds=timeout_seconds,
+        before_url=before_url,
+        kind=kind,
+    )
 
 
 async def finish(

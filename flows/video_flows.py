@@ -11,12 +11,12 @@ from prefect import flow, task
 from aifaceswap.errors import InputValidationError
 from aifaceswap.models import MAX_VIDEO_REFS, FaceBox, MultiVideoFaceSwapRequest, VideoFaceSwapRequest, validate_model
 from aifaceswap.pricing import estimate_credits
-from flows.api_tasks import extract_frame_faces, plan_job, submit
+from flows.api_tasks import extract_frame_faces, plan_job
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from flows.budget import check_budget
 from flows.face_matching import crop
 from flows.media_tasks import prepare_video, upload
-from flows.outcome import SwapOutcome, finish
+from flows.outcome import SwapOutcome, submit_and_finish
 from flows.video_tools import grab_frame, image_bytes
 
 
@@ -67,11 +67,10 @@ async def video_faceswap(
             "webhook": services.receiver.callback_url(job),
         },
     )
-    submitted = await submit(services.credentials, job, request)
-    return await finish(
-        submitted,
-        services.storage,
-        services.receiver,
+    return await submit_and_finish(
+        services,
+        job,
+        request,
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=video.url,
@@ -161,11 +160,10 @@ async def multi_video_faceswap(
             "webhook": services.receiver.callback_url(job),
         },
     )
-    submitted = await submit(services.credentials, job, request)
-    return await finish(
-        submitted,
-        services.storage,
-        services.receiver,
+    return await submit_and_finish(
+        services,
+        job,
+        request,
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=video.url,

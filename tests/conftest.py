@@ -53,3 +53,49 @@ def s3_storage(s3_endpoint: str):
     )
     storage.filesystem.mkdir(bucket)
     return storage
+
+
+SANDBOX_KEY = "flows-test-key"
+RECEIVER_SECRET = "receiver-test-secret"
+
+
+class Stack:
+    """Everything a flow needs, running for real on loopback: sandbox, receiver, media server, blocks."""
+
+    def __init__(self, sandbox, receiver, media_server, storage, folder, files) -> None:
+        self.sandbox = sandbox
+        self.receiver = receiver
+        self.media_server = media_server
+        self.storage = storage
+        self.folder = folder
+        self.files = files
+
+    def spent(self) -> int:
+        return int(self.sandbox.ledger(SANDBOX_KEY)["spent"])
+
+
+@pytest.fixture(scope="session")
+def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    from aifaceswap.sandbox import SandboxConfig, SandboxServer
+    from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+    from blocks.media_server import MediaServer
+    from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
+    from receiver import ReceiverServer
+    from tests.media import make_photo_folder
+
+    root = tmp_path_factory.mktemp("stack")
+    files = make_photo_folder(root / "photos")
+    media_root = root / "media"
+    config = SandboxConfig(keys={SANDBOX_KEY: 1_000_000}, webhook_backoff_seconds=0.05)
+    with (
+        SandboxServer(config) as sandbox,
+        ReceiverServer(root / "inbox.sqlite", RECEIVER_SECRET) as receiver,
+        MediaServer(media_root) as media_server,
+    ):
+        storage = MediaStorage(basepath=str(media_root), public_base_url=media_server.url)
+        storage.save(DEFAULT_STORAGE, overwrite=True)
+        AIFaceSwapCredentials(api_key=SANDBOX_KEY, base_url=sandbox.url, max_retries=0).save(
+            DEFAULT_CREDENTIALS, overwrite=True
+        )
+        WebhookReceiver(public_url=receiver.url, signing_secret=RECEIVER_SECRET).save(DEFAULT_RECEIVER, overwrite=True)
+        yield Stack(sandbox, receiver, media_server, storage, root, files)

@@ -1,0 +1,165 @@
+"""The command line: ``faceswap-flows demo | sandbox | receiver | media-server | run | collect``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    help="Face-swap pipelines on Prefect 3 over the aifaceswap API, with an offline sandbox of the API.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+run_app = typer.Typer(help="Run a flow here, now, with typed options.", no_args_is_help=True)
+app.add_typer(run_app, name="run")
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Path, typer.Option(help="Where .faceswap/ and faceswap-media/ are made.")] = Path("."),
+) -> None:
+    """Run one real swap end to end on the embedded default (sandbox, receiver, local Prefect, local storage).
+
+    Example: faceswap-flows demo
+    """
+    from flows.demo import run_demo
+
+    try:
+        run_demo(workdir)
+    except Exception as error:  # one readable line, not a traceback
+        fail(f"{type(error).__name__}: {error}")
+
+
+@app.command()
+def sandbox(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
+    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
+    api_key: Annotated[list[str], typer.Option(help="Accepted API key (repeatable).")] = ["sandbox-key"],  # noqa: B006
+    credits: Annotated[int, typer.Option(help="Starting balance of each key.")] = 1000,
+    processing_delay: Annotated[float, typer.Option(help="Seconds each job waits before working.")] = 0.0,
+    concurrency: Annotated[int, typer.Option(help="Jobs processed at once.")] = 2,
+    result_ttl: Annotated[float, typer.Option(help="Seconds result URLs stay valid.")] = 3600.0,
+    public_url: Annotated[str | None, typer.Option(help="Base URL of result links, if not host:port.")] = None,
+    fail_rate: Annotated[float, typer.Option(help="Fault: share of jobs that fail.")] = 0.0,
+    drop_webhook_rate: Annotated[float, typer.Option(help="Fault: share of callbacks never sent.")] = 0.0,
+    duplicate_webhook_rate: Annotated[float, typer.Option(help="Fault: share of callbacks sent twice.")] = 0.0,
+    delay_webhook_seconds: Annotated[float, typer.Option(help="Fault: delay every callback this long.")] = 0.0,
+    server_error_rate: Annotated[float, typer.Option(help="Fault: share of calls answered 500.")] = 0.0,
+    rate_limit_rate: Annotated[float, typer.Option(help="Fault: share of calls answered 429.")] = 0.0,
+) -> None:
+    """Serve the offline sandbox of the aifaceswap API.
+
+    Example: faceswap-flows sandbox --port 8700 --api-key KEY --credits 1000
+    """
+    from aifaceswap.sandbox import FaultConfig, SandboxConfig, serve_forever
+
+    faults = FaultConfig(
+        fail_rate=fail_rate,
+        drop_webhook_rate=drop_webhook_rate,
+        duplicate_webhook_rate=duplicate_webhook_rate,
+        delay_webhook_rate=1.0 if delay_webhook_seconds else 0.0,
+        delay_webhook_seconds=delay_webhook_seconds,
+        server_error_rate=server_error_rate,
+        rate_limit_rate=rate_limit_rate,
+    )
+    config = SandboxConfig(
+        keys=dict.fromkeys(api_key, credits),
+        processing_delay=processing_delay,
+        concurrency=concurrency,
+        result_ttl_seconds=result_ttl,
+        public_url=public_url,
+        faults=faults,
+    )
+    serve_forever(config, host=host, port=port)
+
+
+@app.command()
+def receiver(
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8701,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    inbox: Annotated[Path, typer.Option(help="The durable inbox (SQLite file).")] = Path(".faceswap/inbox.sqlite"),
+    secret: Annotated[str | None, typer.Option(help="Job-token secret (default: $FACESWAP_RECEIVER_SECRET).")] = None,
+) -> None:
+    """Serve the webhook receiver: callbacks become Prefect events (needs PREFECT_API_URL).
+
+    Example: FACESWAP_RECEIVER_SECRET=... faceswap-flows receiver --port 8701
+    """
+    import uvicorn
+
+    from receiver import create_app
+
+    secret = secret or os.environ.get("FACESWAP_RECEIVER_SECRET")
+    if not secret:
+        fail("the receiver needs the job-token secret: pass --secret or set FACESWAP_RECEIVER_SECRET")
+    uvicorn.run(create_app(inbox, secret or ""), host=host, port=port, log_level="info")
+
+
+@app.command("media-server")
+def media_server(
+    folder: Annotated[Path, typer.Argument(help="The MediaStorage folder to publish.")] = Path("faceswap-media"),
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8702,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Publish a local storage folder over HTTP so the sandbox can fetch inputs (set public_base_url to it)."""
+    import uvicorn
+
+    from blocks.media_server import media_app
+
+    uvicorn.run(media_app(folder), host=host, port=port, log_level="info")
+
+
+def _run_flow(coroutine: object) -> None:
+    from aifaceswap.errors import AIFaceSwapError
+
+    try:
+        outcome = asyncio.run(coroutine)  # type: ignore[arg-type]
+    except (AIFaceSwapError, ValueError, TimeoutError, RuntimeError) as error:
+        fail(f"{type(error).__name__}: {error}")
+    typer.echo(outcome.model_dump_json(indent=2))  # type: ignore[union-attr]
+
+
+@run_app.command("faceswap")
+def run_faceswap(
+    source: Annotated[str, typer.Option(help="Image whose face is replaced (path, storage key or URL).")],
+    face: Annotated[str, typer.Option(help="Image of the new face.")],
+    wait: Annotated[bool, typer.Option(help="Wait for the result (else a trigger stores it).")] = True,
+    max_credits: Annotated[int | None, typer.Option(help="Refuse to spend more than this.")] = None,
+) -> None:
+    """Run the faceswap flow. Example: faceswap-flows run faceswap --source a.jpg --face b.jpg"""
+    from flows.image_flows import faceswap
+
+    _run_flow(faceswap(source, face, wait=wait, max_credits=max_credits))
+
+
+@run_app.command("batch")
+def run_batch(
+    manifest: Annotated[str, typer.Argument(help="CSV or JSONL manifest (source_image, face_image).")],
+    max_concurrency: Annotated[int, typer.Option(help="Items in flight at once.")] = 4,
+    max_credits: Annotated[int | None, typer.Option(help="Stop submitting beyond this.")] = None,
+) -> None:
+    """Run the batch flow. Example: faceswap-flows run batch manifest.csv --max-credits 100"""
+    from flows.batch import batch_faceswap
+
+    _run_flow(batch_faceswap(manifest, max_concurrency=max_concurrency, max_credits=max_credits))
+
+
+@app.command()
+def collect(task_id: Annotated[str, typer.Argument(help="The task_id whose result to store.")]) -> None:
+    """Store the result of a job whose wait timed out (from its callback event)."""
+    from flows.store_result import store_result
+
+    _run_flow(store_result(task_id))
+
+
+def main() -> None:
+    app(sys.argv[1:])

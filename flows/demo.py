@@ -1,0 +1,123 @@
+"""The demo: one real face swap on the embedded default (local Prefect server, sandbox, receiver, local storage).
+
+Everything runs on 127.0.0.1; nothing leaves the machine. The photos are public-domain pictures that ship
+inside scikit-image (the astronaut Eileen Collins) and matplotlib (Grace Hopper).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import secrets
+import sys
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+DEMO_KEY = "demo-key"
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    result_path: Path
+    ui_url: str
+    flow_run_id: str
+    task_id: str
+    credits: int
+
+
+def write_demo_photos(folder: Path) -> tuple[Path, Path]:
+    """The two photos, written from the packages that ship them."""
+    import skimage.data
+    from matplotlib import cbook
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = folder / "astronaut.png"
+    Image.fromarray(skimage.data.astronaut()).save(source)
+    face = folder / "grace_hopper.png"
+    with cbook.get_sample_data("grace_hopper.jpg") as handle:
+        Image.open(io.BytesIO(handle.read())).convert("RGB").save(face)
+    return source, face
+
+
+def _port(preferred: int) -> int:
+    from flows.local_prefect import port_is_free
+
+    return preferred if port_is_free(preferred) else 0
+
+
+def _prefect_api(state_dir: Path, stack: ExitStack) -> tuple[str, str]:
+    """The Prefect API to use: $PREFECT_API_URL if it answers, else a local server started here."""
+    from flows.local_prefect import LocalPrefectServer, is_healthy
+
+    api_url = os.environ.get("PREFECT_API_URL", "")
+    if api_url and is_healthy(api_url):
+        print(f"Using the Prefect server at {api_url}")
+        return api_url, api_url.removesuffix("/api")
+    print("Starting a local Prefect server (SQLite)...")
+    server = stack.enter_context(LocalPrefectServer(state_dir / "prefect", port=_port(4200)))
+    return server.api_url, server.ui_url
+
+
+def _drain_prefect_workers() -> None:
+    """Send the logs and events still buffered before the server goes away."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=10)
+    EventsWorker.drain_all(timeout=10)
+
+
+def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> DemoResult:
+    """Start everything, run the faceswap flow once, print where the result is and how to see it in the UI."""
+    state_dir = (workdir / ".faceswap").resolve()
+    media_dir = (workdir / "faceswap-media").resolve()
+    interactive = sys.stdin.isatty() if interactive is None else interactive
+    with ExitStack() as stack:
+        api_url, ui_url = _prefect_api(state_dir, stack)
+        # Before Prefect is imported, so that every thread (the receiver's too) talks to this server.
+        os.environ["PREFECT_API_URL"] = api_url
+        os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+        from aifaceswap.sandbox import SandboxConfig, SandboxServer
+        from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+        from blocks.media_server import MediaServer
+        from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
+        from flows.image_flows import faceswap
+        from receiver import ReceiverServer
+
+        sandbox = stack.enter_context(SandboxServer(SandboxConfig(keys={DEMO_KEY: 1000}), port=_port(8700)))
+        secret = secrets.token_urlsafe(24)
+        receiver = stack.enter_context(ReceiverServer(state_dir / "inbox.sqlite", secret, port=_port(8701)))
+        media = stack.enter_context(MediaServer(media_dir, port=_port(8702)))
+        print(f"Sandbox API: {sandbox.url}   receiver: {receiver.url}   media: {media.url}")
+
+        AIFaceSwapCredentials(api_key=DEMO_KEY, base_url=sandbox.url).save(DEFAULT_CREDENTIALS, overwrite=True)
+        MediaStorage(basepath=str(media_dir), public_base_url=media.url).save(DEFAULT_STORAGE, overwrite=True)
+        WebhookReceiver(public_url=receiver.url, signing_secret=secret).save(DEFAULT_RECEIVER, overwrite=True)
+        source, face = write_demo_photos(media_dir / "demo")
+
+        print(f"Swapping the face of {face.name} onto {source.name}...")
+        state = asyncio.run(faceswap(str(source), str(face), return_state=True))
+        outcome = state.result()
+        flow_run_id = str(state.state_details.flow_run_id)
+        result_path = Path(outcome.result_uri or "")
+        Image.open(result_path).verify()
+        ledger = sandbox.ledger(DEMO_KEY)
+        result = DemoResult(result_path, ui_url, flow_run_id, outcome.task_id, int(ledger["spent"]))
+        _drain_prefect_workers()
+        print()
+        print(f"Result image: {result_path}")
+        print(f"Sandbox task {outcome.task_id}: {ledger['spent']} credits charged, balance {ledger['balance']}")
+        print(f"The run in the Prefect UI: {ui_url}/runs/flow-run/{flow_run_id}")
+        if interactive:
+            input("\nThe Prefect UI stays up until you press Enter. ")
+        else:
+            print(
+                "(Non-interactive: the servers stop now. To browse the run later: "
+                f"PREFECT_HOME={state_dir / 'prefect'} .venv/bin/prefect server start)"
+            )
+    return result

@@ -1,0 +1,108 @@
+"""A local Prefect server (SQLite) in a subprocess: for the demo, the trigger tests and the benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def is_healthy(api_url: str) -> bool:
+    try:
+        return httpx.get(f"{api_url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class LocalPrefectServer:
+    """``prefect server start`` on loopback with its own PREFECT_HOME; stops on ``stop()`` or exit."""
+
+    def __init__(self, home: str | Path, *, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.home = Path(home).resolve()
+        self.host = host
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = self.home / "server.log"
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def environment(self) -> dict[str, str]:
+        return {
+            **os.environ,
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_URL": self.ui_url,
+        }
+
+    def start(self, timeout: float = 120.0) -> LocalPrefectServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--analytics-off",
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, env=self.environment(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while not is_healthy(self.api_url):
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the Prefect server exited at start; see {self.log_path}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the Prefect server did not answer in {timeout}s; see {self.log_path}")
+            time.sleep(0.3)
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the whole process group (uvicorn and its services), escalating to SIGKILL."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(timeout)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def __enter__(self) -> LocalPrefectServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
