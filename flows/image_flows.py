@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
+import httpx
 from prefect import flow, task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
@@ -18,7 +20,7 @@ from flows.artifacts import artifact_key, faces_artifact
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from flows.budget import check_budget
 from flows.face_matching import crop, load_image, most_similar
-from flows.media_tasks import upload
+from flows.media_tasks import is_url, upload
 from flows.outcome import SwapOutcome, submit_and_finish
 
 
@@ -89,14 +91,16 @@ async def show_faces(storage: MediaStorage, image: str, faces: list[FaceBox], na
     return await faces_artifact(storage, load_image(data), faces, key, name)
 
 
-def _read_media(storage: MediaStorage, key_or_url: str) -> bytes:
-    if key_or_url.startswith(("http://", "https://")):
-        import httpx
-
-        response = httpx.get(key_or_url, timeout=60, follow_redirects=True)
+def _read_media(storage: MediaStorage, source: str) -> bytes:
+    """The bytes of an http(s) URL, a local file or a storage key."""
+    if is_url(source):
+        response = httpx.get(source, timeout=60, follow_redirects=True)
         response.raise_for_status()
         return response.content
-    return storage.read_bytes(key_or_url)
+    local = Path(source).expanduser()
+    if local.is_file():
+        return local.read_bytes()
+    return storage.read_bytes(source)
 
 
 @task(name="select-faces", task_run_name="select faces of {name}")
@@ -106,9 +110,10 @@ async def select_faces(
     faces: list[FaceBox],
     name: str,
     indexes: list[int] | None = None,
-    references: list[str] | None = None,
+    references: dict[str, list[FaceBox]] | None = None,
 ) -> list[int]:
-    """The indexes of the faces to replace: given, or for each reference photo the most similar face."""
+    """The indexes of the faces to replace: given, or for each reference photo (with its detected faces) the
+    detected face of ``source`` that looks most like the reference's largest face."""
     if indexes is not None:
         wrong = [i for i in indexes if not 0 <= i < len(faces)]
         if wrong:
@@ -118,16 +123,21 @@ async def select_faces(
             )
         return indexes
     if not references:
-        raise InputValidationError("face_indexes: give the indexes of the faces to replace, or reference photos")
+        raise InputValidationError("face_indexes: give the indexes of the faces to replace, or reference_images")
     picture = load_image(await asyncio.to_thread(_read_media, storage, source))
     crops = [crop(picture, box) for box in faces]
     chosen = []
-    for reference in references:
-        best, scores = most_similar(load_image(await asyncio.to_thread(_read_media, storage, reference)), crops)
-        get_run_logger().info("reference %s is most like face %d (scores %s)", reference, best, scores)
+    for reference, boxes in references.items():
+        if not boxes:
+            raise InputValidationError(f"reference_images: no face found in {reference}: use a photo showing a face")
+        photo = load_image(await asyncio.to_thread(_read_media, storage, reference))
+        best, scores = most_similar(crop(photo, max(boxes, key=lambda box: box.area)), crops)
+        get_run_logger().info("%s looks most like face %d (similarities %s)", reference, best, scores)
         chosen.append(best)
     if len(set(chosen)) != len(chosen):
-        raise InputValidationError(f"reference_images: two references match the same face {chosen}: give face_indexes")
+        raise InputValidationError(
+            f"reference_images: two references match the same face {chosen}: give face_indexes instead"
+        )
     return chosen
 
 
@@ -145,8 +155,10 @@ async def multi_faceswap(
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> SwapOutcome:
     """Replace several faces of one image: ``face_images[i]`` goes on face ``face_indexes[i]`` (numbered left to
-    right by extract_face), or on the face most like ``reference_images[i]``. Costs 2 (extract) + 5 credits."""
-    check_budget(estimate_credits("extract_face") + estimate_credits("multi_faceswap"), max_credits)
+    right by extract_face), or on the face most like ``reference_images[i]``. Costs 5 credits, plus 2 for finding
+    the faces of the source and 2 per reference photo."""
+    extracts = 1 + (len(reference_images or []) if face_indexes is None else 0)
+    check_budget(extracts * estimate_credits("extract_face") + estimate_credits("multi_faceswap"), max_credits)
     wanted = face_indexes if face_indexes is not None else reference_images
     if not face_images or wanted is None or len(wanted) != len(face_images):
         raise InputValidationError(
@@ -160,8 +172,17 @@ async def multi_faceswap(
     )
     detected = await extract_faces_task(services.credentials, source.url, source.name)
     await show_faces(services.storage, source.key or source.url, detected, source.name)
+    references = None
+    if face_indexes is None and reference_images:
+        staged_references = await asyncio.gather(
+            *(upload(services.storage, image, f"reference_images[{i}]") for i, image in enumerate(reference_images))
+        )
+        found = await asyncio.gather(
+            *(extract_faces_task(services.credentials, ref.url, ref.name) for ref in staged_references)
+        )
+        references = {ref.key or ref.url: boxes for ref, boxes in zip(staged_references, found, strict=True)}
     indexes = await select_faces(
-        services.storage, source.key or source.url, detected, source.name, face_indexes, reference_images
+        services.storage, source.key or source.url, detected, source.name, face_indexes, references
     )
     job = plan_job(
         "multi_faceswap",
