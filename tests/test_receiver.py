@@ -1,0 +1,178 @@
+"""The webhook receiver over HTTP, its Prefect events, and waiting for a callback at every possible moment."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import httpx
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from flows.waiting import CallbackTimeout, task_event_filter, wait_for_task_callback
+from receiver import JobToken, sign
+from receiver.events import Emitter
+from receiver.inbox import Inbox
+from tests.conftest import RECEIVER_SECRET
+
+
+def new_job(**extra) -> JobToken:
+    return JobToken(job_id=uuid.uuid4().hex, operation="faceswap", **extra)
+
+
+def callback_body(task_id: str, success: int = 1) -> dict:
+    body = {"success": success, "type": 1, "task_id": task_id}
+    if success:
+        body["result_image"] = f"http://127.0.0.1:9/results/{task_id}.png"
+    return body
+
+
+def deliver(receiver_url: str, job: JobToken, body: dict | bytes, secret: str = RECEIVER_SECRET) -> httpx.Response:
+    url = f"{receiver_url}/callbacks/{sign(job, secret)}"
+    if isinstance(body, bytes):
+        return httpx.post(url, content=body, headers={"Content-Type": "application/json"})
+    return httpx.post(url, json=body)
+
+
+async def stored_events(task_id: str, timeout: float = 20.0, count: int = 1) -> list:
+    """The events the API stored for a task, waiting for the persister to flush."""
+    deadline = time.monotonic() + timeout
+    while True:
+        async with get_client() as client:
+            page = await client.read_events(filter=task_event_filter(task_id), limit=10)
+        if len(page.events) >= count or time.monotonic() > deadline:
+            return page.events
+        await asyncio.sleep(0.5)
+
+
+async def test_valid_callback_becomes_an_event_with_the_flow_run(stack) -> None:
+    run_id = str(uuid.uuid4())
+    job, task_id = new_job(flow_run_id=run_id, result_key="results/x.png", storage_block="media"), uuid.uuid4().hex
+    response = deliver(stack.receiver.url, job, callback_body(task_id))
+    assert response.status_code == 200 and response.json()["status"] == "accepted"
+    events = await stored_events(task_id)
+    assert len(events) == 1
+    event = events[0]
+    assert event.event == "aifaceswap.task.succeeded"
+    assert event.resource.id == f"aifaceswap.task.{task_id}"
+    assert event.payload["result_key"] == "results/x.png" and event.payload["job_id"] == job.job_id
+    assert [r.id for r in event.related] == [f"prefect.flow-run.{run_id}"]
+
+
+async def test_failed_callback_event(stack) -> None:
+    task_id = uuid.uuid4().hex
+    assert deliver(stack.receiver.url, new_job(), callback_body(task_id, success=0)).status_code == 200
+    assert (await stored_events(task_id))[0].event == "aifaceswap.task.failed"
+
+
+async def test_duplicate_delivery_emits_nothing_new(stack) -> None:
+    job, task_id = new_job(), uuid.uuid4().hex
+    assert deliver(stack.receiver.url, job, callback_body(task_id)).json()["status"] == "accepted"
+    assert deliver(stack.receiver.url, job, callback_body(task_id)).json()["status"] == "duplicate"
+    await asyncio.sleep(1.0)
+    assert len(await stored_events(task_id, count=2, timeout=8)) == 1
+    assert stack.receiver.inbox.get(task_id).deliveries == 2
+
+
+@pytest.mark.parametrize(
+    ("make_url", "body", "status", "message"),
+    [
+        (lambda url, job: f"{url}/callbacks/{sign(job, 'another-secret')}", None, 403, "forged"),
+        (lambda url, job: f"{url}/callbacks/not-a-token", None, 404, "unknown job"),
+        (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)[:-3]}abc", None, 403, "forged"),
+        (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}", b"{not json", 422, "malformed"),
+        (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}", b'{"success": 1, "type": 1}', 422, "task_id"),
+        (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}", b"x" * 70_000, 413, "larger"),
+    ],
+)
+def test_bad_callbacks_are_refused_and_emit_nothing(stack, make_url, body, status, message) -> None:
+    job, task_id = new_job(), uuid.uuid4().hex
+    content = body if body is not None else httpx.Request("POST", "/", json=callback_body(task_id)).content
+    response = httpx.post(make_url(stack.receiver.url, job), content=content, headers={"Content-Type": "application/json"})
+    assert response.status_code == status and message in response.json()["error"]
+    assert stack.receiver.inbox.get(task_id) is None
+
+
+def test_expired_token_is_refused(stack) -> None:
+    job = new_job(issued_at=int(time.time()) - 8 * 24 * 3600)
+    assert deliver(stack.receiver.url, job, callback_body(uuid.uuid4().hex)).status_code == 410
+
+
+def test_replayed_token_for_another_task_is_refused(stack) -> None:
+    job = new_job()
+    first, second = uuid.uuid4().hex, uuid.uuid4().hex
+    assert deliver(stack.receiver.url, job, callback_body(first)).status_code == 200
+    replay = deliver(stack.receiver.url, job, callback_body(second))
+    assert replay.status_code == 409 and "replayed" in replay.json()["error"]
+    assert stack.receiver.inbox.get(second) is None
+
+
+def test_inbox_lookup_needs_the_secret(stack) -> None:
+    job, task_id = new_job(), uuid.uuid4().hex
+    deliver(stack.receiver.url, job, callback_body(task_id))
+    assert httpx.get(f"{stack.receiver.url}/tasks/{task_id}").status_code == 401
+    found = httpx.get(f"{stack.receiver.url}/tasks/{task_id}", headers={"Authorization": f"Bearer {RECEIVER_SECRET}"})
+    assert found.status_code == 200 and found.json()["job"]["job_id"] == job.job_id
+
+
+async def test_wait_sees_a_callback_that_arrived_before_it_started(stack) -> None:
+    task_id = uuid.uuid4().hex
+    deliver(stack.receiver.url, new_job(), callback_body(task_id))
+    started = time.monotonic()
+    callback = await wait_for_task_callback(task_id, 30, receiver_url=stack.receiver.url, secret=RECEIVER_SECRET)
+    assert callback.task_id == task_id and callback.succeeded
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("head_start", [0.0, 1.0, 8.0])
+async def test_wait_from_events_alone_whenever_the_event_was_emitted(stack, head_start: float) -> None:
+    """Without the inbox shortcut: an event emitted just before subscribing (not yet stored, maybe not in the
+    backfill), a second before, or long enough before to be stored, is still seen."""
+    task_id = uuid.uuid4().hex
+    deliver(stack.receiver.url, new_job(), callback_body(task_id))
+    await asyncio.sleep(head_start)
+    callback = await wait_for_task_callback(task_id, 30, recheck_every=1.0)
+    assert callback.task_id == task_id
+
+
+async def test_wait_sees_a_callback_that_arrives_during_the_wait(stack) -> None:
+    task_id = uuid.uuid4().hex
+
+    async def later() -> None:
+        await asyncio.sleep(1.5)
+        await asyncio.to_thread(deliver, stack.receiver.url, new_job(), callback_body(task_id))
+
+    sender = asyncio.create_task(later())
+    started = time.monotonic()
+    callback = await wait_for_task_callback(task_id, 30, receiver_url=stack.receiver.url, secret=RECEIVER_SECRET)
+    await sender
+    assert callback.task_id == task_id
+    assert 1.4 < time.monotonic() - started < 10
+
+
+async def test_wait_times_out_naming_the_task(stack) -> None:
+    task_id = uuid.uuid4().hex
+    with pytest.raises(CallbackTimeout, match=task_id):
+        await wait_for_task_callback(task_id, 1.5, receiver_url=stack.receiver.url, secret=RECEIVER_SECRET)
+
+
+async def test_inbox_keeps_callbacks_while_the_api_is_down(stack, tmp_path) -> None:
+    inbox = Inbox(tmp_path / "inbox.sqlite")
+    job, task_id = new_job(), uuid.uuid4().hex
+    from aifaceswap.models import TaskCallback
+
+    inbox.record(job, TaskCallback.model_validate(callback_body(task_id)))
+    emitter = Emitter(inbox)
+    with temporary_settings(updates={PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        async with get_client() as down:
+            with pytest.raises(Exception):  # noqa: B017 - any transport error: the API is unreachable
+                await emitter.emit_pending(down)
+    assert [e.callback.task_id for e in inbox.pending()] == [task_id]
+    inbox.close()
+    reopened = Inbox(tmp_path / "inbox.sqlite")  # a restart loses nothing acknowledged
+    async with get_client() as up:
+        assert await Emitter(reopened).emit_pending(up) == 1
+    assert reopened.pending() == []
+    assert len(await stored_events(task_id)) == 1
