@@ -1,0 +1,73 @@
+"""wait=False: the flow ends after submission, and the store-result deployment, triggered by the success
+event as prefect.yaml declares it, stores the result through a real deployment run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
+
+from flows.image_flows import faceswap
+from tests.media import read_image
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def served_store_result(stack, prefect_api: str, tmp_path_factory: pytest.TempPathFactory):
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.deployments"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process, log
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(10)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+
+
+async def wait_for_deployment(name: str, timeout: float = 90) -> str:
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while time.monotonic() < deadline:
+            found = await client.read_deployments(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])))
+            automations = await client.read_automations_by_name(f"{name}__automation_1") if found else []
+            if found and automations:
+                return str(found[0].id)
+            await asyncio.sleep(0.5)
+    raise AssertionError(f"deployment {name} was not served in {timeout}s")
+
+
+@pytest.mark.slow
+async def test_wait_false_then_the_trigger_stores_the_result(stack, served_store_result) -> None:
+    process, log = served_store_result
+    deployment_id = await wait_for_deployment("store-result")
+    outcome = await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), wait=False)
+    assert outcome.status == "submitted" and outcome.result_uri is None
+    deadline = time.monotonic() + 120
+    while not stack.storage.exists(outcome.result_key):
+        assert process.poll() is None, log.read_text()[-3000:]
+        assert time.monotonic() < deadline, f"the trigger did not store the result:\n{log.read_text()[-3000:]}"
+        await asyncio.sleep(0.5)
+    assert read_image(stack.storage.read_bytes(outcome.result_key)).shape == (512, 512, 3)
+    async with get_client() as client:
+        runs = await client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id={"any_": [deployment_id]}))
+    triggered = [run for run in runs if run.parameters.get("task_id") == outcome.task_id]
+    assert len(triggered) == 1
+    assert triggered[0].parameters["result_key"] == outcome.result_key
