@@ -46,4 +46,6 @@ class WebhookCatcher(BackgroundServer):
             if len(found) >= count:
                 return found
             time.sleep(0.05)
-        raise AssertionError(f"{count} callback(s) of {task_id} did not arrive in {timeout}s: {self.callbacks(task_id)}")
+        raise AssertionError(
+            f"{count} callback(s) of {task_id} did not arrive in {timeout}s: {self.callbacks(task_id)}"
+        )

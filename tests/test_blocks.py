@@ -40,7 +40,10 @@ def test_blocks_register_with_the_cli(prefect_api: str) -> None:
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
     done = subprocess.run(
         [sys.executable, "-m", "prefect", "block", "register", "-m", "blocks"],
-        env=env, capture_output=True, text=True, timeout=120,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     slugs = {t["slug"] for t in httpx.post(f"{prefect_api}/block_types/filter", json={}).json()}

@@ -19,7 +19,9 @@ from tests.vision import photos
 
 async def artifacts_of(flow_run_id: str) -> dict[str, str]:
     async with get_client() as client:
-        found = await client.request("POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}})
+        found = await client.request(
+            "POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [flow_run_id]}}}
+        )
     return {a["key"] or a["type"]: a["data"] for a in found.json()}
 
 
@@ -38,7 +40,9 @@ async def test_faceswap_stores_a_real_swap(stack) -> None:
 async def test_extract_faces_numbers_every_face(stack) -> None:
     found = await extract_faces(str(stack.files["group"]))
     _, truth = photos.tiled()
-    assert [round(photos.iou(box.as_tuple(), t), 1) >= 0.5 for box, t in zip(found.faces, truth, strict=True)] == [True] * 3
+    assert [round(photos.iou(box.as_tuple(), t), 1) >= 0.5 for box, t in zip(found.faces, truth, strict=True)] == [
+        True
+    ] * 3
     picture = read_image(stack.storage.read_bytes(found.picture_key))
     assert picture.shape[:2] == read_image(stack.files["group"].read_bytes()).shape[:2]
 

@@ -62,7 +62,12 @@ BAD_INPUTS = [
         "index",
         "start at 0",
     ),
-    (MultiFaceSwapRequest, {"source_image": URL, "face_image": [], "index": [], "webhook": HOOK}, "face_image", "at least 1"),
+    (
+        MultiFaceSwapRequest,
+        {"source_image": URL, "face_image": [], "index": [], "webhook": HOOK},
+        "face_image",
+        "at least 1",
+    ),
     (VideoFaceSwapRequest, {**VIDEO, "enhance": 3}, "enhance", "0 (no enhance), 1"),
     (VideoFaceSwapRequest, {**VIDEO, "duration": 0}, "duration", "read it from the file"),
     (VideoFaceSwapRequest, {**VIDEO, "duration": -2.5}, "duration", "> 0"),

@@ -83,14 +83,21 @@ async def test_duplicate_delivery_emits_nothing_new(stack) -> None:
         (lambda url, job: f"{url}/callbacks/not-a-token", None, 404, "unknown job"),
         (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)[:-3]}abc", None, 403, "forged"),
         (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}", b"{not json", 422, "malformed"),
-        (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}", b'{"success": 1, "type": 1}', 422, "task_id"),
+        (
+            lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}",
+            b'{"success": 1, "type": 1}',
+            422,
+            "task_id",
+        ),
         (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}", b"x" * 70_000, 413, "larger"),
     ],
 )
 def test_bad_callbacks_are_refused_and_emit_nothing(stack, make_url, body, status, message) -> None:
     job, task_id = new_job(), uuid.uuid4().hex
     content = body if body is not None else httpx.Request("POST", "/", json=callback_body(task_id)).content
-    response = httpx.post(make_url(stack.receiver.url, job), content=content, headers={"Content-Type": "application/json"})
+    response = httpx.post(
+        make_url(stack.receiver.url, job), content=content, headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == status and message in response.json()["error"]
     assert stack.receiver.inbox.get(task_id) is None
 

@@ -155,8 +155,11 @@ async def test_no_face_in_face_image_is_a_failed_job_refunded(sandbox, client, m
 
 @pytest.mark.parametrize(
     ("headers", "message"),
-    [({}, "missing API key"), ({"Authorization": "Bearer nope"}, "invalid API key"),
-     ({"Authorization": "Basic abc"}, "missing API key")],
+    [
+        ({}, "missing API key"),
+        ({"Authorization": "Bearer nope"}, "invalid API key"),
+        ({"Authorization": "Basic abc"}, "missing API key"),
+    ],
 )
 def test_authentication_errors(sandbox, headers, message) -> None:
     response = httpx.post(f"{sandbox.url}{API}/extract_face", json={"img": "https://x/y.png"}, headers=headers)
@@ -169,22 +172,35 @@ def test_authentication_errors(sandbox, headers, message) -> None:
     [
         ("faceswap", b"{not json", "not valid JSON"),
         ("faceswap", b"[1, 2]", "JSON object"),
-        ("faceswap", b'{"source_image": "x.jpg", "face_image": "https://a/b.png", "webhook": "https://h"}',
-         "source_image: must be an absolute http(s) URL"),
+        (
+            "faceswap",
+            b'{"source_image": "x.jpg", "face_image": "https://a/b.png", "webhook": "https://h"}',
+            "source_image: must be an absolute http(s) URL",
+        ),
         ("multi_video_faceswap", None, "ref_info: takes 1 to 3 faces"),
-        ("video_faceswap", b'{"source_video": "https://a/v.mp4", "face_image": "https://a/b.png", "duration": 2, '
-         b'"enhance": 3, "webhook": "https://h"}', "enhance"),
+        (
+            "video_faceswap",
+            b'{"source_video": "https://a/v.mp4", "face_image": "https://a/b.png", "duration": 2, '
+            b'"enhance": 3, "webhook": "https://h"}',
+            "enhance",
+        ),
     ],
 )
 def test_malformed_bodies_are_refused_with_the_field(sandbox, endpoint, body, message) -> None:
     if body is None:
         png = base64.b64encode(photos_png()).decode()
         ref = {"face_ref": png, "face_url": "https://a/b.png"}
-        body = httpx.Request("POST", "/", json={"source_video": "https://a/v.mp4", "ref_info": [ref] * 4,
-                                                 "duration": 2, "webhook": "https://h"}).content
+        body = httpx.Request(
+            "POST",
+            "/",
+            json={"source_video": "https://a/v.mp4", "ref_info": [ref] * 4, "duration": 2, "webhook": "https://h"},
+        ).content
     before = spent(sandbox)
-    response = httpx.post(f"{sandbox.url}{API}/{endpoint}", content=body,
-                          headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    response = httpx.post(
+        f"{sandbox.url}{API}/{endpoint}",
+        content=body,
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
     assert response.status_code == 400 and response.json()["code"] == 400
     assert message in response.json()["message"]
     assert spent(sandbox) == before
@@ -207,7 +223,11 @@ def photos_png() -> bytes:
 )
 async def test_bad_inputs_are_refused_and_free(sandbox, client, media, catcher, source, face, message) -> None:
     def resolve(name: str) -> str:
-        return name if name.startswith("http") else (f"{media[0]}/nothing-here.png" if name == "missing" else url(media, name))
+        return (
+            name
+            if name.startswith("http")
+            else (f"{media[0]}/nothing-here.png" if name == "missing" else url(media, name))
+        )
 
     before = spent(sandbox)
     with pytest.raises(InvalidRequestError, match=message):
@@ -252,7 +272,7 @@ async def test_fault_switches(sandbox, client, media, catcher) -> None:
     callback = catcher.wait_for(delayed.task_id)[0]
     sandbox.wait_idle()
     finished_at = sandbox.sandbox.runner.jobs[delayed.task_id].finished_at
-    delivered = [d.at for d in sandbox.sandbox.webhooks.deliveries if d.task_id == delayed.task_id][0]
+    delivered = next(d.at for d in sandbox.sandbox.webhooks.deliveries if d.task_id == delayed.task_id)
     assert callback["success"] == 1 and delivered - finished_at >= 0.9
 
     before = spent(sandbox)
@@ -279,8 +299,11 @@ def test_results_expire(media, catcher) -> None:
     with SandboxServer(config) as short:
         response = httpx.post(
             f"{short.url}{API}/faceswap",
-            json={"source_image": url(media, "astronaut"), "face_image": url(media, "grace"),
-                  "webhook": catcher.hook("ttl")},
+            json={
+                "source_image": url(media, "astronaut"),
+                "face_image": url(media, "grace"),
+                "webhook": catcher.hook("ttl"),
+            },
             headers={"Authorization": f"Bearer {KEY}"},
         )
         task_id = response.json()["data"]["task_id"]

@@ -27,7 +27,11 @@ def served_store_result(stack, prefect_api: str, tmp_path_factory: pytest.TempPa
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     with log.open("wb") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.deployments"], cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT,
+            [sys.executable, "-m", "flows.deployments"],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     try:
@@ -46,7 +50,9 @@ async def wait_for_deployment(name: str, timeout: float = 90) -> str:
     deadline = time.monotonic() + timeout
     async with get_client() as client:
         while time.monotonic() < deadline:
-            found = await client.read_deployments(deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])))
+            found = await client.read_deployments(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name]))
+            )
             automations = await client.read_automations_by_name(f"{name}__automation_1") if found else []
             if found and automations:
                 return str(found[0].id)
