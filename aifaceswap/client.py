@@ -215,7 +215,9 @@ class AIFaceSwapClient:
         try:
             response = await self._http.post(url, headers=self._headers, **self._encode(request))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
-            raise ConnectionFailedError(f"{request.endpoint}: could not connect to {self.base_url}: {error!r}") from error
+            raise ConnectionFailedError(
+                f"{request.endpoint}: could not connect to {self.base_url}: {error!r}"
+            ) from error
         except httpx.HTTPError as error:
             raise ResponseLostError(
                 f"{request.endpoint}: the request was sent but no answer came back ({error!r}); "

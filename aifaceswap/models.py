@@ -385,8 +385,7 @@ class MultiVideoFaceSwapRequest(SubmitRequest):
     def _ref_count(cls, refs: list[RefImage]) -> list[RefImage]:
         if not 1 <= len(refs) <= MAX_VIDEO_REFS:
             raise ValueError(
-                f"takes 1 to {MAX_VIDEO_REFS} faces (the service's limit), got {len(refs)}: "
-                "split the job or drop faces"
+                f"takes 1 to {MAX_VIDEO_REFS} faces (the service's limit), got {len(refs)}: split the job or drop faces"
             )
         return refs
 
