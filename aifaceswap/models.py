@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from aifaceswap.errors import InputValidationError
-from aifaceswap.pricing import Operation
+from aifaceswap.pricing import Operation, estimate_credits
 
 API_PREFIX = "/api/aifaceswap/v1"
 MAX_VIDEO_REFS = 3
@@ -256,6 +256,10 @@ class ApiRequest(BaseModel):
     def has_files(self) -> bool:
         return any(isinstance(value, FileInput) for value in self.__dict__.values())
 
+    def estimated_credits(self) -> int:
+        """What this request costs by the pricing table."""
+        return estimate_credits(self.operation)
+
 
 class SubmitRequest(ApiRequest):
     """A request that starts a paid background job, whose result the service POSTs to ``webhook``."""
@@ -348,6 +352,9 @@ class VideoFaceSwapRequest(SubmitRequest):
     duration: Duration
     enhance: EnhanceLevel = Enhance.NONE
 
+    def estimated_credits(self) -> int:
+        return estimate_credits(self.operation, duration=self.duration, enhance=self.enhance)
+
 
 class ExtractBase64FaceRequest(ApiRequest):
     """Find the faces in one video frame given as base64 (2 credits)."""
@@ -379,6 +386,11 @@ class MultiVideoFaceSwapRequest(SubmitRequest):
     ref_info: list[RefImage]
     duration: Duration
     enhance: EnhanceLevel = Enhance.NONE
+
+    def estimated_credits(self) -> int:
+        return estimate_credits(
+            self.operation, duration=self.duration, enhance=self.enhance, face_count=len(self.ref_info)
+        )
 
     @field_validator("ref_info")
     @classmethod

@@ -29,6 +29,12 @@ class WebhookReceiver(Block):
         description="The receiver's URL as the API sees it (behind a tunnel or ingress for the real service).",
     )
     signing_secret: SecretStr = Field(description="Shared with the receiver; signs each job's callback URL.")
+    lost_answer_grace_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="When a submission's answer is lost, how long to wait for its callback before giving up "
+        "(it is never submitted again).",
+    )
 
     def callback_url(self, job: JobToken) -> str:
         """The unguessable callback URL of one job."""

@@ -13,16 +13,24 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel
 
-from aifaceswap.errors import AIFaceSwapError
+from aifaceswap.errors import AIFaceSwapError, ResponseLostError
 from aifaceswap.models import ApiRequest, FaceBox
 from blocks import AIFaceSwapCredentials, WebhookReceiver
-from flows.waiting import ArrivedCallback, wait_for_task_callback
+from flows.waiting import ArrivedCallback, CallbackTimeout, wait_for_task_callback
 from receiver.events import SUBMITTED, related_flow_run, task_resource_id
 from receiver.tokens import JobToken
 
 
 class JobFailed(RuntimeError):
     """The service called back with ``success: 0``: the job failed on its side (credits are its business)."""
+
+
+class SubmissionOutcomeUnknown(RuntimeError):
+    """A submission's answer was lost and no callback of its job came within the grace period.
+
+    It is not submitted again (that could charge twice). If the service did accept it, its callback still
+    reaches the receiver under the job's id.
+    """
 
 
 class SubmittedJob(BaseModel):
@@ -35,6 +43,7 @@ class SubmittedJob(BaseModel):
     storage_block: str | None
     result_key: str | None
     flow_run_id: str | None
+    points_estimated: bool = False
 
 
 def plan_job(
@@ -110,28 +119,61 @@ async def extract_frame_faces(credentials: AIFaceSwapCredentials, frame_png: byt
     cache_key_fn=submit_cache_key,
     persist_result=True,
     retries=3,
-    retry_delay_seconds=[2, 10, 30],
+    retry_delay_seconds=[1, 5, 15],
     retry_condition_fn=retry_if_safe,
 )
-async def submit(credentials: AIFaceSwapCredentials, job: JobToken, request: ApiRequest) -> SubmittedJob:
-    """Start the paid job. Cached by job: a retry of the flow run re-attaches to the recorded task_id."""
-    async with credentials.get_client() as client:
-        data = await client.send(request)
+async def submit(
+    credentials: AIFaceSwapCredentials,
+    receiver: WebhookReceiver,
+    job: JobToken,
+    request: ApiRequest,
+) -> SubmittedJob:
+    """Start the paid job. Cached by job: a retry of the flow run re-attaches to the recorded task_id.
+
+    When the answer is lost after sending, the job is not submitted again: its callback is awaited by job id
+    for the receiver block's ``lost_answer_grace_seconds``, which tells the task_id if the service accepted it.
+    """
+    logger = get_run_logger()
+    grace = receiver.lost_answer_grace_seconds
+    estimated = False
+    try:
+        async with credentials.get_client() as client:
+            data = await client.send(request)
+        task_id, points = data.task_id, data.points
+    except ResponseLostError as lost:
+        logger.warning("%s; waiting up to %.0fs for a callback of job %s", lost, grace, job.job_id)
+        try:
+            callback = await wait_for_task_callback(
+                job.job_id,
+                grace,
+                receiver_url=receiver.public_url,
+                secret=receiver.signing_secret.get_secret_value(),
+                by_job=True,
+            )
+        except CallbackTimeout:
+            raise SubmissionOutcomeUnknown(
+                f"the answer to the {job.operation} submission of job {job.job_id} was lost and no callback came in "
+                f"{grace:.0f}s; it was NOT submitted again. If the service accepted it, its "
+                f"callback will reach the receiver (look for events with aifaceswap.job-id={job.job_id})"
+            ) from lost
+        task_id, points, estimated = callback.task_id, request.estimated_credits(), True
+        logger.info("job %s was accepted after all: task_id %s (found by its callback)", job.job_id, task_id)
     submitted = SubmittedJob(
         job_id=job.job_id,
-        task_id=data.task_id,
+        task_id=task_id,
         operation=job.operation,
-        points=data.points,
+        points=points,
         storage_block=job.storage_block,
         result_key=job.result_key,
         flow_run_id=job.flow_run_id,
+        points_estimated=estimated,
     )
-    get_run_logger().info("submitted %s: task_id=%s, %d credits", job.operation, data.task_id, data.points)
+    logger.info("submitted %s: task_id=%s, %d credits", job.operation, task_id, points)
     emit_event(
         event=SUBMITTED,
         resource={
-            "prefect.resource.id": task_resource_id(data.task_id),
-            "prefect.resource.name": f"{job.operation} {data.task_id}",
+            "prefect.resource.id": task_resource_id(task_id),
+            "prefect.resource.name": f"{job.operation} {task_id}",
             "aifaceswap.operation": job.operation,
             "aifaceswap.job-id": job.job_id,
         },

@@ -107,14 +107,16 @@ def _read_media(storage: MediaStorage, source: str) -> bytes:
 async def select_faces(
     storage: MediaStorage,
     source: str,
-    faces: list[FaceBox],
+    faces: list[FaceBox] | None,
     name: str,
     indexes: list[int] | None = None,
     references: dict[str, list[FaceBox]] | None = None,
 ) -> list[int]:
-    """The indexes of the faces to replace: given, or for each reference photo (with its detected faces) the
-    detected face of ``source`` that looks most like the reference's largest face."""
+    """The indexes of the faces to replace: given (checked against ``faces`` when they were extracted), or for
+    each reference photo (with its detected faces) the face of ``source`` most like the reference's largest."""
     if indexes is not None:
+        if faces is None:
+            return indexes
         wrong = [i for i in indexes if not 0 <= i < len(faces)]
         if wrong:
             raise InputValidationError(
@@ -122,7 +124,7 @@ async def select_faces(
                 f"{len(faces) - 1} (see the numbered-faces artifact of extract-faces)"
             )
         return indexes
-    if not references:
+    if not references or not faces:
         raise InputValidationError("face_indexes: give the indexes of the faces to replace, or reference_images")
     picture = load_image(await asyncio.to_thread(_read_media, storage, source))
     crops = [crop(picture, box) for box in faces]
@@ -155,9 +157,10 @@ async def multi_faceswap(
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> SwapOutcome:
     """Replace several faces of one image: ``face_images[i]`` goes on face ``face_indexes[i]`` (numbered left to
-    right by extract_face), or on the face most like ``reference_images[i]``. Costs 5 credits, plus 2 for finding
-    the faces of the source and 2 per reference photo."""
-    extracts = 1 + (len(reference_images or []) if face_indexes is None else 0)
+    right by extract_face: run the extract-faces flow to see them), or on the face most like
+    ``reference_images[i]``. Costs 5 credits; choosing by reference also costs 2 for finding the faces of the
+    source and 2 per reference photo. Indexes are checked by the service, which refuses a wrong one for free."""
+    extracts = 0 if face_indexes is not None else 1 + len(reference_images or [])
     check_budget(extracts * estimate_credits("extract_face") + estimate_credits("multi_faceswap"), max_credits)
     wanted = face_indexes if face_indexes is not None else reference_images
     if not face_images or wanted is None or len(wanted) != len(face_images):
@@ -170,20 +173,21 @@ async def multi_faceswap(
         upload(services.storage, source_image, "source_image"),
         *(upload(services.storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
     )
-    detected = await extract_faces_task(services.credentials, source.url, source.name)
-    await show_faces(services.storage, source.key or source.url, detected, source.name)
-    references = None
-    if face_indexes is None and reference_images:
+    if face_indexes is not None:
+        indexes = await select_faces(services.storage, source.key or source.url, None, source.name, face_indexes)
+    else:
+        detected = await extract_faces_task(services.credentials, source.url, source.name)
+        await show_faces(services.storage, source.key or source.url, detected, source.name)
         staged_references = await asyncio.gather(
-            *(upload(services.storage, image, f"reference_images[{i}]") for i, image in enumerate(reference_images))
+            *(upload(services.storage, image, f"reference_images[{i}]") for i, image in enumerate(wanted))
         )
         found = await asyncio.gather(
             *(extract_faces_task(services.credentials, ref.url, ref.name) for ref in staged_references)
         )
         references = {ref.key or ref.url: boxes for ref, boxes in zip(staged_references, found, strict=True)}
-    indexes = await select_faces(
-        services.storage, source.key or source.url, detected, source.name, face_indexes, references
-    )
+        indexes = await select_faces(
+            services.storage, source.key or source.url, detected, source.name, None, references
+        )
     job = plan_job(
         "multi_faceswap",
         {"source_image": source.key or source.url, "face_images": [f.key or f.url for f in faces], "index": indexes},

@@ -106,7 +106,12 @@ async def download_to(url: str, target: Path, *, max_bytes: int = 2 * 1024**3) -
     return size
 
 
-@task(name="prepare-video", task_run_name="prepare video {field}", retries=1)
+@task(
+    name="prepare-video",
+    task_run_name="prepare video {field}",
+    retries=1,
+    retry_condition_fn=lambda task, run, state: not isinstance(state.data, InputValidationError),
+)
 async def prepare_video(
     storage: MediaStorage,
     source: str,

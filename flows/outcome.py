@@ -42,7 +42,7 @@ async def submit_and_finish(
     options: dict[str, Any] = {"result_storage": services.storage}
     if task_run_name:
         options["task_run_name"] = task_run_name
-    submitted = await submit.with_options(**options)(services.credentials, job, request)
+    submitted = await submit.with_options(**options)(services.credentials, services.receiver, job, request)
     return await finish(
         submitted,
         services.storage,

@@ -60,13 +60,20 @@ def trim_video(source: str | Path, target: str | Path, start: float, end: float 
     """Cut [start, end) seconds of ``source`` into ``target`` (H.264 + AAC), re-encoding so cuts are exact."""
     facts = video_facts(source)
     end = facts.duration if end is None else end
-    if start < 0 or end <= start:
-        raise VideoError(f"trim: need 0 <= start < end, got start={start}, end={end}")
-    if start >= facts.duration or end > facts.duration + 1e-3:
+    if start < 0:
+        raise VideoError(f"trim_start: must be 0 s or later, got {start}: choose a start inside the video")
+    if start >= facts.duration:
         raise VideoError(
-            f"trim: [{start}, {end}] s is outside the video, which lasts {facts.duration:.2f} s: "
-            "choose a range inside it"
+            f"trim_start: {start} s is past the end of the video, which lasts {facts.duration:.2f} s: "
+            "choose a start inside it"
         )
+    if end > facts.duration + 1e-3:
+        raise VideoError(
+            f"trim_end: {end} s is past the end of the video, which lasts {facts.duration:.2f} s: "
+            f"choose trim_end <= {facts.duration:.2f}, or leave it out to keep the rest of the video"
+        )
+    if end <= start:
+        raise VideoError(f"trim_start: {start} s is not before trim_end {end} s: choose trim_start < trim_end")
     with av.open(str(source)) as inp, av.open(str(target), "w", format="mp4") as out:
         vin = inp.streams.video[0]
         rate = vin.average_rate or Fraction(25)

@@ -52,26 +52,38 @@ def task_event_filter(task_id: str) -> EventFilter:
     )
 
 
+def job_event_filter(job_id: str) -> EventFilter:
+    """The callback events of a job, whatever task_id the service gave it (for a submission whose answer was lost)."""
+    return EventFilter(
+        event=EventNameFilter(name=[SUCCEEDED, FAILED]),
+        resource=EventResourceFilter(id_prefix=[f"{task_resource_id('')}"], labels={"aifaceswap.job-id": [job_id]}),
+    )
+
+
 def callback_from_event(event: Event) -> dict[str, Any]:
     """The callback fields and the job facts an event carries."""
     return dict(event.payload)
 
 
-async def stored_event(task_id: str) -> dict[str, Any] | None:
-    """The callback of ``task_id`` among the events the Prefect API has stored, if any."""
+async def stored_event(task_id: str, *, by_job: bool = False) -> dict[str, Any] | None:
+    """The callback of a task (or, ``by_job``, of a job id) among the events the Prefect API has stored."""
+    event_filter = job_event_filter(task_id) if by_job else task_event_filter(task_id)
     async with get_client() as client:
-        page = await client.read_events(filter=task_event_filter(task_id), limit=1)
+        page = await client.read_events(filter=event_filter, limit=1)
     return callback_from_event(page.events[0]) if page.events else None
 
 
-async def inbox_entry(receiver_url: str | None, secret: str | None, task_id: str) -> dict[str, Any] | None:
+async def inbox_entry(
+    receiver_url: str | None, secret: str | None, task_id: str, *, by_job: bool = False
+) -> dict[str, Any] | None:
     """The callback as the receiver's inbox has it (None when not received, or the receiver is unreachable)."""
     if not receiver_url or not secret:
         return None
+    path = f"jobs/{task_id}" if by_job else f"tasks/{task_id}"
     try:
         async with httpx.AsyncClient(timeout=5) as http:
             response = await http.get(
-                f"{receiver_url.rstrip('/')}/tasks/{task_id}", headers={"Authorization": f"Bearer {secret}"}
+                f"{receiver_url.rstrip('/')}/{path}", headers={"Authorization": f"Bearer {secret}"}
             )
     except httpx.HTTPError as error:
         logger.debug("receiver inbox not reachable: %r", error)
@@ -89,12 +101,17 @@ async def wait_for_task_callback(
     receiver_url: str | None = None,
     secret: str | None = None,
     recheck_every: float = 3.0,
+    by_job: bool = False,
 ) -> ArrivedCallback:
-    """Return the callback of ``task_id`` whenever it arrived; CallbackTimeout after ``timeout`` seconds."""
+    """Return the callback of ``task_id`` (or, ``by_job``, of that job id) whenever it arrived;
+    CallbackTimeout after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    async with get_events_subscriber(filter=task_event_filter(task_id)) as subscriber:
-        found = await inbox_entry(receiver_url, secret, task_id) or await stored_event(task_id)
+    event_filter = job_event_filter(task_id) if by_job else task_event_filter(task_id)
+    async with get_events_subscriber(filter=event_filter) as subscriber:
+        found = await inbox_entry(receiver_url, secret, task_id, by_job=by_job) or await stored_event(
+            task_id, by_job=by_job
+        )
         stream = aiter(subscriber)
         next_event: asyncio.Task[Event] | None = None
         try:
@@ -108,7 +125,7 @@ async def wait_for_task_callback(
                     found = callback_from_event(next_event.result())
                     next_event = None
                 else:
-                    found = await stored_event(task_id)
+                    found = await stored_event(task_id, by_job=by_job)
         finally:
             if next_event is not None:
                 next_event.cancel()

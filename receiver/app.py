@@ -91,7 +91,10 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), secret.encode()):
             return _refuse(401, "send 'Authorization: Bearer <the receiver's signing secret>'")
-        entry = await asyncio.to_thread(inbox.get, request.path_params["task_id"])
+        if "job_id" in request.path_params:
+            entry = await asyncio.to_thread(inbox.get_by_job, request.path_params["job_id"])
+        else:
+            entry = await asyncio.to_thread(inbox.get, request.path_params["task_id"])
         if entry is None:
             return _refuse(404, "no callback received for this task yet")
         return JSONResponse(
@@ -122,6 +125,7 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
         routes=[
             Route(f"{CALLBACK_PATH}/{{token}}", callback, methods=["POST"]),
             Route("/tasks/{task_id}", task_status, methods=["GET"]),
+            Route("/jobs/{job_id}", task_status, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
         ],
         lifespan=lifespan,

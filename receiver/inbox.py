@@ -102,6 +102,10 @@ class Inbox:
         found = self._entries("task_id = ?", (task_id,))
         return found[0] if found else None
 
+    def get_by_job(self, job_id: str) -> InboxEntry | None:
+        found = self._entries("job_id = ?", (job_id,))
+        return found[0] if found else None
+
     def mark_emitted(self, task_ids: list[str]) -> None:
         with self._lock:
             self._db.executemany(

@@ -9,7 +9,7 @@ import httpx
 import pytest
 from prefect.client.orchestration import get_client
 
-from aifaceswap.errors import InputValidationError
+from aifaceswap.errors import InvalidRequestError
 from flows.batch import batch_faceswap
 from flows.budget import BudgetExceeded
 from flows.image_flows import extract_faces, faceswap, multi_faceswap
@@ -73,11 +73,11 @@ async def test_multi_faceswap_by_reference_photo(stack, tmp_path: Path) -> None:
     assert abs(result[y1:y2, x1:x2].astype(int) - group[y1:y2, x1:x2]).mean() > 5
 
 
-async def test_multi_faceswap_index_out_of_range_spends_only_the_extract(stack) -> None:
+async def test_multi_faceswap_index_out_of_range_spends_nothing(stack) -> None:
     before = stack.spent()
-    with pytest.raises(InputValidationError, match=r"face_indexes: \[7\] out of range.*3 face"):
+    with pytest.raises(InvalidRequestError, match=r"index\[0\].*face 7 does not exist.*3 face"):
         await multi_faceswap(str(stack.files["group"]), [str(stack.files["grace"])], face_indexes=[7])
-    assert stack.spent() == before + 2
+    assert stack.spent() == before
 
 
 async def test_budget_guard_refuses_before_spending(stack) -> None:

@@ -77,3 +77,44 @@ async def test_wait_false_then_the_trigger_stores_the_result(stack, served_store
     triggered = [run for run in runs if run.parameters.get("task_id") == outcome.task_id]
     assert len(triggered) == 1
     assert triggered[0].parameters["result_key"] == outcome.result_key
+
+
+def test_prefect_yaml_deploys(prefect_api: str) -> None:
+    """`prefect deploy --all` accepts prefect.yaml: every flow, the nightly schedule and the trigger."""
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+
+    def prefect(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "prefect", "--no-prompt", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    created = prefect("work-pool", "create", "faceswap-pool", "--type", "process", "--overwrite")
+    assert created.returncode == 0, created.stdout + created.stderr
+    deployed = prefect("deploy", "--all")
+    assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
+
+    async def check() -> None:
+        async with get_client() as client:
+            deployments = {d.name: d for d in await client.read_deployments()}
+            expected = {
+                "faceswap",
+                "extract-faces",
+                "multi-faceswap",
+                "video-faceswap",
+                "multi-video-faceswap",
+                "nightly-batch",
+                "store-result",
+            }
+            assert expected <= set(deployments)
+            assert all(deployments[name].work_pool_name == "faceswap-pool" for name in expected)
+            nightly = deployments["nightly-batch"]
+            assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
+            automations = await client.read_automations_by_name("store-result__automation_1")
+            assert automations and automations[0].trigger.expect == {"aifaceswap.task.succeeded"}
+
+    asyncio.run(check())

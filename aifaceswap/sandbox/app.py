@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -23,6 +24,7 @@ from aifaceswap.models import (
     FaceSwapRequest,
     MultiFaceSwapRequest,
     MultiVideoFaceSwapRequest,
+    SubmitRequest,
     VideoFaceSwapRequest,
     describe_validation_error,
 )
@@ -69,9 +71,9 @@ def _api_key(request: Request, sandbox: Sandbox) -> str:
 
 def _injected_fault(sandbox: Sandbox) -> None:
     faults = sandbox.dice.config
-    if sandbox.dice.roll(faults.rate_limit_rate):
+    if sandbox.dice.burst("rate_limit") or sandbox.dice.roll(faults.rate_limit_rate):
         raise SandboxHTTPError(429, "too many requests: slow down", {"Retry-After": f"{faults.retry_after_seconds:g}"})
-    if sandbox.dice.roll(faults.server_error_rate):
+    if sandbox.dice.burst("server_error") or sandbox.dice.roll(faults.server_error_rate):
         raise SandboxHTTPError(500, "internal server error (injected fault)")
 
 
@@ -117,6 +119,10 @@ def _endpoint(model: type[ApiRequest]) -> Any:
             raise SandboxHTTPError(400, str(error)) from None
         except NotEnoughCredits as error:
             raise SandboxHTTPError(402, str(error)) from None
+        faults = sandbox.dice.config
+        if isinstance(body, SubmitRequest) and sandbox.dice.roll(faults.lose_response_rate):
+            logger.info("fault: the answer for task %s comes %.0fs late", data.task_id, faults.lose_response_seconds)
+            await asyncio.sleep(faults.lose_response_seconds)
         return envelope(200, "OK", data.model_dump(mode="json"))
 
     handler.__name__ = model.endpoint

@@ -17,7 +17,13 @@ class FaultConfig(BaseModel):
     delay_webhook_seconds: float = Field(default=0.0, ge=0, description="How long a delayed callback waits.")
     server_error_rate: float = Field(default=0.0, ge=0, le=1, description="Calls refused with HTTP 500.")
     rate_limit_rate: float = Field(default=0.0, ge=0, le=1, description="Calls refused with HTTP 429.")
+    server_error_burst: int = Field(default=0, ge=0, description="The next N calls answered 500.")
+    rate_limit_burst: int = Field(default=0, ge=0, description="The next N calls answered 429.")
     retry_after_seconds: float = Field(default=1.0, ge=0, description="Retry-After sent with a 429.")
+    lose_response_rate: float = Field(
+        default=0.0, ge=0, le=1, description="Accepted (charged, started) jobs whose answer comes too late."
+    )
+    lose_response_seconds: float = Field(default=30.0, ge=0, description="How late a lost answer comes.")
     seed: int | None = Field(default=None, description="Seed of the fault dice, for repeatable drills.")
 
 

@@ -31,7 +31,6 @@ from aifaceswap.models import (
     SubmitRequest,
     VideoFaceSwapRequest,
 )
-from aifaceswap.pricing import estimate_credits
 from aifaceswap.sandbox.config import FaultConfig, SandboxConfig
 from aifaceswap.sandbox.faults import FaultDice
 from aifaceswap.sandbox.inputs import InputError, InputLoader
@@ -42,17 +41,6 @@ from aifaceswap.sandbox.vision import FaceEngine, encode_image
 from aifaceswap.sandbox.webhooks import WebhookSender
 
 logger = logging.getLogger("aifaceswap.sandbox")
-
-
-def price_of(request: ApiRequest) -> int:
-    """What a request costs by the pricing table (the ``points`` the sandbox answers with)."""
-    if isinstance(request, VideoFaceSwapRequest):
-        return estimate_credits(request.operation, duration=request.duration, enhance=request.enhance)
-    if isinstance(request, MultiVideoFaceSwapRequest):
-        return estimate_credits(
-            request.operation, duration=request.duration, enhance=request.enhance, face_count=len(request.ref_info)
-        )
-    return estimate_credits(request.operation)
 
 
 class Sandbox:
@@ -114,7 +102,7 @@ class Sandbox:
 
     async def handle(self, key: str, request: ApiRequest) -> ExtractFaceData | ExtractBase64FaceData | SubmitData:
         """Run one validated request for an authenticated key (raises InputError / NotEnoughCredits)."""
-        price = price_of(request)
+        price = request.estimated_credits()
         self.ledger.ensure(key, price)
         match request:
             case ExtractFaceRequest():

@@ -1,0 +1,144 @@
+"""No double charges, no lost results: lost answers, flow retries after a submission, timeouts collected later,
+transient errors retried visibly. The sandbox's ledger is the judge."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from aifaceswap.sandbox import FaultConfig
+from blocks import AIFaceSwapCredentials, WebhookReceiver
+from flows.api_tasks import SubmissionOutcomeUnknown
+from flows.image_flows import faceswap
+from flows.store_result import store_result
+from flows.waiting import CallbackTimeout
+from tests.conftest import RECEIVER_SECRET, SANDBOX_KEY
+from tests.media import read_image
+
+
+@pytest.fixture
+def faults(stack):
+    def switch(**settings) -> None:
+        stack.sandbox.sandbox.set_faults(FaultConfig(**settings))
+
+    yield switch
+    stack.sandbox.sandbox.set_faults(FaultConfig())
+
+
+def submissions(stack) -> int:
+    return sum(1 for job in stack.sandbox.sandbox.runner.jobs.values() if job.key == SANDBOX_KEY)
+
+
+@pytest.fixture(scope="module")
+def impatient(stack) -> tuple[str, str]:
+    """Blocks that give up on an answer after 1 s, and on a lost answer's callback after 3 s."""
+    AIFaceSwapCredentials(api_key=SANDBOX_KEY, base_url=stack.sandbox.url, timeout=1.0, max_retries=0).save(
+        "impatient", overwrite=True
+    )
+    WebhookReceiver(public_url=stack.receiver.url, signing_secret=RECEIVER_SECRET, lost_answer_grace_seconds=3).save(
+        "impatient-receiver", overwrite=True
+    )
+    return "impatient", "impatient-receiver"
+
+
+async def test_a_lost_answer_is_found_by_its_callback_not_resubmitted(stack, faults, impatient) -> None:
+    faults(lose_response_rate=1.0, lose_response_seconds=4)
+    spent, jobs = stack.spent(), submissions(stack)
+    outcome = await faceswap(
+        str(stack.files["astronaut"]),
+        str(stack.files["grace"]),
+        credentials_block=impatient[0],
+        receiver_block=impatient[1],
+    )
+    assert outcome.status == "stored" and read_image(stack.storage.read_bytes(outcome.result_key)) is not None
+    assert submissions(stack) == jobs + 1 and stack.spent() == spent + 2
+
+
+async def test_a_lost_answer_without_callback_fails_without_resubmitting(stack, faults, impatient) -> None:
+    faults(lose_response_rate=1.0, lose_response_seconds=4, drop_webhook_rate=1.0)
+    jobs = submissions(stack)
+    with pytest.raises(SubmissionOutcomeUnknown, match="NOT submitted again"):
+        await faceswap(
+            str(stack.files["astronaut"]),
+            str(stack.files["grace"]),
+            credentials_block=impatient[0],
+            receiver_block=impatient[1],
+        )
+    assert submissions(stack) == jobs + 1
+
+
+async def test_a_flow_retry_after_the_submission_reattaches(stack, faults) -> None:
+    """The first attempt times out waiting (the callback is late); the retry of the same flow run finds the
+    recorded task_id instead of paying again, and stores the result."""
+    faults(delay_webhook_rate=1.0, delay_webhook_seconds=2.5)
+    spent, jobs = stack.spent(), submissions(stack)
+    retrying = faceswap.with_options(retries=2, retry_delay_seconds=1)
+    state = await retrying(
+        str(stack.files["grace"]), str(stack.files["astronaut"]), timeout_seconds=1.5, return_state=True
+    )
+    outcome = await state.result()
+    assert outcome.status == "stored"
+    assert submissions(stack) == jobs + 1 and stack.spent() == spent + 2
+    async with get_client() as client:
+        run = (
+            await client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+            )
+        )[0]
+    assert run.run_count >= 2, "the flow run was retried"
+
+
+async def test_a_timed_out_wait_is_collected_later_by_task_id(stack, faults) -> None:
+    faults(delay_webhook_rate=1.0, delay_webhook_seconds=2.0)
+    with pytest.raises(CallbackTimeout) as timed_out:
+        await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), timeout_seconds=0.5)
+    task_id = timed_out.value.task_id
+    assert task_id in str(timed_out.value)
+    stack.sandbox.wait_idle()
+    collected = None
+    for _ in range(20):  # the event is stored by the API a few seconds after the callback
+        try:
+            collected = await store_result(task_id)
+            break
+        except Exception as error:
+            assert "no callback event" in str(error)
+            import asyncio
+
+            await asyncio.sleep(1)
+    assert collected is not None and collected.status == "stored"
+    assert read_image(stack.storage.read_bytes(collected.result_key)).shape == (512, 512, 3)
+
+
+async def test_transient_errors_are_retried_as_visible_task_retries(stack, faults) -> None:
+    faults(server_error_burst=1)
+    spent = stack.spent()
+    state = await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), return_state=True)
+    outcome = await state.result()
+    assert outcome.status == "stored" and stack.spent() == spent + 2
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    submit_run = next(run for run in runs if run.name.startswith("submit"))
+    assert submit_run.run_count == 2, "the 500 was retried once, as a Prefect retry"
+
+
+async def test_permanent_errors_fail_at_once(stack) -> None:
+    from aifaceswap.errors import AuthenticationError
+
+    await AIFaceSwapCredentials(api_key="wrong-" + uuid.uuid4().hex[:6], base_url=stack.sandbox.url).asave(
+        "wrong-key", overwrite=True
+    )
+    state = await faceswap(
+        str(stack.files["astronaut"]), str(stack.files["grace"]), credentials_block="wrong-key", return_state=True
+    )
+    with pytest.raises(AuthenticationError, match="invalid API key"):
+        await state.result()
+    async with get_client() as client:
+        runs = await client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    assert next(run for run in runs if run.name.startswith("submit")).run_count == 1
