@@ -101,6 +101,12 @@ class LocalPrefectServer:
             except subprocess.TimeoutExpired:
                 continue
 
+    def restart(self, down_seconds: float = 0.0) -> None:
+        """Stop the server, stay down ``down_seconds``, and start it again on the same port and database."""
+        self.stop()
+        time.sleep(down_seconds)
+        self.start()
+
     def __enter__(self) -> LocalPrefectServer:
         return self.start()
 

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from flows.local_prefect import LocalPrefectServer, free_port
+
+# One real Prefect server (SQLite) for the whole session, started on first use. Its address is set before
+# Prefect is imported, so that every thread and subprocess of the tests talks to it.
+PREFECT_SERVER = LocalPrefectServer(tempfile.mkdtemp(prefix="faceswap-tests-prefect-"), port=free_port())
+os.environ["PREFECT_HOME"] = str(PREFECT_SERVER.home)
+os.environ["PREFECT_API_URL"] = PREFECT_SERVER.api_url
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 S3_KEY_ID = "testing-key-id"
@@ -16,13 +24,23 @@ S3_SECRET = "testing-secret"
 
 
 @pytest.fixture(scope="session")
-def prefect_api() -> Iterator[str]:
-    """A real Prefect API (the test harness: a server subprocess on SQLite) for the whole session."""
-    from prefect.settings import PREFECT_API_URL
-    from prefect.testing.utilities import prefect_test_harness
+def prefect_server() -> Iterator[LocalPrefectServer]:
+    """``prefect server start`` on loopback (all its services, triggers included); drills may restart it."""
+    PREFECT_SERVER.start()
+    try:
+        yield PREFECT_SERVER
+    finally:
+        from prefect.events.worker import EventsWorker
+        from prefect.logging.handlers import APILogWorker
 
-    with prefect_test_harness(server_startup_timeout=90):
-        yield str(PREFECT_API_URL.value())
+        APILogWorker.drain_all(timeout=5)
+        EventsWorker.drain_all(timeout=5)
+        PREFECT_SERVER.stop()
+
+
+@pytest.fixture(scope="session")
+def prefect_api(prefect_server: LocalPrefectServer) -> str:
+    return prefect_server.api_url
 
 
 @pytest.fixture(scope="session")
