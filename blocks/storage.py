@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import posixpath
+import secrets
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,15 +119,23 @@ class MediaStorage(WritableFileSystem):
         return f"s3://{path}" if self.is_s3 else path
 
     def upload(self, local_path: str | Path, key: str | None = None) -> str:
-        """Copy a local file into storage in chunks (never whole in memory); returns its key."""
+        """Copy a local file into storage in chunks (never whole in memory); returns its key.
+
+        The object appears whole or not at all (S3 objects do; local files are written aside, then renamed), so
+        a reader never sees a half-written input.
+        """
         local = Path(local_path)
         if not local.is_file():
             raise StorageError(f"{local}: no such file: check the path")
         key = key or f"inputs/{local.name}"
         target = self.path_of(key)
-        if not self.is_s3:
-            self.filesystem.makedirs(posixpath.dirname(target), exist_ok=True)
-        self.filesystem.put_file(str(local), target)
+        if self.is_s3:
+            self.filesystem.put_file(str(local), target)
+            return key
+        self.filesystem.makedirs(posixpath.dirname(target), exist_ok=True)
+        partial = f"{target}.part-{secrets.token_hex(6)}"
+        self.filesystem.put_file(str(local), partial)
+        self.filesystem.mv(partial, target)
         return key
 
     def url_for(self, key: str, *, expires: int | None = None) -> str:

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 from aifaceswap.errors import AIFaceSwapError, ResponseLostError
 from aifaceswap.models import ApiRequest, FaceBox
 from blocks import AIFaceSwapCredentials, WebhookReceiver
-from flows.waiting import ArrivedCallback, CallbackTimeout, wait_for_task_callback
+from flows.waiting import ArrivedCallback, CallbackTimeout, inbox_entry, stored_event, wait_for_task_callback
 from receiver.events import SUBMITTED, related_flow_run, task_resource_id
 from receiver.tokens import JobToken
 
@@ -135,7 +135,23 @@ async def submit(
     """
     logger = get_run_logger()
     grace = receiver.lost_answer_grace_seconds
+    secret = receiver.signing_secret.get_secret_value()
     estimated = False
+    earlier = await inbox_entry(receiver.public_url, secret, job.job_id, by_job=True) or await stored_event(
+        job.job_id, by_job=True
+    )
+    if earlier is not None:  # a previous attempt was accepted and its job already called back: re-attach
+        logger.info("job %s already ran as task %s: not submitting again", job.job_id, earlier["task_id"])
+        return SubmittedJob(
+            job_id=job.job_id,
+            task_id=earlier["task_id"],
+            operation=job.operation,
+            points=request.estimated_credits(),
+            storage_block=job.storage_block,
+            result_key=job.result_key,
+            flow_run_id=job.flow_run_id,
+            points_estimated=True,
+        )
     try:
         async with credentials.get_client() as client:
             data = await client.send(request)
@@ -147,7 +163,7 @@ async def submit(
                 job.job_id,
                 grace,
                 receiver_url=receiver.public_url,
-                secret=receiver.signing_secret.get_secret_value(),
+                secret=secret,
                 by_job=True,
             )
         except CallbackTimeout:

@@ -154,6 +154,19 @@ def run_batch(
 
 
 @app.command()
+def serve(
+    names: Annotated[list[str] | None, typer.Argument(help="Deployments of prefect.yaml to serve.")] = None,
+) -> None:
+    """Serve deployments of prefect.yaml from this process, triggers included (no work pool needed).
+
+    Example: faceswap-flows serve store-result faceswap
+    """
+    from flows.deployments import serve_deployments
+
+    serve_deployments(names or ["store-result"])
+
+
+@app.command()
 def collect(task_id: Annotated[str, typer.Argument(help="The task_id whose result to store.")]) -> None:
     """Store the result of a job whose wait timed out (from its callback event)."""
     from flows.store_result import store_result

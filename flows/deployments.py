@@ -1,23 +1,30 @@
-"""The project's deployments as prefect.yaml declares them, for ``serve`` (no work pool needed)."""
+"""The project's deployments as prefect.yaml declares them, served from this process (no work pool needed):
+``python -m flows.deployments [NAME ...]`` or ``faceswap-flows serve [NAME ...]``."""
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prefect import Flow
 from prefect.events import DeploymentEventTrigger
 
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "prefect.yaml"
 
 
+def declared_deployments(project_file: Path = PROJECT_FILE) -> dict[str, dict[str, Any]]:
+    """prefect.yaml's deployments by name."""
+    return {entry["name"]: entry for entry in yaml.safe_load(project_file.read_text())["deployments"]}
+
+
 def declared_deployment(name: str, project_file: Path = PROJECT_FILE) -> dict[str, Any]:
-    """One deployment's entry of prefect.yaml."""
-    deployments = yaml.safe_load(project_file.read_text())["deployments"]
-    for deployment in deployments:
-        if deployment["name"] == name:
-            return deployment
-    raise KeyError(f"prefect.yaml declares no deployment {name!r}")
+    try:
+        return declared_deployments(project_file)[name]
+    except KeyError:
+        raise KeyError(f"prefect.yaml declares no deployment {name!r}") from None
 
 
 def declared_triggers(name: str, project_file: Path = PROJECT_FILE) -> list[DeploymentEventTrigger]:
@@ -28,15 +35,26 @@ def declared_triggers(name: str, project_file: Path = PROJECT_FILE) -> list[Depl
     ]
 
 
-def serve_store_result() -> None:
-    """Serve the store-result deployment with its prefect.yaml trigger, in this process."""
+def load_flow(entrypoint: str) -> Flow[..., Any]:
+    """The flow object of an entrypoint like ``flows/image_flows.py:faceswap``."""
+    path, _, attribute = entrypoint.partition(":")
+    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    return getattr(module, attribute)
+
+
+def serve_deployments(names: list[str]) -> None:
+    """Serve the named deployments (triggers and parameters as declared; schedules are left to `prefect deploy`)."""
     from prefect import serve
 
-    from flows.store_result import store_result
-
-    deployment = store_result.to_deployment(name="store-result", triggers=declared_triggers("store-result"))
-    serve(deployment)
+    declared = declared_deployments()
+    deployments = [
+        load_flow(declared[name]["entrypoint"]).to_deployment(
+            name=name, triggers=declared_triggers(name), parameters=declared[name].get("parameters") or {}
+        )
+        for name in names
+    ]
+    serve(*deployments)
 
 
 if __name__ == "__main__":
-    serve_store_result()
+    serve_deployments(sys.argv[1:] or ["store-result"])

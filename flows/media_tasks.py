@@ -60,7 +60,9 @@ def stage(storage: MediaStorage, source: str, field: str, kind: str = "image") -
             _check_image_file(local, field)
         else:
             _video_facts(local, field)
-        key = storage.upload(local, _input_key(local))
+        key = _input_key(local)
+        if not (storage.exists(key) and storage.size(key) == local.stat().st_size):  # keys name the content
+            storage.upload(local, key)
         return StagedMedia(url=storage.url_for(key), key=key, name=local.name)
     if source and not source.startswith("/") and storage.exists(source):
         if storage.size(source) == 0:

@@ -80,7 +80,8 @@ RECEIVER_SECRET = "receiver-test-secret"
 class Stack:
     """Everything a flow needs, running for real on loopback: sandbox, receiver, media server, blocks."""
 
-    def __init__(self, sandbox, receiver, media_server, storage, folder, files) -> None:
+    def __init__(self, sandbox, receiver, media_server, storage, folder, files, inbox_path) -> None:
+        self.inbox_path = inbox_path
         self.sandbox = sandbox
         self.receiver = receiver
         self.media_server = media_server
@@ -116,4 +117,13 @@ def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             DEFAULT_CREDENTIALS, overwrite=True
         )
         WebhookReceiver(public_url=receiver.url, signing_secret=RECEIVER_SECRET).save(DEFAULT_RECEIVER, overwrite=True)
-        yield Stack(sandbox, receiver, media_server, storage, root, files)
+        yield Stack(sandbox, receiver, media_server, storage, root, files, root / "inbox.sqlite")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """The fault drills' summary table, when drills ran."""
+    from tests.drill_report import ROWS, table
+
+    if ROWS:
+        terminalreporter.section("fault drills")
+        terminalreporter.write_line(table())
