@@ -36,6 +36,13 @@ class AIFaceSwapCredentials(Block):
         default=2, ge=0, le=10, description="Retries of calls that certainly had no effect (no connection, 429)."
     )
 
+    rate_limit: str | None = Field(
+        default="aifaceswap-api",
+        description="Prefect global rate limit every API call takes a slot of (shared by all flows and workers); "
+        "create it with: prefect gcl create aifaceswap-api --limit 5 --slot-decay-per-second 2. "
+        "While it does not exist, calls are not limited.",
+    )
+
     def get_client(self) -> AIFaceSwapClient:
         """A new client with this block's key, base URL and timeout; use it as an async context manager."""
         return AIFaceSwapClient(

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from prefect import task
+from prefect.concurrency.asyncio import rate_limit
 from prefect.context import TaskRunContext
 from prefect.events import emit_event
 from prefect.logging import get_run_logger
@@ -74,6 +75,12 @@ def plan_job(
     )
 
 
+async def take_api_slot(credentials: AIFaceSwapCredentials) -> None:
+    """Wait for a slot of the global rate limit guarding the API (no limit configured: no wait)."""
+    if credentials.rate_limit:
+        await rate_limit(credentials.rate_limit, strict=False)
+
+
 def retry_if_safe(task: object, task_run: object, state: Any) -> bool:
     """Retry only errors that certainly had no effect on the service (no connection, 429, 5xx)."""
     return isinstance(state.data, AIFaceSwapError) and state.data.retryable
@@ -92,6 +99,7 @@ def submit_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
 )
 async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: str) -> list[FaceBox]:
     """Every face of an image (URL or file), in the order the API numbers them (2 credits)."""
+    await take_api_slot(credentials)
     async with credentials.get_client() as client:
         found = await client.extract_face(image)
     get_run_logger().info("%s: %d face(s), %d credits", name, len(found.faces), found.points)
@@ -107,6 +115,7 @@ async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: st
 )
 async def extract_frame_faces(credentials: AIFaceSwapCredentials, frame_png: bytes) -> list[FaceBox]:
     """The faces of one video frame, through extract_base64_face (2 credits)."""
+    await take_api_slot(credentials)
     async with credentials.get_client() as client:
         found = await client.extract_base64_face(frame_png)
     get_run_logger().info("video frame: %d face(s)", len(found.pos))
@@ -152,6 +161,7 @@ async def submit(
             flow_run_id=job.flow_run_id,
             points_estimated=True,
         )
+    await take_api_slot(credentials)
     try:
         async with credentials.get_client() as client:
             data = await client.send(request)

@@ -142,3 +142,34 @@ async def test_permanent_errors_fail_at_once(stack) -> None:
             flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
         )
     assert next(run for run in runs if run.name.startswith("submit")).run_count == 1
+
+
+async def test_the_global_rate_limit_spaces_api_calls(stack, prefect_api) -> None:
+    """The documented command creates the limit; then calls from concurrent flows are spaced by it."""
+    import os
+    import subprocess
+    import sys
+
+    from flows.image_flows import extract_faces
+
+    name = f"aifaceswap-api-{uuid.uuid4().hex[:6]}"
+    created = subprocess.run(
+        [sys.executable, "-m", "prefect", "gcl", "create", name, "--limit", "1", "--slot-decay-per-second", "1"],
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stdout + created.stderr
+    await AIFaceSwapCredentials(api_key=SANDBOX_KEY, base_url=stack.sandbox.url, max_retries=0, rate_limit=name).asave(
+        "rate-limited", overwrite=True
+    )
+    import asyncio
+
+    started = len(stack.sandbox.ledger(SANDBOX_KEY)["entries"])
+    await asyncio.gather(
+        *(extract_faces(str(stack.files["astronaut"]), credentials_block="rate-limited") for _ in range(3))
+    )
+    calls = sorted(e["at"] for e in stack.sandbox.ledger(SANDBOX_KEY)["entries"][started:])
+    assert len(calls) == 3
+    assert calls[-1] - calls[0] >= 1.5, f"3 calls at 1/s need about 2 s, they took {calls[-1] - calls[0]:.2f} s"
