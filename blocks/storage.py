@@ -15,6 +15,9 @@ import fsspec
 from prefect.filesystems import WritableFileSystem
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
+UPLOAD_PART_BYTES = 8 * 2**20
+UPLOAD_PARTS_IN_FLIGHT = 4
+
 
 class StorageError(Exception):
     """A storage operation that cannot be done as asked; the message says how to fix it."""
@@ -129,8 +132,10 @@ class MediaStorage(WritableFileSystem):
             raise StorageError(f"{local}: no such file: check the path")
         key = key or f"inputs/{local.name}"
         target = self.path_of(key)
-        if self.is_s3:
-            self.filesystem.put_file(str(local), target)
+        if self.is_s3:  # multipart, a few parts in flight: memory stays near UPLOAD_PART_BYTES * UPLOAD_PARTS_IN_FLIGHT
+            self.filesystem.put_file(
+                str(local), target, chunksize=UPLOAD_PART_BYTES, max_concurrency=UPLOAD_PARTS_IN_FLIGHT
+            )
             return key
         self.filesystem.makedirs(posixpath.dirname(target), exist_ok=True)
         partial = f"{target}.part-{secrets.token_hex(6)}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import secrets
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -43,22 +42,16 @@ def write_demo_photos(folder: Path) -> tuple[Path, Path]:
     return source, face
 
 
-def _port(preferred: int) -> int:
-    from flows.local_prefect import port_is_free
-
-    return preferred if port_is_free(preferred) else 0
-
-
 def _prefect_api(state_dir: Path, stack: ExitStack) -> tuple[str, str]:
     """The Prefect API to use: $PREFECT_API_URL if it answers, else a local server started here."""
-    from flows.local_prefect import LocalPrefectServer, is_healthy
+    from flows.local_prefect import LocalPrefectServer, is_healthy, port_is_free
 
     api_url = os.environ.get("PREFECT_API_URL", "")
     if api_url and is_healthy(api_url):
         print(f"Using the Prefect server at {api_url}")
         return api_url, api_url.removesuffix("/api")
     print("Starting a local Prefect server (SQLite)...")
-    server = stack.enter_context(LocalPrefectServer(state_dir / "prefect", port=_port(4200)))
+    server = stack.enter_context(LocalPrefectServer(state_dir / "prefect", port=4200 if port_is_free(4200) else None))
     return server.api_url, server.ui_url
 
 
@@ -74,7 +67,6 @@ def _drain_prefect_workers() -> None:
 def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> DemoResult:
     """Start everything, run the faceswap flow once, print where the result is and how to see it in the UI."""
     state_dir = (workdir / ".faceswap").resolve()
-    media_dir = (workdir / "faceswap-media").resolve()
     interactive = sys.stdin.isatty() if interactive is None else interactive
     with ExitStack() as stack:
         api_url, ui_url = _prefect_api(state_dir, stack)
@@ -82,23 +74,12 @@ def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> D
         os.environ["PREFECT_API_URL"] = api_url
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-        from aifaceswap.sandbox import SandboxConfig, SandboxServer
-        from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-        from blocks.media_server import MediaServer
-        from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
         from flows.image_flows import faceswap
-        from receiver import ReceiverServer
+        from flows.local_stack import LocalStack
 
-        sandbox = stack.enter_context(SandboxServer(SandboxConfig(keys={DEMO_KEY: 1000}), port=_port(8700)))
-        secret = secrets.token_urlsafe(24)
-        receiver = stack.enter_context(ReceiverServer(state_dir / "inbox.sqlite", secret, port=_port(8701)))
-        media = stack.enter_context(MediaServer(media_dir, port=_port(8702)))
-        print(f"Sandbox API: {sandbox.url}   receiver: {receiver.url}   media: {media.url}")
-
-        AIFaceSwapCredentials(api_key=DEMO_KEY, base_url=sandbox.url).save(DEFAULT_CREDENTIALS, overwrite=True)
-        MediaStorage(basepath=str(media_dir), public_base_url=media.url).save(DEFAULT_STORAGE, overwrite=True)
-        WebhookReceiver(public_url=receiver.url, signing_secret=secret).save(DEFAULT_RECEIVER, overwrite=True)
-        source, face = write_demo_photos(media_dir / "demo")
+        local = stack.enter_context(LocalStack(workdir, api_key=DEMO_KEY, ports=(8700, 8701, 8702)))
+        print(f"Sandbox API: {local.sandbox.url}   receiver: {local.receiver.url}   media: {local.media_server.url}")
+        source, face = write_demo_photos(local.media_dir / "demo")
 
         print(f"Swapping the face of {face.name} onto {source.name}...")
         state = asyncio.run(faceswap(str(source), str(face), return_state=True))
@@ -106,7 +87,7 @@ def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> D
         flow_run_id = str(state.state_details.flow_run_id)
         result_path = Path(outcome.result_uri or "")
         Image.open(result_path).verify()
-        ledger = sandbox.ledger(DEMO_KEY)
+        ledger = local.sandbox.ledger(DEMO_KEY)
         result = DemoResult(result_path, ui_url, flow_run_id, outcome.task_id, int(ledger["spent"]))
         _drain_prefect_workers()
         print()

@@ -1,0 +1,36 @@
+"""For benchmarks: start a local Prefect server and point this process at it, before Prefect is imported."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from flows.local_prefect import LocalPrefectServer
+
+
+def start_prefect(**environment: str) -> LocalPrefectServer:
+    """A fresh `prefect server start` (SQLite, temporary home), stopped at exit; this process talks to it."""
+    server = LocalPrefectServer(tempfile.mkdtemp(prefix="faceswap-bench-prefect-"))
+    os.environ.update(environment)
+    server.start()
+    atexit.register(server.stop)
+    os.environ.update(
+        {
+            "PREFECT_API_URL": server.api_url,
+            "PREFECT_HOME": str(server.home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_LOGGING_LEVEL": "WARNING",
+        }
+    )
+    return server
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
