@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from aifaceswap.errors import AIFaceSwapError, ResponseLostError
 from aifaceswap.models import ApiRequest, FaceBox
 from blocks import AIFaceSwapCredentials, WebhookReceiver
+from flows.provenance import JobFacts, run_facts
 from flows.waiting import ArrivedCallback, CallbackTimeout, inbox_entry, stored_event, wait_for_task_callback
 from receiver.events import SUBMITTED, related_flow_run, task_resource_id
 from receiver.tokens import JobToken
@@ -136,11 +137,14 @@ async def submit(
     receiver: WebhookReceiver,
     job: JobToken,
     request: ApiRequest,
+    facts: JobFacts | None = None,
 ) -> SubmittedJob:
     """Start the paid job. Cached by job: a retry of the flow run re-attaches to the recorded task_id.
 
     When the answer is lost after sending, the job is not submitted again: its callback is awaited by job id
     for the receiver block's ``lost_answer_grace_seconds``, which tells the task_id if the service accepted it.
+    The ``aifaceswap.task.submitted`` event carries the job's provenance ``facts`` (inputs, their SHA-256,
+    parameters), its flow run, deployment and who ran it: the audit trail (no secrets, bytes or webhook URL).
     """
     logger = get_run_logger()
     grace = receiver.lost_answer_grace_seconds
@@ -204,7 +208,7 @@ async def submit(
             "aifaceswap.job-id": job.job_id,
         },
         related=related_flow_run(job.flow_run_id),
-        payload=submitted.model_dump(),
+        payload={**submitted.model_dump(), **(facts or JobFacts()).model_dump(), **await run_facts()},
     )
     return submitted
 

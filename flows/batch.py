@@ -24,8 +24,10 @@ from blocks import MediaStorage
 from flows.api_tasks import plan_job
 from flows.artifacts import artifact_key, credits_artifact
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, Services, load_services
+from flows.labels import WatermarkCorner
 from flows.media_tasks import upload
 from flows.outcome import submit_and_finish
+from flows.provenance import OutputOptions, job_facts, write_manifest
 
 
 class BatchItem(BaseModel):
@@ -43,6 +45,7 @@ class ItemOutcome(BaseModel):
     task_id: str | None = None
     credits: int = 0
     result_uri: str | None = None
+    provenance_key: str | None = None
     error: str | None = None
 
 
@@ -54,6 +57,7 @@ class BatchReport(BaseModel):
     failed: int
     skipped: int
     report_key: str | None = None
+    provenance_key: str | None = None
 
 
 @task(name="read-manifest", task_run_name="read manifest {manifest}")
@@ -103,7 +107,13 @@ class Budget:
 
 
 async def swap_item(
-    services: Services, item: BatchItem, position: int, *, wait: bool, timeout_seconds: float
+    services: Services,
+    item: BatchItem,
+    position: int,
+    *,
+    wait: bool,
+    timeout_seconds: float,
+    output: OutputOptions | None = None,
 ) -> ItemOutcome:
     source, face = await asyncio.gather(
         upload(services.storage, item.source_image, f"item {position} source_image"),
@@ -129,6 +139,8 @@ async def swap_item(
         timeout_seconds=timeout_seconds,
         before_url=source.url,
         task_run_name=f"submit item {position}",
+        facts=job_facts({"source_image": source, "face_image": face}, batch_item=position, batch_item_id=item.id),
+        output=output,
     )
     return ItemOutcome(
         position=position,
@@ -137,6 +149,7 @@ async def swap_item(
         task_id=outcome.task_id,
         credits=outcome.credits,
         result_uri=outcome.result_uri,
+        provenance_key=outcome.provenance_key,
     )
 
 
@@ -148,18 +161,23 @@ async def batch_faceswap(
     concurrency_limit: str | None = None,
     wait: bool = True,
     timeout_seconds: float = 900,
+    label_outputs: bool = True,
+    watermark: str | None = None,
+    watermark_corner: WatermarkCorner = "bottom-right",
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> BatchReport:
     """Swap every line of a manifest, ``max_concurrency`` at a time (and within the global concurrency
-    limit ``concurrency_limit`` if given). Items over ``max_credits`` are skipped, never submitted."""
+    limit ``concurrency_limit`` if given). Items over ``max_credits`` are skipped, never submitted.
+    Each result is labelled and recorded as the faceswap flow does; one manifest gathers every item's record."""
     logger = get_run_logger()
     services = await load_services(credentials_block, storage_block, receiver_block)
     items = await asyncio.to_thread(read_manifest, services.storage, manifest)
     price = estimate_credits("faceswap")
     budget = Budget(max_credits)
     slots = asyncio.Semaphore(max_concurrency)
+    output = OutputOptions(label=label_outputs, watermark=watermark, watermark_corner=watermark_corner)
     progress = await acreate_progress_artifact(progress=0.0, description=f"batch of {len(items)} items")
     done = 0
 
@@ -172,7 +190,9 @@ async def batch_faceswap(
                 outcome = ItemOutcome(position=position, id=item.id, status="skipped", error="over max_credits")
             else:
                 try:
-                    outcome = await swap_item(services, item, position, wait=wait, timeout_seconds=timeout_seconds)
+                    outcome = await swap_item(
+                        services, item, position, wait=wait, timeout_seconds=timeout_seconds, output=output
+                    )
                 except Exception as error:
                     logger.warning("item %d failed: %s", position, error)
                     outcome = ItemOutcome(position=position, id=item.id, status="failed", error=str(error)[:500])
@@ -189,6 +209,8 @@ async def batch_faceswap(
         },
     )
     report.report_key = f"reports/{artifact_key('batch', Path(manifest).stem)}-{len(items)}.json"
+    report.provenance_key = report.report_key.removesuffix(".json") + "-provenance.json"
+    await asyncio.to_thread(write_manifest, services.storage, report.provenance_key, [o.model_dump() for o in outcomes])
     await asyncio.to_thread(services.storage.write_bytes, report.report_key, report.model_dump_json(indent=2).encode())
     await credits_artifact(
         [

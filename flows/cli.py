@@ -1,14 +1,18 @@
-"""The command line: ``faceswap-flows demo | sandbox | receiver | media-server | run | collect``."""
+"""The command line: ``faceswap-flows demo | sandbox | receiver | media-server | run | estimate | blocks | deploy |
+serve | collect``."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from flows.cli_setup import blocks_app, deploy, estimate_app
 
 app = typer.Typer(
     help="Face-swap pipelines on Prefect 3 over the aifaceswap API, with an offline sandbox of the API.",
@@ -17,6 +21,9 @@ app = typer.Typer(
 )
 run_app = typer.Typer(help="Run a flow here, now, with typed options.", no_args_is_help=True)
 app.add_typer(run_app, name="run")
+app.add_typer(estimate_app, name="estimate")
+app.add_typer(blocks_app, name="blocks")
+app.command()(deploy)
 
 
 def fail(message: str) -> None:
@@ -118,9 +125,39 @@ def media_server(
     uvicorn.run(media_app(folder), host=host, port=port, log_level="info")
 
 
+class _WithoutTraceback(logging.Formatter):
+    """Formats as the wrapped formatter does, leaving out tracebacks (the CLI says what failed in one line)."""
+
+    def __init__(self, inner: logging.Formatter | None) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+def _console_without_tracebacks() -> None:
+    from prefect.logging.configuration import setup_logging
+    from prefect.logging.handlers import APILogHandler
+
+    if not logging.getLogger().handlers:
+        setup_logging()
+    for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            console = isinstance(handler, logging.StreamHandler) and not isinstance(handler, APILogHandler)
+            if console and not isinstance(handler.formatter, _WithoutTraceback):
+                handler.setFormatter(_WithoutTraceback(handler.formatter))
+
+
 def _run_flow(coroutine: object) -> None:
     from aifaceswap.errors import AIFaceSwapError
 
+    _console_without_tracebacks()
     try:
         outcome = asyncio.run(coroutine)  # type: ignore[arg-type]
     except (AIFaceSwapError, ValueError, TimeoutError, RuntimeError) as error:
@@ -176,3 +213,20 @@ def collect(task_id: Annotated[str, typer.Argument(help="The task_id whose resul
 
 def main() -> None:
     app(sys.argv[1:])
+
+
+@app.command()
+def audit(
+    target: Annotated[str, typer.Argument(help="A stored output: a local path, or a key or URI of the storage.")],
+    storage_block: Annotated[str, typer.Option(help="MediaStorage block holding the key.")] = "faceswap-media",
+) -> None:
+    """Print the provenance record of a stored output and check its SHA-256 (exit 1 on mismatch or no record).
+
+    Example: faceswap-flows audit results/faceswap/0123456789abcdef.png
+    """
+    from flows.provenance import audit_report
+
+    report, ok = audit_report(target, storage_block)
+    typer.echo(report)
+    if not ok:
+        raise typer.Exit(1)

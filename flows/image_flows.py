@@ -20,8 +20,10 @@ from flows.artifacts import artifact_key, faces_artifact
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from flows.budget import check_budget
 from flows.face_matching import crop, load_image, most_similar
+from flows.labels import WatermarkCorner
 from flows.media_tasks import is_url, upload
 from flows.outcome import SwapOutcome, submit_and_finish
+from flows.provenance import OutputOptions, job_facts
 
 
 class DetectedFaces(BaseModel):
@@ -37,13 +39,18 @@ async def faceswap(
     wait: bool = True,
     timeout_seconds: float = 900,
     max_credits: int | None = None,
+    label_outputs: bool = True,
+    watermark: str | None = None,
+    watermark_corner: WatermarkCorner = "bottom-right",
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> SwapOutcome:
     """Put the face of ``face_image`` on the main face of ``source_image`` (2 credits).
 
-    Inputs are local paths, storage keys or http(s) URLs. Example:
+    Inputs are local paths, storage keys or http(s) URLs. The result is labelled as synthetic media and gets a
+    provenance record (``label_outputs=False`` turns the label off, logged); ``watermark`` draws a visible text
+    in ``watermark_corner``. Example:
         ``asyncio.run(faceswap("photos/team.jpg", "photos/me.jpg"))``
     """
     check_budget(estimate_credits("faceswap"), max_credits)
@@ -69,6 +76,8 @@ async def faceswap(
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=source.url,
+        facts=job_facts({"source_image": source, "face_image": face}),
+        output=OutputOptions(label=label_outputs, watermark=watermark, watermark_corner=watermark_corner),
     )
 
 
@@ -152,6 +161,9 @@ async def multi_faceswap(
     wait: bool = True,
     timeout_seconds: float = 900,
     max_credits: int | None = None,
+    label_outputs: bool = True,
+    watermark: str | None = None,
+    watermark_corner: WatermarkCorner = "bottom-right",
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
@@ -159,7 +171,8 @@ async def multi_faceswap(
     """Replace several faces of one image: ``face_images[i]`` goes on face ``face_indexes[i]`` (numbered left to
     right by extract_face: run the extract-faces flow to see them), or on the face most like
     ``reference_images[i]``. Costs 5 credits; choosing by reference also costs 2 for finding the faces of the
-    source and 2 per reference photo. Indexes are checked by the service, which refuses a wrong one for free."""
+    source and 2 per reference photo. Indexes are checked by the service, which refuses a wrong one for free.
+    Labelling, provenance and watermark: as the faceswap flow."""
     extracts = 0 if face_indexes is not None else 1 + len(reference_images or [])
     check_budget(extracts * estimate_credits("extract_face") + estimate_credits("multi_faceswap"), max_credits)
     wanted = face_indexes if face_indexes is not None else reference_images
@@ -173,6 +186,7 @@ async def multi_faceswap(
         upload(services.storage, source_image, "source_image"),
         *(upload(services.storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
     )
+    staged_references = None
     if face_indexes is not None:
         indexes = await select_faces(services.storage, source.key or source.url, None, source.name, face_indexes)
     else:
@@ -211,4 +225,8 @@ async def multi_faceswap(
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=source.url,
+        facts=job_facts(
+            {"source_image": source, "face_images": faces, "reference_images": staged_references}, index=indexes
+        ),
+        output=OutputOptions(label=label_outputs, watermark=watermark, watermark_corner=watermark_corner),
     )

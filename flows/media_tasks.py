@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 from urllib.parse import urlsplit
 
 import httpx
@@ -16,9 +18,11 @@ from prefect.logging import get_run_logger
 from aifaceswap.errors import InputValidationError
 from aifaceswap.models import sniff_image_type
 from blocks import MediaStorage
+from flows.labels import SyntheticLabel, WatermarkCorner, draw_watermark, label_image, label_video
 from flows.video_tools import VideoError, VideoFacts, trim_video, video_facts
 
 DOWNLOAD_CHUNK = 1024 * 1024
+_log = logging.getLogger("faceswap.flows")
 
 
 def is_url(source: str) -> bool:
@@ -32,6 +36,7 @@ class StagedMedia:
     url: str
     key: str | None
     name: str
+    sha256: str | None = None
 
 
 def _check_image_file(path: Path, field: str) -> None:
@@ -42,32 +47,53 @@ def _check_image_file(path: Path, field: str) -> None:
             raise InputValidationError(f"{field}: {path} is not an image: pass a JPEG, PNG or WebP file")
 
 
-def _input_key(path: Path) -> str:
+def _sha256(handle: IO[bytes]) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(DOWNLOAD_CHUNK), b""):
-            digest.update(chunk)
-    return f"inputs/{digest.hexdigest()[:16]}/{path.name}"
+    for chunk in iter(lambda: handle.read(DOWNLOAD_CHUNK), b""):
+        digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _url_sha256(url: str) -> str | None:
+    """The SHA-256 of what a URL serves (for the provenance record); None when it cannot be read from here."""
+    digest = hashlib.sha256()
+    try:
+        with httpx.stream("GET", url, timeout=60, follow_redirects=True) as response:
+            response.raise_for_status()
+            for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
+                digest.update(chunk)
+    except httpx.HTTPError as error:
+        _log.warning(
+            "could not read %s to record its SHA-256 (%s)",
+            urlsplit(url)._replace(query="").geturl(),
+            type(error).__name__,
+        )
+        return None
+    return digest.hexdigest()
 
 
 def stage(storage: MediaStorage, source: str, field: str, kind: str = "image") -> StagedMedia:
     """Make ``source`` (an http(s) URL, a local file or a storage key) fetchable by the API; checks it first."""
     if is_url(source):
-        return StagedMedia(url=source, key=None, name=Path(urlsplit(source).path).name or field)
+        return StagedMedia(source, None, Path(urlsplit(source).path).name or field, _url_sha256(source))
     local = Path(source).expanduser()
     if local.is_file():
         if kind == "image":
             _check_image_file(local, field)
         else:
             _video_facts(local, field)
-        key = _input_key(local)
+        with local.open("rb") as handle:
+            sha256 = _sha256(handle)
+        key = f"inputs/{sha256[:16]}/{local.name}"
         if not (storage.exists(key) and storage.size(key) == local.stat().st_size):  # keys name the content
             storage.upload(local, key)
-        return StagedMedia(url=storage.url_for(key), key=key, name=local.name)
+        return StagedMedia(url=storage.url_for(key), key=key, name=local.name, sha256=sha256)
     if source and not source.startswith("/") and storage.exists(source):
         if storage.size(source) == 0:
             raise InputValidationError(f"{field}: {storage.uri(source)} is empty: pass a non-empty file")
-        return StagedMedia(url=storage.url_for(source), key=source, name=Path(source).name)
+        with storage.open(source) as handle:
+            sha256 = _sha256(handle)
+        return StagedMedia(url=storage.url_for(source), key=source, name=Path(source).name, sha256=sha256)
     raise InputValidationError(
         f"{field}: {source!r} is not an http(s) URL, an existing local file, or a key in storage "
         f"{storage.basepath}: check the path"
@@ -159,9 +185,51 @@ def _check_result_head(head: bytes, kind: str, url: str) -> None:
 
 
 @task(name="fetch-result", task_run_name="fetch result {key}", retries=3, retry_delay_seconds=[1, 5, 15])
-async def fetch_result(storage: MediaStorage, result_url: str, key: str, kind: str = "image") -> str:
-    """Stream the result from its temporary URL into storage, check it is a real image/video; returns its key."""
-    size = 0
+async def fetch_result(
+    storage: MediaStorage,
+    result_url: str,
+    key: str,
+    kind: str = "image",
+    label: SyntheticLabel | None = None,
+    watermark: str | None = None,
+    watermark_corner: WatermarkCorner = "bottom-right",
+) -> str:
+    """Download the result from its temporary URL, check it is a real image/video, draw the watermark (images)
+    and embed the synthetic-media ``label`` (None: stored unlabelled), then store it whole; returns its key."""
+    logger = get_run_logger()
+    with tempfile.TemporaryDirectory() as folder:
+        local = Path(folder) / f"result{Path(key).suffix}"
+        size = await _download_result(result_url, local, kind)
+        if kind == "video":
+            facts = video_facts(local, "result")
+            detail = f"{size} bytes, {facts.duration:.2f} s video"
+            if watermark:
+                logger.warning("watermark: not drawn on videos (images only); %s is stored without it", key)
+            if label is not None:
+                labelled = local.with_name(f"labelled{local.suffix}")
+                await asyncio.to_thread(label_video, local, labelled, label)
+                local = labelled
+        else:
+            detail = f"{size} bytes"
+            data = local.read_bytes()
+            if watermark:
+                data = await asyncio.to_thread(draw_watermark, data, watermark, watermark_corner)
+            if label is not None:
+                data, _mime = await asyncio.to_thread(label_image, data, label)
+            local.write_bytes(data)
+        await asyncio.to_thread(storage.upload, local, key)
+    if label is None:
+        logger.warning(
+            "stored %s (%s) WITHOUT the synthetic-media label: label_outputs=False", storage.uri(key), detail
+        )
+    else:
+        logger.info("stored %s (%s), labelled as synthetic (task %s)", storage.uri(key), detail, label.task_id)
+    return key
+
+
+async def _download_result(result_url: str, target: Path, kind: str) -> int:
+    """Stream the result into ``target``, checking its first bytes are an image/video; returns its size."""
+    size, head = 0, b""
     async with (
         httpx.AsyncClient(timeout=120, follow_redirects=True) as http,
         http.stream("GET", result_url) as response,
@@ -169,8 +237,7 @@ async def fetch_result(storage: MediaStorage, result_url: str, key: str, kind: s
         if response.status_code in (403, 404, 410):
             raise RuntimeError(f"the result URL {result_url} answered {response.status_code}: it may have expired")
         response.raise_for_status()
-        with storage.open(key, "wb") as handle:
-            head = b""
+        with target.open("wb") as handle:
             async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
                 if len(head) < 16:
                     head += chunk[:16]
@@ -180,14 +247,4 @@ async def fetch_result(storage: MediaStorage, result_url: str, key: str, kind: s
                 size += len(chunk)
     if size < 16:
         raise ValueError(f"the result at {result_url} is empty or truncated ({size} bytes)")
-    if kind == "video":
-        with tempfile.TemporaryDirectory() as folder:
-            local = Path(folder) / "result.mp4"
-            with storage.open(key) as remote, local.open("wb") as handle:
-                for chunk in iter(lambda: remote.read(DOWNLOAD_CHUNK), b""):
-                    handle.write(chunk)
-            facts = video_facts(local, "result")
-        get_run_logger().info("stored %s (%d bytes, %.2f s video)", storage.uri(key), size, facts.duration)
-    else:
-        get_run_logger().info("stored %s (%d bytes)", storage.uri(key), size)
-    return key
+    return size

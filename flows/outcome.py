@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from aifaceswap.models import ApiRequest
 from blocks import MediaStorage, WebhookReceiver
 from flows.api_tasks import SubmittedJob, submit, wait_for_callback
-from flows.artifacts import before_after_artifact
+from flows.artifacts import before_after_artifact, credits_artifact
 from flows.blocks_config import Services
+from flows.labels import SyntheticLabel
 from flows.media_tasks import fetch_result
+from flows.provenance import JobFacts, OutputOptions, output_parameters, record_key, record_provenance
 from receiver.tokens import JobToken
 
 
@@ -25,6 +28,7 @@ class SwapOutcome(BaseModel):
     credits: int
     result_key: str | None
     result_uri: str | None = None
+    provenance_key: str | None = None
 
 
 async def submit_and_finish(
@@ -37,12 +41,31 @@ async def submit_and_finish(
     before_url: str,
     kind: Literal["image", "video"] = "image",
     task_run_name: str | None = None,
+    facts: JobFacts | None = None,
+    output: OutputOptions | None = None,
 ) -> SwapOutcome:
-    """Submit once (the record lives in the shared storage block), then wait and store, or hand over."""
+    """Submit once (the record lives in the shared storage block), then wait and store, or hand over.
+
+    ``facts`` (inputs, parameters) go into the submitted event and the result's provenance record; ``output``
+    says whether the result is labelled as synthetic (default) and watermarked."""
+    output = output or OutputOptions()
+    facts = facts or JobFacts()
+    facts = facts.model_copy(update={"parameters": {**facts.parameters, "wait": wait, **output_parameters(output)}})
     options: dict[str, Any] = {"result_storage": services.storage}
     if task_run_name:
         options["task_run_name"] = task_run_name
-    submitted = await submit.with_options(**options)(services.credentials, services.receiver, job, request)
+    submitted = await submit.with_options(**options)(services.credentials, services.receiver, job, request, facts)
+    await credits_artifact(
+        [
+            {
+                "operation": submitted.operation,
+                "task_id": submitted.task_id,
+                "credits": submitted.points,
+                "estimated": submitted.points_estimated,
+            }
+        ],
+        submitted.operation,
+    )
     return await finish(
         submitted,
         services.storage,
@@ -51,6 +74,8 @@ async def submit_and_finish(
         timeout_seconds=timeout_seconds,
         before_url=before_url,
         kind=kind,
+        facts=facts,
+        output=output,
     )
 
 
@@ -63,8 +88,19 @@ async def finish(
     timeout_seconds: float,
     before_url: str,
     kind: Literal["image", "video"] = "image",
+    facts: JobFacts | None = None,
+    output: OutputOptions | None = None,
 ) -> SwapOutcome:
-    """Wait for the callback and store the result, or hand over to the store-result trigger (wait=False)."""
+    """Wait for the callback and store the result (labelled, with its provenance record next to it), or hand over
+    to the store-result trigger (wait=False), which does the same from the submitted event's facts."""
+    output = output or OutputOptions()
+    if not output.label:
+        get_run_logger().warning(
+            "label_outputs=False: the result of %s task %s will NOT be labelled as synthetic media "
+            "(an explicit choice, kept in its provenance record)",
+            job.operation,
+            job.task_id,
+        )
     outcome = SwapOutcome(
         operation=job.operation,
         status="submitted",
@@ -77,8 +113,29 @@ async def finish(
         return outcome
     assert job.result_key is not None
     callback = await wait_for_callback(job.task_id, receiver, timeout_seconds)
-    key = await fetch_result(storage, callback.result_image, job.result_key, kind)
+    label = None
+    if output.label:
+        label = SyntheticLabel(
+            task_id=job.task_id, operation=job.operation, job_id=job.job_id, record_key=record_key(job.result_key)
+        )
+    key = await fetch_result(
+        storage, callback.result_image, job.result_key, kind, label, output.watermark, output.watermark_corner
+    )
+    await record_provenance(
+        storage,
+        key,
+        operation=job.operation,
+        task_id=job.task_id,
+        job_id=job.job_id,
+        credits=job.points,
+        credits_estimated=job.points_estimated,
+        facts=facts,
+        options=output,
+        label=label,
+    )
     await before_after_artifact(
         storage, before_url, key, task_id=job.task_id, credits=job.points, operation=job.operation
     )
-    return outcome.model_copy(update={"status": "stored", "result_uri": storage.uri(key)})
+    return outcome.model_copy(
+        update={"status": "stored", "result_uri": storage.uri(key), "provenance_key": record_key(key)}
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import tempfile
 
 from prefect import flow, task
@@ -17,6 +18,7 @@ from flows.budget import check_budget
 from flows.face_matching import crop
 from flows.media_tasks import prepare_video, upload
 from flows.outcome import SwapOutcome, submit_and_finish
+from flows.provenance import OutputOptions, job_facts
 from flows.video_tools import grab_frame, image_bytes
 
 
@@ -36,11 +38,16 @@ async def video_faceswap(
     wait: bool = True,
     timeout_seconds: float = 3600,
     max_credits: int | None = None,
+    label_outputs: bool = True,
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> SwapOutcome:
-    """Swap one face through a video (optionally cut to [trim_start, trim_end) s first), charged per second."""
+    """Swap one face through a video (optionally cut to [trim_start, trim_end) s first), charged per second.
+
+    The result is labelled as synthetic media in its MP4 tags and XMP, and gets a provenance record
+    (``label_outputs=False`` turns the label off, logged). There is no visible watermark for videos: drawing
+    one means re-encoding every frame, so the watermark option is for images only."""
     enhance = _enhance(enhance)
     services = await load_services(credentials_block, storage_block, receiver_block)
     with tempfile.TemporaryDirectory(prefix="faceswap-video-") as workdir:
@@ -75,6 +82,15 @@ async def video_faceswap(
         timeout_seconds=timeout_seconds,
         before_url=video.url,
         kind="video",
+        facts=job_facts(
+            {"source_video": video, "face_image": face},
+            source=source_video,
+            trim_start=trim_start,
+            trim_end=trim_end,
+            duration=round(facts.duration, 3),
+            enhance=enhance,
+        ),
+        output=OutputOptions(label=label_outputs),
     )
 
 
@@ -99,12 +115,14 @@ async def multi_video_faceswap(
     wait: bool = True,
     timeout_seconds: float = 3600,
     max_credits: int | None = None,
+    label_outputs: bool = True,
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> SwapOutcome:
     """Replace up to three people through a video: the faces found in the frame at ``frame_time`` are numbered
-    left to right, and ``face_images[i]`` replaces face ``face_indexes[i]`` (default 0, 1, ...)."""
+    left to right, and ``face_images[i]`` replaces face ``face_indexes[i]`` (default 0, 1, ...). Labelling and
+    provenance: as video_faceswap (no visible watermark on videos)."""
     enhance = _enhance(enhance)
     indexes = list(face_indexes) if face_indexes is not None else list(range(len(face_images)))
     if not 1 <= len(face_images) <= MAX_VIDEO_REFS or len(indexes) != len(face_images):
@@ -168,4 +186,16 @@ async def multi_video_faceswap(
         timeout_seconds=timeout_seconds,
         before_url=video.url,
         kind="video",
+        facts=job_facts(
+            {"source_video": video, "face_images": faces},
+            source=source_video,
+            trim_start=trim_start,
+            trim_end=trim_end,
+            duration=round(facts.duration, 3),
+            enhance=enhance,
+            index=indexes,
+            frame_time=frame_time,
+            face_ref_sha256=[hashlib.sha256(base64.b64decode(ref)).hexdigest() for ref in refs],
+        ),
+        output=OutputOptions(label=label_outputs),
     )

@@ -93,6 +93,15 @@ class Stack:
         return int(self.sandbox.ledger(SANDBOX_KEY)["spent"])
 
 
+_STACK_BLOCKS: dict[str, object] = {}
+
+
+def restore_stack_blocks() -> None:
+    """Save the stack's blocks under the default names again (after a test overwrote them)."""
+    for name, block in _STACK_BLOCKS.items():
+        block.save(name, overwrite=True)
+
+
 @pytest.fixture(scope="session")
 def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     from aifaceswap.sandbox import SandboxConfig, SandboxServer
@@ -112,11 +121,12 @@ def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         MediaServer(media_root) as media_server,
     ):
         storage = MediaStorage(basepath=str(media_root), public_base_url=media_server.url)
-        storage.save(DEFAULT_STORAGE, overwrite=True)
-        AIFaceSwapCredentials(api_key=SANDBOX_KEY, base_url=sandbox.url, max_retries=0).save(
-            DEFAULT_CREDENTIALS, overwrite=True
+        _STACK_BLOCKS[DEFAULT_STORAGE] = storage
+        _STACK_BLOCKS[DEFAULT_CREDENTIALS] = AIFaceSwapCredentials(
+            api_key=SANDBOX_KEY, base_url=sandbox.url, max_retries=0
         )
-        WebhookReceiver(public_url=receiver.url, signing_secret=RECEIVER_SECRET).save(DEFAULT_RECEIVER, overwrite=True)
+        _STACK_BLOCKS[DEFAULT_RECEIVER] = WebhookReceiver(public_url=receiver.url, signing_secret=RECEIVER_SECRET)
+        restore_stack_blocks()
         yield Stack(sandbox, receiver, media_server, storage, root, files, root / "inbox.sqlite")
 
 

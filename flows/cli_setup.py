@@ -1,0 +1,182 @@
+"""Command-line set-up: estimate credits, create and register the blocks, deploy prefect.yaml."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aifaceswap.pricing import estimate_credits
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+estimate_app = typer.Typer(help="Credits a flow would spend, before spending any.", no_args_is_help=True)
+blocks_app = typer.Typer(help="Register and create the project's blocks.", no_args_is_help=True)
+
+
+def fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _say(credits: int, detail: str) -> None:
+    typer.echo(f"{credits} credits ({detail})")
+
+
+def _video_seconds(video: Path, trim_start: float | None, trim_end: float | None) -> float:
+    from flows.video_tools import VideoError, video_facts
+
+    try:
+        duration = video_facts(video).duration
+    except VideoError as error:
+        fail(str(error))
+    start, end = trim_start or 0.0, trim_end if trim_end is not None else duration
+    if not 0 <= start < end <= duration + 1e-3:
+        fail(f"trim: [{start}, {end}] s must lie inside the video's {duration:.2f} s")
+    return end - start
+
+
+@estimate_app.command("faceswap")
+def estimate_faceswap() -> None:
+    """One single-face swap. Example: faceswap-flows estimate faceswap"""
+    _say(estimate_credits("faceswap"), "faceswap")
+
+
+@estimate_app.command("extract-faces")
+def estimate_extract() -> None:
+    """Finding the faces of one image."""
+    _say(estimate_credits("extract_face"), "extract_face")
+
+
+@estimate_app.command("multi-faceswap")
+def estimate_multi(
+    references: Annotated[int, typer.Option(help="Reference photos, when faces are chosen by reference.")] = 0,
+) -> None:
+    """Several faces of one image. Example: faceswap-flows estimate multi-faceswap --references 2"""
+    extracts = 1 + references if references else 0
+    total = extracts * estimate_credits("extract_face") + estimate_credits("multi_faceswap")
+    _say(total, f"multi_faceswap + {extracts} extract_face")
+
+
+@estimate_app.command("video-faceswap")
+def estimate_video(
+    video: Annotated[Path, typer.Argument(help="The video (its duration is read from the file).")],
+    enhance: Annotated[int, typer.Option(help="0 none, 1 up to 1080p, 2 up to 2k.")] = 0,
+    trim_start: Annotated[float | None, typer.Option(help="Cut from (seconds).")] = None,
+    trim_end: Annotated[float | None, typer.Option(help="Cut to (seconds).")] = None,
+) -> None:
+    """One face through a video. Example: faceswap-flows estimate video-faceswap clip.mp4 --enhance 1"""
+    seconds = _video_seconds(video, trim_start, trim_end)
+    try:
+        _say(
+            estimate_credits("video_faceswap", duration=seconds, enhance=enhance), f"{seconds:.2f} s, enhance {enhance}"
+        )
+    except ValueError as error:
+        fail(str(error))
+
+
+@estimate_app.command("multi-video-faceswap")
+def estimate_multi_video(
+    video: Annotated[Path, typer.Argument(help="The video (its duration is read from the file).")],
+    faces: Annotated[int, typer.Option(help="Faces to replace (1 to 3).")] = 1,
+    enhance: Annotated[int, typer.Option(help="0 none, 1 up to 1080p, 2 up to 2k.")] = 0,
+    trim_start: Annotated[float | None, typer.Option(help="Cut from (seconds).")] = None,
+    trim_end: Annotated[float | None, typer.Option(help="Cut to (seconds).")] = None,
+) -> None:
+    """Up to three faces through a video (plus the frame's face extraction)."""
+    seconds = _video_seconds(video, trim_start, trim_end)
+    try:
+        swap = estimate_credits("multi_video_faceswap", duration=seconds, enhance=enhance, face_count=faces)
+    except ValueError as error:
+        fail(str(error))
+    _say(swap + estimate_credits("extract_base64_face"), f"{seconds:.2f} s, {faces} face(s), enhance {enhance}")
+
+
+@estimate_app.command("batch")
+def estimate_batch(manifest: Annotated[Path, typer.Argument(help="CSV or JSONL manifest.")]) -> None:
+    """Every line of a batch manifest. Example: faceswap-flows estimate batch manifest.csv"""
+    if not manifest.is_file():
+        fail(f"manifest: {manifest} does not exist")
+    text = manifest.read_text()
+    if manifest.suffix in (".jsonl", ".ndjson"):
+        items = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        items = list(csv.DictReader(io.StringIO(text)))
+    _say(len(items) * estimate_credits("faceswap"), f"{len(items)} faceswap items")
+
+
+@blocks_app.command("register")
+def register_blocks() -> None:
+    """Register the block types with the Prefect API (what `prefect block register -m blocks` does)."""
+    from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+
+    for block in (AIFaceSwapCredentials, MediaStorage, WebhookReceiver):
+        block.register_type_and_schema()
+        typer.echo(f"registered {block.get_block_type_slug()}")
+
+
+@blocks_app.command("create")
+def create_blocks(
+    api_key: Annotated[str | None, typer.Option(envvar="AIFACESWAP_API_KEY", help="The API key.")] = None,
+    base_url: Annotated[str, typer.Option(envvar="AIFACESWAP_BASE_URL", help="The API.")] = "https://aifaceswap.io",
+    storage: Annotated[str, typer.Option(envvar="FACESWAP_STORAGE", help="Folder or s3://bucket/prefix.")] = (
+        "faceswap-media"
+    ),
+    endpoint_url: Annotated[str | None, typer.Option(envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint.")] = None,
+    public_base_url: Annotated[
+        str | None, typer.Option(envvar="FACESWAP_PUBLIC_BASE_URL", help="Where storage is published.")
+    ] = None,
+    receiver_url: Annotated[str, typer.Option(envvar="FACESWAP_RECEIVER_URL", help="The receiver's public URL.")] = (
+        "http://127.0.0.1:8701"
+    ),
+    secret: Annotated[str | None, typer.Option(envvar="FACESWAP_RECEIVER_SECRET", help="Job-token secret.")] = None,
+) -> None:
+    """Create (or overwrite) the three blocks under the flows' default names, from flags or environment.
+
+    Example: AIFACESWAP_API_KEY=... faceswap-flows blocks create --storage s3://media/faceswap
+    """
+    from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+    from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
+
+    if not api_key:
+        fail("api_key: pass --api-key or set AIFACESWAP_API_KEY")
+    AIFaceSwapCredentials(api_key=api_key, base_url=base_url).save(DEFAULT_CREDENTIALS, overwrite=True)
+    media = MediaStorage(
+        basepath=storage,
+        endpoint_url=endpoint_url,
+        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
+        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+        public_base_url=public_base_url,
+    )
+    media.save(DEFAULT_STORAGE, overwrite=True)
+    chosen_secret = secret or secrets.token_urlsafe(32)
+    WebhookReceiver(public_url=receiver_url, signing_secret=chosen_secret).save(DEFAULT_RECEIVER, overwrite=True)
+    typer.echo(f"saved blocks {DEFAULT_CREDENTIALS}, {DEFAULT_STORAGE}, {DEFAULT_RECEIVER}")
+    if not secret:
+        typer.echo(f"start the receiver with FACESWAP_RECEIVER_SECRET={chosen_secret}")
+
+
+def deploy(
+    names: Annotated[list[str] | None, typer.Argument(help="Deployments to deploy (default: all).")] = None,
+    pool: Annotated[str, typer.Option(help="Process work pool, created if missing.")] = "faceswap-pool",
+) -> None:
+    """Create the work pool if needed and run `prefect deploy` on the project's prefect.yaml.
+
+    Example: faceswap-flows deploy            (then: prefect worker start --pool faceswap-pool)
+    """
+    prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
+    exists = subprocess.run([*prefect, "work-pool", "inspect", pool], capture_output=True, cwd=PROJECT_ROOT)
+    if exists.returncode != 0:
+        subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process"], check=True, cwd=PROJECT_ROOT)
+    targets = [arg for name in names for arg in ("--name", name)] if names else ["--all"]
+    done = subprocess.run([*prefect, "deploy", *targets], cwd=PROJECT_ROOT)
+    if done.returncode != 0:
+        fail("prefect deploy failed (see above)")

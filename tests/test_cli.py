@@ -1,0 +1,191 @@
+"""The command line: every command answers --help, errors are one line with a non-zero exit, and the servers
+start on the ports they are given."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from flows.local_prefect import free_port
+from tests.vision import photos
+
+runner = CliRunner()
+COMMANDS = [
+    [],
+    ["demo"],
+    ["sandbox"],
+    ["receiver"],
+    ["media-server"],
+    ["run"],
+    ["run", "faceswap"],
+    ["run", "batch"],
+    ["estimate"],
+    ["estimate", "video-faceswap"],
+    ["blocks"],
+    ["blocks", "create"],
+    ["deploy"],
+    ["serve"],
+    ["collect"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=[" ".join(c) or "top" for c in COMMANDS])
+def test_help_everywhere(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("clip") / "clip.mp4"
+    face = photos.crop_resize(photos.astronaut(), photos.ASTRONAUT_HEAD, photos.ASTRONAUT_FACE, 240)[0]
+    return photos.write_video(path, lambda i: photos.on_canvas(face, (320, 240), (40, 0)), 60, fps=25)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["estimate", "faceswap"], "2 credits"),
+        (["estimate", "extract-faces"], "2 credits"),
+        (["estimate", "multi-faceswap"], "5 credits"),
+        (["estimate", "multi-faceswap", "--references", "2"], "11 credits"),
+        (["estimate", "video-faceswap", "{clip}"], "6 credits"),  # 2.4 s -> 3 s at 2 credits
+        (["estimate", "video-faceswap", "{clip}", "--enhance", "2", "--trim-end", "1"], "6 credits"),
+        (["estimate", "multi-video-faceswap", "{clip}", "--faces", "2"], "20 credits"),  # (2+1)*2*3 + 2
+    ],
+)
+def test_estimate(clip: Path, args: list[str], expected: str) -> None:
+    result = runner.invoke(app, [a.replace("{clip}", str(clip)) for a in args])
+    assert result.exit_code == 0 and result.output.startswith(expected), result.output
+
+
+def test_estimate_batch(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("source_image,face_image\na.png,b.png\nc.png,d.png\n")
+    result = runner.invoke(app, ["estimate", "batch", str(manifest)])
+    assert result.exit_code == 0 and result.output.startswith("4 credits")
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["estimate", "video-faceswap", "/nonexistent/clip.mp4"], "source_video: /nonexistent/clip.mp4 does not exist"),
+        (["estimate", "video-faceswap", "{clip}", "--enhance", "3"], "enhance must be 0, 1 or 2"),
+        (["estimate", "video-faceswap", "{clip}", "--trim-end", "9"], "trim"),
+        (["estimate", "multi-video-faceswap", "{clip}", "--faces", "4"], "1 to 3 faces"),
+        (["estimate", "batch", "/nonexistent.csv"], "manifest"),
+    ],
+)
+def test_errors_are_one_readable_line(clip: Path, args: list[str], says: str) -> None:
+    result = runner.invoke(app, [a.replace("{clip}", str(clip)) for a in args])
+    assert result.exit_code == 1
+    assert says in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_blocks_create_and_register(prefect_api: str, tmp_path: Path) -> None:
+    from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+
+    env = {"AIFACESWAP_API_KEY": "cli-key", "FACESWAP_STORAGE": str(tmp_path / "media")}
+    created = runner.invoke(
+        app, ["blocks", "create", "--base-url", "http://127.0.0.1:1", "--receiver-url", "http://r"], env=env
+    )
+    assert created.exit_code == 0, created.output
+    assert "FACESWAP_RECEIVER_SECRET=" in created.output
+    try:
+        assert AIFaceSwapCredentials.load("aifaceswap").api_key.get_secret_value() == "cli-key"
+        assert MediaStorage.load("faceswap-media").basepath == str(tmp_path / "media")
+        assert WebhookReceiver.load("faceswap-receiver").public_url == "http://r"
+    finally:
+        from tests.conftest import restore_stack_blocks
+
+        restore_stack_blocks()
+    registered = runner.invoke(app, ["blocks", "register"])
+    assert registered.exit_code == 0 and "faceswap-media-storage" in registered.output
+    missing = runner.invoke(app, ["blocks", "create"], env={"AIFACESWAP_API_KEY": ""})
+    assert missing.exit_code == 1 and "api_key" in missing.output
+
+
+def faceswap_flows(*args: str, prefect_api: str) -> subprocess.CompletedProcess[str]:
+    """The installed console script, as a user runs it."""
+    script = Path(sys.executable).parent / "faceswap-flows"
+    return subprocess.run(
+        [str(script), *args],
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_run_faceswap_prints_the_outcome(stack, prefect_api: str) -> None:
+    done = faceswap_flows(
+        "run",
+        "faceswap",
+        "--source",
+        str(stack.files["astronaut"]),
+        "--face",
+        str(stack.files["grace"]),
+        prefect_api=prefect_api,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"status": "stored"' in done.stdout
+
+
+def test_run_faceswap_refuses_in_one_line(stack, prefect_api: str) -> None:
+    done = faceswap_flows(
+        "run", "faceswap", "--source", "/nonexistent.png", "--face", str(stack.files["grace"]), prefect_api=prefect_api
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: InputValidationError: source_image: '/nonexistent.png'"), last
+    assert "Traceback" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "ready"),
+    [
+        (["sandbox", "--api-key", "k", "--credits", "5"], "/health"),
+        (["receiver", "--secret", "s", "--inbox", "{tmp}/inbox.sqlite"], "/health"),
+        (["media-server", "{tmp}"], "/"),
+    ],
+)
+def test_servers_start_on_the_given_port(tmp_path: Path, prefect_api: str, args: list[str], ready: str) -> None:
+    port = free_port()
+    script = Path(sys.executable).parent / "faceswap-flows"
+    command = [str(script), *(a.replace("{tmp}", str(tmp_path)) for a in args), "--port", str(port)]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "PREFECT_API_URL": prefect_api},
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}{ready}", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None, process.stderr.read().decode()[-2000:]
+                assert time.monotonic() < deadline, "the server did not start"
+                time.sleep(0.3)
+        assert response.status_code in (200, 404)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(15)
+
+
+def test_receiver_without_a_secret_refuses_to_start() -> None:
+    result = runner.invoke(app, ["receiver"], env={"FACESWAP_RECEIVER_SECRET": ""})
+    assert result.exit_code == 1 and "FACESWAP_RECEIVER_SECRET" in result.output
