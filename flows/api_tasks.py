@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from typing import Any
 
 from prefect import task
+from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit
 from prefect.context import TaskRunContext
 from prefect.events import emit_event
+from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel
@@ -76,9 +79,27 @@ def plan_job(
     )
 
 
+LIMIT_RECHECK_SECONDS = 60.0
+_limit_exists: dict[str, tuple[bool, float]] = {}
+
+
+async def _rate_limit_exists(name: str) -> bool:
+    """Whether the global limit exists (asked again after a minute), so a missing one costs no call or warning."""
+    known = _limit_exists.get(name)
+    if known is None or time.monotonic() - known[1] > LIMIT_RECHECK_SECONDS:
+        async with get_client() as client:
+            try:
+                await client.read_global_concurrency_limit_by_name(name)
+                exists = True
+            except ObjectNotFound:
+                exists = False
+        known = _limit_exists[name] = (exists, time.monotonic())
+    return known[0]
+
+
 async def take_api_slot(credentials: AIFaceSwapCredentials) -> None:
-    """Wait for a slot of the global rate limit guarding the API (no limit configured: no wait)."""
-    if credentials.rate_limit:
+    """Wait for a slot of the global rate limit guarding the API (no such limit: no wait)."""
+    if credentials.rate_limit and await _rate_limit_exists(credentials.rate_limit):
         await rate_limit(credentials.rate_limit, strict=False)
 
 
