@@ -1,0 +1,111 @@
+"""The Prefect UI in a real headless Chromium: the demo swap's run, its tasks and its before/after artifact.
+
+Skipped when Chromium or Playwright's Python package is missing; ``make test-ui`` installs both (Chromium from
+Debian's packages: Playwright drives the system browser, it downloads none). Screenshots go to the test's temporary
+folder, or to ``$FACESWAP_UI_SCREENSHOTS`` when set (``FACESWAP_UI_SCREENSHOTS=docs make test-ui`` refreshes the
+README's pictures).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.image_flows import faceswap
+
+pytestmark = pytest.mark.ui
+
+CHROMIUM = Path(os.environ.get("FACESWAP_CHROMIUM", "/usr/bin/chromium"))
+if not CHROMIUM.exists():
+    pytest.skip(f"no Chromium at {CHROMIUM} (make test-ui installs it)", allow_module_level=True)
+playwright = pytest.importorskip("playwright.async_api", reason="no Playwright (make test-ui installs it)")
+
+# Headless and quiet: the machine's network is closed, so nothing may phone home at start.
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SHOWN_WITHIN_MS = 30_000
+TASK_PREFIXES = ("upload", "submit", "wait for callback", "fetch result")
+PICTURE_LOADED = """alt => {
+    const picture = document.querySelector(`img.markdown-renderer__image[alt="${alt}"]`);
+    return picture !== null && picture.complete && picture.naturalWidth > 0;
+}"""
+
+
+def screenshot_folder(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("FACESWAP_UI_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+async def task_run_names(flow_run_id: str) -> list[str]:
+    async with get_client() as client:
+        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    return [run.name for run in runs]
+
+
+async def test_prefect_ui_shows_the_run_its_tasks_and_the_before_after(stack, prefect_server, tmp_path: Path) -> None:
+    expect = playwright.expect
+    state = await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), return_state=True)
+    assert state.is_completed(), state.message
+    outcome = await state.result()
+    flow_run_id = str(state.state_details.flow_run_id)
+    async with get_client() as client:
+        run_name = (await client.read_flow_run(flow_run_id)).name
+    task_names = await task_run_names(flow_run_id)
+    for prefix in TASK_PREFIXES:
+        assert any(name.startswith(prefix) for name in task_names), f"no task run named {prefix}...: {task_names}"
+    shots = screenshot_folder(tmp_path)
+    page_errors: list[str] = []
+
+    async with playwright.async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1240})
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+
+            # The flow run: its name, its state and its flow in the heading.
+            await page.goto(f"{prefect_server.ui_url}/runs/flow-run/{flow_run_id}")
+            heading = page.locator("header.page-heading-flow-run")
+            await expect(heading.locator(".p-bread-crumbs")).to_contain_text(run_name, timeout=SHOWN_WITHIN_MS)
+            await expect(heading.locator(".state-badge")).to_have_text("Completed")
+            await expect(heading.get_by_role("link", name="faceswap", exact=True)).to_be_visible()
+
+            # Its tasks: every task run of the API is listed by name, all completed.
+            await page.locator("li.p-tab#task-runs").click()
+            task_runs = page.get_by_role("tabpanel", name="Task Runs")
+            for name in task_names:
+                link = task_runs.get_by_role("link", name=name, exact=True)
+                await expect(link).to_be_visible(timeout=SHOWN_WITHIN_MS)
+            everything_completed = re.compile(rf"{len(task_names)} Task runs\s*\({len(task_names)} completed\)", re.I)
+            await expect(task_runs).to_contain_text(everything_completed)
+            await page.wait_for_timeout(1_000)  # the timeline is a canvas: let it settle before the picture
+            await page.screenshot(path=str(shots / "ui-flow-run.png"))
+
+            # Its artifacts: the before/after card, then the artifact itself with both pictures loaded.
+            await page.locator("li.p-tab#artifacts").click()
+            card = page.locator("a", has=page.locator(".artifact-card__title", has_text="result-faceswap"))
+            await expect(card).to_be_visible(timeout=SHOWN_WITHIN_MS)
+            await card.click()
+            await expect(page.get_by_text("faceswap: before / after")).to_be_visible(timeout=SHOWN_WITHIN_MS)
+            await expect(page.get_by_text(outcome.task_id).first).to_be_visible()
+            for alt in ("before", "after"):
+                await expect(page.locator(f"img.markdown-renderer__image[alt='{alt}']")).to_be_visible()
+                await page.wait_for_function(PICTURE_LOADED, arg=alt, timeout=SHOWN_WITHIN_MS)
+            await page.set_viewport_size({"width": 1720, "height": 1000})  # wide enough for both pictures
+            await page.wait_for_timeout(300)
+            await page.screenshot(path=str(shots / "ui-artifact.jpg"), type="jpeg", quality=80)
+        finally:
+            await browser.close()
+    assert not page_errors, f"the UI raised errors: {page_errors}"
