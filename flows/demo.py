@@ -42,6 +42,13 @@ def write_demo_photos(folder: Path) -> tuple[Path, Path]:
     return source, face
 
 
+def write_demo_manifest(source: Path, face: Path) -> Path:
+    """A two-line batch manifest over the demo photos, next to them."""
+    manifest = source.parent / "manifest.csv"
+    manifest.write_text(f"source_image,face_image,id\n{source},{face},astronaut\n{face},{source},grace-hopper\n")
+    return manifest
+
+
 def _prefect_api(state_dir: Path, stack: ExitStack) -> tuple[str, str]:
     """The Prefect API to use: $PREFECT_API_URL if it answers, else a local server started here."""
     from flows.local_prefect import LocalPrefectServer, is_healthy, port_is_free
@@ -94,8 +101,13 @@ def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> D
         print(f"Result image: {result_path}")
         print(f"Sandbox task {outcome.task_id}: {ledger['spent']} credits charged, balance {ledger['balance']}")
         print(f"The run in the Prefect UI: {ui_url}/runs/flow-run/{flow_run_id}")
+        manifest = write_demo_manifest(source, face)
         if interactive:
-            input("\nThe Prefect UI stays up until you press Enter. ")
+            print(
+                f"\nTry a batch meanwhile, from another terminal in this folder:\n"
+                f"  PREFECT_API_URL={api_url} .venv/bin/faceswap-flows run batch {manifest}"
+            )
+            input("\nThe Prefect UI, the sandbox and the receiver stay up until you press Enter. ")
         else:
             print(
                 "(Non-interactive: the servers stop now. To browse the run later: "

@@ -35,12 +35,13 @@ class LocalStack:
         sandbox: dict[str, Any] | None = None,
         credentials: dict[str, Any] | None = None,
         ports: tuple[int | None, int | None, int | None] = (None, None, None),
+        secret: str | None = None,
     ) -> None:
         self.folder = Path(folder).resolve()
         self.media_dir = self.folder / "faceswap-media"
         self.inbox_path = self.folder / ".faceswap" / "inbox.sqlite"
         self.api_key = api_key
-        self.secret = secrets.token_urlsafe(24)
+        self.secret = secret or secrets.token_urlsafe(24)
         self._sandbox_config = SandboxConfig(keys={api_key: credits}, **(sandbox or {}))
         self._credentials_options = credentials or {}
         self._ports = ports

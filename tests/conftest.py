@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from flows.local_prefect import LocalPrefectServer, free_port
+from flows.local_prefect import LocalPrefectServer
 
-# One real Prefect server (SQLite) for the whole session, started on first use. Its address is set before
-# Prefect is imported, so that every thread and subprocess of the tests talks to it.
-PREFECT_SERVER = LocalPrefectServer(tempfile.mkdtemp(prefix="faceswap-tests-prefect-"), port=free_port())
-os.environ["PREFECT_HOME"] = str(PREFECT_SERVER.home)
-os.environ["PREFECT_API_URL"] = PREFECT_SERVER.api_url
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Points this process at the session's Prefect server; nothing above imports Prefect.
+from tests.support import PREFECT_SERVER, RECEIVER_SECRET, S3_KEY_ID, S3_SECRET, SANDBOX_KEY, STACK_BLOCKS
 
-S3_KEY_ID = "testing-key-id"
-S3_SECRET = "testing-secret"
+if TYPE_CHECKING:
+    from flows.local_stack import LocalStack
 
 
 @pytest.fixture(scope="session")
@@ -73,61 +67,27 @@ def s3_storage(s3_endpoint: str):
     return storage
 
 
-SANDBOX_KEY = "flows-test-key"
-RECEIVER_SECRET = "receiver-test-secret"
-
-
-class Stack:
-    """Everything a flow needs, running for real on loopback: sandbox, receiver, media server, blocks."""
-
-    def __init__(self, sandbox, receiver, media_server, storage, folder, files, inbox_path) -> None:
-        self.inbox_path = inbox_path
-        self.sandbox = sandbox
-        self.receiver = receiver
-        self.media_server = media_server
-        self.storage = storage
-        self.folder = folder
-        self.files = files
-
-    def spent(self) -> int:
-        return int(self.sandbox.ledger(SANDBOX_KEY)["spent"])
-
-
-_STACK_BLOCKS: dict[str, object] = {}
-
-
-def restore_stack_blocks() -> None:
-    """Save the stack's blocks under the default names again (after a test overwrote them)."""
-    for name, block in _STACK_BLOCKS.items():
-        block.save(name, overwrite=True)
-
-
 @pytest.fixture(scope="session")
-def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    from aifaceswap.sandbox import SandboxConfig, SandboxServer
-    from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-    from blocks.media_server import MediaServer
-    from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
-    from receiver import ReceiverServer
+def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """Everything a flow needs, running for real on loopback: sandbox, receiver, media server, the blocks saved
+    under the default names; plus ``files`` (test photos) and ``folder``."""
+    from flows.local_stack import LocalStack
     from tests.media import make_photo_folder
 
     root = tmp_path_factory.mktemp("stack")
-    files = make_photo_folder(root / "photos")
-    media_root = root / "media"
-    config = SandboxConfig(keys={SANDBOX_KEY: 1_000_000}, webhook_backoff_seconds=0.05)
-    with (
-        SandboxServer(config) as sandbox,
-        ReceiverServer(root / "inbox.sqlite", RECEIVER_SECRET) as receiver,
-        MediaServer(media_root) as media_server,
-    ):
-        storage = MediaStorage(basepath=str(media_root), public_base_url=media_server.url)
-        _STACK_BLOCKS[DEFAULT_STORAGE] = storage
-        _STACK_BLOCKS[DEFAULT_CREDENTIALS] = AIFaceSwapCredentials(
-            api_key=SANDBOX_KEY, base_url=sandbox.url, max_retries=0
-        )
-        _STACK_BLOCKS[DEFAULT_RECEIVER] = WebhookReceiver(public_url=receiver.url, signing_secret=RECEIVER_SECRET)
-        restore_stack_blocks()
-        yield Stack(sandbox, receiver, media_server, storage, root, files, root / "inbox.sqlite")
+    with LocalStack(
+        root,
+        api_key=SANDBOX_KEY,
+        credits=1_000_000,
+        secret=RECEIVER_SECRET,
+        sandbox={"webhook_backoff_seconds": 0.05},
+        credentials={"max_retries": 0},
+    ) as local:
+        local.folder = root
+        local.files = make_photo_folder(root / "photos")
+        STACK_BLOCKS.update(local.blocks)
+        yield local
+    STACK_BLOCKS.clear()
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

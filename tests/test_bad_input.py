@@ -23,7 +23,7 @@ from flows.budget import BudgetExceeded
 from flows.image_flows import extract_faces, faceswap, multi_faceswap
 from flows.video_flows import multi_video_faceswap, video_faceswap
 from receiver import JobToken, sign
-from tests.conftest import RECEIVER_SECRET, SANDBOX_KEY
+from tests.support import RECEIVER_SECRET, SANDBOX_KEY
 
 
 @dataclass(frozen=True)

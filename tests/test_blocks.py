@@ -11,7 +11,7 @@ import pytest
 from aifaceswap import AIFaceSwapClient
 from blocks import AIFaceSwapCredentials, MediaStorage, StorageError
 from blocks.media_server import MediaServer
-from tests.conftest import S3_SECRET
+from tests.support import S3_SECRET
 
 
 def test_credentials_round_trip_through_prefect(prefect_api: str) -> None:

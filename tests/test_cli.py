@@ -106,7 +106,7 @@ def test_blocks_create_and_register(prefect_api: str, tmp_path: Path) -> None:
         assert MediaStorage.load("faceswap-media").basepath == str(tmp_path / "media")
         assert WebhookReceiver.load("faceswap-receiver").public_url == "http://r"
     finally:
-        from tests.conftest import restore_stack_blocks
+        from tests.support import restore_stack_blocks
 
         restore_stack_blocks()
     registered = runner.invoke(app, ["blocks", "register"])

@@ -13,7 +13,7 @@ from tests.vision import photos
 
 @pytest.mark.slow
 def test_demo_makes_a_real_swap(prefect_api: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from tests.conftest import restore_stack_blocks
+    from tests.support import restore_stack_blocks
 
     try:
         result = run_demo(tmp_path, interactive=False)
@@ -26,3 +26,5 @@ def test_demo_makes_a_real_swap(prefect_api: str, tmp_path: Path, capsys: pytest
     printed = capsys.readouterr().out
     assert f"Result image: {result.result_path}" in printed
     assert f"/runs/flow-run/{result.flow_run_id}" in printed
+    manifest = (tmp_path / "faceswap-media" / "demo" / "manifest.csv").read_text().splitlines()
+    assert manifest[0] == "source_image,face_image,id" and len(manifest) == 3

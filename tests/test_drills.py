@@ -24,9 +24,8 @@ from aifaceswap.sandbox import FaultConfig
 from flows.image_flows import faceswap
 from flows.store_result import store_result
 from flows.waiting import CallbackTimeout
-from receiver import ReceiverServer
-from tests.conftest import RECEIVER_SECRET, SANDBOX_KEY
 from tests.drill_report import record
+from tests.support import SANDBOX_KEY
 
 pytestmark = pytest.mark.drill
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,9 +187,7 @@ async def test_drill_receiver_restarted(stack, faults) -> None:
     assert stack.receiver.inbox.get(first.task_id) is not None
     faults(delay_webhook_rate=1.0, delay_webhook_seconds=2.0)
     later = await asyncio.gather(*(faceswap(*swap_args(stack, i), wait=False) for i in range(1, JOBS)))
-    port = stack.receiver.port
-    stack.receiver.stop()
-    stack.receiver = ReceiverServer(stack.inbox_path, RECEIVER_SECRET, port=port).start()
+    stack.restart_receiver()
     stack.sandbox.wait_idle()
     tasks = [first.task_id, *(o.task_id for o in later)]
     keys = await collect_all(tasks)

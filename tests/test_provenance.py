@@ -33,7 +33,7 @@ from flows.provenance import RECORD_SUFFIX, job_facts, strip_query
 from flows.store_result import store_result
 from flows.video_flows import video_faceswap
 from receiver.events import SUBMITTED, task_resource_id
-from tests.conftest import RECEIVER_SECRET, SANDBOX_KEY
+from tests.support import RECEIVER_SECRET, SANDBOX_KEY
 from tests.vision import photos
 
 EXIFTOOL = shutil.which("exiftool")

@@ -15,7 +15,7 @@ from flows.waiting import CallbackTimeout, task_event_filter, wait_for_task_call
 from receiver import JobToken, sign
 from receiver.events import Emitter
 from receiver.inbox import Inbox
-from tests.conftest import RECEIVER_SECRET
+from tests.support import RECEIVER_SECRET
 
 
 def new_job(**extra) -> JobToken:

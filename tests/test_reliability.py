@@ -15,8 +15,8 @@ from flows.api_tasks import SubmissionOutcomeUnknown
 from flows.image_flows import faceswap
 from flows.store_result import store_result
 from flows.waiting import CallbackTimeout
-from tests.conftest import RECEIVER_SECRET, SANDBOX_KEY
 from tests.media import read_image
+from tests.support import RECEIVER_SECRET, SANDBOX_KEY
 
 
 @pytest.fixture
