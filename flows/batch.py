@@ -18,10 +18,9 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel, ValidationError
 
 from aifaceswap.errors import InputValidationError
-from aifaceswap.models import FaceSwapRequest, validate_model
+from aifaceswap.models import FaceSwapRequest
 from aifaceswap.pricing import estimate_credits
 from blocks import MediaStorage
-from flows.api_tasks import plan_job
 from flows.artifacts import artifact_key, credits_artifact
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, Services, load_services
 from flows.labels import WatermarkCorner
@@ -119,22 +118,12 @@ async def swap_item(
         upload(services.storage, item.source_image, f"item {position} source_image"),
         upload(services.storage, item.face_image, f"item {position} face_image"),
     )
-    job = plan_job(
-        "faceswap",
-        {"source_image": source.key or source.url, "face_image": face.key or face.url},
-        storage_block=services.storage_block,
-        result_suffix=".png",
-        position=position,
-        wait=wait,
-    )
-    request = validate_model(
-        FaceSwapRequest,
-        {"source_image": source.url, "face_image": face.url, "webhook": services.receiver.callback_url(job)},
-    )
     outcome = await submit_and_finish(
         services,
-        job,
-        request,
+        FaceSwapRequest,
+        {"source_image": source.url, "face_image": face.url},
+        identity={"source_image": source.key or source.url, "face_image": face.key or face.url},
+        position=position,
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=source.url,

@@ -11,11 +11,10 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from aifaceswap.errors import InputValidationError
-from aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest, validate_model
+from aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest
 from aifaceswap.pricing import estimate_credits
 from blocks import MediaStorage
 from flows.api_tasks import extract_faces as extract_faces_task
-from flows.api_tasks import plan_job
 from flows.artifacts import artifact_key, faces_artifact
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from flows.budget import check_budget
@@ -58,21 +57,11 @@ async def faceswap(
     source, face = await asyncio.gather(
         upload(services.storage, source_image, "source_image"), upload(services.storage, face_image, "face_image")
     )
-    job = plan_job(
-        "faceswap",
-        {"source_image": source.key or source.url, "face_image": face.key or face.url},
-        storage_block=storage_block,
-        result_suffix=".png",
-        wait=wait,
-    )
-    request = validate_model(
-        FaceSwapRequest,
-        {"source_image": source.url, "face_image": face.url, "webhook": services.receiver.callback_url(job)},
-    )
     return await submit_and_finish(
         services,
-        job,
-        request,
+        FaceSwapRequest,
+        {"source_image": source.url, "face_image": face.url},
+        identity={"source_image": source.key or source.url, "face_image": face.key or face.url},
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=source.url,
@@ -202,26 +191,15 @@ async def multi_faceswap(
         indexes = await select_faces(
             services.storage, source.key or source.url, detected, source.name, None, references
         )
-    job = plan_job(
-        "multi_faceswap",
-        {"source_image": source.key or source.url, "face_images": [f.key or f.url for f in faces], "index": indexes},
-        storage_block=storage_block,
-        result_suffix=".png",
-        wait=wait,
-    )
-    request = validate_model(
-        MultiFaceSwapRequest,
-        {
-            "source_image": source.url,
-            "face_image": [face.url for face in faces],
-            "index": indexes,
-            "webhook": services.receiver.callback_url(job),
-        },
-    )
     return await submit_and_finish(
         services,
-        job,
-        request,
+        MultiFaceSwapRequest,
+        {"source_image": source.url, "face_image": [face.url for face in faces], "index": indexes},
+        identity={
+            "source_image": source.key or source.url,
+            "face_images": [f.key or f.url for f in faces],
+            "index": indexes,
+        },
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=source.url,

@@ -7,15 +7,14 @@ from typing import Any, Literal
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from aifaceswap.models import ApiRequest
+from aifaceswap.models import SubmitRequest, validate_model
 from blocks import MediaStorage, WebhookReceiver
-from flows.api_tasks import SubmittedJob, submit, wait_for_callback
+from flows.api_tasks import SubmittedJob, plan_job, submit, wait_for_callback
 from flows.artifacts import before_after_artifact, credits_artifact
 from flows.blocks_config import Services
 from flows.labels import SyntheticLabel
 from flows.media_tasks import fetch_result
 from flows.provenance import JobFacts, OutputOptions, output_parameters, record_key, record_provenance
-from receiver.tokens import JobToken
 
 
 class SwapOutcome(BaseModel):
@@ -33,21 +32,34 @@ class SwapOutcome(BaseModel):
 
 async def submit_and_finish(
     services: Services,
-    job: JobToken,
-    request: ApiRequest,
+    request_model: type[SubmitRequest],
+    fields: dict[str, Any],
     *,
+    identity: dict[str, Any],
     wait: bool,
     timeout_seconds: float,
     before_url: str,
     kind: Literal["image", "video"] = "image",
+    position: int = 0,
     task_run_name: str | None = None,
     facts: JobFacts | None = None,
     output: OutputOptions | None = None,
 ) -> SwapOutcome:
-    """Submit once (the record lives in the shared storage block), then wait and store, or hand over.
+    """Plan the job, build its request (``fields`` plus the job's callback URL), submit it once (the record
+    lives in the shared storage block), then wait and store, or hand over to the trigger.
 
-    ``facts`` (inputs, parameters) go into the submitted event and the result's provenance record; ``output``
-    says whether the result is labelled as synthetic (default) and watermarked."""
+    ``identity`` (stable names of the inputs: storage keys, not presigned URLs) and ``position`` make the job's
+    id; ``facts`` go into the submitted event and the provenance record; ``output`` says whether the result is
+    labelled as synthetic (default) and watermarked."""
+    job = plan_job(
+        request_model.operation,
+        identity,
+        storage_block=services.storage_block,
+        result_suffix=".mp4" if kind == "video" else ".png",
+        position=position,
+        wait=wait,
+    )
+    request = validate_model(request_model, {**fields, "webhook": services.receiver.callback_url(job)})
     output = output or OutputOptions()
     facts = facts or JobFacts()
     facts = facts.model_copy(update={"parameters": {**facts.parameters, "wait": wait, **output_parameters(output)}})

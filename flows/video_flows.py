@@ -10,9 +10,9 @@ import tempfile
 from prefect import flow, task
 
 from aifaceswap.errors import InputValidationError
-from aifaceswap.models import MAX_VIDEO_REFS, FaceBox, MultiVideoFaceSwapRequest, VideoFaceSwapRequest, validate_model
+from aifaceswap.models import MAX_VIDEO_REFS, FaceBox, MultiVideoFaceSwapRequest, VideoFaceSwapRequest
 from aifaceswap.pricing import estimate_credits
-from flows.api_tasks import extract_frame_faces, plan_job
+from flows.api_tasks import extract_frame_faces
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from flows.budget import check_budget
 from flows.face_matching import crop
@@ -57,27 +57,11 @@ async def video_faceswap(
             upload(services.storage, str(local), "source_video", "video"),
             upload(services.storage, face_image, "face_image"),
         )
-    job = plan_job(
-        "video_faceswap",
-        {"source_video": video.key or video.url, "face_image": face.key or face.url, "enhance": enhance},
-        storage_block=storage_block,
-        result_suffix=".mp4",
-        wait=wait,
-    )
-    request = validate_model(
-        VideoFaceSwapRequest,
-        {
-            "source_video": video.url,
-            "face_image": face.url,
-            "duration": round(facts.duration, 3),
-            "enhance": enhance,
-            "webhook": services.receiver.callback_url(job),
-        },
-    )
     return await submit_and_finish(
         services,
-        job,
-        request,
+        VideoFaceSwapRequest,
+        {"source_video": video.url, "face_image": face.url, "duration": round(facts.duration, 3), "enhance": enhance},
+        identity={"source_video": video.key or video.url, "face_image": face.key or face.url, "enhance": enhance},
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=video.url,
@@ -155,33 +139,22 @@ async def multi_video_faceswap(
             f"numbered 0 to {len(found) - 1} from left to right: choose among them or another frame_time"
         )
     refs = crop_face_refs(frame_png, found, indexes, len(indexes))
-    job = plan_job(
-        "multi_video_faceswap",
-        {
-            "source_video": video.key or video.url,
-            "faces": [f.key or f.url for f in faces],
-            "index": indexes,
-            "frame_time": frame_time,
-            "enhance": enhance,
-        },
-        storage_block=storage_block,
-        result_suffix=".mp4",
-        wait=wait,
-    )
-    request = validate_model(
+    return await submit_and_finish(
+        services,
         MultiVideoFaceSwapRequest,
         {
             "source_video": video.url,
             "ref_info": [{"face_ref": ref, "face_url": face.url} for ref, face in zip(refs, faces, strict=True)],
             "duration": round(facts.duration, 3),
             "enhance": enhance,
-            "webhook": services.receiver.callback_url(job),
         },
-    )
-    return await submit_and_finish(
-        services,
-        job,
-        request,
+        identity={
+            "source_video": video.key or video.url,
+            "faces": [f.key or f.url for f in faces],
+            "index": indexes,
+            "frame_time": frame_time,
+            "enhance": enhance,
+        },
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=video.url,
