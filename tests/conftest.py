@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -88,6 +88,18 @@ def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         STACK_BLOCKS.update(local.blocks)
         yield local
     STACK_BLOCKS.clear()
+
+
+@pytest.fixture
+def faults(stack: LocalStack) -> Iterator[Callable[..., None]]:
+    """Switch the sandbox's faults on for one test (``faults(drop_webhook_rate=1.0)``); all off afterwards."""
+    from aifaceswap.sandbox import FaultConfig
+
+    def switch(**settings: object) -> None:
+        stack.sandbox.sandbox.set_faults(FaultConfig(**settings))
+
+    yield switch
+    stack.sandbox.sandbox.set_faults(FaultConfig())
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -20,7 +20,6 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
 from prefect.states import Scheduled
 
-from aifaceswap.sandbox import FaultConfig
 from flows.image_flows import faceswap
 from flows.store_result import store_result
 from flows.waiting import CallbackTimeout
@@ -67,15 +66,6 @@ class Ledger:
 
 def acked(stack, task_ids: list[str]) -> int:
     return sum(1 for task_id in task_ids if stack.receiver.inbox.get(task_id) is not None)
-
-
-@pytest.fixture
-def faults(stack):
-    def switch(**settings) -> None:
-        stack.sandbox.sandbox.set_faults(FaultConfig(**settings))
-
-    yield switch
-    stack.sandbox.sandbox.set_faults(FaultConfig())
 
 
 def swap_args(stack, i: int) -> tuple[str, str]:

@@ -9,7 +9,6 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from aifaceswap.sandbox import FaultConfig
 from blocks import AIFaceSwapCredentials, WebhookReceiver
 from flows.api_tasks import SubmissionOutcomeUnknown
 from flows.image_flows import faceswap
@@ -17,15 +16,6 @@ from flows.store_result import store_result
 from flows.waiting import CallbackTimeout
 from tests.media import read_image
 from tests.support import RECEIVER_SECRET, SANDBOX_KEY
-
-
-@pytest.fixture
-def faults(stack):
-    def switch(**settings) -> None:
-        stack.sandbox.sandbox.set_faults(FaultConfig(**settings))
-
-    yield switch
-    stack.sandbox.sandbox.set_faults(FaultConfig())
 
 
 def submissions(stack) -> int:
