@@ -161,6 +161,9 @@ def _run_flow(coroutine: object) -> None:
     try:
         outcome = asyncio.run(coroutine)  # type: ignore[arg-type]
     except (AIFaceSwapError, ValueError, TimeoutError, RuntimeError) as error:
+        from flows.local_prefect import drain_prefect_workers
+
+        drain_prefect_workers()
         fail(f"{type(error).__name__}: {error}")
     typer.echo(outcome.model_dump_json(indent=2))  # type: ignore[union-attr]
 
@@ -169,13 +172,98 @@ def _run_flow(coroutine: object) -> None:
 def run_faceswap(
     source: Annotated[str, typer.Option(help="Image whose face is replaced (path, storage key or URL).")],
     face: Annotated[str, typer.Option(help="Image of the new face.")],
-    wait: Annotated[bool, typer.Option(help="Wait for the result (else a trigger stores it).")] = True,
-    max_credits: Annotated[int | None, typer.Option(help="Refuse to spend more than this.")] = None,
+    wait: Wait = True,
+    max_credits: MaxCredits = None,
 ) -> None:
     """Run the faceswap flow. Example: faceswap-flows run faceswap --source a.jpg --face b.jpg"""
     from flows.image_flows import faceswap
 
     _run_flow(faceswap(source, face, wait=wait, max_credits=max_credits))
+
+
+Wait = Annotated[bool, typer.Option(help="Wait for the result (else a trigger stores it).")]
+MaxCredits = Annotated[int | None, typer.Option(help="Refuse to spend more than this.")]
+Enhance = Annotated[int, typer.Option(help="0 none, 1 enhance faces up to 1080p, 2 up to 2k.")]
+TrimStart = Annotated[float | None, typer.Option(help="Keep the video from this second.")]
+TrimEnd = Annotated[float | None, typer.Option(help="Keep the video up to this second.")]
+
+
+@run_app.command("extract-faces")
+def run_extract_faces(image: Annotated[str, typer.Argument(help="The image (path, storage key or URL).")]) -> None:
+    """Find and number the faces of an image. Example: faceswap-flows run extract-faces team.jpg"""
+    from flows.image_flows import extract_faces
+
+    _run_flow(extract_faces(image))
+
+
+@run_app.command("multi-faceswap")
+def run_multi_faceswap(
+    source: Annotated[str, typer.Option(help="Image with several faces.")],
+    face: Annotated[list[str], typer.Option(help="A new face (repeat, one per face to replace).")],
+    index: Annotated[list[int] | None, typer.Option(help="Which face (repeat; numbers from extract-faces).")] = None,
+    reference: Annotated[list[str] | None, typer.Option(help="Instead of --index: a photo of who to replace.")] = None,
+    wait: Wait = True,
+    max_credits: MaxCredits = None,
+) -> None:
+    """Replace several faces. Example: faceswap-flows run multi-faceswap --source team.jpg --face me.jpg --index 2"""
+    from flows.image_flows import multi_faceswap
+
+    _run_flow(
+        multi_faceswap(source, face, face_indexes=index, reference_images=reference, wait=wait, max_credits=max_credits)
+    )
+
+
+@run_app.command("video-faceswap")
+def run_video_faceswap(
+    video: Annotated[str, typer.Option(help="The video (MP4).")],
+    face: Annotated[str, typer.Option(help="Image of the new face.")],
+    enhance: Enhance = 0,
+    trim_start: TrimStart = None,
+    trim_end: TrimEnd = None,
+    wait: Wait = True,
+    max_credits: MaxCredits = None,
+) -> None:
+    """Swap one face through a video. Example: faceswap-flows run video-faceswap --video a.mp4 --face me.jpg"""
+    from flows.video_flows import video_faceswap
+
+    _run_flow(
+        video_faceswap(
+            video, face, enhance=enhance, trim_start=trim_start, trim_end=trim_end, wait=wait, max_credits=max_credits
+        )
+    )
+
+
+@run_app.command("multi-video-faceswap")
+def run_multi_video_faceswap(
+    video: Annotated[str, typer.Option(help="The video (MP4).")],
+    face: Annotated[list[str], typer.Option(help="A new face (repeat, up to 3).")],
+    index: Annotated[list[int] | None, typer.Option(help="Which face of the frame (repeat).")] = None,
+    frame_time: Annotated[float, typer.Option(help="Second of the frame where faces are chosen.")] = 0.0,
+    enhance: Enhance = 0,
+    trim_start: TrimStart = None,
+    trim_end: TrimEnd = None,
+    wait: Wait = True,
+    max_credits: MaxCredits = None,
+) -> None:
+    """Replace up to three people through a video.
+
+    Example: faceswap-flows run multi-video-faceswap --video panel.mp4 --face a.jpg --face b.jpg --frame-time 2
+    """
+    from flows.video_flows import multi_video_faceswap
+
+    _run_flow(
+        multi_video_faceswap(
+            video,
+            face,
+            face_indexes=index,
+            frame_time=frame_time,
+            enhance=enhance,
+            trim_start=trim_start,
+            trim_end=trim_end,
+            wait=wait,
+            max_credits=max_credits,
+        )
+    )
 
 
 @run_app.command("batch")

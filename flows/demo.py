@@ -16,6 +16,8 @@ from pathlib import Path
 
 from PIL import Image
 
+from flows.local_prefect import drain_prefect_workers
+
 DEMO_KEY = "demo-key"
 
 
@@ -62,15 +64,6 @@ def _prefect_api(state_dir: Path, stack: ExitStack) -> tuple[str, str]:
     return server.api_url, server.ui_url
 
 
-def _drain_prefect_workers() -> None:
-    """Send the logs and events still buffered before the server goes away."""
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogWorker
-
-    APILogWorker.drain_all(timeout=10)
-    EventsWorker.drain_all(timeout=10)
-
-
 def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> DemoResult:
     """Start everything, run the faceswap flow once, print where the result is and how to see it in the UI."""
     state_dir = (workdir / ".faceswap").resolve()
@@ -96,7 +89,7 @@ def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> D
         Image.open(result_path).verify()
         ledger = local.sandbox.ledger(DEMO_KEY)
         result = DemoResult(result_path, ui_url, flow_run_id, outcome.task_id, int(ledger["spent"]))
-        _drain_prefect_workers()
+        drain_prefect_workers()
         print()
         print(f"Result image: {result_path}")
         print(f"Sandbox task {outcome.task_id}: {ledger['spent']} credits charged, balance {ledger['balance']}")

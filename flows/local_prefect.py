@@ -13,6 +13,15 @@ from pathlib import Path
 import httpx
 
 
+def drain_prefect_workers(timeout: float = 10) -> None:
+    """Send the logs and events this process still buffers for the Prefect API (before it or we go away)."""
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    APILogWorker.drain_all(timeout=timeout)
+    EventsWorker.drain_all(timeout=timeout)
+
+
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as sock:
         return sock.connect_ex((host, port)) != 0

@@ -3,6 +3,7 @@ start on the ports they are given."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -139,6 +140,25 @@ def test_run_faceswap_prints_the_outcome(stack, prefect_api: str) -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert '"status": "stored"' in done.stdout
+
+
+def test_run_multi_faceswap_and_extract_faces(stack, prefect_api: str) -> None:
+    found = faceswap_flows("run", "extract-faces", str(stack.files["group"]), prefect_api=prefect_api)
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert len(json.loads(found.stdout)["faces"]) == 3
+    swapped = faceswap_flows(
+        "run",
+        "multi-faceswap",
+        "--source",
+        str(stack.files["group"]),
+        "--face",
+        str(stack.files["grace"]),
+        "--index",
+        "2",
+        prefect_api=prefect_api,
+    )
+    assert swapped.returncode == 0, swapped.stderr[-2000:]
+    assert json.loads(swapped.stdout)["credits"] == 5
 
 
 def test_run_faceswap_refuses_in_one_line(stack, prefect_api: str) -> None:
