@@ -128,6 +128,7 @@ async def swap_item(
         timeout_seconds=timeout_seconds,
         before_url=source.url,
         task_run_name=f"submit item {position}",
+        artifacts=False,
         facts=job_facts({"source_image": source, "face_image": face}, batch_item=position, batch_item_id=item.id),
         output=output,
     )

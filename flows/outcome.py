@@ -44,13 +44,15 @@ async def submit_and_finish(
     task_run_name: str | None = None,
     facts: JobFacts | None = None,
     output: OutputOptions | None = None,
+    artifacts: bool = True,
 ) -> SwapOutcome:
     """Plan the job, build its request (``fields`` plus the job's callback URL), submit it once (the record
     lives in the shared storage block), then wait and store, or hand over to the trigger.
 
     ``identity`` (stable names of the inputs: storage keys, not presigned URLs) and ``position`` make the job's
     id; ``facts`` go into the submitted event and the provenance record; ``output`` says whether the result is
-    labelled as synthetic (default) and watermarked."""
+    labelled as synthetic (default) and watermarked; ``artifacts=False`` (batch items) leaves the per-job
+    credits and before/after artifacts to the caller's own summary."""
     job = plan_job(
         request_model.operation,
         identity,
@@ -67,17 +69,18 @@ async def submit_and_finish(
     if task_run_name:
         options["task_run_name"] = task_run_name
     submitted = await submit.with_options(**options)(services.credentials, services.receiver, job, request, facts)
-    await credits_artifact(
-        [
-            {
-                "operation": submitted.operation,
-                "task_id": submitted.task_id,
-                "credits": submitted.points,
-                "estimated": submitted.points_estimated,
-            }
-        ],
-        submitted.operation,
-    )
+    if artifacts:
+        await credits_artifact(
+            [
+                {
+                    "operation": submitted.operation,
+                    "task_id": submitted.task_id,
+                    "credits": submitted.points,
+                    "estimated": submitted.points_estimated,
+                }
+            ],
+            submitted.operation,
+        )
     return await finish(
         submitted,
         services.storage,
@@ -88,6 +91,7 @@ async def submit_and_finish(
         kind=kind,
         facts=facts,
         output=output,
+        artifacts=artifacts,
     )
 
 
@@ -102,6 +106,7 @@ async def finish(
     kind: Literal["image", "video"] = "image",
     facts: JobFacts | None = None,
     output: OutputOptions | None = None,
+    artifacts: bool = True,
 ) -> SwapOutcome:
     """Wait for the callback and store the result (labelled, with its provenance record next to it), or hand over
     to the store-result trigger (wait=False), which does the same from the submitted event's facts."""
@@ -145,9 +150,10 @@ async def finish(
         options=output,
         label=label,
     )
-    await before_after_artifact(
-        storage, before_url, key, task_id=job.task_id, credits=job.points, operation=job.operation
-    )
+    if artifacts:
+        await before_after_artifact(
+            storage, before_url, key, task_id=job.task_id, credits=job.points, operation=job.operation
+        )
     return outcome.model_copy(
         update={"status": "stored", "result_uri": storage.uri(key), "provenance_key": record_key(key)}
     )

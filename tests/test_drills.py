@@ -248,7 +248,9 @@ async def test_drill_worker_killed_after_submit(stack, faults, served_faceswap) 
             task_runs = await client.read_task_runs(
                 flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id for run in runs]))
             )
-            return sum(1 for t in task_runs if t.name.startswith("submit") and t.state.is_completed()) == len(runs)
+            return sum(
+                1 for t in task_runs if t.name.startswith("submit") and t.state is not None and t.state.is_completed()
+            ) == len(runs)
 
         await wait_until(all_submitted, 90, f"both submissions (log: {log})")
         os.killpg(worker.pid, signal.SIGKILL)  # the worker dies while its runs wait for their callbacks
