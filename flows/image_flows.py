@@ -10,6 +10,7 @@ from prefect import flow, task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
+from aifaceswap.client import tls_context
 from aifaceswap.errors import InputValidationError
 from aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest
 from aifaceswap.pricing import estimate_credits
@@ -92,7 +93,7 @@ async def show_faces(storage: MediaStorage, image: str, faces: list[FaceBox], na
 def _read_media(storage: MediaStorage, source: str) -> bytes:
     """The bytes of an http(s) URL, a local file or a storage key."""
     if is_url(source):
-        response = httpx.get(source, timeout=60, follow_redirects=True)
+        response = httpx.get(source, timeout=60, follow_redirects=True, verify=tls_context())
         response.raise_for_status()
         return response.content
     local = Path(source).expanduser()

@@ -15,6 +15,7 @@ import httpx
 from prefect import task
 from prefect.logging import get_run_logger
 
+from aifaceswap.client import tls_context
 from aifaceswap.errors import InputValidationError
 from aifaceswap.models import sniff_image_type
 from blocks import MediaStorage
@@ -58,7 +59,7 @@ def _url_sha256(url: str) -> str | None:
     """The SHA-256 of what a URL serves (for the provenance record); None when it cannot be read from here."""
     digest = hashlib.sha256()
     try:
-        with httpx.stream("GET", url, timeout=60, follow_redirects=True) as response:
+        with httpx.stream("GET", url, timeout=60, follow_redirects=True, verify=tls_context()) as response:
             response.raise_for_status()
             for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
                 digest.update(chunk)
@@ -123,7 +124,10 @@ def _video_facts(path: Path, field: str) -> VideoFacts:
 
 async def download_to(url: str, target: Path, *, max_bytes: int = 2 * 1024**3) -> int:
     size = 0
-    async with httpx.AsyncClient(timeout=60, follow_redirects=True) as http, http.stream("GET", url) as response:
+    async with (
+        httpx.AsyncClient(timeout=60, follow_redirects=True, verify=tls_context()) as http,
+        http.stream("GET", url) as response,
+    ):
         response.raise_for_status()
         with target.open("wb") as handle:
             async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
@@ -231,7 +235,7 @@ async def _download_result(result_url: str, target: Path, kind: str) -> int:
     """Stream the result into ``target``, checking its first bytes are an image/video; returns its size."""
     size, head = 0, b""
     async with (
-        httpx.AsyncClient(timeout=120, follow_redirects=True) as http,
+        httpx.AsyncClient(timeout=120, follow_redirects=True, verify=tls_context()) as http,
         http.stream("GET", result_url) as response,
     ):
         if response.status_code in (403, 404, 410):

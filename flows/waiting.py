@@ -18,6 +18,7 @@ from prefect.events import Event
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
+from aifaceswap.client import tls_context
 from aifaceswap.models import TaskCallback
 from receiver.events import FAILED, SUCCEEDED, task_resource_id
 
@@ -81,7 +82,7 @@ async def inbox_entry(
         return None
     path = f"jobs/{task_id}" if by_job else f"tasks/{task_id}"
     try:
-        async with httpx.AsyncClient(timeout=5) as http:
+        async with httpx.AsyncClient(timeout=5, verify=tls_context()) as http:
             response = await http.get(
                 f"{receiver_url.rstrip('/')}/{path}", headers={"Authorization": f"Bearer {secret}"}
             )
