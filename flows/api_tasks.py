@@ -50,6 +50,20 @@ class SubmittedJob(BaseModel):
     flow_run_id: str | None
     points_estimated: bool = False
 
+    @classmethod
+    def of(cls, job: JobToken, task_id: str, points: int, *, estimated: bool = False) -> SubmittedJob:
+        """The record of ``job`` accepted as ``task_id`` for ``points`` credits (``estimated``: from the prices)."""
+        return cls(
+            job_id=job.job_id,
+            task_id=task_id,
+            operation=job.operation,
+            points=points,
+            storage_block=job.storage_block,
+            result_key=job.result_key,
+            flow_run_id=job.flow_run_id,
+            points_estimated=estimated,
+        )
+
 
 def plan_job(
     operation: str,
@@ -176,16 +190,7 @@ async def submit(
     )
     if earlier is not None:  # a previous attempt was accepted and its job already called back: re-attach
         logger.info("job %s already ran as task %s: not submitting again", job.job_id, earlier["task_id"])
-        return SubmittedJob(
-            job_id=job.job_id,
-            task_id=earlier["task_id"],
-            operation=job.operation,
-            points=request.estimated_credits(),
-            storage_block=job.storage_block,
-            result_key=job.result_key,
-            flow_run_id=job.flow_run_id,
-            points_estimated=True,
-        )
+        return SubmittedJob.of(job, earlier["task_id"], request.estimated_credits(), estimated=True)
     await take_api_slot(credentials)
     try:
         async with credentials.get_client() as client:
@@ -209,16 +214,7 @@ async def submit(
             ) from lost
         task_id, points, estimated = callback.task_id, request.estimated_credits(), True
         logger.info("job %s was accepted after all: task_id %s (found by its callback)", job.job_id, task_id)
-    submitted = SubmittedJob(
-        job_id=job.job_id,
-        task_id=task_id,
-        operation=job.operation,
-        points=points,
-        storage_block=job.storage_block,
-        result_key=job.result_key,
-        flow_run_id=job.flow_run_id,
-        points_estimated=estimated,
-    )
+    submitted = SubmittedJob.of(job, task_id, points, estimated=estimated)
     logger.info("submitted %s: task_id=%s, %d credits", job.operation, task_id, points)
     emit_event(
         event=SUBMITTED,

@@ -102,17 +102,30 @@ async def test_a_timed_out_wait_is_collected_later_by_task_id(stack, faults) -> 
     assert read_image(stack.storage.read_bytes(collected.result_key)).shape == (512, 512, 3)
 
 
+async def recorded_submit_run(flow_run_id, timeout: float = 20.0):
+    """The submit task run as the API records it, once its final state is recorded (task states reach the API
+    through events, a moment after the flow has returned)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            found = next((run for run in runs if run.name.startswith("submit")), None)
+            if (found and found.state and found.state.is_final()) or time.monotonic() > deadline:
+                assert found is not None, "no submit task run recorded"
+                return found
+            await asyncio.sleep(0.5)
+
+
 async def test_transient_errors_are_retried_as_visible_task_retries(stack, faults) -> None:
     faults(server_error_burst=1)
     spent = stack.spent()
     state = await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), return_state=True)
     outcome = await state.result()
     assert outcome.status == "stored" and stack.spent() == spent + 2
-    async with get_client() as client:
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-        )
-    submit_run = next(run for run in runs if run.name.startswith("submit"))
+    submit_run = await recorded_submit_run(state.state_details.flow_run_id)
     assert submit_run.run_count == 2, "the 500 was retried once, as a Prefect retry"
 
 
@@ -127,11 +140,7 @@ async def test_permanent_errors_fail_at_once(stack) -> None:
     )
     with pytest.raises(AuthenticationError, match="invalid API key"):
         await state.result()
-    async with get_client() as client:
-        runs = await client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
-        )
-    assert next(run for run in runs if run.name.startswith("submit")).run_count == 1
+    assert (await recorded_submit_run(state.state_details.flow_run_id)).run_count == 1
 
 
 async def test_the_global_rate_limit_spaces_api_calls(stack, prefect_api) -> None:
