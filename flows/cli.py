@@ -63,6 +63,13 @@ def sandbox(
     delay_webhook_seconds: Annotated[float, typer.Option(help="Fault: delay every callback this long.")] = 0.0,
     server_error_rate: Annotated[float, typer.Option(help="Fault: share of calls answered 500.")] = 0.0,
     rate_limit_rate: Annotated[float, typer.Option(help="Fault: share of calls answered 429.")] = 0.0,
+    result_cache: Annotated[
+        bool, typer.Option(help="Identical image swaps (same input bytes, same options) reuse the first result.")
+    ] = False,
+    hold_callbacks: Annotated[bool, typer.Option(help="Hold callbacks until released (PUT /sandbox/callbacks).")] = (
+        False
+    ),
+    release_concurrency: Annotated[int, typer.Option(help="Held callbacks delivered at once after a release.")] = 64,
 ) -> None:
     """Serve the offline sandbox of the aifaceswap API.
 
@@ -86,6 +93,9 @@ def sandbox(
         result_ttl_seconds=result_ttl,
         public_url=public_url,
         faults=faults,
+        result_cache=result_cache,
+        hold_callbacks=hold_callbacks,
+        release_concurrency=release_concurrency,
     )
     serve_forever(config, host=host, port=port)
 

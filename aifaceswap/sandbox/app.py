@@ -167,6 +167,27 @@ async def faults(request: Request) -> Response:
     return envelope(200, "OK", sandbox.dice.config.model_dump())
 
 
+async def callbacks(request: Request) -> Response:
+    """Hold callbacks (PUT {"hold": true}) or release every held one (PUT {"hold": false, "concurrency": 64})."""
+    sandbox: Sandbox = request.app.state.sandbox
+    _api_key(request, sandbox)
+    assert sandbox.webhooks is not None
+    if request.method == "PUT":
+        body = await _read_body(request)
+        hold, concurrency = body.get("hold"), body.get("concurrency")
+        valid_concurrency = concurrency is None or (type(concurrency) is int and concurrency > 0)
+        if not isinstance(hold, bool) or not valid_concurrency:
+            raise SandboxHTTPError(400, 'send {"hold": true|false} and optionally "concurrency": a positive integer')
+        if hold:
+            sandbox.webhooks.hold()
+        else:
+            sandbox.webhooks.release(concurrency)
+    status = sandbox.webhooks.status()
+    if sandbox.cache is not None:
+        status["cache"] = sandbox.cache.stats()
+    return envelope(200, "OK", status)
+
+
 async def health(request: Request) -> Response:
     sandbox: Sandbox = request.app.state.sandbox
     return envelope(200, "OK", {"engine": sandbox.engine.backend})
@@ -198,6 +219,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         Route("/sandbox/jobs", jobs, methods=["GET"]),
         Route("/sandbox/jobs/{task_id}", jobs, methods=["GET"]),
         Route("/sandbox/faults", faults, methods=["GET", "PUT"]),
+        Route("/sandbox/callbacks", callbacks, methods=["GET", "PUT"]),
         Route("/health", health, methods=["GET"]),
     ]
     app = Starlette(

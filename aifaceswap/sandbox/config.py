@@ -47,3 +47,15 @@ class SandboxConfig(BaseModel):
     max_video_bytes: int = Field(default=500 * 1024 * 1024, gt=0)
     results_dir: str | None = Field(default=None, description="Where results are kept; default: a temp folder.")
     faults: FaultConfig = Field(default_factory=FaultConfig)
+    result_cache: bool = Field(
+        default=False,
+        description="Content-addressed result cache for image swaps: a request with the same input bytes (by SHA-256) "
+        "and the same options reuses the first real swap's result bytes instead of computing again. Each job still "
+        "gets its own task_id, charge, result URL and callback. For load tests that measure everything but the CV.",
+    )
+    hold_callbacks: bool = Field(
+        default=False,
+        description="Start with callbacks held: jobs finish, but their callbacks wait until released "
+        "(PUT /sandbox/callbacks, or aifaceswap.sandbox.admin.release_callbacks).",
+    )
+    release_concurrency: int = Field(default=64, ge=1, description="Held callbacks delivered at once after a release.")

@@ -31,6 +31,7 @@ from aifaceswap.models import (
     SubmitRequest,
     VideoFaceSwapRequest,
 )
+from aifaceswap.sandbox.cache import Compute, ResultCache, cache_key
 from aifaceswap.sandbox.config import FaultConfig, SandboxConfig
 from aifaceswap.sandbox.faults import FaultDice
 from aifaceswap.sandbox.inputs import InputError, InputLoader
@@ -57,6 +58,7 @@ class Sandbox:
             Path(config.results_dir) if config.results_dir else workdir / "results", config.result_ttl_seconds
         )
         self._workdir = workdir
+        self.cache = ResultCache(workdir / "cache") if config.result_cache else None
         self._engine: FaceEngine | None = None
         self._http: httpx.AsyncClient | None = None
         self.runner: JobRunner | None = None
@@ -161,23 +163,53 @@ class Sandbox:
         logger.info("job %s (%s) accepted for %d credits", task_id, request.operation, price)
         return SubmitData(task_id=task_id, points=price)
 
-    async def _faceswap_work(self, request: FaceSwapRequest) -> tuple[Work, list[Path], str]:
-        source, face = await asyncio.gather(
-            self._loader().image(request.source_image, "source_image"),
-            self._loader().image(request.face_image, "face_image"),
-        )
+    def _work(self, key: str | None, compute: Compute, suffix: str) -> Work:
+        """The job's work: through the result cache when it is on (``key`` given), else computed here."""
+        if key is not None and self.cache is not None:
+            return self.cache.add(key, suffix, compute).write
 
         def work(output: Path) -> None:
-            output.write_bytes(encode_image(self.engine.swap(source, face), "png"))
+            output.write_bytes(compute())
 
-        return work, [], ".png"
+        return work
+
+    def _cached(self, request: SubmitRequest, inputs: list[bytes], fields: set[str]) -> tuple[str | None, Work | None]:
+        """The request's cache key (None with the cache off) and, on a hit, the work that copies the result."""
+        if self.cache is None:
+            return None, None
+        options = request.model_dump(mode="json", exclude={"webhook", *fields})
+        key = cache_key(str(request.operation), inputs, options)
+        entry = self.cache.get(key)
+        return key, entry.write if entry is not None else None
+
+    async def _faceswap_work(self, request: FaceSwapRequest) -> tuple[Work, list[Path], str]:
+        loader = self._loader()
+        source_bytes, face_bytes = await asyncio.gather(
+            loader.image_bytes(request.source_image, "source_image"),
+            loader.image_bytes(request.face_image, "face_image"),
+        )
+        key, hit = self._cached(request, [source_bytes, face_bytes], {"source_image", "face_image"})
+        if hit is not None:  # the same bytes decoded and were accepted before: no need to decode them again
+            return hit, [], ".png"
+        source = InputLoader.decode(source_bytes, "source_image")
+        face = InputLoader.decode(face_bytes, "face_image")
+
+        def compute() -> bytes:
+            return encode_image(self.engine.swap(source, face), "png")
+
+        return self._work(key, compute, ".png"), [], ".png"
 
     async def _multi_faceswap_work(self, request: MultiFaceSwapRequest) -> tuple[Work, list[Path], str]:
         loader = self._loader()
-        source, *faces = await asyncio.gather(
-            loader.image(request.source_image, "source_image"),
-            *(loader.image(url, f"face_image[{i}]") for i, url in enumerate(request.face_image)),
+        source_bytes, *face_bytes = await asyncio.gather(
+            loader.image_bytes(request.source_image, "source_image"),
+            *(loader.image_bytes(url, f"face_image[{i}]") for i, url in enumerate(request.face_image)),
         )
+        key, hit = self._cached(request, [source_bytes, *face_bytes], {"source_image", "face_image"})
+        if hit is not None:  # same bytes and indexes: they were decoded and checked when first accepted
+            return hit, [], ".png"
+        source = InputLoader.decode(source_bytes, "source_image")
+        faces = [InputLoader.decode(data, f"face_image[{i}]") for i, data in enumerate(face_bytes)]
         found = len(await self._detect(source))
         for position, index in enumerate(request.index):
             if index >= found:
@@ -187,10 +219,10 @@ class Sandbox:
                     "from left to right as extract_face returns them",
                 )
 
-        def work(output: Path) -> None:
-            output.write_bytes(encode_image(self.engine.multi_swap(source, list(faces), list(request.index)), "png"))
+        def compute() -> bytes:
+            return encode_image(self.engine.multi_swap(source, faces, list(request.index)), "png")
 
-        return work, [], ".png"
+        return self._work(key, compute, ".png"), [], ".png"
 
     async def _video_work(self, request: VideoFaceSwapRequest) -> tuple[Work, list[Path], str]:
         loader = self._loader()

@@ -1,4 +1,5 @@
-"""Delivering job callbacks to the webhook URL, with bounded retries and the drills' faults."""
+"""Delivering job callbacks to the webhook URL, with bounded retries and the drills' faults; callbacks can be held
+and released all at once (load tests of the receiver)."""
 
 from __future__ import annotations
 
@@ -33,9 +34,46 @@ class WebhookSender:
         self._config = config
         self._dice = dice
         self.deliveries: list[Delivery] = []
+        self.delivered = 0
+        self.held = 0
+        self._gate = asyncio.Event()
+        if not config.hold_callbacks:
+            self._gate.set()
+        self._release_slots = asyncio.Semaphore(config.release_concurrency)
+
+    @property
+    def holding(self) -> bool:
+        return not self._gate.is_set()
+
+    def hold(self) -> None:
+        """From now on, callbacks wait (their jobs still finish) until ``release``."""
+        self._gate.clear()
+
+    def release(self, concurrency: int | None = None) -> int:
+        """Deliver every held callback, at most ``concurrency`` at once; returns how many were held."""
+        if concurrency is not None:
+            self._release_slots = asyncio.Semaphore(concurrency)
+        held = self.held
+        self._gate.set()
+        return held
+
+    def status(self) -> dict[str, object]:
+        return {"hold": self.holding, "held": self.held, "delivered": self.delivered}
 
     async def send(self, url: str, callback: TaskCallback) -> bool:
-        """Deliver a callback as the faults say (dropped, delayed, twice); True if one delivery was accepted."""
+        """Deliver a callback as the faults say (dropped, delayed, twice); True if one delivery was accepted.
+        While callbacks are held, wait for the release, then deliver within the release's concurrency."""
+        if self._gate.is_set():
+            return await self._send(url, callback)
+        self.held += 1
+        try:
+            await self._gate.wait()
+        finally:
+            self.held -= 1
+        async with self._release_slots:
+            return await self._send(url, callback)
+
+    async def _send(self, url: str, callback: TaskCallback) -> bool:
         faults = self._dice.config
         if self._dice.roll(faults.drop_webhook_rate):
             logger.info("fault: dropping the callback of %s", callback.task_id)
@@ -59,6 +97,7 @@ class WebhookSender:
                 logger.warning("callback of %s to %s failed: %r", callback.task_id, url, error)
             self.deliveries.append(Delivery(callback.task_id, url, attempt, status))
             if status is not None and 200 <= status < 300:
+                self.delivered += 1
                 return True
             if status is not None and 400 <= status < 500 and status not in (408, 429):
                 logger.warning("callback of %s refused with HTTP %s: not retried", callback.task_id, status)
