@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any
+from typing import Any, Literal
 
 from prefect import task
 from prefect.client.orchestration import get_client
 from prefect.concurrency.asyncio import rate_limit
-from prefect.context import TaskRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
@@ -73,9 +73,13 @@ def plan_job(
     result_suffix: str,
     position: int = 0,
     wait: bool = True,
+    store_by: Literal["flow", "trigger", "sweep"] | None = None,
 ) -> JobToken:
     """The job's identity: the same operation, inputs, flow run and item position always give the same job,
-    so a retried or restarted flow run finds its earlier submission instead of paying again."""
+    so a retried or restarted flow run finds its earlier submission instead of paying again.
+
+    ``store_by`` says who stores the result: the flow itself (``wait``), the ``store-result`` deployment
+    triggered per job (default without ``wait``), or the ``store-results`` sweep (many jobs, one run)."""
     run_id = flow_run.get_id()
     identity = json.dumps(
         {"operation": operation, "inputs": inputs, "flow_run": run_id, "position": position},
@@ -89,7 +93,7 @@ def plan_job(
         flow_run_id=run_id,
         storage_block=storage_block,
         result_key=f"results/{operation}/{job_id[:16]}{result_suffix}",
-        store_by="flow" if wait else "trigger",
+        store_by=store_by or ("flow" if wait else "trigger"),
     )
 
 
@@ -120,6 +124,15 @@ async def take_api_slot(credentials: AIFaceSwapCredentials) -> None:
 def retry_if_safe(task: object, task_run: object, state: Any) -> bool:
     """Retry only errors that certainly had no effect on the service (no connection, 429, 5xx)."""
     return isinstance(state.data, AIFaceSwapError) and state.data.retryable
+
+
+def _attempted_before() -> bool:
+    """Whether this submission may have been attempted already: a retry of the task, or a flow run that runs
+    again (a job's id includes its flow run, so a first attempt of both cannot have an earlier submission)."""
+    flow_context, task_context = FlowRunContext.get(), TaskRunContext.get()
+    if flow_context is None or flow_context.flow_run is None or task_context is None:
+        return True
+    return flow_context.flow_run.run_count > 1 or task_context.task_run.run_count > 1
 
 
 def submit_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -185,9 +198,11 @@ async def submit(
     grace = receiver.lost_answer_grace_seconds
     secret = receiver.signing_secret.get_secret_value()
     estimated = False
-    earlier = await inbox_entry(receiver.public_url, secret, job.job_id, by_job=True) or await stored_event(
-        job.job_id, by_job=True
-    )
+    earlier = None
+    if _attempted_before():
+        earlier = await inbox_entry(receiver.public_url, secret, job.job_id, by_job=True) or await stored_event(
+            job.job_id, by_job=True
+        )
     if earlier is not None:  # a previous attempt was accepted and its job already called back: re-attach
         logger.info("job %s already ran as task %s: not submitting again", job.job_id, earlier["task_id"])
         return SubmittedJob.of(job, earlier["task_id"], request.estimated_credits(), estimated=True)

@@ -7,12 +7,15 @@ import asyncio
 import csv
 import io
 import json
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Literal
+from uuid import UUID
 
 from prefect import flow, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import concurrency
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, ValidationError
@@ -24,9 +27,11 @@ from blocks import MediaStorage
 from flows.artifacts import artifact_key, credits_artifact
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, Services, load_services
 from flows.labels import WatermarkCorner
-from flows.media_tasks import upload
+from flows.media_tasks import StagedMedia, stage
 from flows.outcome import submit_and_finish
 from flows.provenance import OutputOptions, job_facts, write_manifest
+
+STAGING_CONCURRENCY = 8
 
 
 class BatchItem(BaseModel):
@@ -105,19 +110,46 @@ class Budget:
             return True
 
 
+class StagedInputs(BaseModel):
+    """The batch's distinct inputs, staged once each; ``errors`` holds why an input could not be."""
+
+    staged: dict[str, StagedMedia] = {}
+    errors: dict[str, str] = {}
+
+
+@task(name="stage-inputs", task_run_name="stage {count} distinct inputs", cache_policy=NO_CACHE)
+async def stage_inputs(storage: MediaStorage, fields: dict[str, str], count: int) -> StagedInputs:
+    """Check and stage every distinct input of the batch once (an input many items share is hashed and uploaded
+    once), before anything is submitted. ``fields`` maps each input to the field name its errors cite."""
+    slots = asyncio.Semaphore(STAGING_CONCURRENCY)
+    found = StagedInputs()
+
+    async def one(source: str, field: str) -> None:
+        async with slots:
+            try:
+                found.staged[source] = await asyncio.to_thread(stage, storage, source, field)
+            except Exception as error:  # the items that use it fail; the others go on
+                found.errors[source] = str(error)
+
+    await asyncio.gather(*(one(source, field) for source, field in fields.items()))
+    get_run_logger().info("%d inputs staged, %d refused", len(found.staged), len(found.errors))
+    return found
+
+
 async def swap_item(
     services: Services,
     item: BatchItem,
     position: int,
+    inputs: StagedInputs,
     *,
     wait: bool,
     timeout_seconds: float,
     output: OutputOptions | None = None,
 ) -> ItemOutcome:
-    source, face = await asyncio.gather(
-        upload(services.storage, item.source_image, f"item {position} source_image"),
-        upload(services.storage, item.face_image, f"item {position} face_image"),
-    )
+    refused = [inputs.errors[source] for source in (item.source_image, item.face_image) if source in inputs.errors]
+    if refused:
+        raise InputValidationError("; ".join(refused))
+    source, face = inputs.staged[item.source_image], inputs.staged[item.face_image]
     outcome = await submit_and_finish(
         services,
         FaceSwapRequest,
@@ -131,6 +163,8 @@ async def swap_item(
         artifacts=False,
         facts=job_facts({"source_image": source, "face_image": face}, batch_item=position, batch_item_id=item.id),
         output=output,
+        store_by=None if wait else "sweep",
+        step_tasks=False,
     )
     return ItemOutcome(
         position=position,
@@ -141,6 +175,20 @@ async def swap_item(
         result_uri=outcome.result_uri,
         provenance_key=outcome.provenance_key,
     )
+
+
+class Progress:
+    """The batch's progress artifact, updated at most once a second (and at the end)."""
+
+    def __init__(self, artifact_id: UUID, total: int) -> None:
+        self.artifact_id, self.total, self.done, self._shown = artifact_id, total, 0, 0.0
+
+    async def advance(self) -> None:
+        self.done += 1
+        now = time.monotonic()
+        if self.done == self.total or now - self._shown >= 1.0:
+            self._shown = now
+            await aupdate_progress_artifact(self.artifact_id, progress=100.0 * self.done / self.total)
 
 
 @flow(name="batch-faceswap")
@@ -168,11 +216,16 @@ async def batch_faceswap(
     budget = Budget(max_credits)
     slots = asyncio.Semaphore(max_concurrency)
     output = OutputOptions(label=label_outputs, watermark=watermark, watermark_corner=watermark_corner)
-    progress = await acreate_progress_artifact(progress=0.0, description=f"batch of {len(items)} items")
-    done = 0
+    fields = {}
+    for position, item in enumerate(items):
+        fields.setdefault(item.source_image, f"item {position} source_image")
+        fields.setdefault(item.face_image, f"item {position} face_image")
+    inputs = await stage_inputs(services.storage, fields, len(fields))
+    progress = Progress(
+        await acreate_progress_artifact(progress=0.0, description=f"batch of {len(items)} items"), len(items)
+    )
 
     async def run(position: int, item: BatchItem) -> ItemOutcome:
-        nonlocal done
         async with slots, AsyncExitStack() as stack:
             if concurrency_limit:
                 await stack.enter_async_context(concurrency(concurrency_limit, occupy=1))
@@ -181,13 +234,12 @@ async def batch_faceswap(
             else:
                 try:
                     outcome = await swap_item(
-                        services, item, position, wait=wait, timeout_seconds=timeout_seconds, output=output
+                        services, item, position, inputs, wait=wait, timeout_seconds=timeout_seconds, output=output
                     )
                 except Exception as error:
                     logger.warning("item %d failed: %s", position, error)
                     outcome = ItemOutcome(position=position, id=item.id, status="failed", error=str(error)[:500])
-        done += 1
-        await aupdate_progress_artifact(progress, progress=100.0 * done / len(items))
+        await progress.advance()
         return outcome
 
     outcomes = list(await asyncio.gather(*(run(i, item) for i, item in enumerate(items))))

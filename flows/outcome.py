@@ -4,17 +4,20 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from aifaceswap.models import SubmitRequest, validate_model
 from blocks import MediaStorage, WebhookReceiver
-from flows.api_tasks import SubmittedJob, plan_job, submit, wait_for_callback
+from flows.api_tasks import JobFailed, SubmittedJob, plan_job, submit, wait_for_callback
 from flows.artifacts import before_after_artifact, credits_artifact
 from flows.blocks_config import Services
 from flows.labels import SyntheticLabel
 from flows.media_tasks import fetch_result
 from flows.provenance import JobFacts, OutputOptions, output_parameters, record_key, record_provenance
+from flows.waiting import CallbackTimeout
 
 
 class SwapOutcome(BaseModel):
@@ -45,6 +48,8 @@ async def submit_and_finish(
     facts: JobFacts | None = None,
     output: OutputOptions | None = None,
     artifacts: bool = True,
+    store_by: Literal["flow", "trigger", "sweep"] | None = None,
+    step_tasks: bool = True,
 ) -> SwapOutcome:
     """Plan the job, build its request (``fields`` plus the job's callback URL), submit it once (the record
     lives in the shared storage block), then wait and store, or hand over to the trigger.
@@ -52,7 +57,8 @@ async def submit_and_finish(
     ``identity`` (stable names of the inputs: storage keys, not presigned URLs) and ``position`` make the job's
     id; ``facts`` go into the submitted event and the provenance record; ``output`` says whether the result is
     labelled as synthetic (default) and watermarked; ``artifacts=False`` (batch items) leaves the per-job
-    credits and before/after artifacts to the caller's own summary."""
+    credits and before/after artifacts to the caller's own summary, and ``step_tasks=False`` runs the wait, fetch
+    and record steps as one task run; ``store_by`` is passed to :func:`plan_job`."""
     job = plan_job(
         request_model.operation,
         identity,
@@ -60,6 +66,7 @@ async def submit_and_finish(
         result_suffix=".mp4" if kind == "video" else ".png",
         position=position,
         wait=wait,
+        store_by=store_by,
     )
     request = validate_model(request_model, {**fields, "webhook": services.receiver.callback_url(job)})
     output = output or OutputOptions()
@@ -92,6 +99,7 @@ async def submit_and_finish(
         facts=facts,
         output=output,
         artifacts=artifacts,
+        step_tasks=step_tasks,
     )
 
 
@@ -107,6 +115,7 @@ async def finish(
     facts: JobFacts | None = None,
     output: OutputOptions | None = None,
     artifacts: bool = True,
+    step_tasks: bool = True,
 ) -> SwapOutcome:
     """Wait for the callback and store the result (labelled, with its provenance record next to it), or hand over
     to the store-result trigger (wait=False), which does the same from the submitted event's facts."""
@@ -128,17 +137,46 @@ async def finish(
     )
     if not wait:
         return outcome
+    steps = (job, storage, receiver, timeout_seconds, kind, facts, output)
+    key = await (_collect(*steps, as_tasks=True) if step_tasks else collect_result(*steps))
+    if artifacts:
+        await before_after_artifact(
+            storage, before_url, key, task_id=job.task_id, credits=job.points, operation=job.operation
+        )
+    return outcome.model_copy(
+        update={"status": "stored", "result_uri": storage.uri(key), "provenance_key": record_key(key)}
+    )
+
+
+async def _collect(
+    job: SubmittedJob,
+    storage: MediaStorage,
+    receiver: WebhookReceiver,
+    timeout_seconds: float,
+    kind: Literal["image", "video"],
+    facts: JobFacts | None,
+    output: OutputOptions,
+    *,
+    as_tasks: bool,
+) -> str:
+    """Wait for the job's callback, fetch its result into storage (labelled) and write its provenance record:
+    three task runs (``as_tasks``), or three steps of the caller's task run."""
+    wait, fetch, record = (
+        (wait_for_callback, fetch_result, record_provenance)
+        if as_tasks
+        else (wait_for_callback.fn, fetch_result.fn, record_provenance.fn)
+    )
     assert job.result_key is not None
-    callback = await wait_for_callback(job.task_id, receiver, timeout_seconds)
+    callback = await wait(job.task_id, receiver, timeout_seconds)
     label = None
     if output.label:
         label = SyntheticLabel(
             task_id=job.task_id, operation=job.operation, job_id=job.job_id, record_key=record_key(job.result_key)
         )
-    key = await fetch_result(
+    key = await fetch(
         storage, callback.result_image, job.result_key, kind, label, output.watermark, output.watermark_corner
     )
-    await record_provenance(
+    await record(
         storage,
         key,
         operation=job.operation,
@@ -150,10 +188,29 @@ async def finish(
         options=output,
         label=label,
     )
-    if artifacts:
-        await before_after_artifact(
-            storage, before_url, key, task_id=job.task_id, credits=job.points, operation=job.operation
-        )
-    return outcome.model_copy(
-        update={"status": "stored", "result_uri": storage.uri(key), "provenance_key": record_key(key)}
-    )
+    return key
+
+
+def _worth_retrying(task: object, task_run: object, state: Any) -> bool:
+    return not isinstance(state.data, JobFailed | CallbackTimeout)
+
+
+@task(
+    name="collect-result",
+    task_run_name="collect result of {job.task_id}",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[1, 5],
+    retry_condition_fn=_worth_retrying,
+)
+async def collect_result(
+    job: SubmittedJob,
+    storage: MediaStorage,
+    receiver: WebhookReceiver,
+    timeout_seconds: float,
+    kind: Literal["image", "video"],
+    facts: JobFacts | None,
+    output: OutputOptions,
+) -> str:
+    """Wait, fetch and record in one task run (batch items: one task run where a single swap shows three)."""
+    return await _collect(job, storage, receiver, timeout_seconds, kind, facts, output, as_tasks=False)

@@ -10,6 +10,7 @@ string (a presigned URL's query is a credential) and any user:password.
 from __future__ import annotations
 
 import asyncio
+import functools
 import getpass
 import hashlib
 import json
@@ -26,9 +27,10 @@ from uuid import UUID
 
 from prefect import task
 from prefect.client.orchestration import get_client
+from prefect.context import FlowRunContext
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.logging import get_run_logger
-from prefect.runtime import deployment, flow_run
+from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, field_validator
 
 from aifaceswap.models import sniff_image_type
@@ -125,31 +127,40 @@ def _os_user() -> str:
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
 
 
+_deployment_names: dict[str, str] = {}
+
+
 async def run_facts() -> dict[str, Any]:
     """The flow run, its deployment and who ran it: the work pool and the run's creator when Prefect knows
-    them, and always the OS user and host of the process that ran it."""
+    them, and always the OS user and host of the process that ran it. Inside a flow run this costs no API call
+    (the run is in its context; deployment names are read once per process)."""
     run_by: dict[str, Any] = {"os_user": _os_user(), "host": socket.gethostname()}
     facts: dict[str, Any] = {"flow_run": None, "deployment": None, "run_by": run_by}
-    run_id = flow_run.get_id()
+    context = FlowRunContext.get()
+    run = context.flow_run if context is not None else None
+    run_id = str(run.id) if run is not None else flow_run.get_id()
     if not run_id:
         return facts
     facts["flow_run"] = {"id": run_id}
     try:
-        async with get_client() as client:
-            run = await client.read_flow_run(UUID(run_id))
-            facts["flow_run"].update(name=run.name, flow_id=str(run.flow_id))
-            if run.work_pool_name:
-                run_by.update(work_pool=run.work_pool_name, work_queue=run.work_queue_name)
-            if run.created_by:
-                run_by["created_by"] = {
-                    "type": run.created_by.type,
-                    "id": str(run.created_by.id) if run.created_by.id else None,
-                    "name": run.created_by.display_value,
-                }
-            deployment_id = deployment.get_id() or (str(run.deployment_id) if run.deployment_id else None)
-            if deployment_id:
-                found = await client.read_deployment(UUID(deployment_id))
-                facts["deployment"] = {"id": deployment_id, "name": found.name}
+        if run is None:
+            async with get_client() as client:
+                run = await client.read_flow_run(UUID(run_id))
+        facts["flow_run"].update(name=run.name, flow_id=str(run.flow_id))
+        if run.work_pool_name:
+            run_by.update(work_pool=run.work_pool_name, work_queue=run.work_queue_name)
+        if run.created_by:
+            run_by["created_by"] = {
+                "type": run.created_by.type,
+                "id": str(run.created_by.id) if run.created_by.id else None,
+                "name": run.created_by.display_value,
+            }
+        if run.deployment_id:
+            deployment_id = str(run.deployment_id)
+            if deployment_id not in _deployment_names:
+                async with get_client() as client:
+                    _deployment_names[deployment_id] = (await client.read_deployment(run.deployment_id)).name
+            facts["deployment"] = {"id": deployment_id, "name": _deployment_names[deployment_id]}
     except Exception as error:  # the record is still written, with what is known
         get_run_logger().warning("provenance: could not read flow run %s from the API: %s", run_id, error)
     return facts
@@ -198,6 +209,7 @@ class ProvenanceRecord(BaseModel):
     software: dict[str, str] = Field(default_factory=dict)
 
 
+@functools.cache
 def _software() -> dict[str, str]:
     found = {}
     for name in ("faceswap-flows", "prefect"):

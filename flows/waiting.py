@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
+from collections import OrderedDict
 from typing import Any
 
 import httpx
@@ -95,39 +97,131 @@ async def inbox_entry(
     return {**found["callback"], **{k: v for k, v in found["job"].items() if k != "issued_at"}}
 
 
+class CallbackHub:
+    """One subscription to the callback events per event loop, shared by every wait in it (a batch waits for
+    hundreds of jobs: one websocket, not one each). Events are kept for a while, so a wait that starts after
+    its event streamed past still finds it."""
+
+    LINGER_SECONDS = 30.0
+    REMEMBERED = 20_000
+
+    def __init__(self) -> None:
+        self._waiters: dict[str, set[asyncio.Future[dict[str, Any]]]] = {}
+        self._seen: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._connected = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+
+    async def register(self, key: str) -> asyncio.Future[dict[str, Any]]:
+        """A future for the callback event of ``key`` (a task_id, or ``job:<job_id>``); once this returns, no
+        later event can be missed."""
+        if self._runner is None or self._runner.done():
+            self._connected.clear()
+            self._failure = None
+            self._runner = asyncio.create_task(self._run(), name="faceswap-callback-hub")
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(key, set()).add(future)
+        if key in self._seen:
+            future.set_result(self._seen[key])
+        connected = asyncio.ensure_future(self._connected.wait())
+        await asyncio.wait({connected, self._runner}, return_when=asyncio.FIRST_COMPLETED)
+        connected.cancel()
+        if not self._connected.is_set():
+            self.release(key, future)
+            raise RuntimeError(f"could not subscribe to the callback events: {self._failure!r}")
+        return future
+
+    def release(self, key: str, future: asyncio.Future[dict[str, Any]]) -> None:
+        waiters = self._waiters.get(key)
+        if waiters is not None:
+            waiters.discard(future)
+            if not waiters:
+                del self._waiters[key]
+
+    def _arrived(self, event: Event) -> None:
+        found = callback_from_event(event)
+        keys = [event.resource.id.removeprefix(task_resource_id(""))]
+        if job_id := event.resource.get("aifaceswap.job-id"):
+            keys.append(f"job:{job_id}")
+        for key in keys:
+            self._seen[key] = found
+            self._seen.move_to_end(key)
+            for future in self._waiters.get(key, ()):
+                if not future.done():
+                    future.set_result(found)
+        while len(self._seen) > self.REMEMBERED:
+            self._seen.popitem(last=False)
+
+    async def _run(self) -> None:
+        event_filter = EventFilter(
+            event=EventNameFilter(name=[SUCCEEDED, FAILED]),
+            resource=EventResourceFilter(id_prefix=[task_resource_id("")]),
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            async with get_events_subscriber(filter=event_filter) as subscriber:
+                self._connected.set()
+                stream = aiter(subscriber)
+                idle_since = loop.time()
+                while self._waiters or loop.time() - idle_since < self.LINGER_SECONDS:
+                    try:
+                        event = await asyncio.wait_for(anext(stream), timeout=1.0)
+                    except TimeoutError:
+                        if self._waiters:
+                            idle_since = loop.time()
+                        continue
+                    self._arrived(event)
+                    if self._waiters:
+                        idle_since = loop.time()
+        except Exception as error:
+            self._failure = error
+            logger.warning("callback event subscription ended: %r", error)
+        finally:
+            self._connected.clear()
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, CallbackHub] = weakref.WeakKeyDictionary()
+
+
+def callback_hub() -> CallbackHub:
+    """The hub of the running event loop."""
+    loop = asyncio.get_running_loop()
+    if loop not in _hubs:
+        _hubs[loop] = CallbackHub()
+    return _hubs[loop]
+
+
 async def wait_for_task_callback(
     task_id: str,
     timeout: float,
     *,
     receiver_url: str | None = None,
     secret: str | None = None,
-    recheck_every: float = 3.0,
+    recheck_every: float = 5.0,
     by_job: bool = False,
 ) -> ArrivedCallback:
     """Return the callback of ``task_id`` (or, ``by_job``, of that job id) whenever it arrived;
     CallbackTimeout after ``timeout`` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    event_filter = job_event_filter(task_id) if by_job else task_event_filter(task_id)
-    async with get_events_subscriber(filter=event_filter) as subscriber:
-        found = await inbox_entry(receiver_url, secret, task_id, by_job=by_job) or await stored_event(
-            task_id, by_job=by_job
-        )
-        stream = aiter(subscriber)
-        next_event: asyncio.Task[Event] | None = None
-        try:
-            while found is None:
-                remaining = deadline - loop.time()
-                if remaining <= 0:
-                    raise CallbackTimeout(task_id, timeout)
-                next_event = next_event or asyncio.ensure_future(anext(stream))
-                done, _ = await asyncio.wait({next_event}, timeout=min(remaining, recheck_every))
-                if done:
-                    found = callback_from_event(next_event.result())
-                    next_event = None
-                else:
-                    found = await stored_event(task_id, by_job=by_job)
-        finally:
-            if next_event is not None:
-                next_event.cancel()
+    hub = callback_hub()
+    key = f"job:{task_id}" if by_job else task_id
+    arrival = await hub.register(key)
+    try:
+        found = None
+        if not arrival.done():
+            found = await inbox_entry(receiver_url, secret, task_id, by_job=by_job) or await stored_event(
+                task_id, by_job=by_job
+            )
+        while found is None:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise CallbackTimeout(task_id, timeout)
+            done, _ = await asyncio.wait({arrival}, timeout=min(remaining, recheck_every))
+            if done:
+                found = arrival.result()
+            else:
+                found = await stored_event(task_id, by_job=by_job)
+    finally:
+        hub.release(key, arrival)
     return ArrivedCallback.model_validate(found)

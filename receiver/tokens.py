@@ -33,7 +33,7 @@ class JobToken(BaseModel):
     flow_run_id: str | None = None
     storage_block: str | None = None
     result_key: str | None = None
-    store_by: Literal["flow", "trigger"] = "flow"
+    store_by: Literal["flow", "trigger", "sweep"] = "flow"
     issued_at: int = Field(default_factory=lambda: int(time.time()))
 
 
