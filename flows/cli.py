@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -286,6 +287,29 @@ def run_batch(
     from flows.batch import batch_faceswap
 
     _run_flow(batch_faceswap(manifest, max_concurrency=max_concurrency, max_credits=max_credits))
+
+
+@run_app.command("store-results")
+def run_store_results(
+    since: Annotated[datetime | None, typer.Option(help="Jobs finished since (UTC; default now).")] = None,
+    lookback_seconds: Annotated[float, typer.Option(help="Also look this far before --since.")] = 300,
+    window_seconds: Annotated[float, typer.Option(help="Keep sweeping this long after --since.")] = 0,
+    max_concurrency: Annotated[int, typer.Option(help="Results stored at once.")] = 8,
+) -> None:
+    """Store every finished store_by=sweep job not stored yet (what the store-results trigger runs).
+
+    Example: faceswap-flows run store-results --since 2024-05-01T00:00:00
+    """
+    from flows.store_results import store_results
+
+    _run_flow(
+        store_results(
+            since=since,
+            lookback_seconds=lookback_seconds,
+            window_seconds=window_seconds,
+            max_concurrency=max_concurrency,
+        )
+    )
 
 
 @app.command()

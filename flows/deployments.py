@@ -43,13 +43,17 @@ def load_flow(entrypoint: str) -> Flow[..., Any]:
 
 
 def serve_deployments(names: list[str]) -> None:
-    """Serve the named deployments (triggers and parameters as declared; schedules are left to `prefect deploy`)."""
+    """Serve the named deployments: triggers, parameters and concurrency limits as declared (schedules are left
+    to `prefect deploy`)."""
     from prefect import serve
 
     declared = declared_deployments()
     deployments = [
         load_flow(declared[name]["entrypoint"]).to_deployment(
-            name=name, triggers=declared_triggers(name), parameters=declared[name].get("parameters") or {}
+            name=name,
+            triggers=declared_triggers(name),
+            parameters=declared[name].get("parameters") or {},
+            concurrency_limit=declared[name].get("concurrency_limit"),
         )
         for name in names
     ]

@@ -1,5 +1,6 @@
 """The store-result flow: what a deployment triggered by ``aifaceswap.task.succeeded`` runs (wait=False jobs),
-and how a job whose wait timed out is collected later by its task_id."""
+and how a job whose wait timed out is collected later by its task_id. :func:`store_job` is the storing step it
+shares with the ``store-results`` sweep."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.logging import get_run_logger
+from pydantic import BaseModel
 
 from blocks import MediaStorage
 from flows.blocks_config import DEFAULT_STORAGE
@@ -22,7 +24,18 @@ class ResultNotAvailable(RuntimeError):
     """The job has no stored callback event (yet), or it failed."""
 
 
-async def _submitted(task_id: str, attempts: int = 5) -> dict[str, Any]:
+class FinishedJob(BaseModel):
+    """What a job's success event says: where the service left the result and where it is to be stored."""
+
+    task_id: str
+    result_image: str
+    result_key: str
+    storage_block: str | None = None
+    operation: str | None = None
+    job_id: str | None = None
+
+
+async def submitted_facts(task_id: str, attempts: int = 5) -> dict[str, Any]:
     """The facts the submitting run put in the task's submitted event ({} when there is none)."""
     for attempt in range(attempts):
         try:
@@ -38,6 +51,65 @@ async def _submitted(task_id: str, attempts: int = 5) -> dict[str, Any]:
         "no submitted event for task %s: its provenance record has only what is known here", task_id
     )
     return {}
+
+
+async def store_job(
+    job: FinishedJob,
+    storage: MediaStorage,
+    submitted: dict[str, Any],
+    *,
+    label_outputs: bool | None = None,
+    inline: bool = False,
+) -> SwapOutcome:
+    """Fetch one finished job's result into ``storage``, labelled as synthetic media (or not, as chosen at
+    submission: the ``submitted`` event's facts; ``label_outputs`` overrides), with its provenance record.
+
+    ``inline`` runs the fetch and the record as plain calls inside the current task (no task run per job)."""
+    operation = job.operation or submitted.get("operation") or "unknown"
+    job_id = job.job_id or submitted.get("job_id")
+    parameters = submitted.get("parameters") or {}
+    output = OutputOptions(
+        label=parameters.get("label_outputs", True) if label_outputs is None else label_outputs,
+        watermark=parameters.get("watermark"),
+        watermark_corner=parameters.get("watermark_corner") or "bottom-right",
+    )
+    if not output.label:
+        get_run_logger().warning(
+            "label_outputs=False: task %s is stored WITHOUT the synthetic-media label", job.task_id
+        )
+    kind = "video" if job.result_key.endswith(".mp4") else "image"
+    label = None
+    if output.label:
+        label = SyntheticLabel(
+            task_id=job.task_id, operation=operation, job_id=job_id, record_key=record_key(job.result_key)
+        )
+    fetch = fetch_result.fn if inline else fetch_result
+    record = record_provenance.fn if inline else record_provenance
+    key = await fetch(storage, job.result_image, job.result_key, kind, label, output.watermark, output.watermark_corner)
+    await record(
+        storage,
+        key,
+        operation=operation,
+        task_id=job.task_id,
+        job_id=job_id,
+        credits=submitted.get("points"),
+        credits_estimated=bool(submitted.get("points_estimated")),
+        facts=JobFacts(inputs=submitted.get("inputs") or [], parameters=parameters),
+        options=output,
+        label=label,
+        submitted_by={k: submitted.get(k) for k in ("flow_run", "deployment", "run_by")} if submitted else None,
+    )
+    get_run_logger().info("task %s stored at %s", job.task_id, storage.uri(key))
+    return SwapOutcome(
+        operation=operation,
+        status="stored",
+        task_id=job.task_id,
+        job_id=job_id or "",
+        credits=submitted.get("points") or 0,
+        result_key=key,
+        result_uri=storage.uri(key),
+        provenance_key=record_key(key),
+    )
 
 
 @flow(name="store-result")
@@ -66,44 +138,13 @@ async def store_result(
         operation = operation or event.get("operation")
         job_id = event.get("job_id")
     assert result_image and result_key
-    submitted = await _submitted(task_id)
-    operation = operation or submitted.get("operation") or "unknown"
-    job_id = job_id or submitted.get("job_id")
-    parameters = submitted.get("parameters") or {}
-    output = OutputOptions(
-        label=parameters.get("label_outputs", True) if label_outputs is None else label_outputs,
-        watermark=parameters.get("watermark"),
-        watermark_corner=parameters.get("watermark_corner") or "bottom-right",
-    )
-    if not output.label:
-        get_run_logger().warning("label_outputs=False: task %s is stored WITHOUT the synthetic-media label", task_id)
-    storage = await MediaStorage.aload(storage_block or DEFAULT_STORAGE)
-    kind = "video" if result_key.endswith(".mp4") else "image"
-    label = None
-    if output.label:
-        label = SyntheticLabel(task_id=task_id, operation=operation, job_id=job_id, record_key=record_key(result_key))
-    key = await fetch_result(storage, result_image, result_key, kind, label, output.watermark, output.watermark_corner)
-    await record_provenance(
-        storage,
-        key,
-        operation=operation,
+    job = FinishedJob(
         task_id=task_id,
+        result_image=result_image,
+        result_key=result_key,
+        storage_block=storage_block,
+        operation=operation,
         job_id=job_id,
-        credits=submitted.get("points"),
-        credits_estimated=bool(submitted.get("points_estimated")),
-        facts=JobFacts(inputs=submitted.get("inputs") or [], parameters=parameters),
-        options=output,
-        label=label,
-        submitted_by={k: submitted.get(k) for k in ("flow_run", "deployment", "run_by")} if submitted else None,
     )
-    get_run_logger().info("task %s stored at %s", task_id, storage.uri(key))
-    return SwapOutcome(
-        operation=operation,
-        status="stored",
-        task_id=task_id,
-        job_id=job_id or "",
-        credits=submitted.get("points") or 0,
-        result_key=key,
-        result_uri=storage.uri(key),
-        provenance_key=record_key(key),
-    )
+    storage = await MediaStorage.aload(storage_block or DEFAULT_STORAGE)
+    return await store_job(job, storage, await submitted_facts(task_id), label_outputs=label_outputs)

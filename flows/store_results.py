@@ -1,0 +1,326 @@
+"""The store-results flow: one run stores the results of every succeeded job whose event is labelled
+``aifaceswap.store-by: sweep`` (jobs submitted with ``store_by="sweep"``), instead of one store-result run per job.
+
+Its deployment is triggered by the first such event, and the reactive trigger then ignores the matching events
+of the next ``within`` seconds (see prefect/server/events/triggers.py: ``evaluate`` starts the next bucket at the
+end of the window, and earlier events are dropped, not deferred). So a run covers that window itself: it reads
+the events from ``since - lookback_seconds`` on, stores what is not stored yet, and sweeps again every
+``poll_seconds`` until ``window_seconds + settle_seconds`` after ``since`` have passed and a sweep found nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from prefect import flow, task
+from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, aupdate_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.events import Event
+from prefect.events.filters import (
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+    EventOrder,
+    EventResourceFilter,
+)
+from prefect.logging import get_run_logger
+from pydantic import BaseModel, Field, ValidationError
+
+from blocks import MediaStorage
+from flows.blocks_config import DEFAULT_STORAGE
+from flows.provenance import record_key
+from flows.store_result import FinishedJob, store_job, submitted_facts
+from receiver.events import SUBMITTED, SUCCEEDED, task_resource_id
+
+STORE_BY_LABEL = "aifaceswap.store-by"
+SWEEP = "sweep"
+PAGE_SIZE = 50  # the most /events/filter returns per page
+SHOWN_FAILURES = 50
+RETRY_DELAYS = (1.0, 5.0, 15.0)
+
+
+class ChunkOutcome(BaseModel):
+    stored_keys: list[str] = Field(default_factory=list)
+    already_stored: int = 0
+    failed: dict[str, str] = Field(default_factory=dict)
+
+
+class StoreResultsReport(BaseModel):
+    """What one sweep run did: jobs found, stored now, found already stored, and those that failed."""
+
+    found: int = 0
+    stored: int = 0
+    already_stored: int = 0
+    failed: int = 0
+    sweeps: int = 0
+    stored_keys: list[str] = Field(default_factory=list)
+    failed_task_ids: list[str] = Field(default_factory=list)
+
+    def add(self, chunk: ChunkOutcome) -> None:
+        self.stored += len(chunk.stored_keys)
+        self.stored_keys += chunk.stored_keys
+        self.already_stored += chunk.already_stored
+        self.failed += len(chunk.failed)
+        self.failed_task_ids += list(chunk.failed)
+
+    @property
+    def done(self) -> int:
+        return self.stored + self.already_stored + self.failed
+
+
+class ResultsNotStored(RuntimeError):
+    """Some results of the sweep could not be stored; ``report`` says which."""
+
+    def __init__(self, report: StoreResultsReport) -> None:
+        names = ", ".join(report.failed_task_ids[:20]) + (" ..." if report.failed > 20 else "")
+        super().__init__(
+            f"{report.failed} of {report.found} result(s) could not be stored (task_ids: {names}); "
+            f"{report.stored} stored, {report.already_stored} already stored. Run store-results again, or "
+            "`faceswap-flows collect TASK_ID` per job, once the cause is fixed"
+        )
+        self.report = report
+
+
+def sweep_filter(since: datetime, until: datetime) -> EventFilter:
+    """Success events labelled store-by=sweep that occurred in [since, until], oldest first."""
+    return EventFilter(
+        occurred=EventOccurredFilter(since=since, until=until),
+        event=EventNameFilter(name=[SUCCEEDED]),
+        resource=EventResourceFilter(id_prefix=[task_resource_id("")], labels={STORE_BY_LABEL: [SWEEP]}),
+        order=EventOrder.ASC,
+    )
+
+
+async def read_all_events(event_filter: EventFilter) -> list[Event]:
+    """Every event the filter matches, following the pages' next_page links."""
+    found: list[Event] = []
+    async with get_client() as client:
+        page = await client.read_events(filter=event_filter, limit=PAGE_SIZE)
+        found += page.events
+        while page.next_page and page.events:
+            page = await client.read_events_page(str(page.next_page))
+            found += page.events
+    return found
+
+
+def finished_job(event: Event) -> FinishedJob | None:
+    payload = dict(event.payload)
+    payload.setdefault("result_key", None)
+    payload["result_key"] = payload["result_key"] or f"results/collected/{payload.get('task_id')}"
+    try:
+        return FinishedJob.model_validate(payload)
+    except ValidationError:
+        return None
+
+
+async def sweep_jobs(since: datetime, until: datetime) -> tuple[list[FinishedJob], list[str]]:
+    """The finished sweep jobs (one per task_id) and the ids of success events that name no result."""
+    jobs: dict[str, FinishedJob] = {}
+    unusable = []
+    for event in await read_all_events(sweep_filter(since, until)):
+        job = finished_job(event)
+        if job is None:
+            unusable.append(str(event.payload.get("task_id") or event.id))
+        else:
+            jobs.setdefault(job.task_id, job)
+    return list(jobs.values()), unusable
+
+
+async def bulk_submitted_facts(task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The submitted events' payloads of many tasks, by task_id, in one query (and its pages)."""
+    if not task_ids:
+        return {}
+    event_filter = EventFilter(
+        event=EventNameFilter(name=[SUBMITTED]),
+        resource=EventResourceFilter(id=[task_resource_id(task_id) for task_id in task_ids]),
+    )
+    facts: dict[str, dict[str, Any]] = {}
+    for event in await read_all_events(event_filter):
+        payload = dict(event.payload)
+        facts.setdefault(str(payload.get("task_id")), payload)
+    return facts
+
+
+def is_stored(storage: MediaStorage, result_key: str) -> bool:
+    """Whether the result is stored whole: its provenance record is written last."""
+    return storage.exists(record_key(result_key)) and storage.exists(result_key)
+
+
+async def _store_one(
+    job: FinishedJob, storage: MediaStorage, submitted: dict[str, Any] | None, attempts: int
+) -> str | None:
+    """The stored key, or None when the result was already there."""
+    if await asyncio.to_thread(is_stored, storage, job.result_key):
+        return None
+    if submitted is None:
+        submitted = await submitted_facts(job.task_id)
+    for attempt in range(1, attempts):
+        try:
+            return (await store_job(job, storage, submitted, inline=True)).result_key
+        except Exception as error:
+            get_run_logger().warning("task %s: attempt %d failed (%s); retrying", job.task_id, attempt, error)
+            await asyncio.sleep(RETRY_DELAYS[min(attempt, len(RETRY_DELAYS)) - 1])
+    return (await store_job(job, storage, submitted, inline=True)).result_key
+
+
+@task(name="store-chunk", task_run_name="store {count} results (chunk {number})", cache_policy=NO_CACHE)
+async def store_chunk(
+    jobs: list[FinishedJob],
+    storages: dict[str, MediaStorage],
+    number: int,
+    count: int,
+    max_concurrency: int = 8,
+    attempts: int = 3,
+) -> ChunkOutcome:
+    """Store a chunk of results, ``max_concurrency`` at a time; a failure is logged and reported, never raised."""
+    logger = get_run_logger()
+    facts = await bulk_submitted_facts([job.task_id for job in jobs])
+    slots = asyncio.Semaphore(max_concurrency)
+    outcome = ChunkOutcome()
+
+    async def one(job: FinishedJob) -> None:
+        async with slots:
+            try:
+                key = await _store_one(job, storages[job.storage_block or ""], facts.get(job.task_id), attempts)
+            except Exception as error:
+                logger.error("task %s: result NOT stored: %s: %s", job.task_id, type(error).__name__, error)
+                outcome.failed[job.task_id] = f"{type(error).__name__}: {error}"[:300]
+                return
+        if key is None:
+            outcome.already_stored += 1
+        else:
+            outcome.stored_keys.append(key)
+
+    await asyncio.gather(*(one(job) for job in jobs))
+    logger.info(
+        "chunk %d: %d stored, %d already stored, %d failed",
+        number,
+        len(outcome.stored_keys),
+        outcome.already_stored,
+        len(outcome.failed),
+    )
+    return outcome
+
+
+async def load_storages(names: set[str], default: str, cache: dict[str, MediaStorage], failed: dict[str, str]) -> None:
+    """Load the storage blocks not loaded yet into ``cache`` ("" is ``default``); ``failed`` gets the others."""
+    for name in names - set(cache) - set(failed):
+        try:
+            cache[name] = await MediaStorage.aload(name or default)
+        except Exception as error:
+            failed[name] = f"cannot load the storage block {name or default!r}: {error}"
+
+
+def summary_markdown(report: StoreResultsReport, errors: dict[str, str], since: datetime, until: datetime) -> str:
+    rows = [
+        ("found (succeeded, store-by=sweep)", report.found),
+        ("stored now", report.stored),
+        ("already stored", report.already_stored),
+        ("failed", report.failed),
+        ("sweeps", report.sweeps),
+    ]
+    text = (
+        f"### store-results: {report.stored} stored, {report.failed} failed\n\n"
+        f"Events from `{since.isoformat()}` to `{until.isoformat()}`.\n\n| | jobs |\n|---|---|\n"
+        + "".join(f"| {name} | {count} |\n" for name, count in rows)
+    )
+    if errors:
+        shown = list(errors.items())[:SHOWN_FAILURES]
+        text += "\n#### Not stored\n\n| task_id | error |\n|---|---|\n"
+        text += "".join(f"| `{task_id}` | {error.replace('|', '/')} |\n" for task_id, error in shown)
+        if len(errors) > SHOWN_FAILURES:
+            text += f"\n... and {len(errors) - SHOWN_FAILURES} more (see the run's logs)\n"
+    return text
+
+
+@flow(name="store-results")
+async def store_results(
+    since: datetime | None = None,
+    window_seconds: float = 30,
+    lookback_seconds: float = 300,
+    settle_seconds: float = 15,
+    poll_seconds: float = 2,
+    max_concurrency: int = 8,
+    chunk_size: int = 50,
+    attempts: int = 3,
+    storage_block: str = DEFAULT_STORAGE,
+) -> StoreResultsReport:
+    """Store the results of every succeeded job labelled ``aifaceswap.store-by: sweep`` in one run.
+
+    ``since``: the triggering event's time (default now; naive means UTC). Events from ``lookback_seconds``
+    before it are read (late or missed events), and sweeps go on until ``window_seconds + settle_seconds``
+    after it and until a sweep finds nothing new. Results already stored (their provenance record exists) are
+    skipped; each other is stored as store-result would, ``max_concurrency`` at a time, in tasks of
+    ``chunk_size`` jobs (``attempts`` tries each), into the storage block its event names (``storage_block``
+    when it names none).
+    Ends Failed (ResultsNotStored) when some result could not be stored."""
+    logger = get_run_logger()
+    started = datetime.now(UTC)
+    anchor = since or started
+    if anchor.tzinfo is None:
+        anchor = anchor.replace(tzinfo=UTC)
+    read_from = anchor - timedelta(seconds=lookback_seconds)
+    until = max(
+        anchor + timedelta(seconds=window_seconds + settle_seconds), started + timedelta(seconds=settle_seconds)
+    )
+    report = StoreResultsReport()
+    errors: dict[str, str] = {}
+    seen: set[str] = set()
+    storages: dict[str, MediaStorage] = {}
+    bad_blocks: dict[str, str] = {}
+    chunks = 0
+
+    def fail(task_id: str, reason: str) -> None:
+        errors[task_id] = reason
+        report.add(ChunkOutcome(failed={task_id: reason}))
+
+    progress = await acreate_progress_artifact(
+        0.0, key="store-results-progress", description="store-results: share of the jobs found so far handled"
+    )
+    while True:
+        jobs, unusable = await sweep_jobs(read_from, until)
+        report.sweeps += 1
+        new = [job for job in jobs if job.task_id not in seen]
+        for task_id in (t for t in unusable if t not in seen):
+            fail(task_id, "its success event names no result_image")
+        seen.update([job.task_id for job in new] + unusable)
+        report.found = len(seen)
+        if not new:
+            if datetime.now(UTC) >= until:
+                break
+            await asyncio.sleep(poll_seconds)
+            continue
+        logger.info("sweep %d: %d new job(s) to store", report.sweeps, len(new))
+        await load_storages({job.storage_block or "" for job in new}, storage_block, storages, bad_blocks)
+        for job in new:
+            if (job.storage_block or "") in bad_blocks:
+                fail(job.task_id, bad_blocks[job.storage_block or ""])
+        storable = [job for job in new if (job.storage_block or "") in storages]
+        for start in range(0, len(storable), chunk_size):
+            chunk = storable[start : start + chunk_size]
+            chunks += 1
+            outcome = await store_chunk(chunk, storages, chunks, len(chunk), max_concurrency, attempts)
+            report.add(outcome)
+            errors.update(outcome.failed)
+            await aupdate_progress_artifact(progress, 100.0 * report.done / max(report.found, 1))
+    await aupdate_progress_artifact(progress, 100.0)
+    await acreate_markdown_artifact(
+        key="store-results",
+        markdown=summary_markdown(report, errors, read_from, until),
+        description=f"store-results: {report.stored} stored, {report.failed} failed",
+    )
+    logger.info(
+        "%d job(s) found: %d stored, %d already stored, %d failed (%d sweeps)",
+        report.found,
+        report.stored,
+        report.already_stored,
+        report.failed,
+        report.sweeps,
+    )
+    if report.failed:
+        raise ResultsNotStored(report)
+    return report

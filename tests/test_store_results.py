@@ -1,0 +1,275 @@
+"""The store-results sweep: one run stores every finished store_by=sweep job (labelled, with its provenance
+record), skips what is stored already, leaves other jobs alone, reports failures without stopping; and the
+store-results trigger of prefect.yaml starts such a run."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+from PIL import Image
+from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter
+from prefect.events import Event
+
+import flows.store_results as store_results_module
+from aifaceswap.models import FaceSwapRequest, validate_model
+from flows.api_tasks import SubmittedJob, plan_job, submit
+from flows.blocks_config import load_services
+from flows.media_tasks import upload
+from flows.provenance import RECORD_SUFFIX, OutputOptions, job_facts, output_parameters
+from flows.store_result import store_result
+from flows.store_results import ResultsNotStored, StoreResultsReport, store_results, sweep_jobs
+from flows.waiting import stored_event
+from receiver.events import SUCCEEDED, post_events, task_resource_id
+from tests.test_triggers import wait_for_deployment
+
+ROOT = Path(__file__).resolve().parent.parent
+OUTPUTS = [OutputOptions(), OutputOptions(watermark="AI-GENERATED"), OutputOptions(label=False), OutputOptions()]
+
+
+@flow(name="submit-for-sweep")
+async def submit_jobs(
+    source_image: str, face_image: str, outputs: list[OutputOptions], store_by: Literal["trigger", "sweep"]
+) -> list[Any]:
+    """Submit one faceswap job per output choice, each stored later by ``store_by`` (no waiting here)."""
+    services = await load_services()
+    source, face = await asyncio.gather(
+        upload(services.storage, source_image, "source_image"), upload(services.storage, face_image, "face_image")
+    )
+    submitted = []
+    for position, output in enumerate(outputs):
+        job = plan_job(
+            "faceswap",
+            {"source_image": source.key, "face_image": face.key},
+            storage_block=services.storage_block,
+            result_suffix=".png",
+            position=position,
+            wait=False,
+            store_by=store_by,
+        )
+        request = validate_model(
+            FaceSwapRequest,
+            {"source_image": source.url, "face_image": face.url, "webhook": services.receiver.callback_url(job)},
+        )
+        facts = job_facts({"source_image": source, "face_image": face}, wait=False, **output_parameters(output))
+        task = submit.with_options(result_storage=services.storage)
+        submitted.append(await task(services.credentials, services.receiver, job, request, facts))
+    return submitted
+
+
+async def submit_and_settle(
+    stack, outputs: list[OutputOptions], store_by: Literal["trigger", "sweep"]
+) -> tuple[list[SubmittedJob], str]:
+    """Submit, then wait until every job's success event can be read back from the API."""
+    state = await submit_jobs(
+        str(stack.files["astronaut"]), str(stack.files["grace"]), outputs, store_by, return_state=True
+    )
+    jobs: list[SubmittedJob] = await state.result()
+    await asyncio.to_thread(stack.sandbox.wait_idle)
+    for _ in range(60):
+        found = [await stored_event(job.task_id) for job in jobs]
+        if all(found):
+            break
+        await asyncio.sleep(0.5)
+    assert all(found), "the callback events did not reach the API"
+    return jobs, str(state.state_details.flow_run_id)
+
+
+@pytest.fixture(scope="module")
+async def submitted(stack) -> dict[str, Any]:
+    started = datetime.now(UTC) - timedelta(seconds=2)
+    sweep, flow_run_id = await submit_and_settle(stack, OUTPUTS, "sweep")
+    by_trigger, _ = await submit_and_settle(stack, [OutputOptions()], "trigger")
+    return {"since": started, "sweep": sweep, "flow_run_id": flow_run_id, "trigger": by_trigger[0]}
+
+
+def sweep_now(since: datetime, **options: Any) -> Any:
+    """A sweep of what has already happened since ``since`` (no window to wait for)."""
+    settings = {"lookback_seconds": 0, "window_seconds": 0, "settle_seconds": 0, "poll_seconds": 0.5}
+    return store_results(since=since, **{**settings, **options})
+
+
+def xmp(data: bytes) -> str:
+    with Image.open(io.BytesIO(data)) as image:
+        image.load()
+        found = image.info.get("XML:com.adobe.xmp") or image.info.get("xmp") or ""
+    return found.decode() if isinstance(found, bytes) else found
+
+
+async def test_the_sweep_reads_every_page_of_sweep_events(submitted, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(store_results_module, "PAGE_SIZE", 2)
+    jobs, unusable = await sweep_jobs(submitted["since"], datetime.now(UTC) + timedelta(minutes=1))
+    task_ids = [job.task_id for job in jobs]
+    assert {job.task_id for job in submitted["sweep"]} <= set(task_ids) and not unusable
+    assert submitted["trigger"].task_id not in task_ids, "only store-by=sweep events are swept"
+    assert len(task_ids) == len(set(task_ids))
+
+
+async def test_one_run_stores_every_sweep_job_but_skips_stored_ones(stack, submitted) -> None:
+    storage = stack.storage
+    first, *others = submitted["sweep"]
+    stored_first = await store_result(first.task_id)  # already stored when the sweep comes
+    first_record = storage.read_bytes(stored_first.provenance_key)
+
+    report: StoreResultsReport = await sweep_now(submitted["since"])
+
+    assert {job.result_key for job in others} <= set(report.stored_keys)
+    assert first.result_key not in report.stored_keys and report.already_stored >= 1 and report.failed == 0
+    assert storage.read_bytes(stored_first.provenance_key) == first_record, "a stored job is left alone"
+    for job, output in zip(submitted["sweep"], OUTPUTS, strict=True):
+        result = storage.read_bytes(job.result_key)
+        record = json.loads(storage.read_bytes(job.result_key + RECORD_SUFFIX))
+        assert record["task_id"] == job.task_id and record["job_id"] == job.job_id
+        assert record["operation"] == "faceswap" and record["credits"] == 2
+        assert record["output"]["sha256"] == hashlib.sha256(result).hexdigest()
+        assert record["submitted_by"]["flow_run"]["id"] == submitted["flow_run_id"]
+        assert {item["field"] for item in record["inputs"]} == {"source_image", "face_image"}
+        assert record["output"]["labelled"] is output.label
+        assert (f'fsf:TaskId="{job.task_id}"' in xmp(result)) is output.label
+        assert record["parameters"]["watermark"] == output.watermark
+        assert (record["output"]["watermark"] or {}).get("text") == output.watermark
+    assert not storage.exists(submitted["trigger"].result_key), "a store-by=trigger job is not the sweep's"
+
+
+async def test_a_second_run_stores_nothing_new(stack, submitted) -> None:
+    records = {job.task_id: stack.storage.read_bytes(job.result_key + RECORD_SUFFIX) for job in submitted["sweep"]}
+    report: StoreResultsReport = await sweep_now(submitted["since"])
+    assert report.stored_keys == [] and report.already_stored >= len(records) and report.failed == 0
+    for job in submitted["sweep"]:
+        assert stack.storage.read_bytes(job.result_key + RECORD_SUFFIX) == records[job.task_id]
+    assert not stack.storage.exists(submitted["trigger"].result_key)
+
+
+def sweep_event(task_id: str, result_image: str, result_key: str, occurred: datetime) -> Event:
+    return Event(
+        occurred=occurred,
+        event=SUCCEEDED,
+        resource={
+            "prefect.resource.id": task_resource_id(task_id),
+            "aifaceswap.operation": "faceswap",
+            "aifaceswap.job-id": f"job-{task_id}",
+            "aifaceswap.store-by": "sweep",
+        },
+        payload={
+            "task_id": task_id,
+            "success": 1,
+            "result_image": result_image,
+            "job_id": f"job-{task_id}",
+            "operation": "faceswap",
+            "storage_block": None,
+            "result_key": result_key,
+        },
+    )
+
+
+async def test_one_failure_is_reported_and_the_others_are_stored(stack, submitted) -> None:
+    """Two jobs finished long ago: one result URL is gone (404), the other is fine."""
+    occurred = datetime.now(UTC) - timedelta(hours=2)
+    good, bad = f"sweep-ok-{uuid.uuid4().hex[:8]}", f"sweep-gone-{uuid.uuid4().hex[:8]}"
+    real_result = (await stored_event(submitted["sweep"][0].task_id))["result_image"]
+    gone = real_result.rsplit("/", 1)[0] + "/no-such-result.png"
+    events = [
+        sweep_event(bad, gone, f"results/test/{bad}.png", occurred),
+        sweep_event(good, real_result, f"results/test/{good}.png", occurred + timedelta(seconds=1)),
+    ]
+    async with get_client() as client:
+        await post_events(client, events)
+        for _ in range(60):
+            jobs, _ = await sweep_jobs(occurred - timedelta(seconds=1), occurred + timedelta(seconds=2))
+            if len(jobs) == 2:
+                break
+            await asyncio.sleep(0.5)
+    with pytest.raises(ResultsNotStored) as raised:
+        await store_results(
+            since=occurred - timedelta(seconds=1), lookback_seconds=0, window_seconds=0, settle_seconds=0, attempts=1
+        )
+    report = raised.value.report
+    assert report.failed_task_ids == [bad] and bad in str(raised.value)
+    assert f"results/test/{good}.png" in report.stored_keys and stack.storage.exists(f"results/test/{good}.png")
+    record = json.loads(stack.storage.read_bytes(f"results/test/{good}.png{RECORD_SUFFIX}"))
+    assert record["task_id"] == good and record["submitted_by"] is None, "no submitted event: what is known"
+    assert not stack.storage.exists(f"results/test/{bad}.png")
+
+
+@pytest.fixture
+def served_store_results(stack, prefect_api: str, tmp_path: Path):
+    log = tmp_path / "serve.log"
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.deployments", "store-results"],
+            cwd=ROOT,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process, log
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(10)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+
+        async def forget_automation() -> None:  # it outlives `serve`: no more runs nobody serves
+            async with get_client() as client:
+                for automation in await client.read_automations_by_name("store-results__automation_1"):
+                    await client.delete_automation(automation.id)
+
+        asyncio.run(forget_automation())
+
+
+async def wait_until_stored(stack, jobs: list[SubmittedJob], deployment_id: str, served: tuple[Any, Path]) -> None:
+    process, log = served
+    deadline = time.monotonic() + 45
+    while not all(stack.storage.exists(job.result_key + RECORD_SUFFIX) for job in jobs):
+        assert process.poll() is None, log.read_text()[-3000:]
+        if time.monotonic() > deadline:
+            runs = await deployment_runs(deployment_id)
+            states = [(run.name, run.state_name, run.state and run.state.message, run.parameters) for run in runs]
+            raise AssertionError(f"the trigger did not store the results: runs {states}\n{log.read_text()[-3000:]}")
+        await asyncio.sleep(0.5)
+
+
+async def deployment_runs(deployment_id: str) -> list[Any]:
+    async with get_client() as client:
+        return await client.read_flow_runs(flow_run_filter=FlowRunFilter(deployment_id={"any_": [deployment_id]}))
+
+
+@pytest.mark.slow
+async def test_the_trigger_starts_one_sweep_for_a_window_of_jobs(stack, submitted, served_store_results) -> None:
+    """Jobs finishing within the trigger's 30 s (ignored by the trigger after the first) share one run."""
+    deployment_id = await wait_for_deployment("store-results")
+    first, _ = await submit_and_settle(stack, [OutputOptions(), OutputOptions()], "sweep")
+    await wait_until_stored(stack, first, deployment_id, served_store_results)
+    later, _ = await submit_and_settle(stack, [OutputOptions(), OutputOptions()], "sweep")
+    await wait_until_stored(stack, later, deployment_id, served_store_results)
+    runs = await deployment_runs(deployment_id)
+    assert len(runs) == 1, "the events of one window start one run"
+    assert runs[0].parameters["since"] and runs[0].parameters["window_seconds"] == 30
+    for job in first + later:
+        record = json.loads(stack.storage.read_bytes(job.result_key + RECORD_SUFFIX))
+        assert record["flow_run"]["id"] == str(runs[0].id) and record["deployment"]["name"] == "store-results"
+    deadline = time.monotonic() + 45
+    while not (run := (await deployment_runs(deployment_id))[0]).state.is_final():
+        assert time.monotonic() < deadline, f"the sweep did not end: {run.state}"
+        await asyncio.sleep(1)
+    assert run.state.is_completed(), run.state
