@@ -14,9 +14,10 @@ sys.path.insert(0, str(ROOT))
 from flows.local_prefect import LocalPrefectServer
 
 
-def start_prefect(**environment: str) -> LocalPrefectServer:
-    """A fresh `prefect server start` (SQLite, temporary home), stopped at exit; this process talks to it."""
-    server = LocalPrefectServer(tempfile.mkdtemp(prefix="faceswap-bench-prefect-"))
+def start_prefect(database_url: str | None = None, **environment: str) -> LocalPrefectServer:
+    """A fresh `prefect server start` (SQLite unless ``database_url``, temporary home), stopped at exit; this
+    process talks to it."""
+    server = LocalPrefectServer(tempfile.mkdtemp(prefix="faceswap-bench-prefect-"), database_url=database_url)
     os.environ.update(environment)
     server.start()
     atexit.register(server.stop)

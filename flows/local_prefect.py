@@ -1,4 +1,5 @@
-"""A local Prefect server (SQLite) in a subprocess: for the demo, the trigger tests and the benchmarks."""
+"""A local Prefect server in a subprocess (SQLite, or a given database such as PostgreSQL): for the demo, the
+trigger tests and the benchmarks."""
 
 from __future__ import annotations
 
@@ -41,12 +42,25 @@ def is_healthy(api_url: str) -> bool:
 
 
 class LocalPrefectServer:
-    """``prefect server start`` on loopback with its own PREFECT_HOME; stops on ``stop()`` or exit."""
+    """``prefect server start`` on loopback with its own PREFECT_HOME; stops on ``stop()`` or exit.
 
-    def __init__(self, home: str | Path, *, port: int | None = None, host: str = "127.0.0.1") -> None:
+    ``database_url`` (e.g. ``postgresql+asyncpg://user@127.0.0.1:5432/prefect``) replaces the SQLite file in
+    PREFECT_HOME; ``environment`` adds variables to the server's environment (settings such as pool sizes)."""
+
+    def __init__(
+        self,
+        home: str | Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        database_url: str | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> None:
         self.home = Path(home).resolve()
         self.host = host
         self.port = port or free_port()
+        self.database_url = database_url
+        self.extra_environment = dict(environment or {})
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = self.home / "server.log"
 
@@ -59,12 +73,15 @@ class LocalPrefectServer:
         return f"http://{self.host}:{self.port}"
 
     def environment(self) -> dict[str, str]:
+        database = {"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.database_url} if self.database_url else {}
         return {
             **os.environ,
             "PREFECT_HOME": str(self.home),
             "PREFECT_API_URL": self.api_url,
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_UI_URL": self.ui_url,
+            **database,
+            **self.extra_environment,
         }
 
     def start(self, timeout: float = 120.0) -> LocalPrefectServer:
