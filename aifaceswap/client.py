@@ -16,6 +16,7 @@ import functools
 import logging
 import ssl
 import time
+import weakref
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -66,6 +67,21 @@ def tls_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
+
+
+def shared_http_client() -> httpx.AsyncClient:
+    """One pooled HTTP client per event loop, for the many short calls of a batch (connections are kept alive:
+    no TCP or TLS set-up per call). Never close it; give timeouts per request."""
+    loop = asyncio.get_running_loop()
+    client = _loop_clients.get(loop)
+    if client is None or client.is_closed:
+        client = _loop_clients[loop] = httpx.AsyncClient(
+            verify=tls_context(), follow_redirects=True, limits=httpx.Limits(max_connections=64)
+        )
+    return client
+
+
 def as_image_ref(image: ImageInput) -> str | FileInput:
     """A URL stays a URL; a Path or bytes becomes a file part. Other strings are checked as URLs."""
     if isinstance(image, Path):
@@ -108,6 +124,7 @@ class AIFaceSwapClient:
         self.base_url = base_url.rstrip("/")
         self.max_retries = max_retries
         self._owns_http = http_client is None
+        self._timeout = timeout
         self._http = http_client or httpx.AsyncClient(timeout=timeout, verify=tls_context())
         self._headers = {"Authorization": f"Bearer {api_key}", "Accept": "application/json"}
 
@@ -222,7 +239,7 @@ class AIFaceSwapClient:
     async def _send_once(self, request: ApiRequest) -> Any:
         url = f"{self.base_url}{request.path()}"
         try:
-            response = await self._http.post(url, headers=self._headers, **self._encode(request))
+            response = await self._http.post(url, headers=self._headers, timeout=self._timeout, **self._encode(request))
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as error:
             raise ConnectionFailedError(
                 f"{request.endpoint}: could not connect to {self.base_url}: {error!r}"

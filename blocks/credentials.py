@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from aifaceswap.client import DEFAULT_BASE_URL, AIFaceSwapClient
+from aifaceswap.client import DEFAULT_BASE_URL, AIFaceSwapClient, shared_http_client
 
 
 class AIFaceSwapCredentials(Block):
@@ -43,11 +43,13 @@ class AIFaceSwapCredentials(Block):
         "While it does not exist, calls are not limited.",
     )
 
-    def get_client(self) -> AIFaceSwapClient:
-        """A new client with this block's key, base URL and timeout; use it as an async context manager."""
+    def get_client(self, *, pooled: bool = False) -> AIFaceSwapClient:
+        """A new client with this block's key, base URL and timeout; use it as an async context manager.
+        ``pooled``: its HTTP connections come from the event loop's shared pool (many calls in one flow run)."""
         return AIFaceSwapClient(
             self.api_key.get_secret_value(),
             base_url=self.base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
+            http_client=shared_http_client() if pooled else None,
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import posixpath
 import secrets
 from collections.abc import Iterable, Iterator
@@ -21,6 +23,15 @@ UPLOAD_PARTS_IN_FLIGHT = 4
 
 class StorageError(Exception):
     """A storage operation that cannot be done as asked; the message says how to fix it."""
+
+
+def _resolved_folder(path: str) -> str:
+    return _resolved_in(path, os.getcwd() if not path.startswith(("/", "~")) else "")
+
+
+@functools.lru_cache(maxsize=64)
+def _resolved_in(path: str, cwd: str) -> str:
+    return str((Path(cwd) / Path(path).expanduser()).resolve())
 
 
 class MediaStorage(WritableFileSystem):
@@ -83,7 +94,7 @@ class MediaStorage(WritableFileSystem):
             return f"{parts.netloc}{parts.path}".rstrip("/")
         if self.basepath.startswith("memory://"):
             return self.basepath.removeprefix("memory:/")
-        return str(Path(self.basepath.removeprefix("file://")).expanduser().resolve())
+        return _resolved_folder(self.basepath.removeprefix("file://"))
 
     @property
     def filesystem(self) -> fsspec.AbstractFileSystem:

@@ -14,7 +14,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.events import emit_event
 from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
-from prefect.runtime import flow_run
+from prefect.runtime import flow_run, task_run
 from pydantic import BaseModel
 
 from aifaceswap.errors import AIFaceSwapError, ResponseLostError
@@ -171,9 +171,15 @@ async def extract_frame_faces(credentials: AIFaceSwapCredentials, frame_png: byt
     return found.pos
 
 
+def submit_run_name() -> str:
+    parameters = task_run.parameters
+    job = parameters["job"]
+    return parameters.get("title") or f"submit {job.operation} job {job.job_id[:12]}"
+
+
 @task(
     name="submit",
-    task_run_name="submit {job.operation} job {job.job_id:.12}",
+    task_run_name=submit_run_name,
     cache_key_fn=submit_cache_key,
     persist_result=True,
     retries=3,
@@ -186,8 +192,10 @@ async def submit(
     job: JobToken,
     request: ApiRequest,
     facts: JobFacts | None = None,
+    title: str | None = None,
 ) -> SubmittedJob:
-    """Start the paid job. Cached by job: a retry of the flow run re-attaches to the recorded task_id.
+    """Start the paid job (its task run named ``title`` if given). Cached by job: a retry of the flow run
+    re-attaches to the recorded task_id.
 
     When the answer is lost after sending, the job is not submitted again: its callback is awaited by job id
     for the receiver block's ``lost_answer_grace_seconds``, which tells the task_id if the service accepted it.
@@ -208,7 +216,7 @@ async def submit(
         return SubmittedJob.of(job, earlier["task_id"], request.estimated_credits(), estimated=True)
     await take_api_slot(credentials)
     try:
-        async with credentials.get_client() as client:
+        async with credentials.get_client(pooled=True) as client:
             data = await client.send(request)
         task_id, points = data.task_id, data.points
     except ResponseLostError as lost:

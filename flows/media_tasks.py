@@ -15,7 +15,7 @@ import httpx
 from prefect import task
 from prefect.logging import get_run_logger
 
-from aifaceswap.client import tls_context
+from aifaceswap.client import shared_http_client, tls_context
 from aifaceswap.errors import InputValidationError
 from aifaceswap.models import sniff_image_type
 from blocks import MediaStorage
@@ -234,10 +234,7 @@ async def fetch_result(
 async def _download_result(result_url: str, target: Path, kind: str) -> int:
     """Stream the result into ``target``, checking its first bytes are an image/video; returns its size."""
     size, head = 0, b""
-    async with (
-        httpx.AsyncClient(timeout=120, follow_redirects=True, verify=tls_context()) as http,
-        http.stream("GET", result_url) as response,
-    ):
+    async with shared_http_client().stream("GET", result_url, timeout=120) as response:
         if response.status_code in (403, 404, 410):
             raise RuntimeError(f"the result URL {result_url} answered {response.status_code}: it may have expired")
         response.raise_for_status()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from prefect import task
+from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
@@ -31,6 +31,20 @@ class SwapOutcome(BaseModel):
     result_key: str | None
     result_uri: str | None = None
     provenance_key: str | None = None
+
+
+_submit_tasks: dict[int, tuple[MediaStorage, Task[..., Any]]] = {}
+
+
+def _submit_task(storage: MediaStorage) -> Task[..., Any]:
+    """``submit`` recording its results in ``storage``, made once per storage block object (``with_options``
+    builds a whole new task: too slow for every item of a batch)."""
+    known = _submit_tasks.get(id(storage))
+    if known is None or known[0] is not storage:
+        if len(_submit_tasks) > 32:
+            _submit_tasks.clear()
+        known = _submit_tasks[id(storage)] = (storage, submit.with_options(result_storage=storage))
+    return known[1]
 
 
 async def submit_and_finish(
@@ -72,10 +86,9 @@ async def submit_and_finish(
     output = output or OutputOptions()
     facts = facts or JobFacts()
     facts = facts.model_copy(update={"parameters": {**facts.parameters, "wait": wait, **output_parameters(output)}})
-    options: dict[str, Any] = {"result_storage": services.storage}
-    if task_run_name:
-        options["task_run_name"] = task_run_name
-    submitted = await submit.with_options(**options)(services.credentials, services.receiver, job, request, facts)
+    submitted = await _submit_task(services.storage)(
+        services.credentials, services.receiver, job, request, facts, title=task_run_name
+    )
     if artifacts:
         await credits_artifact(
             [

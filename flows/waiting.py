@@ -20,7 +20,7 @@ from prefect.events import Event
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-from aifaceswap.client import tls_context
+from aifaceswap.client import shared_http_client
 from aifaceswap.models import TaskCallback
 from receiver.events import FAILED, SUCCEEDED, task_resource_id
 
@@ -84,10 +84,9 @@ async def inbox_entry(
         return None
     path = f"jobs/{task_id}" if by_job else f"tasks/{task_id}"
     try:
-        async with httpx.AsyncClient(timeout=5, verify=tls_context()) as http:
-            response = await http.get(
-                f"{receiver_url.rstrip('/')}/{path}", headers={"Authorization": f"Bearer {secret}"}
-            )
+        response = await shared_http_client().get(
+            f"{receiver_url.rstrip('/')}/{path}", headers={"Authorization": f"Bearer {secret}"}, timeout=5
+        )
     except httpx.HTTPError as error:
         logger.debug("receiver inbox not reachable: %r", error)
         return None
