@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 from prefect import flow, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
@@ -30,10 +31,11 @@ from prefect.events.filters import (
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field, ValidationError
 
-from blocks import MediaStorage
-from flows.blocks_config import DEFAULT_STORAGE
+from blocks import MediaStorage, WebhookReceiver
+from flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
 from flows.provenance import record_key
 from flows.store_result import FinishedJob, store_job, submitted_facts
+from flows.waiting import received_callbacks
 from receiver.events import SUBMITTED, SUCCEEDED, task_resource_id
 
 STORE_BY_LABEL = "aifaceswap.store-by"
@@ -107,8 +109,8 @@ async def read_all_events(event_filter: EventFilter) -> list[Event]:
     return found
 
 
-def finished_job(event: Event) -> FinishedJob | None:
-    payload = dict(event.payload)
+def finished_job(payload: dict[str, Any]) -> FinishedJob | None:
+    payload = dict(payload)
     payload.setdefault("result_key", None)
     payload["result_key"] = payload["result_key"] or f"results/collected/{payload.get('task_id')}"
     try:
@@ -117,14 +119,27 @@ def finished_job(event: Event) -> FinishedJob | None:
         return None
 
 
-async def sweep_jobs(since: datetime, until: datetime) -> tuple[list[FinishedJob], list[str]]:
-    """The finished sweep jobs (one per task_id) and the ids of success events that name no result."""
+async def sweep_jobs(
+    since: datetime, until: datetime, receiver: WebhookReceiver | None = None
+) -> tuple[list[FinishedJob], list[str]]:
+    """The finished sweep jobs (one per task_id) and the ids of success events that name no result: from the
+    stored events (every receiver's), and from ``receiver``'s inbox, which is exact at once (under load the API
+    stores events with a delay, and may drop some)."""
     jobs: dict[str, FinishedJob] = {}
     unusable = []
-    for event in await read_all_events(sweep_filter(since, until)):
-        job = finished_job(event)
+    payloads = [dict(event.payload) for event in await read_all_events(sweep_filter(since, until))]
+    if receiver is not None and receiver.public_url:
+        try:
+            received = await received_callbacks(
+                receiver.public_url, receiver.signing_secret.get_secret_value(), since.timestamp(), store_by=SWEEP
+            )
+            payloads += [e for e in received if e.get("success") and e["received_at"] <= until.timestamp()]
+        except httpx.HTTPError as error:
+            get_run_logger().warning("the receiver's inbox could not be read (%r): stored events only", error)
+    for payload in payloads:
+        job = finished_job(payload)
         if job is None:
-            unusable.append(str(event.payload.get("task_id") or event.id))
+            unusable.append(str(payload.get("task_id")))
         else:
             jobs.setdefault(job.task_id, job)
     return list(jobs.values()), unusable
@@ -248,6 +263,7 @@ async def store_results(
     chunk_size: int = 50,
     attempts: int = 3,
     storage_block: str = DEFAULT_STORAGE,
+    receiver_block: str | None = DEFAULT_RECEIVER,
 ) -> StoreResultsReport:
     """Store the results of every succeeded job labelled ``aifaceswap.store-by: sweep`` in one run.
 
@@ -256,7 +272,7 @@ async def store_results(
     after it and until a sweep finds nothing new. Results already stored (their provenance record exists) are
     skipped; each other is stored as store-result would, ``max_concurrency`` at a time, in tasks of
     ``chunk_size`` jobs (``attempts`` tries each), into the storage block its event names (``storage_block``
-    when it names none).
+    when it names none). Jobs are found in the stored events and in the inbox of ``receiver_block``'s receiver.
     Ends Failed (ResultsNotStored) when some result could not be stored."""
     logger = get_run_logger()
     started = datetime.now(UTC)
@@ -278,11 +294,19 @@ async def store_results(
         errors[task_id] = reason
         report.add(ChunkOutcome(failed={task_id: reason}))
 
+    receiver = None
+    if receiver_block:
+        try:
+            receiver = await WebhookReceiver.aload(receiver_block)
+        except Exception as error:
+            logger.warning(
+                "receiver block %r not loaded (%s): jobs are found in stored events only", receiver_block, error
+            )
     progress = await acreate_progress_artifact(
         0.0, key="store-results-progress", description="store-results: share of the jobs found so far handled"
     )
     while True:
-        jobs, unusable = await sweep_jobs(read_from, until)
+        jobs, unusable = await sweep_jobs(read_from, until, receiver)
         report.sweeps += 1
         new = [job for job in jobs if job.task_id not in seen]
         for task_id in (t for t in unusable if t not in seen):

@@ -92,8 +92,35 @@ async def inbox_entry(
         return None
     if response.status_code != 200:
         return None
-    found = response.json()
+    return _entry_facts(response.json())
+
+
+def _entry_facts(found: dict[str, Any]) -> dict[str, Any]:
+    """A receiver inbox entry as one dict: the callback's fields and its job's facts."""
     return {**found["callback"], **{k: v for k, v in found["job"].items() if k != "issued_at"}}
+
+
+async def received_callbacks(
+    receiver_url: str, secret: str, since: float, *, store_by: str | None = None, page: int = 1000
+) -> list[dict[str, Any]]:
+    """Every callback the receiver took since ``since`` (epoch seconds), oldest first, each as
+    :func:`inbox_entry` gives it plus its ``received_at``. httpx errors are raised: the caller decides what an
+    unreachable receiver means."""
+    found: dict[str, dict[str, Any]] = {}
+    while True:
+        response = await shared_http_client().get(
+            f"{receiver_url.rstrip('/')}/callbacks",
+            params={"since": since, "limit": page, **({"store_by": store_by} if store_by else {})},
+            headers={"Authorization": f"Bearer {secret}"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        entries = response.json()["callbacks"]
+        for entry in entries:
+            found.setdefault(entry["callback"]["task_id"], {**_entry_facts(entry), "received_at": entry["received_at"]})
+        if len(entries) < page:
+            return list(found.values())
+        since = entries[-1]["received_at"]
 
 
 class CallbackHub:

@@ -20,7 +20,7 @@ from starlette.routing import Route
 from aifaceswap.http_server import BackgroundServer
 from aifaceswap.models import TaskCallback, describe_validation_error
 from receiver.events import Emitter
-from receiver.inbox import Inbox, Outcome
+from receiver.inbox import Inbox, InboxEntry, Outcome
 from receiver.tokens import DEFAULT_MAX_AGE_SECONDS, TokenError, verify
 
 logger = logging.getLogger("faceswap.receiver")
@@ -56,6 +56,16 @@ def _parse_callback(body: bytes, content_type: str) -> TaskCallback:
     return TaskCallback.model_validate(data)
 
 
+def _described(entry: InboxEntry) -> dict[str, object]:
+    return {
+        "callback": entry.callback.model_dump(mode="json"),
+        "job": entry.job.model_dump(mode="json"),
+        "received_at": entry.received_at,
+        "emitted_at": entry.emitted_at,
+        "deliveries": entry.deliveries,
+    }
+
+
 def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DEFAULT_MAX_AGE_SECONDS) -> Starlette:
     """The receiver as an ASGI app. ``app.state.inbox`` / ``app.state.emitter`` expose its state."""
     if not secret:
@@ -87,9 +97,12 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
             emitter.wake()
         return JSONResponse({"status": outcome.value, "task_id": parsed.task_id})
 
-    async def task_status(request: Request) -> Response:
+    def authorized(request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), secret.encode()):
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), secret.encode())
+
+    async def task_status(request: Request) -> Response:
+        if not authorized(request):
             return _refuse(401, "send 'Authorization: Bearer <the receiver's signing secret>'")
         if "job_id" in request.path_params:
             entry = await asyncio.to_thread(inbox.get_by_job, request.path_params["job_id"])
@@ -97,15 +110,21 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
             entry = await asyncio.to_thread(inbox.get, request.path_params["task_id"])
         if entry is None:
             return _refuse(404, "no callback received for this task yet")
-        return JSONResponse(
-            {
-                "callback": entry.callback.model_dump(mode="json"),
-                "job": entry.job.model_dump(mode="json"),
-                "received_at": entry.received_at,
-                "emitted_at": entry.emitted_at,
-                "deliveries": entry.deliveries,
-            }
-        )
+        return JSONResponse(_described(entry))
+
+    async def received(request: Request) -> Response:
+        """``GET /callbacks?since=<epoch seconds>&store_by=sweep&limit=500``: what arrived since then, oldest
+        first (the store-results sweep reads it: exact and immediate, where stored events may lag)."""
+        if not authorized(request):
+            return _refuse(401, "send 'Authorization: Bearer <the receiver's signing secret>'")
+        try:
+            since = float(request.query_params.get("since", "0"))
+            limit = min(max(int(request.query_params.get("limit", "500")), 1), 5000)
+        except ValueError:
+            return _refuse(422, "since must be epoch seconds and limit a whole number")
+        store_by = request.query_params.get("store_by")
+        entries = await asyncio.to_thread(inbox.received_since, since, store_by=store_by, limit=limit)
+        return JSONResponse({"callbacks": [_described(entry) for entry in entries]})
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok", **inbox.counts()})
@@ -124,6 +143,7 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
     app = Starlette(
         routes=[
             Route(f"{CALLBACK_PATH}/{{token}}", callback, methods=["POST"]),
+            Route(CALLBACK_PATH, received, methods=["GET"]),
             Route("/tasks/{task_id}", task_status, methods=["GET"]),
             Route("/jobs/{job_id}", task_status, methods=["GET"]),
             Route("/health", health, methods=["GET"]),

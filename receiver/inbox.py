@@ -106,6 +106,16 @@ class Inbox:
         found = self._entries("job_id = ?", (job_id,))
         return found[0] if found else None
 
+    def received_since(self, since: float, *, store_by: str | None = None, limit: int = 500) -> list[InboxEntry]:
+        """Callbacks received at or after ``since`` (epoch seconds), oldest first; only the jobs whose results
+        are stored by ``store_by`` when given. Page on with the last entry's ``received_at``."""
+        if store_by is None:
+            return self._entries("received_at >= ? ORDER BY received_at LIMIT ?", (since, limit))
+        return self._entries(
+            "received_at >= ? AND json_extract(job, '$.store_by') = ? ORDER BY received_at LIMIT ?",
+            (since, store_by, limit),
+        )
+
     def mark_emitted(self, task_ids: list[str]) -> None:
         with self._lock:
             self._db.executemany(

@@ -11,7 +11,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.waiting import CallbackTimeout, task_event_filter, wait_for_task_callback
+from flows.waiting import CallbackTimeout, received_callbacks, task_event_filter, wait_for_task_callback
 from receiver import JobToken, sign
 from receiver.events import Emitter
 from receiver.inbox import Inbox
@@ -122,6 +122,22 @@ def test_inbox_lookup_needs_the_secret(stack) -> None:
     assert httpx.get(f"{stack.receiver.url}/tasks/{task_id}").status_code == 401
     found = httpx.get(f"{stack.receiver.url}/tasks/{task_id}", headers={"Authorization": f"Bearer {RECEIVER_SECRET}"})
     assert found.status_code == 200 and found.json()["job"]["job_id"] == job.job_id
+
+
+async def test_the_inbox_lists_what_arrived_since_a_time_by_who_stores_it(stack) -> None:
+    """(Failed callbacks: no sweep of other tests would try to store them.)"""
+    since = time.time()
+    sweep = [(new_job(store_by="sweep"), uuid.uuid4().hex) for _ in range(3)]
+    other = (new_job(store_by="trigger"), uuid.uuid4().hex)
+    for job, task_id in [*sweep, other]:
+        assert deliver(stack.receiver.url, job, callback_body(task_id, success=0)).status_code == 200
+    assert httpx.get(f"{stack.receiver.url}/callbacks", params={"since": since}).status_code == 401
+    found = await received_callbacks(stack.receiver.url, RECEIVER_SECRET, since, store_by="sweep", page=2)
+    assert [entry["task_id"] for entry in found] == [task_id for _, task_id in sweep], "oldest first, every page"
+    assert found[0]["job_id"] == sweep[0][0].job_id and found[0]["store_by"] == "sweep"
+    everything = await received_callbacks(stack.receiver.url, RECEIVER_SECRET, since)
+    assert other[1] in [entry["task_id"] for entry in everything]
+    assert await received_callbacks(stack.receiver.url, RECEIVER_SECRET, time.time() + 60) == []
 
 
 async def test_wait_sees_a_callback_that_arrived_before_it_started(stack) -> None:

@@ -26,7 +26,7 @@ from prefect.client.schemas.filters import FlowRunFilter
 from prefect.events import Event
 
 import flows.store_results as store_results_module
-from aifaceswap.models import FaceSwapRequest, validate_model
+from aifaceswap.models import FaceSwapRequest, TaskCallback, validate_model
 from flows.api_tasks import SubmittedJob, plan_job, submit
 from flows.blocks_config import load_services
 from flows.media_tasks import upload
@@ -35,6 +35,7 @@ from flows.store_result import store_result
 from flows.store_results import ResultsNotStored, StoreResultsReport, store_results, sweep_jobs
 from flows.waiting import stored_event
 from receiver.events import SUCCEEDED, post_events, task_resource_id
+from receiver.tokens import JobToken
 from tests.test_triggers import wait_for_deployment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -273,3 +274,21 @@ async def test_the_trigger_starts_one_sweep_for_a_window_of_jobs(stack, submitte
         assert time.monotonic() < deadline, f"the sweep did not end: {run.state}"
         await asyncio.sleep(1)
     assert run.state.is_completed(), run.state
+
+
+async def test_a_job_only_the_receivers_inbox_knows_is_stored(stack, submitted) -> None:
+    """Under load the API stores events late (or drops them): the sweep also reads the receiver's inbox."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    task_id = f"sweep-inbox-{uuid.uuid4().hex[:8]}"
+    job = JobToken(
+        job_id=f"job-{task_id}", operation="faceswap", result_key=f"results/test/{task_id}.png", store_by="sweep"
+    )
+    real_result = (await stored_event(submitted["sweep"][0].task_id))["result_image"]
+    callback = TaskCallback(success=1, type=1, task_id=task_id, result_image=real_result)
+    stack.receiver.inbox.record(job, callback)
+    stack.receiver.inbox.mark_emitted([task_id])  # so no event is ever emitted for it
+    report: StoreResultsReport = await sweep_now(since)
+    assert report.stored_keys == [f"results/test/{task_id}.png"] and report.failed == 0
+    assert await stored_event(task_id) is None
+    record = json.loads(stack.storage.read_bytes(f"results/test/{task_id}.png{RECORD_SUFFIX}"))
+    assert record["task_id"] == task_id and record["output"]["labelled"] is True
