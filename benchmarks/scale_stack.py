@@ -4,6 +4,8 @@ deployments; and the baseline hook server (a bare Starlette endpoint, as the bar
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -184,6 +186,63 @@ def start_workers(procs: Processes, env: dict[str, str], count: int = 2) -> None
         )  # fmt: skip
 
 
+# Reading the state of the run.
+
+
+async def pool_runs(client, states: list[str]) -> int:
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
+
+    runs = await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))),
+        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[POOL])),
+    )
+    return len(runs)
+
+
+def pool_active() -> int:
+    """Flow runs of the pool scheduled, pending or running now."""
+    from prefect.client.orchestration import get_client
+
+    async def count() -> int:
+        async with get_client() as client:
+            return await pool_runs(client, ["SCHEDULED", "PENDING", "RUNNING"])
+
+    return asyncio.run(count())
+
+
+def store_runs() -> list[str]:
+    """The states of the store deployment's flow runs, oldest first."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    async def read() -> list[str]:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["store-results", "store-result"])),
+                sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+                limit=200,
+            )
+        return [run.state.name if run.state else "?" for run in runs]
+
+    return asyncio.run(read())
+
+
+def batch_report(media_dir: Path) -> tuple[int, int]:
+    """(submitted, failed) items, from the report the batch flow wrote to storage."""
+    for path in (media_dir / "reports").glob("*.json"):
+        if not path.name.endswith("-provenance.json"):
+            report = json.loads(path.read_text())
+            return int(report["submitted"]), int(report["failed"])
+    raise RuntimeError(f"the batch flow wrote no report under {media_dir / 'reports'}")
+
+
 # The baseline: the same sandbox delivering the same number of held callbacks, released the same way, to a bare
 # hook endpoint (parse the JSON, keep it in a dict, answer: the bare script's webhook server) in its own process.
 
@@ -213,7 +272,6 @@ def hook_server(port: int) -> None:
 
 async def submit_direct(stack: Stack, webhook: str, inputs: list[tuple[str, str]], count: int) -> None:
     """``count`` faceswap jobs straight to the sandbox (no Prefect), cycling through ``inputs`` URL pairs."""
-    import asyncio
 
     slots = asyncio.Semaphore(16)
     headers = {"Authorization": f"Bearer {stack.api_key}"}
@@ -235,7 +293,6 @@ def hook_baseline(
     procs: Processes, env: dict[str, str], stack: Stack, inputs: list[tuple[str, str]], count: int, concurrency: int
 ) -> tuple[float, float, float]:
     """(callbacks/s, idle RSS MB, peak RSS MB) of the bare hook endpoint taking ``count`` released callbacks."""
-    import asyncio
 
     from aifaceswap.sandbox.admin import callback_status, hold_callbacks, release_callbacks
 
