@@ -6,7 +6,13 @@ Import it as ``tests.support`` (never import conftest: pytest loads that under a
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from flows.local_prefect import LocalPrefectServer, free_port
@@ -29,3 +35,29 @@ def restore_stack_blocks() -> None:
     """Save the stack's blocks under the default names again (after a test overwrote them)."""
     for name, block in STACK_BLOCKS.items():
         block.save(name, overwrite=True)
+
+
+@contextmanager
+def served_deployments(names: list[str], prefect_api: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``python -m flows.deployments NAME ...`` (the deployments of prefect.yaml, served with their triggers,
+    polling every second) in a process group of its own, stopped at the end; its output goes to ``log``."""
+    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
+    with log.open("wb") as handle:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "flows.deployments", *names],
+            cwd=Path(__file__).resolve().parent.parent,
+            env=env,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(10)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue

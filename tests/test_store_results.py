@@ -8,10 +8,6 @@ import asyncio
 import hashlib
 import io
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -36,6 +32,7 @@ from flows.store_results import ResultsNotStored, StoreResultsReport, store_resu
 from flows.waiting import stored_event
 from receiver.events import SUCCEEDED, post_events, task_resource_id
 from receiver.tokens import JobToken
+from tests.support import served_deployments
 from tests.test_triggers import wait_for_deployment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -209,26 +206,10 @@ async def test_one_failure_is_reported_and_the_others_are_stored(stack, submitte
 @pytest.fixture
 def served_store_results(stack, prefect_api: str, tmp_path: Path):
     log = tmp_path / "serve.log"
-    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    with log.open("wb") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flows.deployments", "store-results"],
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
     try:
-        yield process, log
+        with served_deployments(["store-results"], prefect_api, log) as process:
+            yield process, log
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(10)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
 
         async def forget_automation() -> None:  # it outlives `serve`: no more runs nobody serves
             async with get_client() as client:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 
 from flows.image_flows import faceswap
 from tests.media import read_image
+from tests.support import served_deployments
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,26 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(scope="module")
 def served_store_result(stack, prefect_api: str, tmp_path_factory: pytest.TempPathFactory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
-    with log.open("wb") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "flows.deployments"],
-            cwd=ROOT,
-            env=env,
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with served_deployments([], prefect_api, log) as process:
         yield process, log
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(10)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
 
 
 async def wait_for_deployment(name: str, timeout: float = 90) -> str:
@@ -109,12 +91,24 @@ def test_prefect_yaml_deploys(prefect_api: str) -> None:
                 "multi-video-faceswap",
                 "nightly-batch",
                 "store-result",
+                "store-results",
             }
-            assert expected <= set(deployments)
-            assert all(deployments[name].work_pool_name == "faceswap-pool" for name in expected)
-            nightly = deployments["nightly-batch"]
-            assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
-            automations = await client.read_automations_by_name("store-result__automation_1")
-            assert automations and automations[0].trigger.expect == {"aifaceswap.task.succeeded"}
+            try:
+                assert expected <= set(deployments)
+                assert all(deployments[name].work_pool_name == "faceswap-pool" for name in expected)
+                nightly = deployments["nightly-batch"]
+                assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
+                automations = await client.read_automations_by_name("store-result__automation_1")
+                assert automations and automations[0].trigger.expect == {"aifaceswap.task.succeeded"}
+                sweeps = await client.read_automations_by_name("store-results__automation_1")
+                assert sweeps and sweeps[0].trigger.within.total_seconds() == 30
+                limit = deployments["store-results"].global_concurrency_limit
+                assert limit is not None and limit.limit == 1
+            finally:  # nobody serves these: later tests serve their own deployments of the same names
+                for name in expected & set(deployments):
+                    await client.delete_deployment(deployments[name].id)
+                for name in ("store-result__automation_1", "store-results__automation_1"):
+                    for automation in await client.read_automations_by_name(name):
+                        await client.delete_automation(automation.id)
 
     asyncio.run(check())
