@@ -172,7 +172,7 @@ async def _store_one(
     if await asyncio.to_thread(is_stored, storage, job.result_key):
         return None
     if submitted is None:
-        submitted = await submitted_facts(job.task_id)
+        submitted = await submitted_facts(job.task_id, attempts=1)  # the chunk's bulk read found none: no waiting
     for attempt in range(1, attempts):
         try:
             return (await store_job(job, storage, submitted, inline=True)).result_key

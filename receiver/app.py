@@ -20,7 +20,7 @@ from starlette.routing import Route
 from aifaceswap.http_server import BackgroundServer
 from aifaceswap.models import TaskCallback, describe_validation_error
 from receiver.events import Emitter
-from receiver.inbox import Inbox, InboxEntry, Outcome
+from receiver.inbox import GroupCommitter, Inbox, InboxEntry, Outcome
 from receiver.tokens import DEFAULT_MAX_AGE_SECONDS, TokenError, verify
 
 logger = logging.getLogger("faceswap.receiver")
@@ -71,6 +71,7 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
     if not secret:
         raise ValueError("the receiver needs a signing secret: set FACESWAP_RECEIVER_SECRET or pass --secret")
     inbox = Inbox(inbox_path)
+    committer = GroupCommitter(inbox)
     emitter = Emitter(inbox)
 
     async def callback(request: Request) -> Response:
@@ -87,7 +88,7 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
         except (ValueError, ValidationError) as error:
             message = describe_validation_error(error) if isinstance(error, ValidationError) else "body is not JSON"
             return _refuse(422, f"malformed callback: {message}")
-        outcome = await asyncio.to_thread(inbox.record, job, parsed)
+        outcome = await committer.record(job, parsed)
         if outcome is Outcome.CONFLICT:
             logger.warning(
                 "callback of %s refused: token of job %s is bound to another task", parsed.task_id, job.job_id
@@ -138,6 +139,7 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            await committer.close()
             inbox.close()
 
     app = Starlette(
