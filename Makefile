@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow test-ui lint format benchmark clean
+.PHONY: demo test test-fast test-slow test-ui lint format benchmark benchmark-scale clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || (echo "Python 3.11+ is needed (set PYTHON=...)"; exit 1)
@@ -39,8 +39,16 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
+# Each prints its figures with a baseline measured in the same run (BENCHMARKS.md). The callback, orchestration
+# and scale benchmarks install PostgreSQL with apt-get when it is missing.
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
+	$(BIN)/python benchmarks/bench_storage.py --size-mb 1024
+	cd benchmarks && $(abspath $(BIN))/python bench_callbacks.py
+	cd benchmarks && $(abspath $(BIN))/python bench_orchestration.py --jobs 100 500
+
+benchmark-scale: $(STAMP)
+	cd benchmarks && $(abspath $(BIN))/python bench_scale.py --jobs 10000
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache faceswap-media
