@@ -188,7 +188,9 @@ def catch_up(stack: Stack, args: argparse.Namespace, released_at: float, expecte
     since = datetime.fromtimestamp(released_at - 5, tz=UTC).isoformat()
     print(f"  catch-up: a store-results run by hand, since={since}", flush=True)
     started = time.time()
-    asyncio.run(run_deployment("store-results/store-results", parameters={"since": since}, timeout=0))
+    created = run_deployment("store-results/store-results", parameters={"since": since}, timeout=0)
+    if asyncio.iscoroutine(created):  # run_deployment is sync outside an event loop, async inside one
+        asyncio.run(created)
     wait_stored(stack.media_dir, expected, args.timeout, args.stall_seconds)
     return stored_results(stack.media_dir), time.time() - started
 
