@@ -122,10 +122,17 @@ class Inbox:
         )
 
     def mark_emitted(self, task_ids: list[str]) -> None:
+        """One transaction for the whole batch (row by row, each update would be a disk sync of its own)."""
         with self._lock:
-            self._db.executemany(
-                "UPDATE callbacks SET emitted_at = ? WHERE task_id = ?", [(time.time(), t) for t in task_ids]
-            )
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.executemany(
+                    "UPDATE callbacks SET emitted_at = ? WHERE task_id = ?", [(time.time(), t) for t in task_ids]
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
 
     def counts(self) -> dict[str, int]:
         with self._lock:
