@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,6 +16,7 @@ from tests.support import PREFECT_SERVER, RECEIVER_SECRET, S3_KEY_ID, S3_SECRET,
 
 if TYPE_CHECKING:
     from flows.local_stack import LocalStack
+    from tests.sandbox_helpers import WebhookCatcher
 
 
 @pytest.fixture(scope="session")
@@ -65,6 +67,27 @@ def s3_storage(s3_endpoint: str):
     )
     storage.filesystem.mkdir(bucket)
     return storage
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Path]]]:
+    """The test photos behind a file server on loopback: (its URL, the files by name)."""
+    from blocks.media_server import MediaServer
+    from tests.media import make_photo_folder
+
+    folder = tmp_path_factory.mktemp("media")
+    files = make_photo_folder(folder)
+    with MediaServer(folder) as server:
+        yield server.url, files
+
+
+@pytest.fixture(scope="module")
+def catcher() -> Iterator[WebhookCatcher]:
+    """A webhook endpoint on loopback that keeps every callback it is sent."""
+    from tests.sandbox_helpers import WebhookCatcher
+
+    with WebhookCatcher() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -19,28 +19,12 @@ from aifaceswap import (
     ServerError,
 )
 from aifaceswap.sandbox import FaultConfig, SandboxConfig, SandboxServer
-from blocks.media_server import MediaServer
-from tests.media import likeness, make_photo_folder, read_image
-from tests.sandbox_helpers import WebhookCatcher
+from tests.media import likeness, read_image
 from tests.vision import photos
 
 KEY = "sandbox-test-key"
 POOR = "poor-key"
 API = "/api/aifaceswap/v1"
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Path]]]:
-    folder = tmp_path_factory.mktemp("media")
-    files = make_photo_folder(folder)
-    with MediaServer(folder) as server:
-        yield server.url, files
-
-
-@pytest.fixture(scope="module")
-def catcher() -> Iterator[WebhookCatcher]:
-    with WebhookCatcher() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -14,25 +14,9 @@ from aifaceswap import AIFaceSwapClient
 from aifaceswap.sandbox import SandboxConfig, SandboxServer
 from aifaceswap.sandbox.admin import callback_status, hold_callbacks, release_callbacks
 from aifaceswap.sandbox.cache import cache_key
-from blocks.media_server import MediaServer
-from tests.media import make_photo_folder, read_image
-from tests.sandbox_helpers import WebhookCatcher
+from tests.media import read_image
 
 KEY = "scale-test-key"
-
-
-@pytest.fixture(scope="module")
-def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Path]]]:
-    folder = tmp_path_factory.mktemp("media")
-    files = make_photo_folder(folder)
-    with MediaServer(folder) as server:
-        yield server.url, files
-
-
-@pytest.fixture(scope="module")
-def catcher() -> Iterator[WebhookCatcher]:
-    with WebhookCatcher() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
