@@ -174,32 +174,62 @@ async def _collect(
 ) -> str:
     """Wait for the job's callback, fetch its result into storage (labelled) and write its provenance record:
     three task runs (``as_tasks``), or three steps of the caller's task run."""
-    wait, fetch, record = (
-        (wait_for_callback, fetch_result, record_provenance)
-        if as_tasks
-        else (wait_for_callback.fn, fetch_result.fn, record_provenance.fn)
-    )
+    wait = wait_for_callback if as_tasks else wait_for_callback.fn
     assert job.result_key is not None
     callback = await wait(job.task_id, receiver, timeout_seconds)
-    label = None
-    if output.label:
-        label = SyntheticLabel(
-            task_id=job.task_id, operation=job.operation, job_id=job.job_id, record_key=record_key(job.result_key)
-        )
-    key = await fetch(
-        storage, callback.result_image, job.result_key, kind, label, output.watermark, output.watermark_corner
-    )
-    await record(
+    assert callback.result_image is not None
+    return await fetch_and_record(
         storage,
-        key,
-        operation=job.operation,
         task_id=job.task_id,
+        operation=job.operation,
         job_id=job.job_id,
+        result_image=callback.result_image,
+        result_key=job.result_key,
+        kind=kind,
+        output=output,
         credits=job.points,
         credits_estimated=job.points_estimated,
         facts=facts,
+        as_tasks=as_tasks,
+    )
+
+
+async def fetch_and_record(
+    storage: MediaStorage,
+    *,
+    task_id: str,
+    operation: str,
+    job_id: str | None,
+    result_image: str,
+    result_key: str,
+    kind: Literal["image", "video"],
+    output: OutputOptions,
+    credits: int | None,
+    credits_estimated: bool,
+    facts: JobFacts | None,
+    submitted_by: dict[str, Any] | None = None,
+    as_tasks: bool = True,
+) -> str:
+    """Fetch a finished job's result into ``storage`` under ``result_key`` (labelled as synthetic media unless
+    ``output`` says not, watermarked if asked) and write its provenance record next to it; returns the key.
+    Two task runs (``as_tasks``), or two steps of the caller's task run."""
+    fetch, record = (fetch_result, record_provenance) if as_tasks else (fetch_result.fn, record_provenance.fn)
+    label = None
+    if output.label:
+        label = SyntheticLabel(task_id=task_id, operation=operation, job_id=job_id, record_key=record_key(result_key))
+    key = await fetch(storage, result_image, result_key, kind, label, output.watermark, output.watermark_corner)
+    await record(
+        storage,
+        key,
+        operation=operation,
+        task_id=task_id,
+        job_id=job_id,
+        credits=credits,
+        credits_estimated=credits_estimated,
+        facts=facts,
         options=output,
         label=label,
+        submitted_by=submitted_by,
     )
     return key
 

@@ -13,10 +13,8 @@ from pydantic import BaseModel
 
 from blocks import MediaStorage
 from flows.blocks_config import DEFAULT_STORAGE
-from flows.labels import SyntheticLabel
-from flows.media_tasks import fetch_result
-from flows.outcome import SwapOutcome
-from flows.provenance import JobFacts, OutputOptions, record_key, record_provenance, submission_facts
+from flows.outcome import SwapOutcome, fetch_and_record
+from flows.provenance import JobFacts, OutputOptions, record_key, submission_facts
 from flows.waiting import stored_event
 
 
@@ -77,27 +75,20 @@ async def store_job(
         get_run_logger().warning(
             "label_outputs=False: task %s is stored WITHOUT the synthetic-media label", job.task_id
         )
-    kind = "video" if job.result_key.endswith(".mp4") else "image"
-    label = None
-    if output.label:
-        label = SyntheticLabel(
-            task_id=job.task_id, operation=operation, job_id=job_id, record_key=record_key(job.result_key)
-        )
-    fetch = fetch_result.fn if inline else fetch_result
-    record = record_provenance.fn if inline else record_provenance
-    key = await fetch(storage, job.result_image, job.result_key, kind, label, output.watermark, output.watermark_corner)
-    await record(
+    key = await fetch_and_record(
         storage,
-        key,
-        operation=operation,
         task_id=job.task_id,
+        operation=operation,
         job_id=job_id,
+        result_image=job.result_image,
+        result_key=job.result_key,
+        kind="video" if job.result_key.endswith(".mp4") else "image",
+        output=output,
         credits=submitted.get("points"),
         credits_estimated=bool(submitted.get("points_estimated")),
         facts=JobFacts(inputs=submitted.get("inputs") or [], parameters=parameters),
-        options=output,
-        label=label,
         submitted_by={k: submitted.get(k) for k in ("flow_run", "deployment", "run_by")} if submitted else None,
+        as_tasks=not inline,
     )
     get_run_logger().info("task %s stored at %s", job.task_id, storage.uri(key))
     return SwapOutcome(
