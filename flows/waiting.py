@@ -9,6 +9,7 @@ events now and then, which also catches an event that was neither stored nor str
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 from collections import OrderedDict
@@ -190,13 +191,8 @@ class CallbackHub:
                 stream = aiter(subscriber)
                 idle_since = loop.time()
                 while self._waiters or loop.time() - idle_since < self.LINGER_SECONDS:
-                    try:
-                        event = await asyncio.wait_for(anext(stream), timeout=1.0)
-                    except TimeoutError:
-                        if self._waiters:
-                            idle_since = loop.time()
-                        continue
-                    self._arrived(event)
+                    with contextlib.suppress(TimeoutError):
+                        self._arrived(await asyncio.wait_for(anext(stream), timeout=1.0))
                     if self._waiters:
                         idle_since = loop.time()
         except Exception as error:
