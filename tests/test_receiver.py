@@ -132,6 +132,10 @@ async def test_the_inbox_lists_what_arrived_since_a_time_by_who_stores_it(stack)
     for job, task_id in [*sweep, other]:
         assert deliver(stack.receiver.url, job, callback_body(task_id, success=0)).status_code == 200
     assert httpx.get(f"{stack.receiver.url}/callbacks", params={"since": since}).status_code == 401
+    auth = {"Authorization": f"Bearer {RECEIVER_SECRET}"}
+    for bad in ({"since": "yesterday"}, {"since": since, "limit": "all"}):
+        refused = httpx.get(f"{stack.receiver.url}/callbacks", params=bad, headers=auth)
+        assert refused.status_code == 422 and "since must be epoch seconds" in refused.json()["error"]
     found = await received_callbacks(stack.receiver.url, RECEIVER_SECRET, since, store_by="sweep", page=2)
     assert [entry["task_id"] for entry in found] == [task_id for _, task_id in sweep], "oldest first, every page"
     assert found[0]["job_id"] == sweep[0][0].job_id and found[0]["store_by"] == "sweep"
