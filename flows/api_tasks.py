@@ -21,7 +21,7 @@ from aifaceswap.errors import AIFaceSwapError, ResponseLostError
 from aifaceswap.models import ApiRequest, FaceBox
 from blocks import AIFaceSwapCredentials, WebhookReceiver
 from flows.provenance import JobFacts, run_facts
-from flows.waiting import ArrivedCallback, CallbackTimeout, inbox_entry, stored_event, wait_for_task_callback
+from flows.waiting import ArrivedCallback, CallbackTimeout, arrived_callback, wait_for_task_callback
 from receiver.events import SUBMITTED, related_flow_run, task_resource_id
 from receiver.tokens import JobToken
 
@@ -126,7 +126,7 @@ def retry_if_safe(task: object, task_run: object, state: Any) -> bool:
     return isinstance(state.data, AIFaceSwapError) and state.data.retryable
 
 
-def _attempted_before() -> bool:
+def attempted_before() -> bool:
     """Whether this submission may have been attempted already: a retry of the task, or a flow run that runs
     again (a job's id includes its flow run, so a first attempt of both cannot have an earlier submission)."""
     flow_context, task_context = FlowRunContext.get(), TaskRunContext.get()
@@ -135,8 +135,13 @@ def _attempted_before() -> bool:
     return flow_context.flow_run.run_count > 1 or task_context.task_run.run_count > 1
 
 
+def submission_record_key(job: JobToken) -> str:
+    """Where a job's submission is recorded (the ``submit`` task's cache key)."""
+    return f"submissions/job-{job.job_id}"
+
+
 def submit_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
-    return f"submissions/job-{parameters['job'].job_id}"
+    return submission_record_key(parameters["job"])
 
 
 @task(
@@ -207,10 +212,8 @@ async def submit(
     secret = receiver.signing_secret.get_secret_value()
     estimated = False
     earlier = None
-    if _attempted_before():
-        earlier = await inbox_entry(receiver.public_url, secret, job.job_id, by_job=True) or await stored_event(
-            job.job_id, by_job=True
-        )
+    if attempted_before():
+        earlier = await arrived_callback(receiver.public_url, secret, job.job_id, by_job=True)
     if earlier is not None:  # a previous attempt was accepted and its job already called back: re-attach
         logger.info("job %s already ran as task %s: not submitting again", job.job_id, earlier["task_id"])
         return SubmittedJob.of(job, earlier["task_id"], request.estimated_credits(), estimated=True)

@@ -8,17 +8,19 @@ import csv
 import io
 import json
 import time
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 from prefect import flow, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import concurrency
+from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from aifaceswap.errors import InputValidationError
 from aifaceswap.models import FaceSwapRequest
@@ -28,10 +30,11 @@ from flows.artifacts import artifact_key, credits_artifact
 from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, Services, load_services
 from flows.labels import WatermarkCorner
 from flows.media_tasks import StagedMedia, stage
-from flows.outcome import submit_and_finish
+from flows.outcome import submit_and_finish, worth_another_attempt
 from flows.provenance import OutputOptions, job_facts, write_manifest
 
 STAGING_CONCURRENCY = 8
+ITEMS_PER_TASK = 25
 
 
 class BatchItem(BaseModel):
@@ -100,13 +103,18 @@ class Budget:
     def __init__(self, limit: int | None) -> None:
         self.limit = limit
         self.reserved = 0
+        self._holders: set[int] = set()
         self._lock = asyncio.Lock()
 
-    async def reserve(self, credits: int) -> bool:
+    async def reserve(self, position: int, credits: int) -> bool:
+        """Reserve the item's credits (once: an item attempted again keeps its reservation)."""
         async with self._lock:
+            if position in self._holders:
+                return True
             if self.limit is not None and self.reserved + credits > self.limit:
                 return False
             self.reserved += credits
+            self._holders.add(position)
             return True
 
 
@@ -145,7 +153,9 @@ async def swap_item(
     wait: bool,
     timeout_seconds: float,
     output: OutputOptions | None = None,
+    inline: bool = False,
 ) -> ItemOutcome:
+    """One item; ``inline``: as steps of the caller's task run, else as its own submit and collect task runs."""
     refused = [inputs.errors[source] for source in (item.source_image, item.face_image) if source in inputs.errors]
     if refused:
         raise InputValidationError("; ".join(refused))
@@ -164,7 +174,7 @@ async def swap_item(
         facts=job_facts({"source_image": source, "face_image": face}, batch_item=position, batch_item_id=item.id),
         output=output,
         store_by=None if wait else "sweep",
-        step_tasks=False,
+        steps="inline" if inline else "collect-task",
     )
     return ItemOutcome(
         position=position,
@@ -181,14 +191,62 @@ class Progress:
     """The batch's progress artifact, updated at most once a second (and at the end)."""
 
     def __init__(self, artifact_id: UUID, total: int) -> None:
-        self.artifact_id, self.total, self.done, self._shown = artifact_id, total, 0, 0.0
+        self.artifact_id, self.total, self._done, self._shown = artifact_id, total, set[int](), 0.0
 
-    async def advance(self) -> None:
-        self.done += 1
+    async def advance(self, position: int) -> None:
+        self._done.add(position)
         now = time.monotonic()
-        if self.done == self.total or now - self._shown >= 1.0:
+        if len(self._done) == self.total or now - self._shown >= 1.0:
             self._shown = now
-            await aupdate_progress_artifact(self.artifact_id, progress=100.0 * self.done / self.total)
+            await aupdate_progress_artifact(self.artifact_id, progress=100.0 * len(self._done) / self.total)
+
+
+ItemRunner = Callable[[int, bool], Awaitable[ItemOutcome]]
+
+
+class ItemsToRetry(RuntimeError):
+    """Items of a group failed in a way another attempt may fix."""
+
+
+@task(
+    name="swap-items",
+    task_run_name="swap items {first} to {last}",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+)
+async def swap_items(first: int, last: int, run_item: ItemRunner) -> list[ItemOutcome]:
+    """Items ``first`` to ``last`` of the batch as steps of this one task run. When items fail in a way another
+    attempt may fix (a 5xx, a lost connection, a failed download), the others finish, then the task run fails
+    and Prefect retries it: items already submitted are re-attached (never paid twice), results already stored
+    are kept, only the rest runs again. The last attempt reports what still fails as failed items."""
+    context = TaskRunContext.get()
+    last_attempt = context is None or context.task_run.run_count > (swap_items.retries or 0)
+    results = await asyncio.gather(
+        *(run_item(position, last_attempt) for position in range(first, last + 1)), return_exceptions=True
+    )
+    errors = [result for result in results if isinstance(result, BaseException)]
+    if errors:
+        raise ItemsToRetry(f"{len(errors)} of {len(results)} items will be attempted again; first: {errors[0]}")
+    return [result for result in results if isinstance(result, ItemOutcome)]
+
+
+async def run_in_groups(run_item: ItemRunner, items: list[BatchItem], size: int) -> list[ItemOutcome]:
+    """Every item through ``swap-items`` task runs of ``size`` items; a group whose task run itself failed (not
+    its items) reports each of its items as failed, and the other groups go on."""
+    groups = [(first, min(first + size, len(items)) - 1) for first in range(0, len(items), size)]
+    states = await asyncio.gather(*(swap_items(first, last, run_item, return_state=True) for first, last in groups))
+    outcomes = []
+    for (first, last), state in zip(groups, states, strict=True):
+        if state.is_completed():
+            outcomes.extend(await state.aresult())
+        else:
+            error = str(await state.aresult(raise_on_failure=False))[:500]
+            outcomes.extend(
+                ItemOutcome(position=position, id=items[position].id, status="failed", error=error)
+                for position in range(first, last + 1)
+            )
+    return outcomes
 
 
 @flow(name="batch-faceswap")
@@ -196,6 +254,7 @@ async def batch_faceswap(
     manifest: str,
     max_concurrency: int = 4,
     max_credits: int | None = None,
+    items_per_task: Annotated[int, Field(ge=1)] = ITEMS_PER_TASK,
     concurrency_limit: str | None = None,
     wait: bool = True,
     timeout_seconds: float = 900,
@@ -208,7 +267,11 @@ async def batch_faceswap(
 ) -> BatchReport:
     """Swap every line of a manifest, ``max_concurrency`` at a time (and within the global concurrency
     limit ``concurrency_limit`` if given). Items over ``max_credits`` are skipped, never submitted.
-    Each result is labelled and recorded as the faceswap flow does; one manifest gathers every item's record."""
+    Each result is labelled and recorded as the faceswap flow does; one manifest gathers every item's record.
+
+    Items run ``items_per_task`` to a ``swap-items`` task run (retried for what another attempt may fix);
+    ``items_per_task=1`` gives each item its own ``submit`` and ``collect-result`` task runs instead: the most
+    detail in the UI, for about twice the work of the Prefect server (see BENCHMARKS.md)."""
     logger = get_run_logger()
     services = await load_services(credentials_block, storage_block, receiver_block)
     items = await asyncio.to_thread(read_manifest, services.storage, manifest)
@@ -225,24 +288,37 @@ async def batch_faceswap(
         await acreate_progress_artifact(progress=0.0, description=f"batch of {len(items)} items"), len(items)
     )
 
-    async def run(position: int, item: BatchItem) -> ItemOutcome:
+    async def run(position: int, last_attempt: bool = True) -> ItemOutcome:
+        item = items[position]
         async with slots, AsyncExitStack() as stack:
             if concurrency_limit:
                 await stack.enter_async_context(concurrency(concurrency_limit, occupy=1))
-            if not await budget.reserve(price):
+            if not await budget.reserve(position, price):
                 outcome = ItemOutcome(position=position, id=item.id, status="skipped", error="over max_credits")
             else:
                 try:
                     outcome = await swap_item(
-                        services, item, position, inputs, wait=wait, timeout_seconds=timeout_seconds, output=output
+                        services,
+                        item,
+                        position,
+                        inputs,
+                        wait=wait,
+                        timeout_seconds=timeout_seconds,
+                        output=output,
+                        inline=items_per_task > 1,
                     )
                 except Exception as error:
+                    if not last_attempt and worth_another_attempt(error):
+                        raise
                     logger.warning("item %d failed: %s", position, error)
                     outcome = ItemOutcome(position=position, id=item.id, status="failed", error=str(error)[:500])
-        await progress.advance()
+        await progress.advance(position)
         return outcome
 
-    outcomes = list(await asyncio.gather(*(run(i, item) for i, item in enumerate(items))))
+    if items_per_task == 1:
+        outcomes = list(await asyncio.gather(*(run(position) for position in range(len(items)))))
+    else:
+        outcomes = await run_in_groups(run, items, items_per_task)
     report = BatchReport(
         items=outcomes,
         credits=sum(o.credits for o in outcomes),

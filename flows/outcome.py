@@ -7,17 +7,29 @@ from typing import Any, Literal
 from prefect import Task, task
 from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
+from prefect.results import get_result_store
+from prefect.transactions import CommitMode, atransaction
 from pydantic import BaseModel
 
+from aifaceswap.errors import AIFaceSwapError
 from aifaceswap.models import SubmitRequest, validate_model
 from blocks import MediaStorage, WebhookReceiver
-from flows.api_tasks import JobFailed, SubmittedJob, plan_job, submit, wait_for_callback
+from flows.api_tasks import (
+    JobFailed,
+    SubmissionOutcomeUnknown,
+    SubmittedJob,
+    plan_job,
+    submission_record_key,
+    submit,
+    wait_for_callback,
+)
 from flows.artifacts import before_after_artifact, credits_artifact
 from flows.blocks_config import Services
 from flows.labels import SyntheticLabel
 from flows.media_tasks import fetch_result
 from flows.provenance import JobFacts, OutputOptions, output_parameters, record_key, record_provenance
 from flows.waiting import CallbackTimeout
+from receiver.tokens import JobToken
 
 
 class SwapOutcome(BaseModel):
@@ -32,6 +44,18 @@ class SwapOutcome(BaseModel):
     result_uri: str | None = None
     provenance_key: str | None = None
 
+    @classmethod
+    def of(cls, job: SubmittedJob) -> SwapOutcome:
+        """The outcome of a job just submitted."""
+        return cls(
+            operation=job.operation,
+            status="submitted",
+            task_id=job.task_id,
+            job_id=job.job_id,
+            credits=job.points,
+            result_key=job.result_key,
+        )
+
 
 _submit_tasks: dict[int, tuple[MediaStorage, Task[..., Any]]] = {}
 
@@ -45,6 +69,27 @@ def _submit_task(storage: MediaStorage) -> Task[..., Any]:
             _submit_tasks.clear()
         known = _submit_tasks[id(storage)] = (storage, submit.with_options(result_storage=storage))
     return known[1]
+
+
+Steps = Literal["tasks", "collect-task", "inline"]
+
+
+async def submit_once(
+    services: Services, job: JobToken, request: SubmitRequest, facts: JobFacts | None
+) -> tuple[SubmittedJob, bool]:
+    """``submit`` as a step of the caller's task run, recorded exactly where the ``submit`` task's cache records
+    it (same key, same store), by a Prefect transaction committed as soon as the service accepted the job: a
+    retried or restarted run finds the record and does not pay again. Returns the job and whether it was found."""
+    store = await get_result_store().aupdate_for_task(_submit_task(services.storage))
+    key = submission_record_key(job)
+    async with atransaction(key=key, store=store, commit_mode=CommitMode.EAGER) as transaction:
+        if transaction.is_committed():
+            record = await transaction.read()
+            if record is not None:
+                return record.result, True
+        submitted = await submit.fn(services.credentials, services.receiver, job, request, facts)
+        transaction.stage(submitted)
+    return submitted, False
 
 
 async def submit_and_finish(
@@ -63,7 +108,7 @@ async def submit_and_finish(
     output: OutputOptions | None = None,
     artifacts: bool = True,
     store_by: Literal["flow", "trigger", "sweep"] | None = None,
-    step_tasks: bool = True,
+    steps: Steps = "tasks",
 ) -> SwapOutcome:
     """Plan the job, build its request (``fields`` plus the job's callback URL), submit it once (the record
     lives in the shared storage block), then wait and store, or hand over to the trigger.
@@ -71,8 +116,10 @@ async def submit_and_finish(
     ``identity`` (stable names of the inputs: storage keys, not presigned URLs) and ``position`` make the job's
     id; ``facts`` go into the submitted event and the provenance record; ``output`` says whether the result is
     labelled as synthetic (default) and watermarked; ``artifacts=False`` (batch items) leaves the per-job
-    credits and before/after artifacts to the caller's own summary, and ``step_tasks=False`` runs the wait, fetch
-    and record steps as one task run; ``store_by`` is passed to :func:`plan_job`."""
+    credits and before/after artifacts to the caller's own summary; ``store_by`` is passed to :func:`plan_job`.
+    ``steps``: a task run each for submit, wait, fetch and record (``tasks``); submit, then wait + fetch + record
+    as one ``collect-result`` task run (``collect-task``); or everything as steps of the caller's task run
+    (``inline``: no task run of its own; a re-attempt finds the submission and a result already stored)."""
     job = plan_job(
         request_model.operation,
         identity,
@@ -86,9 +133,20 @@ async def submit_and_finish(
     output = output or OutputOptions()
     facts = facts or JobFacts()
     facts = facts.model_copy(update={"parameters": {**facts.parameters, "wait": wait, **output_parameters(output)}})
-    submitted = await _submit_task(services.storage)(
-        services.credentials, services.receiver, job, request, facts, title=task_run_name
-    )
+    if steps == "inline":
+        submitted, found = await submit_once(services, job, request, facts)
+        if found and wait and services.storage.exists(record_key(job.result_key)):
+            return SwapOutcome.of(submitted).model_copy(
+                update={
+                    "status": "stored",
+                    "result_uri": services.storage.uri(job.result_key),
+                    "provenance_key": record_key(job.result_key),
+                }
+            )
+    else:
+        submitted = await _submit_task(services.storage)(
+            services.credentials, services.receiver, job, request, facts, title=task_run_name
+        )
     if artifacts:
         await credits_artifact(
             [
@@ -112,7 +170,7 @@ async def submit_and_finish(
         facts=facts,
         output=output,
         artifacts=artifacts,
-        step_tasks=step_tasks,
+        steps=steps,
     )
 
 
@@ -128,7 +186,7 @@ async def finish(
     facts: JobFacts | None = None,
     output: OutputOptions | None = None,
     artifacts: bool = True,
-    step_tasks: bool = True,
+    steps: Steps = "tasks",
 ) -> SwapOutcome:
     """Wait for the callback and store the result (labelled, with its provenance record next to it), or hand over
     to the store-result trigger (wait=False), which does the same from the submitted event's facts."""
@@ -140,18 +198,14 @@ async def finish(
             job.operation,
             job.task_id,
         )
-    outcome = SwapOutcome(
-        operation=job.operation,
-        status="submitted",
-        task_id=job.task_id,
-        job_id=job.job_id,
-        credits=job.points,
-        result_key=job.result_key,
-    )
+    outcome = SwapOutcome.of(job)
     if not wait:
         return outcome
-    steps = (job, storage, receiver, timeout_seconds, kind, facts, output)
-    key = await (_collect(*steps, as_tasks=True) if step_tasks else collect_result(*steps))
+    collect_steps = (job, storage, receiver, timeout_seconds, kind, facts, output)
+    if steps == "collect-task":
+        key = await collect_result(*collect_steps)
+    else:
+        key = await _collect(*collect_steps, as_tasks=steps == "tasks")
     if artifacts:
         await before_after_artifact(
             storage, before_url, key, task_id=job.task_id, credits=job.points, operation=job.operation
@@ -234,8 +288,16 @@ async def fetch_and_record(
     return key
 
 
+def worth_another_attempt(error: BaseException) -> bool:
+    """Whether running a job's steps again may succeed where this attempt failed: not when the service reported
+    the job failed, its callback never came, the submission's fate is unknown, or the request itself is wrong."""
+    if isinstance(error, AIFaceSwapError):
+        return error.retryable
+    return not isinstance(error, JobFailed | CallbackTimeout | SubmissionOutcomeUnknown)
+
+
 def _worth_retrying(task: object, task_run: object, state: Any) -> bool:
-    return not isinstance(state.data, JobFailed | CallbackTimeout)
+    return worth_another_attempt(state.data)
 
 
 @task(

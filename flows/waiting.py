@@ -81,8 +81,24 @@ async def inbox_entry(
     receiver_url: str | None, secret: str | None, task_id: str, *, by_job: bool = False
 ) -> dict[str, Any] | None:
     """The callback as the receiver's inbox has it (None when not received, or the receiver is unreachable)."""
+    return (await _ask_inbox(receiver_url, secret, task_id, by_job=by_job))[1]
+
+
+async def arrived_callback(
+    receiver_url: str | None, secret: str | None, task_id: str, *, by_job: bool = False
+) -> dict[str, Any] | None:
+    """The callback if it already arrived: the receiver's inbox when it answers (every callback is in it before
+    Prefect has its event), the events Prefect stored when it does not."""
+    answered, found = await _ask_inbox(receiver_url, secret, task_id, by_job=by_job)
+    return found if answered else await stored_event(task_id, by_job=by_job)
+
+
+async def _ask_inbox(
+    receiver_url: str | None, secret: str | None, task_id: str, *, by_job: bool
+) -> tuple[bool, dict[str, Any] | None]:
+    """Whether the inbox answered, and its entry for the task (or job)."""
     if not receiver_url or not secret:
-        return None
+        return False, None
     path = f"jobs/{task_id}" if by_job else f"tasks/{task_id}"
     try:
         response = await shared_http_client().get(
@@ -90,10 +106,12 @@ async def inbox_entry(
         )
     except httpx.HTTPError as error:
         logger.debug("receiver inbox not reachable: %r", error)
-        return None
+        return False, None
+    if response.status_code == 404:
+        return True, None
     if response.status_code != 200:
-        return None
-    return _entry_facts(response.json())
+        return False, None
+    return True, _entry_facts(response.json())
 
 
 def _entry_facts(found: dict[str, Any]) -> dict[str, Any]:
@@ -232,9 +250,7 @@ async def wait_for_task_callback(
     try:
         found = None
         if not arrival.done():
-            found = await inbox_entry(receiver_url, secret, task_id, by_job=by_job) or await stored_event(
-                task_id, by_job=by_job
-            )
+            found = await arrived_callback(receiver_url, secret, task_id, by_job=by_job)
         while found is None:
             remaining = deadline - loop.time()
             if remaining <= 0:

@@ -28,6 +28,18 @@ class InputLoader:
         self._workdir = workdir
 
     async def _download(self, url: str, field: str, max_bytes: int, sink: list[bytes] | Path) -> int:
+        try:
+            return await self._download_once(url, field, max_bytes, sink)
+        except (httpx.RemoteProtocolError, httpx.ConnectError):
+            pass  # a kept-alive connection the server closed just as it was reused: nothing came, ask once more
+        try:
+            return await self._download_once(url, field, max_bytes, sink)
+        except httpx.HTTPError as error:
+            raise InputError(
+                field, f"could not fetch {url} ({type(error).__name__}); the URL must be publicly reachable"
+            ) from None
+
+    async def _download_once(self, url: str, field: str, max_bytes: int, sink: list[bytes] | Path) -> int:
         size = 0
         try:
             async with self._http.stream("GET", url, follow_redirects=True) as response:
@@ -49,6 +61,10 @@ class InputLoader:
                 finally:
                     if handle:
                         handle.close()
+        except (httpx.RemoteProtocolError, httpx.ConnectError):
+            if size:
+                raise InputError(field, f"the connection to {url} broke while downloading it; try again") from None
+            raise
         except httpx.HTTPError as error:
             raise InputError(
                 field, f"could not fetch {url} ({type(error).__name__}); the URL must be publicly reachable"

@@ -1,0 +1,124 @@
+"""The batch flow's grouping of items into task runs, and what a group's retry does and does not do again."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.client.schemas.objects import TaskRun
+
+from flows.batch import batch_faceswap, swap_items
+from tests.media import likeness, read_image
+from tests.vision import photos
+
+
+def write_manifest(stack, folder: Path, count: int) -> Path:
+    manifest = folder / f"manifest-{count}.jsonl"
+    pairs = [("astronaut", "grace"), ("grace", "astronaut")]
+    lines = [
+        {
+            "id": f"item-{i}",
+            "source_image": str(stack.files[pairs[i % 2][0]]),
+            "face_image": str(stack.files[pairs[i % 2][1]]),
+        }
+        for i in range(count)
+    ]
+    manifest.write_text("\n".join(json.dumps(line) for line in lines))
+    return manifest
+
+
+async def recorded_task_runs(flow_run_id, expected: int, timeout: float = 30.0) -> list[TaskRun]:
+    """The flow run's task runs as the API records them, once there are ``expected`` and all are in a final state
+    (task states reach the API through events, a moment after the flow returned)."""
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            final = [run for run in runs if run.state and run.state.is_final()]
+            if len(final) == len(runs) >= expected or time.monotonic() > deadline:
+                return final
+            await asyncio.sleep(0.5)
+
+
+async def test_items_run_in_groups_of_items_per_task(stack, tmp_path: Path) -> None:
+    before = stack.spent()
+    state = await batch_faceswap(
+        str(write_manifest(stack, tmp_path, 5)), max_concurrency=3, items_per_task=2, return_state=True
+    )
+    report = await state.result()
+    assert [item.status for item in report.items] == ["stored"] * 5
+    assert [item.id for item in report.items] == [f"item-{i}" for i in range(5)]
+    assert report.credits == 10 and stack.spent() == before + 10
+    result = read_image(stack.storage.read_bytes(stack_key(report.items[0])))
+    assert likeness(result, photos.grace_hopper()) > likeness(result, photos.astronaut())
+
+    runs = await recorded_task_runs(state.state_details.flow_run_id, expected=2 + 3)
+    names = sorted(run.name for run in runs if run.name.startswith("swap items"))
+    assert names == ["swap items 0 to 1", "swap items 2 to 3", "swap items 4 to 4"]
+    assert not [run.name for run in runs if run.name.startswith(("submit", "collect"))]
+
+
+def stack_key(item) -> str:
+    return "results/" + item.result_uri.split("/results/", 1)[1]
+
+
+async def test_one_item_per_task_gives_each_item_its_submit_and_collect_task_runs(stack, tmp_path: Path) -> None:
+    state = await batch_faceswap(str(write_manifest(stack, tmp_path, 2)), items_per_task=1, return_state=True)
+    report = await state.result()
+    assert [item.status for item in report.items] == ["stored", "stored"]
+    runs = await recorded_task_runs(state.state_details.flow_run_id, expected=2 + 4)
+    names = {run.name for run in runs}
+    assert {"submit item 0", "submit item 1"} <= names
+    assert {f"collect result of {item.task_id}" for item in report.items} <= names
+    assert not [name for name in names if name.startswith("swap items")]
+
+
+async def test_a_group_retries_only_its_unfinished_items(stack, faults, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(swap_items, "retry_delay_seconds", [0, 0])
+    faults(server_error_burst=1)
+    before = stack.spent()
+    state = await batch_faceswap(str(write_manifest(stack, tmp_path, 3)), max_concurrency=1, return_state=True)
+    report = await state.result()
+    assert [item.status for item in report.items] == ["stored"] * 3
+    assert report.credits == 6 and stack.spent() == before + 6, "a re-attempt must not pay for items already submitted"
+    assert len({item.task_id for item in report.items}) == 3
+    for item in report.items:
+        assert stack.storage.exists(stack_key(item)) and stack.storage.exists(item.provenance_key)
+    (group,) = [
+        run
+        for run in await recorded_task_runs(state.state_details.flow_run_id, expected=2 + 1)
+        if run.name.startswith("swap items")
+    ]
+    assert group.run_count == 2 and group.state.is_completed()
+
+
+async def test_the_last_attempt_reports_what_still_fails(stack, faults, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(swap_items, "retry_delay_seconds", [0, 0])
+    faults(server_error_burst=3)
+    before = stack.spent()
+    state = await batch_faceswap(str(write_manifest(stack, tmp_path, 1)), return_state=True)
+    assert state.is_completed(), "a failed item never fails the batch"
+    report = await state.result()
+    assert report.items[0].status == "failed" and "500" in report.items[0].error
+    assert report.failed == 1 and report.credits == 0 and stack.spent() == before
+    (group,) = [
+        run
+        for run in await recorded_task_runs(state.state_details.flow_run_id, expected=2 + 1)
+        if run.name.startswith("swap items")
+    ]
+    assert group.run_count == 3 and group.state.is_completed()
+
+
+@pytest.mark.parametrize("items_per_task", [0, -3])
+async def test_items_per_task_must_be_positive(stack, tmp_path: Path, items_per_task: int) -> None:
+    before = stack.spent()
+    state = await batch_faceswap(
+        str(write_manifest(stack, tmp_path, 1)), items_per_task=items_per_task, return_state=True
+    )
+    assert state.is_failed() and "items_per_task" in state.message
+    assert stack.spent() == before
