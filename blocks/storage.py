@@ -6,7 +6,7 @@ import functools
 import os
 import posixpath
 import secrets
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -148,11 +148,15 @@ class MediaStorage(WritableFileSystem):
                 str(local), target, chunksize=UPLOAD_PART_BYTES, max_concurrency=UPLOAD_PARTS_IN_FLIGHT
             )
             return key
+        self._write_aside(target, lambda partial: self.filesystem.put_file(str(local), partial))
+        return key
+
+    def _write_aside(self, target: str, write: Callable[[str], object]) -> None:
+        """A local file written under a temporary name next to ``target``, then renamed to it."""
         self.filesystem.makedirs(posixpath.dirname(target), exist_ok=True)
         partial = f"{target}.part-{secrets.token_hex(6)}"
-        self.filesystem.put_file(str(local), partial)
+        write(partial)
         self.filesystem.mv(partial, target)
-        return key
 
     def url_for(self, key: str, *, expires: int | None = None) -> str:
         """A URL the API can fetch the key from: public when published, else a presigned S3 URL."""
@@ -187,8 +191,12 @@ class MediaStorage(WritableFileSystem):
             return handle.read()
 
     def write_bytes(self, key: str, content: bytes) -> str:
-        with self.open(key, "wb") as handle:
-            handle.write(content)
+        """Write ``content`` under ``key``; as with :meth:`upload`, it appears whole or not at all."""
+        target = self.path_of(key)
+        if self.is_s3:
+            self.filesystem.pipe_file(target, content)
+        else:
+            self._write_aside(target, lambda partial: self.filesystem.pipe_file(partial, content))
         return key
 
     def write_chunks(self, key: str, chunks: Iterable[bytes]) -> int:

@@ -49,11 +49,16 @@ class SubmittedJob(BaseModel):
     result_key: str | None
     flow_run_id: str | None
     points_estimated: bool = False
+    sent_at: float | None = None
 
     @classmethod
-    def of(cls, job: JobToken, task_id: str, points: int, *, estimated: bool = False) -> SubmittedJob:
-        """The record of ``job`` accepted as ``task_id`` for ``points`` credits (``estimated``: from the prices)."""
+    def of(
+        cls, job: JobToken, task_id: str, points: int, *, estimated: bool = False, sent_at: float | None = None
+    ) -> SubmittedJob:
+        """The record of ``job`` accepted as ``task_id`` for ``points`` credits (``estimated``: from the prices),
+        sent at ``sent_at`` (epoch seconds)."""
         return cls(
+            sent_at=sent_at,
             job_id=job.job_id,
             task_id=task_id,
             operation=job.operation,
@@ -218,6 +223,7 @@ async def submit(
         logger.info("job %s already ran as task %s: not submitting again", job.job_id, earlier["task_id"])
         return SubmittedJob.of(job, earlier["task_id"], request.estimated_credits(), estimated=True)
     await take_api_slot(credentials)
+    sent_at = time.time()
     try:
         async with credentials.get_client(pooled=True) as client:
             data = await client.send(request)
@@ -240,7 +246,7 @@ async def submit(
             ) from lost
         task_id, points, estimated = callback.task_id, request.estimated_credits(), True
         logger.info("job %s was accepted after all: task_id %s (found by its callback)", job.job_id, task_id)
-    submitted = SubmittedJob.of(job, task_id, points, estimated=estimated)
+    submitted = SubmittedJob.of(job, task_id, points, estimated=estimated, sent_at=sent_at)
     logger.info("submitted %s: task_id=%s, %d credits", job.operation, task_id, points)
     emit_event(
         event=SUBMITTED,
@@ -257,13 +263,17 @@ async def submit(
 
 
 @task(name="wait-for-callback", task_run_name="wait for callback of {task_id}")
-async def wait_for_callback(task_id: str, receiver: WebhookReceiver, timeout_seconds: float = 900) -> ArrivedCallback:
-    """The job's callback, whenever it arrives; JobFailed when the service reports failure."""
+async def wait_for_callback(
+    task_id: str, receiver: WebhookReceiver, timeout_seconds: float = 900, sent_at: float | None = None
+) -> ArrivedCallback:
+    """The job's callback, whenever it arrives; JobFailed when the service reports failure. ``sent_at``: when the
+    job was submitted (SubmittedJob.sent_at), which can spare a look-up in the receiver's inbox."""
     callback = await wait_for_task_callback(
         task_id,
         timeout_seconds,
         receiver_url=receiver.public_url,
         secret=receiver.signing_secret.get_secret_value(),
+        sent_at=sent_at,
     )
     if not callback.succeeded:
         raise JobFailed(f"the service reported that task {task_id} failed (success 0)")

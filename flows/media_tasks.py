@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, BinaryIO
 from urllib.parse import urlsplit
 
 import httpx
@@ -201,10 +202,16 @@ async def fetch_result(
     """Download the result from its temporary URL, check it is a real image/video, draw the watermark (images)
     and embed the synthetic-media ``label`` (None: stored unlabelled), then store it whole; returns its key."""
     logger = get_run_logger()
-    with tempfile.TemporaryDirectory() as folder:
-        local = Path(folder) / f"result{Path(key).suffix}"
-        size = await _download_result(result_url, local, kind)
-        if kind == "video":
+    if kind == "image":  # small: kept in memory, finished and stored in one step
+        buffer = io.BytesIO()
+        size = await _download_result(result_url, buffer, kind)
+        detail = f"{size} bytes"
+        await asyncio.to_thread(_store_image, storage, key, buffer.getvalue(), label, watermark, watermark_corner)
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            local = Path(folder) / f"result{Path(key).suffix}"
+            with local.open("wb") as handle:
+                size = await _download_result(result_url, handle, kind)
             facts = video_facts(local, "result")
             detail = f"{size} bytes, {facts.duration:.2f} s video"
             if watermark:
@@ -213,15 +220,7 @@ async def fetch_result(
                 labelled = local.with_name(f"labelled{local.suffix}")
                 await asyncio.to_thread(label_video, local, labelled, label)
                 local = labelled
-        else:
-            detail = f"{size} bytes"
-            data = local.read_bytes()
-            if watermark:
-                data = await asyncio.to_thread(draw_watermark, data, watermark, watermark_corner)
-            if label is not None:
-                data, _mime = await asyncio.to_thread(label_image, data, label)
-            local.write_bytes(data)
-        await asyncio.to_thread(storage.upload, local, key)
+            await asyncio.to_thread(storage.upload, local, key)
     if label is None:
         logger.warning(
             "stored %s (%s) WITHOUT the synthetic-media label: label_outputs=False", storage.uri(key), detail
@@ -231,21 +230,35 @@ async def fetch_result(
     return key
 
 
-async def _download_result(result_url: str, target: Path, kind: str) -> int:
-    """Stream the result into ``target``, checking its first bytes are an image/video; returns its size."""
+def _store_image(
+    storage: MediaStorage,
+    key: str,
+    data: bytes,
+    label: SyntheticLabel | None,
+    watermark: str | None,
+    watermark_corner: WatermarkCorner,
+) -> None:
+    if watermark:
+        data = draw_watermark(data, watermark, watermark_corner)
+    if label is not None:
+        data, _mime = label_image(data, label)
+    storage.write_bytes(key, data)
+
+
+async def _download_result(result_url: str, sink: BinaryIO, kind: str) -> int:
+    """Stream the result into ``sink``, checking its first bytes are an image/video; returns its size."""
     size, head = 0, b""
     async with shared_http_client().stream("GET", result_url, timeout=120) as response:
         if response.status_code in (403, 404, 410):
             raise RuntimeError(f"the result URL {result_url} answered {response.status_code}: it may have expired")
         response.raise_for_status()
-        with target.open("wb") as handle:
-            async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
-                if len(head) < 16:
-                    head += chunk[:16]
-                    if len(head) >= 16:
-                        _check_result_head(head, kind, result_url)
-                handle.write(chunk)
-                size += len(chunk)
+        async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
+            if len(head) < 16:
+                head += chunk[:16]
+                if len(head) >= 16:
+                    _check_result_head(head, kind, result_url)
+            sink.write(chunk)
+            size += len(chunk)
     if size < 16:
         raise ValueError(f"the result at {result_url} is empty or truncated ({size} bytes)")
     return size

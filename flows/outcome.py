@@ -230,7 +230,7 @@ async def _collect(
     three task runs (``as_tasks``), or three steps of the caller's task run."""
     wait = wait_for_callback if as_tasks else wait_for_callback.fn
     assert job.result_key is not None
-    callback = await wait(job.task_id, receiver, timeout_seconds)
+    callback = await wait(job.task_id, receiver, timeout_seconds, job.sent_at)
     assert callback.result_image is not None
     return await fetch_and_record(
         storage,

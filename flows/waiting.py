@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import weakref
 from collections import OrderedDict
 from typing import Any
@@ -154,6 +155,7 @@ class CallbackHub:
         self._waiters: dict[str, set[asyncio.Future[dict[str, Any]]]] = {}
         self._seen: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._connected = asyncio.Event()
+        self._listening_since: float | None = None
         self._runner: asyncio.Task[None] | None = None
         self._failure: BaseException | None = None
 
@@ -175,6 +177,11 @@ class CallbackHub:
             self.release(key, future)
             raise RuntimeError(f"could not subscribe to the callback events: {self._failure!r}")
         return future
+
+    def heard_everything_since(self, moment: float) -> bool:
+        """Whether the subscription has been open without a break since before ``moment`` (epoch seconds): then
+        every callback event emitted after it reached this hub (and a recent one is remembered)."""
+        return self._listening_since is not None and self._listening_since <= moment
 
     def release(self, key: str, future: asyncio.Future[dict[str, Any]]) -> None:
         waiters = self._waiters.get(key)
@@ -205,6 +212,7 @@ class CallbackHub:
         loop = asyncio.get_running_loop()
         try:
             async with get_events_subscriber(filter=event_filter) as subscriber:
+                self._listening_since = time.time()
                 self._connected.set()
                 stream = aiter(subscriber)
                 idle_since = loop.time()
@@ -217,6 +225,7 @@ class CallbackHub:
             self._failure = error
             logger.warning("callback event subscription ended: %r", error)
         finally:
+            self._listening_since = None
             self._connected.clear()
 
 
@@ -239,9 +248,11 @@ async def wait_for_task_callback(
     secret: str | None = None,
     recheck_every: float = 5.0,
     by_job: bool = False,
+    sent_at: float | None = None,
 ) -> ArrivedCallback:
     """Return the callback of ``task_id`` (or, ``by_job``, of that job id) whenever it arrived;
-    CallbackTimeout after ``timeout`` seconds."""
+    CallbackTimeout after ``timeout`` seconds. ``sent_at``: when the job was submitted (epoch seconds); when this
+    event loop has listened to callback events since before then, the receiver's inbox is not asked first."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     hub = callback_hub()
@@ -249,7 +260,7 @@ async def wait_for_task_callback(
     arrival = await hub.register(key)
     try:
         found = None
-        if not arrival.done():
+        if not arrival.done() and not (sent_at is not None and hub.heard_everything_since(sent_at)):
             found = await arrived_callback(receiver_url, secret, task_id, by_job=by_job)
         while found is None:
             remaining = deadline - loop.time()
