@@ -7,8 +7,9 @@ life), so the CPU each side spends is measured apart: this process (flow or scri
 the stack.
 
 Run: ``cd benchmarks && ../.venv/bin/python bench_orchestration.py [--jobs 100 500] [--concurrency 8]
-[--database postgresql|sqlite]`` (PostgreSQL, the set-up docs/scale.md advises beyond a few hundred jobs, is
-installed with apt-get and started by the benchmark).
+[--rounds 3] [--items-per-task N] [--database postgresql|sqlite]``: each side runs ``--rounds`` times per N,
+alternating which goes first, and the medians are shown with the host's CPU steal. PostgreSQL (the set-up
+docs/scale.md advises beyond a few hundred jobs) is installed with apt-get and started by the benchmark.
 Target: ratio (flow / script) <= 1.3 at N = 500.
 """
 
@@ -135,26 +136,41 @@ def cpu_seconds(pid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def _cpu_ticks() -> tuple[int, int]:
+    """The machine's (stolen, total) CPU ticks so far, from /proc/stat (stolen: taken by the VM's host)."""
+    values = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return values[7], sum(values[:8])
+
+
 class Meter:
-    """CPU seconds spent by each process between start and stop, and the wall time."""
+    """CPU seconds spent by each process between start and stop, the wall time, and the share of the machine's
+    CPU time its host took meanwhile (steal: a busy neighbour on a shared VM makes a run slower)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
 
     def __enter__(self) -> Meter:
         self.started = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._ticks = _cpu_ticks()
         self.wall = time.perf_counter()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.wall = time.perf_counter() - self.wall
         self.cpu = {name: cpu_seconds(pid) - self.started[name] for name, pid in self.pids.items()}
+        stolen, total = (now - before for now, before in zip(_cpu_ticks(), self._ticks, strict=True))
+        self.steal = stolen / total if total else 0.0
+
+
+Round = tuple[Meter, Meter]  # (batch flow, bare script)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, nargs="+", default=[100, 500])
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="runs of each side per N, alternated; medians shown")
+    parser.add_argument("--items-per-task", type=int, default=None, help="the batch flow's items_per_task")
     parser.add_argument(
         "--database", choices=["postgresql", "sqlite"], default="postgresql", help="the Prefect server's database"
     )
@@ -172,15 +188,17 @@ def main() -> None:
         pids = {"flow or script": os.getpid(), "prefect server": server.process.pid}
         if database_pid:
             pids["database"] = database_pid
-        rows = measure(pids, args.jobs, args.concurrency)
+        options = {} if args.items_per_task is None else {"items_per_task": args.items_per_task}
+        rows = measure(pids, args.jobs, args.concurrency, args.rounds, options)
         server.stop()
-    report(rows, args.concurrency, args.database)
+    report(rows, args.concurrency, args.database, options)
 
 
-def measure(pids: dict[str, int], job_counts: list[int], concurrency: int) -> list[tuple[int, Meter, Meter]]:
-    """Each N through the bare script, then through the batch flow, with the stack in its own process."""
-    from flows.batch import batch_faceswap
-
+def measure(
+    pids: dict[str, int], job_counts: list[int], concurrency: int, rounds: int, options: dict[str, Any]
+) -> list[tuple[int, list[Round]]]:
+    """Each N through the bare script and through the batch flow, ``rounds`` times each, alternating which side
+    goes first, with the stack in its own process."""
     spawn = multiprocessing.get_context("spawn")
     ready, stop = spawn.Queue(), spawn.Event()
     rows = []
@@ -195,34 +213,67 @@ def measure(pids: dict[str, int], job_counts: list[int], concurrency: int) -> li
                 manifest = Path(folder) / f"manifest-{jobs}.jsonl"
                 line = json.dumps({"source_image": stack["source"], "face_image": stack["face"]})
                 manifest.write_text("\n".join([line] * jobs))
-                out = Path(folder) / f"bare-{jobs}"
-                out.mkdir()
-                with Meter(pids) as bare:
-                    asyncio.run(bare_script(stack, jobs, concurrency, out))
-                assert len(list(out.iterdir())) == jobs
-                with Meter(pids) as flow:
-                    report = asyncio.run(batch_faceswap(str(manifest), max_concurrency=concurrency))
-                failed = [item.error for item in report.items if item.status != "stored"]
-                assert not failed, f"{len(failed)} of {jobs} items not stored, first: {failed[0]}"
-                rows.append((jobs, flow, bare))
+
+                done = []
+                for number in range(rounds):
+                    out = Path(folder) / f"bare-{jobs}-{number}"
+                    if number % 2 == 0:
+                        bare = run_bare(pids, stack, jobs, concurrency, out)
+                        flow = run_flow(pids, manifest, jobs, concurrency, options)
+                    else:
+                        flow = run_flow(pids, manifest, jobs, concurrency, options)
+                        bare = run_bare(pids, stack, jobs, concurrency, out)
+                    done.append((flow, bare))
+                    print(f"N={jobs} round {number + 1}: flow {flow.wall:.1f} s, bare {bare.wall:.1f} s", flush=True)
+                rows.append((jobs, done))
         finally:
             stop.set()
             child.join(timeout=30)
     return rows
 
 
-def report(rows: list[tuple[int, Meter, Meter]], concurrency: int, database: str) -> None:
-    names = list(rows[0][1].cpu)
-    print(f"orchestration overhead, {time.strftime('%Y-%m-%d')}, concurrency {concurrency}, Prefect on {database}")
+def run_bare(pids: dict[str, int], stack: dict[str, Any], jobs: int, concurrency: int, out: Path) -> Meter:
+    out.mkdir()
+    with Meter(pids) as bare:
+        asyncio.run(bare_script(stack, jobs, concurrency, out))
+    assert len(list(out.iterdir())) == jobs
+    return bare
+
+
+def run_flow(pids: dict[str, int], manifest: Path, jobs: int, concurrency: int, options: dict[str, Any]) -> Meter:
+    from flows.batch import batch_faceswap
+
+    with Meter(pids) as flow:
+        report = asyncio.run(batch_faceswap(str(manifest), max_concurrency=concurrency, **options))
+    failed = [item.error for item in report.items if item.status != "stored"]
+    assert not failed, f"{len(failed)} of {jobs} items not stored, first: {failed[0]}"
+    return flow
+
+
+def report(rows: list[tuple[int, list[Round]]], concurrency: int, database: str, options: dict[str, Any]) -> None:
+    names = list(rows[0][1][0][0].cpu)
     print(
-        f"{'jobs':>6} {'side':>12} {'wall s':>7} {'ratio':>6}   CPU ms per job: " + " ".join(f"{n:>14}" for n in names)
+        f"orchestration overhead, {time.strftime('%Y-%m-%d')}, concurrency {concurrency}, Prefect on {database}"
+        + "".join(f", {name}={value}" for name, value in options.items())
     )
-    for jobs, flow, bare in rows:
-        for name, meter in (("batch flow", flow), ("bare script", bare)):
-            ratio = f"{flow.wall / bare.wall:6.2f}" if meter is flow else " " * 6
-            per_job = " ".join(f"{1000 * meter.cpu[n] / jobs:14.0f}" for n in names)
-            print(f"{jobs:6d} {name:>12} {meter.wall:7.1f} {ratio}   {'':16}{per_job}")
-    print("target: ratio <= 1.3 at 500 jobs")
+    print(
+        f"{'jobs':>6} {'side':>12} {'wall s':>7} {'ratio':>6}  {'steal':>5}   CPU ms per job: "
+        + " ".join(f"{n:>14}" for n in names)
+    )
+    for jobs, done in rows:
+        for side, name in ((0, "batch flow"), (1, "bare script")):
+            meters = sorted((run[side] for run in done), key=lambda meter: meter.wall)
+            median = meters[len(meters) // 2]
+            ratio = f"{median_wall(done, 0) / median_wall(done, 1):6.2f}" if side == 0 else " " * 6
+            per_job = " ".join(f"{1000 * median.cpu[n] / jobs:14.0f}" for n in names)
+            print(f"{jobs:6d} {name:>12} {median.wall:7.1f} {ratio}  {100 * median.steal:4.0f}%   {'':16}{per_job}")
+        print(f"{'':6} {'each round':>12}: " + ", ".join(f"{flow.wall / bare.wall:.2f}" for flow, bare in done))
+    print("median of the rounds (CPU and steal: the median run's); target: ratio <= 1.3 at 500 jobs")
+
+
+def median_wall(done: list[Round], side: int) -> float:
+    walls = sorted(run[side].wall for run in done)
+    return walls[len(walls) // 2]
 
 
 if __name__ == "__main__":

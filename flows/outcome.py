@@ -18,6 +18,7 @@ from flows.api_tasks import (
     JobFailed,
     SubmissionOutcomeUnknown,
     SubmittedJob,
+    attempted_before,
     plan_job,
     submission_record_key,
     submit,
@@ -79,10 +80,12 @@ async def submit_once(
 ) -> tuple[SubmittedJob, bool]:
     """``submit`` as a step of the caller's task run, recorded exactly where the ``submit`` task's cache records
     it (same key, same store), by a Prefect transaction committed as soon as the service accepted the job: a
-    retried or restarted run finds the record and does not pay again. Returns the job and whether it was found."""
+    retried or restarted run finds the record and does not pay again. Returns the job and whether it was found.
+    A first attempt of both the flow run and the task run does not look (a job's id includes its flow run)."""
     store = await get_result_store().aupdate_for_task(_submit_task(services.storage))
     key = submission_record_key(job)
-    async with atransaction(key=key, store=store, commit_mode=CommitMode.EAGER) as transaction:
+    first_attempt = not attempted_before()
+    async with atransaction(key=key, store=store, commit_mode=CommitMode.EAGER, overwrite=first_attempt) as transaction:
         if transaction.is_committed():
             record = await transaction.read()
             if record is not None:

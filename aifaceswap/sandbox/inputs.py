@@ -20,6 +20,10 @@ class InputError(Exception):
         self.field = field
 
 
+# a GET that broke before anything came (a kept-alive connection the server closed, a reset): safe to ask again
+_ASK_AGAIN = (httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError)
+
+
 class InputLoader:
     def __init__(self, http: httpx.AsyncClient, *, max_image_bytes: int, max_video_bytes: int, workdir: Path) -> None:
         self._http = http
@@ -30,8 +34,8 @@ class InputLoader:
     async def _download(self, url: str, field: str, max_bytes: int, sink: list[bytes] | Path) -> int:
         try:
             return await self._download_once(url, field, max_bytes, sink)
-        except (httpx.RemoteProtocolError, httpx.ConnectError):
-            pass  # a kept-alive connection the server closed just as it was reused: nothing came, ask once more
+        except _ASK_AGAIN:
+            pass
         try:
             return await self._download_once(url, field, max_bytes, sink)
         except httpx.HTTPError as error:
@@ -61,7 +65,7 @@ class InputLoader:
                 finally:
                     if handle:
                         handle.close()
-        except (httpx.RemoteProtocolError, httpx.ConnectError):
+        except _ASK_AGAIN:
             if size:
                 raise InputError(field, f"the connection to {url} broke while downloading it; try again") from None
             raise
