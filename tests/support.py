@@ -61,3 +61,11 @@ def served_deployments(names: list[str], prefect_api: str, log: Path) -> Iterato
                 break
             except (ProcessLookupError, subprocess.TimeoutExpired):
                 continue
+
+
+def sweep_now(since: Any, **options: Any) -> Any:
+    """A store-results sweep run of what has already happened since ``since`` (no window to wait for)."""
+    from flows.store_results import store_results
+
+    settings = {"lookback_seconds": 0, "window_seconds": 0, "settle_seconds": 0, "poll_seconds": 0.5}
+    return store_results(since=since, **{**settings, **options})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 
 from flows.batch import batch_faceswap, swap_items
+from flows.waiting import stored_event
 from tests.media import likeness, read_image
+from tests.support import sweep_now
 from tests.vision import photos
 
 
@@ -122,3 +125,25 @@ async def test_items_per_task_must_be_positive(stack, tmp_path: Path, items_per_
     )
     assert state.is_failed() and "items_per_task" in state.message
     assert stack.spent() == before
+
+
+async def test_without_waiting_groups_submit_and_the_sweep_stores_every_result(stack, tmp_path: Path) -> None:
+    since = datetime.now(UTC) - timedelta(seconds=2)
+    before = stack.spent()
+    report = await batch_faceswap(str(write_manifest(stack, tmp_path, 3)), items_per_task=2, wait=False)
+    assert [item.status for item in report.items] == ["submitted"] * 3
+    assert report.credits == 6 and stack.spent() == before + 6
+    await asyncio.to_thread(stack.sandbox.wait_idle)
+    for _ in range(60):
+        arrived = [await stored_event(item.task_id) for item in report.items]
+        if all(arrived):
+            break
+        await asyncio.sleep(0.5)
+    assert all(arrived), "the callback events did not reach the API"
+    keys = [found["result_key"] for found in arrived]
+    swept = await sweep_now(since)
+    assert set(keys) <= set(swept.stored_keys) and swept.failed == 0
+    for position, key in enumerate(keys):
+        result = read_image(stack.storage.read_bytes(key))
+        face, source = (photos.grace_hopper(), photos.astronaut())[:: 1 if position % 2 == 0 else -1]
+        assert likeness(result, face) > likeness(result, source), f"item {position} shows its face_image"

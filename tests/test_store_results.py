@@ -32,7 +32,7 @@ from flows.store_results import ResultsNotStored, StoreResultsReport, store_resu
 from flows.waiting import stored_event
 from receiver.events import SUCCEEDED, post_events, task_resource_id
 from receiver.tokens import JobToken
-from tests.support import served_deployments
+from tests.support import served_deployments, sweep_now
 from tests.test_triggers import wait_for_deployment
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -93,12 +93,6 @@ async def submitted(stack) -> dict[str, Any]:
     sweep, flow_run_id = await submit_and_settle(stack, OUTPUTS, "sweep")
     by_trigger, _ = await submit_and_settle(stack, [OutputOptions()], "trigger")
     return {"since": started, "sweep": sweep, "flow_run_id": flow_run_id, "trigger": by_trigger[0]}
-
-
-def sweep_now(since: datetime, **options: Any) -> Any:
-    """A sweep of what has already happened since ``since`` (no window to wait for)."""
-    settings = {"lookback_seconds": 0, "window_seconds": 0, "settle_seconds": 0, "poll_seconds": 0.5}
-    return store_results(since=since, **{**settings, **options})
 
 
 def xmp(data: bytes) -> str:
