@@ -78,13 +78,6 @@ async def stored_event(task_id: str, *, by_job: bool = False) -> dict[str, Any] 
     return callback_from_event(page.events[0]) if page.events else None
 
 
-async def inbox_entry(
-    receiver_url: str | None, secret: str | None, task_id: str, *, by_job: bool = False
-) -> dict[str, Any] | None:
-    """The callback as the receiver's inbox has it (None when not received, or the receiver is unreachable)."""
-    return (await _ask_inbox(receiver_url, secret, task_id, by_job=by_job))[1]
-
-
 async def arrived_callback(
     receiver_url: str | None, secret: str | None, task_id: str, *, by_job: bool = False
 ) -> dict[str, Any] | None:
@@ -124,7 +117,7 @@ async def received_callbacks(
     receiver_url: str, secret: str, since: float, *, store_by: str | None = None, page: int = 1000
 ) -> list[dict[str, Any]]:
     """Every callback the receiver took since ``since`` (epoch seconds), oldest first, each as
-    :func:`inbox_entry` gives it plus its ``received_at``. httpx errors are raised: the caller decides what an
+    :func:`arrived_callback` gives it plus its ``received_at``. httpx errors are raised: the caller decides what an
     unreachable receiver means."""
     found: dict[str, dict[str, Any]] = {}
     while True:
