@@ -28,7 +28,7 @@ from flows.artifacts import before_after_artifact, credits_artifact
 from flows.blocks_config import Services
 from flows.labels import SyntheticLabel
 from flows.media_tasks import fetch_result
-from flows.provenance import JobFacts, OutputOptions, output_parameters, record_key, record_provenance
+from flows.provenance import JobFacts, OutputOptions, is_stored, output_parameters, record_key, record_provenance
 from flows.waiting import CallbackTimeout
 from receiver.tokens import JobToken
 
@@ -55,6 +55,17 @@ class SwapOutcome(BaseModel):
             job_id=job.job_id,
             credits=job.points,
             result_key=job.result_key,
+        )
+
+    def stored_in(self, storage: MediaStorage, key: str) -> SwapOutcome:
+        """This outcome once the result is stored under ``key`` (its provenance record next to it)."""
+        return self.model_copy(
+            update={
+                "status": "stored",
+                "result_key": key,
+                "result_uri": storage.uri(key),
+                "provenance_key": record_key(key),
+            }
         )
 
 
@@ -138,14 +149,8 @@ async def submit_and_finish(
     facts = facts.model_copy(update={"parameters": {**facts.parameters, "wait": wait, **output_parameters(output)}})
     if steps == "inline":
         submitted, found = await submit_once(services, job, request, facts)
-        if found and wait and services.storage.exists(record_key(job.result_key)):
-            return SwapOutcome.of(submitted).model_copy(
-                update={
-                    "status": "stored",
-                    "result_uri": services.storage.uri(job.result_key),
-                    "provenance_key": record_key(job.result_key),
-                }
-            )
+        if found and wait and job.result_key and is_stored(services.storage, job.result_key):
+            return SwapOutcome.of(submitted).stored_in(services.storage, job.result_key)
     else:
         submitted = await _submit_task(services.storage)(
             services.credentials, services.receiver, job, request, facts, title=task_run_name
@@ -213,9 +218,7 @@ async def finish(
         await before_after_artifact(
             storage, before_url, key, task_id=job.task_id, credits=job.points, operation=job.operation
         )
-    return outcome.model_copy(
-        update={"status": "stored", "result_uri": storage.uri(key), "provenance_key": record_key(key)}
-    )
+    return outcome.stored_in(storage, key)
 
 
 async def _collect(

@@ -66,6 +66,11 @@ def record_key(result_key: str) -> str:
     return f"{result_key}{RECORD_SUFFIX}"
 
 
+def is_stored(storage: MediaStorage, result_key: str) -> bool:
+    """Whether the result is stored whole: its provenance record is written last."""
+    return storage.exists(record_key(result_key)) and storage.exists(result_key)
+
+
 class InputRecord(BaseModel):
     """One input as the service got it: its storage key or its URL (without query), and its SHA-256."""
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 from blocks import MediaStorage
 from flows.blocks_config import DEFAULT_STORAGE
 from flows.outcome import SwapOutcome, fetch_and_record
-from flows.provenance import JobFacts, OutputOptions, record_key, submission_facts
+from flows.provenance import JobFacts, OutputOptions, submission_facts
 from flows.waiting import stored_event
 
 
@@ -93,14 +93,12 @@ async def store_job(
     get_run_logger().info("task %s stored at %s", job.task_id, storage.uri(key))
     return SwapOutcome(
         operation=operation,
-        status="stored",
+        status="submitted",
         task_id=job.task_id,
         job_id=job_id or "",
         credits=submitted.get("points") or 0,
-        result_key=key,
-        result_uri=storage.uri(key),
-        provenance_key=record_key(key),
-    )
+        result_key=job.result_key,
+    ).stored_in(storage, key)
 
 
 @flow(name="store-result")

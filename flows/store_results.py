@@ -33,7 +33,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from blocks import MediaStorage, WebhookReceiver
 from flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
-from flows.provenance import record_key
+from flows.provenance import is_stored
 from flows.store_result import FinishedJob, store_job, submitted_facts
 from flows.waiting import received_callbacks
 from receiver.events import SUBMITTED, SUCCEEDED, task_resource_id
@@ -158,11 +158,6 @@ async def bulk_submitted_facts(task_ids: Sequence[str]) -> dict[str, dict[str, A
         payload = dict(event.payload)
         facts.setdefault(str(payload.get("task_id")), payload)
     return facts
-
-
-def is_stored(storage: MediaStorage, result_key: str) -> bool:
-    """Whether the result is stored whole: its provenance record is written last."""
-    return storage.exists(record_key(result_key)) and storage.exists(result_key)
 
 
 async def _store_one(
