@@ -27,6 +27,7 @@ logger = logging.getLogger("faceswap.receiver")
 
 MAX_CALLBACK_BYTES = 64 * 1024
 CALLBACK_PATH = "/callbacks"
+UNAUTHORIZED = "send 'Authorization: Bearer <the receiver's signing secret>'"
 
 
 def _refuse(status: int, message: str) -> JSONResponse:
@@ -104,7 +105,7 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
 
     async def task_status(request: Request) -> Response:
         if not authorized(request):
-            return _refuse(401, "send 'Authorization: Bearer <the receiver's signing secret>'")
+            return _refuse(401, UNAUTHORIZED)
         if "job_id" in request.path_params:
             entry = await asyncio.to_thread(inbox.get_by_job, request.path_params["job_id"])
         else:
@@ -117,7 +118,7 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
         """``GET /callbacks?since=<epoch seconds>&store_by=sweep&limit=500``: what arrived since then, oldest
         first (the store-results sweep reads it: exact and immediate, where stored events may lag)."""
         if not authorized(request):
-            return _refuse(401, "send 'Authorization: Bearer <the receiver's signing secret>'")
+            return _refuse(401, UNAUTHORIZED)
         try:
             since = float(request.query_params.get("since", "0"))
             limit = min(max(int(request.query_params.get("limit", "500")), 1), 5000)

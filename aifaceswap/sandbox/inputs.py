@@ -33,11 +33,10 @@ class InputLoader:
 
     async def _download(self, url: str, field: str, max_bytes: int, sink: list[bytes] | Path) -> int:
         try:
-            return await self._download_once(url, field, max_bytes, sink)
-        except _ASK_AGAIN:
-            pass
-        try:
-            return await self._download_once(url, field, max_bytes, sink)
+            try:
+                return await self._download_once(url, field, max_bytes, sink)
+            except _ASK_AGAIN:
+                return await self._download_once(url, field, max_bytes, sink)
         except httpx.HTTPError as error:
             raise InputError(
                 field, f"could not fetch {url} ({type(error).__name__}); the URL must be publicly reachable"
@@ -69,10 +68,6 @@ class InputLoader:
             if size:
                 raise InputError(field, f"the connection to {url} broke while downloading it; try again") from None
             raise
-        except httpx.HTTPError as error:
-            raise InputError(
-                field, f"could not fetch {url} ({type(error).__name__}); the URL must be publicly reachable"
-            ) from None
         if size == 0:
             raise InputError(field, f"{url} is empty: pass a URL of a non-empty file")
         return size
