@@ -209,3 +209,11 @@ def test_servers_start_on_the_given_port(tmp_path: Path, prefect_api: str, args:
 def test_receiver_without_a_secret_refuses_to_start() -> None:
     result = runner.invoke(app, ["receiver"], env={"FACESWAP_RECEIVER_SECRET": ""})
     assert result.exit_code == 1 and "FACESWAP_RECEIVER_SECRET" in result.output
+
+
+def test_run_batch_refuses_items_per_task_below_one(tmp_path: Path) -> None:
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("source_image,face_image\na.png,b.png\n")
+    result = runner.invoke(app, ["run", "batch", str(manifest), "--items-per-task", "0"], env={"COLUMNS": "200"})
+    assert result.exit_code == 2, "refused by the option check, before any flow runs"
+    assert "'--items-per-task': Input should be greater than or equal to 1" in result.output
