@@ -44,6 +44,7 @@ from scale_stack import (
     Processes,
     Stack,
     batch_report,
+    cpu_seconds,
     deploy,
     hook_baseline,
     memory_mb,
@@ -234,12 +235,17 @@ def measure(args: argparse.Namespace, procs: Processes, folder: Path, figures: d
 
     from aifaceswap.sandbox.admin import release_callbacks
 
+    roots = {name: procs.pid(name) for name in procs.running}
+    roots.update({"prefect server": server.process.pid, "postgresql": pg.pid})
+    cpu_before = cpu_seconds(roots)
     released_at = time.time()
     figures["released"] = release_callbacks(stack.sandbox_url, stack.api_key, concurrency=args.release_concurrency)[
         "held"
     ]
     wait_until("every callback received", lambda: inbox_times(stack.inbox)[0] >= expected, args.timeout, 0.2)
+    cpu_after = cpu_seconds(roots)
     count, _first, last = inbox_times(stack.inbox)
+    figures["cpu_while_receiving"] = {name: cpu_after[name] - cpu_before[name] for name in roots}
     figures["callbacks_per_s"] = count / max(last - released_at, 1e-6)
     figures["receive_seconds"] = last - released_at
     wait_until("every event emitted", lambda: samples.rows and samples.rows[-1][3] == 0, args.timeout, 0.5)
@@ -269,6 +275,7 @@ def measure(args: argparse.Namespace, procs: Processes, folder: Path, figures: d
 def report(figures: dict) -> None:
     jobs = figures["jobs"]
     yes = "yes" if figures["batch_before_callbacks"] else "NO"
+    cpu_use = dict(sorted(figures["cpu_while_receiving"].items(), key=lambda item: -item[1]))
     rows = [
         ("jobs (wait=False), 2 process workers, PostgreSQL", f"{jobs}", "", ""),
         (
@@ -294,6 +301,13 @@ def report(figures: dict) -> None:
             f"{figures['rss_peak']:.0f} MB (sampled max {figures['rss_sampled_max']:.0f})",
             f"idle after start {figures['rss_idle']:.0f} MB; bare hook peak {figures['hook_rss_peak']:.0f} MB",
             "< 300 MB",
+        ),
+        (
+            "CPU s used while the callbacks arrived",
+            ", ".join(f"{name} {used:.1f}" for name, used in cpu_use.items()),
+            f"{os.cpu_count()} cores x {figures['receive_seconds']:.0f} s = "
+            f"{(os.cpu_count() or 1) * figures['receive_seconds']:.0f} CPU s",
+            "",
         ),
         ("callback events reach the Prefect API", f"{figures['events_per_s']:.0f} /s", "", ""),
         (

@@ -116,6 +116,11 @@ class PostgresServer:
             time.sleep(0.5)
 
     @property
+    def pid(self) -> int:
+        """The postmaster's PID (its backends are its children)."""
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
+    @property
     def log(self) -> Path:
         assert self.folder is not None
         return self.folder / "server.log"

@@ -107,6 +107,9 @@ def receiver(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     inbox: Annotated[Path, typer.Option(help="The durable inbox (SQLite file).")] = Path(".faceswap/inbox.sqlite"),
     secret: Annotated[str | None, typer.Option(help="Job-token secret (default: $FACESWAP_RECEIVER_SECRET).")] = None,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every HTTP request (the inbox already keeps every callback).")
+    ] = False,
 ) -> None:
     """Serve the webhook receiver: callbacks become Prefect events (needs PREFECT_API_URL).
 
@@ -119,7 +122,7 @@ def receiver(
     secret = secret or os.environ.get("FACESWAP_RECEIVER_SECRET")
     if not secret:
         fail("the receiver needs the job-token secret: pass --secret or set FACESWAP_RECEIVER_SECRET")
-    uvicorn.run(create_app(inbox, secret or ""), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(inbox, secret or ""), host=host, port=port, log_level="info", access_log=access_log)
 
 
 @app.command("media-server")
