@@ -3,9 +3,11 @@
 
 Its deployment is triggered by the first such event, and the reactive trigger then ignores the matching events
 of the next ``within`` seconds (see prefect/server/events/triggers.py: ``evaluate`` starts the next bucket at the
-end of the window, and earlier events are dropped, not deferred). So a run covers that window itself: it reads
-the events from ``since - lookback_seconds`` on, stores what is not stored yet, and sweeps again every
+end of the window, and earlier events are dropped, not deferred). So a run covers that window itself: it finds
+the jobs finished from ``since - lookback_seconds`` on, stores what is not stored yet, and sweeps again every
 ``poll_seconds`` until ``window_seconds + settle_seconds`` after ``since`` have passed and a sweep found nothing new.
+Each sweep reads only what the receiver's inbox took since the previous one; the stored events, read whole, are
+the fallback when the inbox cannot be read and the last check before a run ends (see :class:`JobSource`).
 """
 
 from __future__ import annotations
@@ -119,23 +121,10 @@ def finished_job(payload: dict[str, Any]) -> FinishedJob | None:
         return None
 
 
-async def sweep_jobs(
-    since: datetime, until: datetime, receiver: WebhookReceiver | None = None
-) -> tuple[list[FinishedJob], list[str]]:
-    """The finished sweep jobs (one per task_id) and the ids of success events that name no result: from the
-    stored events (every receiver's), and from ``receiver``'s inbox, which is exact at once (under load the API
-    stores events with a delay, and may drop some)."""
+def jobs_in(payloads: list[dict[str, Any]]) -> tuple[list[FinishedJob], list[str]]:
+    """The finished jobs the payloads name (one per task_id), and the task_ids of those that name no result."""
     jobs: dict[str, FinishedJob] = {}
     unusable = []
-    payloads = [dict(event.payload) for event in await read_all_events(sweep_filter(since, until))]
-    if receiver is not None and receiver.public_url:
-        try:
-            received = await received_callbacks(
-                receiver.public_url, receiver.signing_secret.get_secret_value(), since.timestamp(), store_by=SWEEP
-            )
-            payloads += [e for e in received if e.get("success") and e["received_at"] <= until.timestamp()]
-        except httpx.HTTPError as error:
-            get_run_logger().warning("the receiver's inbox could not be read (%r): stored events only", error)
     for payload in payloads:
         job = finished_job(payload)
         if job is None:
@@ -143,6 +132,39 @@ async def sweep_jobs(
         else:
             jobs.setdefault(job.task_id, job)
     return list(jobs.values()), unusable
+
+
+class JobSource:
+    """Where a sweep finds the succeeded sweep jobs of [since, until]: the receiver's inbox, exact at once and
+    read on from where the previous read ended; and the stored events, which hold every receiver's jobs but lag
+    under load and are read whole (when there is no inbox to read, and before a run ends)."""
+
+    def __init__(self, since: datetime, until: datetime, receiver: WebhookReceiver | None = None) -> None:
+        self.since, self.until = since, until
+        self.receiver = receiver if receiver is not None and receiver.public_url else None
+        self._inbox_from = since.timestamp()
+
+    async def from_inbox(self) -> list[dict[str, Any]] | None:
+        """The callbacks received since the previous read; None when there is no inbox or it cannot be read."""
+        if self.receiver is None:
+            return None
+        try:
+            received = await received_callbacks(
+                self.receiver.public_url,
+                self.receiver.signing_secret.get_secret_value(),
+                self._inbox_from,
+                store_by=SWEEP,
+            )
+        except httpx.HTTPError as error:
+            get_run_logger().warning("the receiver's inbox could not be read (%r): stored events only", error)
+            return None
+        if received:
+            self._inbox_from = max(entry["received_at"] for entry in received)
+        last = self.until.timestamp()
+        return [entry for entry in received if entry.get("success") and entry["received_at"] <= last]
+
+    async def from_stored_events(self) -> list[dict[str, Any]]:
+        return [dict(event.payload) for event in await read_all_events(sweep_filter(self.since, self.until))]
 
 
 async def bulk_submitted_facts(task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -216,6 +238,15 @@ async def store_chunk(
     return outcome
 
 
+async def not_stored(jobs: list[FinishedJob], storages: dict[str, MediaStorage]) -> list[FinishedJob]:
+    """The jobs whose result is not stored whole yet (a later run finds most of its window stored already: they
+    need no task run, nor a read of their submitted events)."""
+    stored = await asyncio.gather(
+        *(asyncio.to_thread(is_stored, storages[job.storage_block or ""], job.result_key) for job in jobs)
+    )
+    return [job for job, done in zip(jobs, stored, strict=True) if not done]
+
+
 async def load_storages(names: set[str], default: str, cache: dict[str, MediaStorage], failed: dict[str, str]) -> None:
     """Load the storage blocks not loaded yet into ``cache`` ("" is ``default``); ``failed`` gets the others."""
     for name in names - set(cache) - set(failed):
@@ -267,7 +298,8 @@ async def store_results(
     after it and until a sweep finds nothing new. Results already stored (their provenance record exists) are
     skipped; each other is stored as store-result would, ``max_concurrency`` at a time, in tasks of
     ``chunk_size`` jobs (``attempts`` tries each), into the storage block its event names (``storage_block``
-    when it names none). Jobs are found in the stored events and in the inbox of ``receiver_block``'s receiver.
+    when it names none). Jobs are found in the inbox of ``receiver_block``'s receiver as they arrive, and in the
+    stored events (every receiver's) when that inbox cannot be read and before the run ends.
     Ends Failed (ResultsNotStored) when some result could not be stored."""
     logger = get_run_logger()
     started = datetime.now(UTC)
@@ -300,8 +332,13 @@ async def store_results(
     progress = await acreate_progress_artifact(
         0.0, key="store-results-progress", description="store-results: share of the jobs found so far handled"
     )
+    source = JobSource(read_from, until, receiver)
     while True:
-        jobs, unusable = await sweep_jobs(read_from, until, receiver)
+        final = datetime.now(UTC) >= until
+        received = await source.from_inbox()
+        jobs, unusable = jobs_in(received if received is not None else await source.from_stored_events())
+        if final and received is not None and not any(job.task_id not in seen for job in jobs):
+            jobs, unusable = jobs_in(await source.from_stored_events())  # before ending: other receivers' jobs too
         report.sweeps += 1
         new = [job for job in jobs if job.task_id not in seen]
         for task_id in (t for t in unusable if t not in seen):
@@ -309,16 +346,21 @@ async def store_results(
         seen.update([job.task_id for job in new] + unusable)
         report.found = len(seen)
         if not new:
-            if datetime.now(UTC) >= until:
+            if final:
                 break
             await asyncio.sleep(poll_seconds)
             continue
-        logger.info("sweep %d: %d new job(s) to store", report.sweeps, len(new))
+        logger.info("sweep %d: %d new job(s)", report.sweeps, len(new))
         await load_storages({job.storage_block or "" for job in new}, storage_block, storages, bad_blocks)
         for job in new:
             if (job.storage_block or "") in bad_blocks:
                 fail(job.task_id, bad_blocks[job.storage_block or ""])
-        storable = [job for job in new if (job.storage_block or "") in storages]
+        candidates = [job for job in new if (job.storage_block or "") in storages]
+        storable = await not_stored(candidates, storages)
+        report.add(ChunkOutcome(already_stored=len(candidates) - len(storable)))
+        logger.info(
+            "sweep %d: %d already stored, %d to store", report.sweeps, len(candidates) - len(storable), len(storable)
+        )
         for start in range(0, len(storable), chunk_size):
             chunk = storable[start : start + chunk_size]
             chunks += 1

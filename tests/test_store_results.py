@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import itertools
 import json
 import time
 import uuid
@@ -28,7 +29,7 @@ from flows.blocks_config import load_services
 from flows.media_tasks import upload
 from flows.provenance import RECORD_SUFFIX, OutputOptions, job_facts, output_parameters
 from flows.store_result import store_result
-from flows.store_results import ResultsNotStored, StoreResultsReport, store_results, sweep_jobs
+from flows.store_results import JobSource, ResultsNotStored, StoreResultsReport, jobs_in, store_results
 from flows.waiting import stored_event
 from receiver.events import SUCCEEDED, post_events, task_resource_id
 from receiver.tokens import JobToken
@@ -104,7 +105,8 @@ def xmp(data: bytes) -> str:
 
 async def test_the_sweep_reads_every_page_of_sweep_events(submitted, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(store_results_module, "PAGE_SIZE", 2)
-    jobs, unusable = await sweep_jobs(submitted["since"], datetime.now(UTC) + timedelta(minutes=1))
+    source = JobSource(submitted["since"], datetime.now(UTC) + timedelta(minutes=1))
+    jobs, unusable = jobs_in(await source.from_stored_events())
     task_ids = [job.task_id for job in jobs]
     assert {job.task_id for job in submitted["sweep"]} <= set(task_ids) and not unusable
     assert submitted["trigger"].task_id not in task_ids, "only store-by=sweep events are swept"
@@ -181,7 +183,8 @@ async def test_one_failure_is_reported_and_the_others_are_stored(stack, submitte
     async with get_client() as client:
         await post_events(client, events)
         for _ in range(60):
-            jobs, _ = await sweep_jobs(occurred - timedelta(seconds=1), occurred + timedelta(seconds=2))
+            source = JobSource(occurred - timedelta(seconds=1), occurred + timedelta(seconds=2))
+            jobs, _ = jobs_in(await source.from_stored_events())
             if len(jobs) == 2:
                 break
             await asyncio.sleep(0.5)
@@ -267,3 +270,51 @@ async def test_a_job_only_the_receivers_inbox_knows_is_stored(stack, submitted) 
     assert await stored_event(task_id) is None
     record = json.loads(stack.storage.read_bytes(f"results/test/{task_id}.png{RECORD_SUFFIX}"))
     assert record["task_id"] == task_id and record["output"]["labelled"] is True
+
+
+async def test_each_sweep_reads_the_inbox_on_from_the_last_and_the_stored_events_before_ending(
+    stack, submitted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read whole at every sweep, the stored events (50 a page) cost the Prefect server most while a flood of
+    callbacks arrives: sweeps read the inbox from where they left off; the stored events are read once, at the end."""
+    inbox_reads: list[tuple[float, list[dict[str, Any]]]] = []
+    read_inbox = store_results_module.received_callbacks
+
+    async def spied_inbox(url: str, secret: str, since: float, **options: Any) -> list[dict[str, Any]]:
+        found = await read_inbox(url, secret, since, **options)
+        inbox_reads.append((since, found))
+        return found
+
+    event_reads = 0
+    read_events = JobSource.from_stored_events
+
+    async def counted_events(self: JobSource) -> list[dict[str, Any]]:
+        nonlocal event_reads
+        event_reads += 1
+        return await read_events(self)
+
+    monkeypatch.setattr(store_results_module, "received_callbacks", spied_inbox)
+    monkeypatch.setattr(JobSource, "from_stored_events", counted_events)
+    task_id = f"sweep-late-{uuid.uuid4().hex[:8]}"
+    real_result = (await stored_event(submitted["sweep"][0].task_id))["result_image"]
+
+    async def arrives_during_the_run() -> None:
+        await asyncio.sleep(1.0)
+        job = JobToken(
+            job_id=f"job-{task_id}", operation="faceswap", result_key=f"results/test/{task_id}.png", store_by="sweep"
+        )
+        stack.receiver.inbox.record(job, TaskCallback(success=1, type=1, task_id=task_id, result_image=real_result))
+        stack.receiver.inbox.mark_emitted([task_id])
+
+    arrival = asyncio.create_task(arrives_during_the_run())
+    report: StoreResultsReport = await sweep_now(submitted["since"], settle_seconds=3)
+    await arrival
+
+    assert f"results/test/{task_id}.png" in report.stored_keys and report.failed == 0
+    assert event_reads == 1, "the stored events are read once, before the run ends"
+    assert len(inbox_reads) >= 3 and inbox_reads[0][0] == submitted["since"].timestamp()
+    for (since, found), (next_since, _) in itertools.pairwise(inbox_reads):
+        assert next_since == max([entry["received_at"] for entry in found], default=since)
+    later = [found for _, found in inbox_reads[1:]]
+    assert any(entry["task_id"] == task_id for found in later for entry in found)
+    assert all(len(found) <= 2 for found in later), "a later read: the entry it starts at, then what is new"
