@@ -54,11 +54,14 @@ async def test_held_callbacks_wait_for_the_release_then_all_arrive(sandbox, clie
         wait_until(lambda: callback_status(sandbox.url, KEY)["held"] == 6)
         time.sleep(0.3)
         assert all(catcher.callbacks(s.task_id) == [] for s in submitted), "held callbacks are not sent"
+        catcher.answer_after, catcher.most_in_flight, catcher.peers = 0.2, 0, []
     finally:
         released = release_callbacks(sandbox.url, KEY, concurrency=2)
     assert released["held"] == 6 and released["hold"] is False
     for job in submitted:
         assert catcher.wait_for(job.task_id)[0]["success"] == 1
+    assert catcher.most_in_flight == 2, "released 2 at once"
+    assert len(set(catcher.peers)) == 2, f"each of the 2 lanes keeps its connection: {catcher.peers}"
     status = callback_status(sandbox.url, KEY)
     assert status["held"] == 0 and status["delivered"] >= 6
 

@@ -95,6 +95,8 @@ class Sandbox:
     async def stop(self) -> None:
         if self.runner:
             await self.runner.close()
+        if self.webhooks:
+            await self.webhooks.close()
         if self._http:
             await self._http.aclose()
         self._tmp.cleanup()
