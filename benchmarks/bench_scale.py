@@ -10,8 +10,8 @@ the webhook receiver, the media server and two ``prefect worker start`` processe
 2. No worker slot held while waiting: the batch flow run is Completed while the N jobs are still waiting for
    their callbacks, and no flow run of the pool is running then.
 3. Callbacks: once every job is done, the sandbox releases all held callbacks at once (64 in flight); the
-   receiver's rate (accepted callbacks/s, from its inbox) and its peak RSS (VmHWM), and how fast its events
-   reach the Prefect API.
+   receiver's rate (accepted callbacks/s, from its inbox) and its peak RSS (VmHWM), how fast its events
+   reach the Prefect API, and the CPU seconds each process (with its children) used meanwhile.
 4. Storage: the time until every result is stored with its provenance record (count == N).
 Baselines in the same run: the receiver's RSS idle right after start; a bare hook endpoint (parse, keep, answer:
 the bare script's webhook server) taking the same N callbacks at the same concurrency.
