@@ -67,8 +67,7 @@ class WebhookSender:
         self._gate = asyncio.Event()
         if not config.hold_callbacks:
             self._gate.set()
-        self._lanes: Lanes | None = None
-        self._closed_lanes: list[Lanes] = []
+        self._releases: list[Lanes] = []  # the lanes of each release, latest last; all closed with the sender
 
     @property
     def holding(self) -> bool:
@@ -80,9 +79,7 @@ class WebhookSender:
 
     def release(self, concurrency: int | None = None) -> int:
         """Deliver every held callback, at most ``concurrency`` at once; returns how many were held."""
-        if self._lanes is not None:
-            self._closed_lanes.append(self._lanes)  # closed with the sender: deliveries may still be using them
-        self._lanes = Lanes(concurrency or self._config.release_concurrency)
+        self._releases.append(Lanes(concurrency or self._config.release_concurrency))
         held = self.held
         self._gate.set()
         return held
@@ -100,15 +97,13 @@ class WebhookSender:
             await self._gate.wait()
         finally:
             self.held -= 1
-        lanes = self._lanes or Lanes(self._config.release_concurrency)
-        self._lanes = lanes
-        async with lanes.lane() as http:
+        async with self._releases[-1].lane() as http:  # the gate opens only in release(), after its lanes exist
             return await self._send(url, callback, http)
 
     async def close(self) -> None:
-        for lanes in [*self._closed_lanes, *([self._lanes] if self._lanes else [])]:
+        for lanes in self._releases:
             await lanes.aclose()
-        self._lanes, self._closed_lanes = None, []
+        self._releases.clear()
 
     async def _send(self, url: str, callback: TaskCallback, http: httpx.AsyncClient) -> bool:
         faults = self._dice.config
