@@ -1,7 +1,7 @@
 """The aifaceswap.io API: its wire contract, prices, errors and an async client. Knows nothing of Prefect."""
 
-from aifaceswap.client import AIFaceSwapClient, ImageInput
-from aifaceswap.errors import (
+from faceswap_flows.aifaceswap.client import AIFaceSwapClient, ImageInput
+from faceswap_flows.aifaceswap.errors import (
     AIFaceSwapError,
     APIError,
     AuthenticationError,
@@ -14,7 +14,7 @@ from aifaceswap.errors import (
     ServerError,
     TransportError,
 )
-from aifaceswap.models import (
+from faceswap_flows.aifaceswap.models import (
     Enhance,
     ExtractBase64FaceData,
     ExtractFaceData,
@@ -24,7 +24,7 @@ from aifaceswap.models import (
     SubmitData,
     TaskCallback,
 )
-from aifaceswap.pricing import Operation, estimate_credits
+from faceswap_flows.aifaceswap.pricing import Operation, estimate_credits
 
 __all__ = [
     "AIFaceSwapClient",

@@ -25,7 +25,7 @@ import certifi
 import httpx
 from pydantic import BaseModel, ValidationError
 
-from aifaceswap.errors import (
+from faceswap_flows.aifaceswap.errors import (
     AIFaceSwapError,
     APIError,
     ConnectionFailedError,
@@ -33,7 +33,7 @@ from aifaceswap.errors import (
     ResponseLostError,
     error_for_status,
 )
-from aifaceswap.models import (
+from faceswap_flows.aifaceswap.models import (
     ApiRequest,
     Envelope,
     ExtractBase64FaceData,

@@ -26,8 +26,8 @@ from pydantic import (
     model_validator,
 )
 
-from aifaceswap.errors import InputValidationError
-from aifaceswap.pricing import Operation, estimate_credits
+from faceswap_flows.aifaceswap.errors import InputValidationError
+from faceswap_flows.aifaceswap.pricing import Operation, estimate_credits
 
 API_PREFIX = "/api/aifaceswap/v1"
 MAX_VIDEO_REFS = 3

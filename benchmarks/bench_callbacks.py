@@ -40,8 +40,8 @@ def row(name: str, values: list[float], target: str = "") -> str:
 async def waiting_latency(stack, jobs: int) -> tuple[list[float], list[float]]:
     import httpx
 
-    from flows.waiting import wait_for_task_callback
-    from receiver import JobToken, sign
+    from faceswap_flows.flows.waiting import wait_for_task_callback
+    from faceswap_flows.receiver import JobToken, sign
 
     latencies, round_trips = [], []
     async with httpx.AsyncClient() as http:
@@ -65,11 +65,11 @@ async def trigger_latency(stack, count: int) -> tuple[list[float], list[float]]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
-    from flows.image_flows import faceswap
+    from faceswap_flows.flows.image_flows import faceswap
 
     env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     served = subprocess.Popen(
-        [sys.executable, "-m", "flows.deployments", "store-result"],
+        [sys.executable, "-m", "faceswap_flows.flows.deployments", "store-result"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -123,8 +123,8 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace) -> None:
-    from flows.demo import write_demo_photos
-    from flows.local_stack import LocalStack
+    from faceswap_flows.flows.demo import write_demo_photos
+    from faceswap_flows.flows.local_stack import LocalStack
 
     with tempfile.TemporaryDirectory() as folder, LocalStack(folder, credits=10_000) as stack:
         stack.photos = dict(zip(("astronaut", "grace"), write_demo_photos(stack.media_dir / "bench"), strict=True))

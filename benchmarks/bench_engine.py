@@ -29,8 +29,8 @@ from matplotlib import cbook
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from aifaceswap.sandbox.vision import FaceEngine, probe_video
-from aifaceswap.sandbox.vision.video import transcode
+from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine, probe_video
+from faceswap_flows.aifaceswap.sandbox.vision.video import transcode
 
 
 def _photos() -> list[np.ndarray]:

@@ -64,7 +64,7 @@ async def bare_script(stack: dict[str, Any], jobs: int, concurrency: int, out: P
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from aifaceswap.http_server import BackgroundServer
+    from faceswap_flows.aifaceswap.http_server import BackgroundServer
 
     hooks = Hooks()
     hooks.loop = asyncio.get_running_loop()
@@ -96,8 +96,8 @@ async def bare_script(stack: dict[str, Any], jobs: int, concurrency: int, out: P
 def serve_stack(folder: str, environment: dict[str, str], ready: Any, stop: Any) -> None:
     """The sandbox, receiver and media server with the blocks saved (in a child process)."""
     os.environ.update(environment)
-    from flows.demo import write_demo_photos
-    from flows.local_stack import LocalStack
+    from faceswap_flows.flows.demo import write_demo_photos
+    from faceswap_flows.flows.local_stack import LocalStack
 
     with LocalStack(folder, credits=10**7) as stack:
         source_path, face_path = write_demo_photos(stack.media_dir / "bench")
@@ -241,7 +241,7 @@ def run_bare(pids: dict[str, int], stack: dict[str, Any], jobs: int, concurrency
 
 
 def run_flow(pids: dict[str, int], manifest: Path, jobs: int, concurrency: int, options: dict[str, Any]) -> Meter:
-    from flows.batch import batch_faceswap
+    from faceswap_flows.flows.batch import batch_faceswap
 
     with Meter(pids) as flow:
         report = asyncio.run(batch_faceswap(str(manifest), max_concurrency=concurrency, **options))

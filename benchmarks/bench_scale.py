@@ -86,7 +86,7 @@ def write_inputs(stack: Stack, folder: Path, jobs: int) -> tuple[Path, list[tupl
     """The demo photos (and their mirror images) in storage; a JSONL manifest cycling through 4 distinct pairs."""
     from PIL import Image, ImageOps
 
-    from flows.demo import write_demo_photos
+    from faceswap_flows.flows.demo import write_demo_photos
 
     astronaut, grace = write_demo_photos(stack.media_dir / "bench")
     mirrored = []
@@ -121,7 +121,7 @@ def inbox_times(inbox: Path) -> tuple[int, float, float]:
 
 
 def held(stack: Stack) -> dict:
-    from aifaceswap.sandbox.admin import callback_status
+    from faceswap_flows.aifaceswap.sandbox.admin import callback_status
 
     return callback_status(stack.sandbox_url, stack.api_key)
 
@@ -233,7 +233,7 @@ def measure(args: argparse.Namespace, procs: Processes, folder: Path, figures: d
     expected = figures["submitted"]  # items the service refused (see the batch report) have no callback
     wait_until("every job done and its callback held", lambda: held(stack)["held"] >= expected, args.timeout)
 
-    from aifaceswap.sandbox.admin import release_callbacks
+    from faceswap_flows.aifaceswap.sandbox.admin import release_callbacks
 
     roots = {name: procs.pid(name) for name in procs.running}
     roots.update({"prefect server": server.process.pid, "postgresql": pg.pid})

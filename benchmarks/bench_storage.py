@@ -30,7 +30,7 @@ def child(mode: str, endpoint: str, path: str, bucket: str) -> None:
     """One upload in this (fresh) process; prints seconds and peak RSS as JSON."""
     import s3fs
 
-    from blocks import MediaStorage
+    from faceswap_flows.blocks import MediaStorage
 
     started = time.perf_counter()
     if mode == "media-storage":
@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=1024)
     args = parser.parse_args()
-    from flows.local_prefect import free_port
+    from faceswap_flows.flows.local_prefect import free_port
 
     port = free_port()
     moto = subprocess.Popen(

@@ -19,7 +19,7 @@ import httpx
 import yaml
 from local_prefect_env import ROOT
 
-from flows.local_prefect import free_port
+from faceswap_flows.flows.local_prefect import free_port
 
 POOL = "bench-pool"
 BATCH_DEPLOYMENT = "bench-batch"
@@ -161,8 +161,8 @@ def start_services(procs: Processes, folder: Path, env: dict[str, str], *, relea
 
 
 def save_blocks(stack: Stack) -> None:
-    from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-    from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
+    from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+    from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
 
     AIFaceSwapCredentials(api_key=stack.api_key, base_url=stack.sandbox_url).save(DEFAULT_CREDENTIALS, overwrite=True)
     MediaStorage(basepath=str(stack.media_dir), public_base_url=stack.media_url).save(DEFAULT_STORAGE, overwrite=True)
@@ -326,7 +326,7 @@ def hook_baseline(
 ) -> tuple[float, float, float]:
     """(callbacks/s, idle RSS MB, peak RSS MB) of the bare hook endpoint taking ``count`` released callbacks."""
 
-    from aifaceswap.sandbox.admin import callback_status, hold_callbacks, release_callbacks
+    from faceswap_flows.aifaceswap.sandbox.admin import callback_status, hold_callbacks, release_callbacks
 
     port = free_port()
     process = procs.start("hook-baseline", [sys.executable, __file__, "--hook-server", str(port)], env)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from aifaceswap.client import DEFAULT_BASE_URL, AIFaceSwapClient, shared_http_client
+from faceswap_flows.aifaceswap.client import DEFAULT_BASE_URL, AIFaceSwapClient, shared_http_client
 
 
 class AIFaceSwapCredentials(Block):
@@ -13,7 +13,7 @@ class AIFaceSwapCredentials(Block):
 
     Example:
         ```python
-        from blocks import AIFaceSwapCredentials
+        from faceswap_flows.blocks import AIFaceSwapCredentials
 
         AIFaceSwapCredentials(api_key="sk-...", base_url="http://127.0.0.1:8700").save("sandbox", overwrite=True)
         async with AIFaceSwapCredentials.load("sandbox").get_client() as client:

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from aifaceswap.http_server import BackgroundServer
+from faceswap_flows.aifaceswap.http_server import BackgroundServer
 
 
 def media_app(folder: str | Path) -> Starlette:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
-from receiver.app import CALLBACK_PATH
-from receiver.tokens import JobToken, sign
+from faceswap_flows.receiver.app import CALLBACK_PATH
+from faceswap_flows.receiver.tokens import JobToken, sign
 
 
 class WebhookReceiver(Block):
@@ -14,7 +14,7 @@ class WebhookReceiver(Block):
 
     Example:
         ```python
-        from blocks import WebhookReceiver
+        from faceswap_flows.blocks import WebhookReceiver
 
         WebhookReceiver(public_url="https://hooks.example.com", signing_secret="long-random").save("default")
         ```

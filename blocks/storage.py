@@ -43,7 +43,7 @@ class MediaStorage(WritableFileSystem):
 
     Example:
         ```python
-        from blocks import MediaStorage
+        from faceswap_flows.blocks import MediaStorage
 
         storage = MediaStorage(basepath="s3://media/faceswap", endpoint_url="http://127.0.0.1:9000",
                                aws_access_key_id="key", aws_secret_access_key="secret")

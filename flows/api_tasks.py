@@ -17,13 +17,13 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run, task_run
 from pydantic import BaseModel
 
-from aifaceswap.errors import AIFaceSwapError, ResponseLostError
-from aifaceswap.models import ApiRequest, FaceBox
-from blocks import AIFaceSwapCredentials, WebhookReceiver
-from flows.provenance import JobFacts, run_facts
-from flows.waiting import ArrivedCallback, CallbackTimeout, arrived_callback, wait_for_task_callback
-from receiver.events import SUBMITTED, related_flow_run, task_resource_id
-from receiver.tokens import JobToken
+from faceswap_flows.aifaceswap.errors import AIFaceSwapError, ResponseLostError
+from faceswap_flows.aifaceswap.models import ApiRequest, FaceBox
+from faceswap_flows.blocks import AIFaceSwapCredentials, WebhookReceiver
+from faceswap_flows.flows.provenance import JobFacts, run_facts
+from faceswap_flows.flows.waiting import ArrivedCallback, CallbackTimeout, arrived_callback, wait_for_task_callback
+from faceswap_flows.receiver.events import SUBMITTED, related_flow_run, task_resource_id
+from faceswap_flows.receiver.tokens import JobToken
 
 
 class JobFailed(RuntimeError):

@@ -8,8 +8,8 @@ import re
 from PIL import Image, ImageDraw
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from aifaceswap.models import FaceBox
-from blocks import MediaStorage, StorageError
+from faceswap_flows.aifaceswap.models import FaceBox
+from faceswap_flows.blocks import MediaStorage, StorageError
 
 
 def artifact_key(*parts: str) -> str:

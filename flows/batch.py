@@ -22,16 +22,22 @@ from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field, ValidationError
 
-from aifaceswap.errors import InputValidationError
-from aifaceswap.models import FaceSwapRequest
-from aifaceswap.pricing import estimate_credits
-from blocks import MediaStorage
-from flows.artifacts import artifact_key, credits_artifact
-from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, Services, load_services
-from flows.labels import WatermarkCorner
-from flows.media_tasks import StagedMedia, stage
-from flows.outcome import submit_and_finish, worth_another_attempt
-from flows.provenance import OutputOptions, job_facts, write_manifest
+from faceswap_flows.aifaceswap.errors import InputValidationError
+from faceswap_flows.aifaceswap.models import FaceSwapRequest
+from faceswap_flows.aifaceswap.pricing import estimate_credits
+from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.artifacts import artifact_key, credits_artifact
+from faceswap_flows.flows.blocks_config import (
+    DEFAULT_CREDENTIALS,
+    DEFAULT_RECEIVER,
+    DEFAULT_STORAGE,
+    Services,
+    load_services,
+)
+from faceswap_flows.flows.labels import WatermarkCorner
+from faceswap_flows.flows.media_tasks import StagedMedia, stage
+from faceswap_flows.flows.outcome import submit_and_finish, worth_another_attempt
+from faceswap_flows.flows.provenance import OutputOptions, job_facts, write_manifest
 
 STAGING_CONCURRENCY = 8
 ITEMS_PER_TASK = 25

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
 
 DEFAULT_CREDENTIALS = "aifaceswap"
 DEFAULT_STORAGE = "faceswap-media"

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from flows.cli_setup import blocks_app, deploy, estimate_app
+from faceswap_flows.flows.cli_setup import blocks_app, deploy, estimate_app
 
 app = typer.Typer(
     help="Face-swap pipelines on Prefect 3 over the aifaceswap API, with an offline sandbox of the API.",
@@ -40,7 +40,7 @@ def demo(
 
     Example: faceswap-flows demo
     """
-    from flows.demo import run_demo
+    from faceswap_flows.flows.demo import run_demo
 
     try:
         run_demo(workdir)
@@ -76,7 +76,7 @@ def sandbox(
 
     Example: faceswap-flows sandbox --port 8700 --api-key KEY --credits 1000
     """
-    from aifaceswap.sandbox import FaultConfig, SandboxConfig, serve_forever
+    from faceswap_flows.aifaceswap.sandbox import FaultConfig, SandboxConfig, serve_forever
 
     faults = FaultConfig(
         fail_rate=fail_rate,
@@ -117,7 +117,7 @@ def receiver(
     """
     import uvicorn
 
-    from receiver import create_app
+    from faceswap_flows.receiver import create_app
 
     secret = secret or os.environ.get("FACESWAP_RECEIVER_SECRET")
     if not secret:
@@ -134,7 +134,7 @@ def media_server(
     """Publish a local storage folder over HTTP so the sandbox can fetch inputs (set public_base_url to it)."""
     import uvicorn
 
-    from blocks.media_server import media_app
+    from faceswap_flows.blocks.media_server import media_app
 
     uvicorn.run(media_app(folder), host=host, port=port, log_level="info")
 
@@ -169,13 +169,13 @@ def _console_without_tracebacks() -> None:
 
 
 def _run_flow(coroutine: object) -> None:
-    from aifaceswap.errors import AIFaceSwapError
+    from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 
     _console_without_tracebacks()
     try:
         outcome = asyncio.run(coroutine)  # type: ignore[arg-type]
     except (AIFaceSwapError, ValueError, TimeoutError, RuntimeError) as error:
-        from flows.local_prefect import drain_prefect_workers
+        from faceswap_flows.flows.local_prefect import drain_prefect_workers
 
         drain_prefect_workers()
         fail(f"{type(error).__name__}: {error}")
@@ -190,7 +190,7 @@ def run_faceswap(
     max_credits: MaxCredits = None,
 ) -> None:
     """Run the faceswap flow. Example: faceswap-flows run faceswap --source a.jpg --face b.jpg"""
-    from flows.image_flows import faceswap
+    from faceswap_flows.flows.image_flows import faceswap
 
     _run_flow(faceswap(source, face, wait=wait, max_credits=max_credits))
 
@@ -205,7 +205,7 @@ TrimEnd = Annotated[float | None, typer.Option(help="Keep the video up to this s
 @run_app.command("extract-faces")
 def run_extract_faces(image: Annotated[str, typer.Argument(help="The image (path, storage key or URL).")]) -> None:
     """Find and number the faces of an image. Example: faceswap-flows run extract-faces team.jpg"""
-    from flows.image_flows import extract_faces
+    from faceswap_flows.flows.image_flows import extract_faces
 
     _run_flow(extract_faces(image))
 
@@ -220,7 +220,7 @@ def run_multi_faceswap(
     max_credits: MaxCredits = None,
 ) -> None:
     """Replace several faces. Example: faceswap-flows run multi-faceswap --source team.jpg --face me.jpg --index 2"""
-    from flows.image_flows import multi_faceswap
+    from faceswap_flows.flows.image_flows import multi_faceswap
 
     _run_flow(
         multi_faceswap(source, face, face_indexes=index, reference_images=reference, wait=wait, max_credits=max_credits)
@@ -238,7 +238,7 @@ def run_video_faceswap(
     max_credits: MaxCredits = None,
 ) -> None:
     """Swap one face through a video. Example: faceswap-flows run video-faceswap --video a.mp4 --face me.jpg"""
-    from flows.video_flows import video_faceswap
+    from faceswap_flows.flows.video_flows import video_faceswap
 
     _run_flow(
         video_faceswap(
@@ -263,7 +263,7 @@ def run_multi_video_faceswap(
 
     Example: faceswap-flows run multi-video-faceswap --video panel.mp4 --face a.jpg --face b.jpg --frame-time 2
     """
-    from flows.video_flows import multi_video_faceswap
+    from faceswap_flows.flows.video_flows import multi_video_faceswap
 
     _run_flow(
         multi_video_faceswap(
@@ -290,7 +290,7 @@ def run_batch(
     ] = 25,
 ) -> None:
     """Run the batch flow. Example: faceswap-flows run batch manifest.csv --max-credits 100"""
-    from flows.batch import batch_faceswap
+    from faceswap_flows.flows.batch import batch_faceswap
 
     _run_flow(
         batch_faceswap(
@@ -310,7 +310,7 @@ def run_store_results(
 
     Example: faceswap-flows run store-results --since 2024-05-01T00:00:00
     """
-    from flows.store_results import store_results
+    from faceswap_flows.flows.store_results import store_results
 
     _run_flow(
         store_results(
@@ -330,7 +330,7 @@ def serve(
 
     Example: faceswap-flows serve store-result faceswap
     """
-    from flows.deployments import serve_deployments
+    from faceswap_flows.flows.deployments import serve_deployments
 
     serve_deployments(names or ["store-result"])
 
@@ -338,7 +338,7 @@ def serve(
 @app.command()
 def collect(task_id: Annotated[str, typer.Argument(help="The task_id whose result to store.")]) -> None:
     """Store the result of a job whose wait timed out (from its callback event)."""
-    from flows.store_result import store_result
+    from faceswap_flows.flows.store_result import store_result
 
     _run_flow(store_result(task_id))
 
@@ -356,7 +356,7 @@ def audit(
 
     Example: faceswap-flows audit results/faceswap/0123456789abcdef.png
     """
-    from flows.provenance import audit_report
+    from faceswap_flows.flows.provenance import audit_report
 
     report, ok = audit_report(target, storage_block)
     typer.echo(report)

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from aifaceswap.pricing import estimate_credits
+from faceswap_flows.aifaceswap.pricing import estimate_credits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,7 +32,7 @@ def _say(credits: int, detail: str) -> None:
 
 
 def _video_seconds(video: Path, trim_start: float | None, trim_end: float | None) -> float:
-    from flows.video_tools import VideoError, video_facts
+    from faceswap_flows.flows.video_tools import VideoError, video_facts
 
     try:
         duration = video_facts(video).duration
@@ -115,8 +115,8 @@ def estimate_batch(manifest: Annotated[Path, typer.Argument(help="CSV or JSONL m
 
 @blocks_app.command("register")
 def register_blocks() -> None:
-    """Register the block types with the Prefect API (what `prefect block register -m blocks` does)."""
-    from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+    """Register the block types with the Prefect API (what `prefect block register -m faceswap_flows.blocks` does)."""
+    from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
 
     for block in (AIFaceSwapCredentials, MediaStorage, WebhookReceiver):
         block.register_type_and_schema()
@@ -143,8 +143,8 @@ def create_blocks(
 
     Example: AIFACESWAP_API_KEY=... faceswap-flows blocks create --storage s3://media/faceswap
     """
-    from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-    from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
+    from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+    from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
 
     if not api_key:
         fail("api_key: pass --api-key or set AIFACESWAP_API_KEY")

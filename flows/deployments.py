@@ -1,5 +1,5 @@
 """The project's deployments as prefect.yaml declares them, served from this process (no work pool needed):
-``python -m flows.deployments [NAME ...]`` or ``faceswap-flows serve [NAME ...]``."""
+``python -m faceswap_flows.flows.deployments [NAME ...]`` or ``faceswap-flows serve [NAME ...]``."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def declared_triggers(name: str, project_file: Path = PROJECT_FILE) -> list[Depl
 def load_flow(entrypoint: str) -> Flow[..., Any]:
     """The flow object of an entrypoint like ``flows/image_flows.py:faceswap``."""
     path, _, attribute = entrypoint.partition(":")
-    module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+    module = importlib.import_module("faceswap_flows." + path.removesuffix(".py").replace("/", "."))
     return getattr(module, attribute)
 
 

@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from aifaceswap.models import FaceBox
+from faceswap_flows.aifaceswap.models import FaceBox
 
 SIGNATURE_SIZE = 64
 GRID = 4

@@ -10,20 +10,20 @@ from prefect import flow, task
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from aifaceswap.client import tls_context
-from aifaceswap.errors import InputValidationError
-from aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest
-from aifaceswap.pricing import estimate_credits
-from blocks import MediaStorage
-from flows.api_tasks import extract_faces as extract_faces_task
-from flows.artifacts import artifact_key, faces_artifact
-from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
-from flows.budget import check_budget
-from flows.face_matching import crop, load_image, most_similar
-from flows.labels import WatermarkCorner
-from flows.media_tasks import is_url, upload
-from flows.outcome import SwapOutcome, submit_and_finish
-from flows.provenance import OutputOptions, job_facts
+from faceswap_flows.aifaceswap.client import tls_context
+from faceswap_flows.aifaceswap.errors import InputValidationError
+from faceswap_flows.aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest
+from faceswap_flows.aifaceswap.pricing import estimate_credits
+from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.api_tasks import extract_faces as extract_faces_task
+from faceswap_flows.flows.artifacts import artifact_key, faces_artifact
+from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
+from faceswap_flows.flows.budget import check_budget
+from faceswap_flows.flows.face_matching import crop, load_image, most_similar
+from faceswap_flows.flows.labels import WatermarkCorner
+from faceswap_flows.flows.media_tasks import is_url, upload
+from faceswap_flows.flows.outcome import SwapOutcome, submit_and_finish
+from faceswap_flows.flows.provenance import OutputOptions, job_facts
 
 
 class DetectedFaces(BaseModel):

@@ -27,7 +27,7 @@ import av
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel, Field
 
-from aifaceswap.models import sniff_image_type
+from faceswap_flows.aifaceswap.models import sniff_image_type
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeSynthetic"
 IPTC_EXT_NS = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"

@@ -11,12 +11,12 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from aifaceswap.sandbox import SandboxConfig, SandboxServer
-from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-from blocks.media_server import MediaServer
-from flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
-from flows.local_prefect import port_is_free
-from receiver import ReceiverServer
+from faceswap_flows.aifaceswap.sandbox import SandboxConfig, SandboxServer
+from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+from faceswap_flows.blocks.media_server import MediaServer
+from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
+from faceswap_flows.flows.local_prefect import port_is_free
+from faceswap_flows.receiver import ReceiverServer
 
 
 def _port(preferred: int | None) -> int:

@@ -16,12 +16,12 @@ import httpx
 from prefect import task
 from prefect.logging import get_run_logger
 
-from aifaceswap.client import shared_http_client, tls_context
-from aifaceswap.errors import InputValidationError
-from aifaceswap.models import sniff_image_type
-from blocks import MediaStorage
-from flows.labels import SyntheticLabel, WatermarkCorner, draw_watermark, label_image, label_video
-from flows.video_tools import VideoError, VideoFacts, trim_video, video_facts
+from faceswap_flows.aifaceswap.client import shared_http_client, tls_context
+from faceswap_flows.aifaceswap.errors import InputValidationError
+from faceswap_flows.aifaceswap.models import sniff_image_type
+from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.labels import SyntheticLabel, WatermarkCorner, draw_watermark, label_image, label_video
+from faceswap_flows.flows.video_tools import VideoError, VideoFacts, trim_video, video_facts
 
 DOWNLOAD_CHUNK = 1024 * 1024
 _log = logging.getLogger("faceswap.flows")

@@ -11,10 +11,10 @@ from prefect.results import get_result_store
 from prefect.transactions import CommitMode, atransaction
 from pydantic import BaseModel
 
-from aifaceswap.errors import AIFaceSwapError
-from aifaceswap.models import SubmitRequest, validate_model
-from blocks import MediaStorage, WebhookReceiver
-from flows.api_tasks import (
+from faceswap_flows.aifaceswap.errors import AIFaceSwapError
+from faceswap_flows.aifaceswap.models import SubmitRequest, validate_model
+from faceswap_flows.blocks import MediaStorage, WebhookReceiver
+from faceswap_flows.flows.api_tasks import (
     JobFailed,
     SubmissionOutcomeUnknown,
     SubmittedJob,
@@ -24,13 +24,20 @@ from flows.api_tasks import (
     submit,
     wait_for_callback,
 )
-from flows.artifacts import before_after_artifact, credits_artifact
-from flows.blocks_config import Services
-from flows.labels import SyntheticLabel
-from flows.media_tasks import fetch_result
-from flows.provenance import JobFacts, OutputOptions, is_stored, output_parameters, record_key, record_provenance
-from flows.waiting import CallbackTimeout
-from receiver.tokens import JobToken
+from faceswap_flows.flows.artifacts import before_after_artifact, credits_artifact
+from faceswap_flows.flows.blocks_config import Services
+from faceswap_flows.flows.labels import SyntheticLabel
+from faceswap_flows.flows.media_tasks import fetch_result
+from faceswap_flows.flows.provenance import (
+    JobFacts,
+    OutputOptions,
+    is_stored,
+    output_parameters,
+    record_key,
+    record_provenance,
+)
+from faceswap_flows.flows.waiting import CallbackTimeout
+from faceswap_flows.receiver.tokens import JobToken
 
 
 class SwapOutcome(BaseModel):

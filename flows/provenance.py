@@ -33,11 +33,11 @@ from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 from pydantic import BaseModel, Field, field_validator
 
-from aifaceswap.models import sniff_image_type
-from blocks import MediaStorage
-from flows.labels import DIGITAL_SOURCE_TYPE, SyntheticLabel, WatermarkCorner, embedded_label, utc_now
-from flows.media_tasks import StagedMedia
-from receiver.events import SUBMITTED, task_resource_id
+from faceswap_flows.aifaceswap.models import sniff_image_type
+from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.labels import DIGITAL_SOURCE_TYPE, SyntheticLabel, WatermarkCorner, embedded_label, utc_now
+from faceswap_flows.flows.media_tasks import StagedMedia
+from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 
 RECORD_SUFFIX = ".provenance.json"
 RECORD_VERSION = "faceswap-flows/provenance/1"

@@ -11,11 +11,11 @@ from prefect import flow
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from blocks import MediaStorage
-from flows.blocks_config import DEFAULT_STORAGE
-from flows.outcome import SwapOutcome, fetch_and_record
-from flows.provenance import JobFacts, OutputOptions, submission_facts
-from flows.waiting import stored_event
+from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.blocks_config import DEFAULT_STORAGE
+from faceswap_flows.flows.outcome import SwapOutcome, fetch_and_record
+from faceswap_flows.flows.provenance import JobFacts, OutputOptions, submission_facts
+from faceswap_flows.flows.waiting import stored_event
 
 
 class ResultNotAvailable(RuntimeError):

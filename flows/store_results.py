@@ -33,12 +33,12 @@ from prefect.events.filters import (
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field, ValidationError
 
-from blocks import MediaStorage, WebhookReceiver
-from flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
-from flows.provenance import is_stored
-from flows.store_result import FinishedJob, store_job, submitted_facts
-from flows.waiting import received_callbacks
-from receiver.events import SUBMITTED, SUCCEEDED, task_resource_id
+from faceswap_flows.blocks import MediaStorage, WebhookReceiver
+from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
+from faceswap_flows.flows.provenance import is_stored
+from faceswap_flows.flows.store_result import FinishedJob, store_job, submitted_facts
+from faceswap_flows.flows.waiting import received_callbacks
+from faceswap_flows.receiver.events import SUBMITTED, SUCCEEDED, task_resource_id
 
 STORE_BY_LABEL = "aifaceswap.store-by"
 SWEEP = "sweep"

@@ -22,9 +22,9 @@ from prefect.events import Event
 from prefect.events.clients import get_events_subscriber
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-from aifaceswap.client import shared_http_client
-from aifaceswap.models import TaskCallback
-from receiver.events import FAILED, SUCCEEDED, task_resource_id
+from faceswap_flows.aifaceswap.client import shared_http_client
+from faceswap_flows.aifaceswap.models import TaskCallback
+from faceswap_flows.receiver.events import FAILED, SUCCEEDED, task_resource_id
 
 logger = logging.getLogger("faceswap.flows")
 

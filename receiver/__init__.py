@@ -3,9 +3,9 @@
 Start it with ``faceswap-flows receiver --port 8701`` or, in tests, ``ReceiverServer(inbox, secret)``.
 """
 
-from receiver.app import ReceiverServer, create_app
-from receiver.events import FAILED, SUBMITTED, SUCCEEDED, task_resource_id
-from receiver.tokens import JobToken, TokenError, sign, verify
+from faceswap_flows.receiver.app import ReceiverServer, create_app
+from faceswap_flows.receiver.events import FAILED, SUBMITTED, SUCCEEDED, task_resource_id
+from faceswap_flows.receiver.tokens import JobToken, TokenError, sign, verify
 
 __all__ = [
     "FAILED",

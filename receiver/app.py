@@ -17,11 +17,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from aifaceswap.http_server import BackgroundServer
-from aifaceswap.models import TaskCallback, describe_validation_error
-from receiver.events import Emitter
-from receiver.inbox import GroupCommitter, Inbox, InboxEntry, Outcome
-from receiver.tokens import DEFAULT_MAX_AGE_SECONDS, TokenError, verify
+from faceswap_flows.aifaceswap.http_server import BackgroundServer
+from faceswap_flows.aifaceswap.models import TaskCallback, describe_validation_error
+from faceswap_flows.receiver.events import Emitter
+from faceswap_flows.receiver.inbox import GroupCommitter, Inbox, InboxEntry, Outcome
+from faceswap_flows.receiver.tokens import DEFAULT_MAX_AGE_SECONDS, TokenError, verify
 
 logger = logging.getLogger("faceswap.receiver")
 

@@ -12,7 +12,7 @@ from typing import Any
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.events import Event
 
-from receiver.inbox import Inbox, InboxEntry
+from faceswap_flows.receiver.inbox import Inbox, InboxEntry
 
 logger = logging.getLogger("faceswap.receiver")
 

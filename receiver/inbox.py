@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from aifaceswap.models import TaskCallback
-from receiver.tokens import JobToken
+from faceswap_flows.aifaceswap.models import TaskCallback
+from faceswap_flows.receiver.tokens import JobToken
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS callbacks (

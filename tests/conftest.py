@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from flows.local_prefect import LocalPrefectServer
+from faceswap_flows.flows.local_prefect import LocalPrefectServer
 
 # Points this process at the session's Prefect server; nothing above imports Prefect.
 from tests.support import PREFECT_SERVER, RECEIVER_SECRET, S3_KEY_ID, S3_SECRET, SANDBOX_KEY, STACK_BLOCKS
 
 if TYPE_CHECKING:
-    from flows.local_stack import LocalStack
+    from faceswap_flows.flows.local_stack import LocalStack
     from tests.sandbox_helpers import WebhookCatcher
 
 
@@ -56,7 +56,7 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3_storage(s3_endpoint: str):
     """A MediaStorage on a fresh bucket of the moto server."""
-    from blocks import MediaStorage
+    from faceswap_flows.blocks import MediaStorage
 
     bucket = f"media-{uuid.uuid4().hex[:10]}"
     storage = MediaStorage(
@@ -72,7 +72,7 @@ def s3_storage(s3_endpoint: str):
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Path]]]:
     """The test photos behind a file server on loopback: (its URL, the files by name)."""
-    from blocks.media_server import MediaServer
+    from faceswap_flows.blocks.media_server import MediaServer
     from tests.media import make_photo_folder
 
     folder = tmp_path_factory.mktemp("media")
@@ -94,7 +94,7 @@ def catcher() -> Iterator[WebhookCatcher]:
 def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Everything a flow needs, running for real on loopback: sandbox, receiver, media server, the blocks saved
     under the default names; plus ``files`` (test photos) and ``folder``."""
-    from flows.local_stack import LocalStack
+    from faceswap_flows.flows.local_stack import LocalStack
     from tests.media import make_photo_folder
 
     root = tmp_path_factory.mktemp("stack")
@@ -116,7 +116,7 @@ def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 @pytest.fixture
 def faults(stack: LocalStack) -> Iterator[Callable[..., None]]:
     """Switch the sandbox's faults on for one test (``faults(drop_webhook_rate=1.0)``); all off afterwards."""
-    from aifaceswap.sandbox import FaultConfig
+    from faceswap_flows.aifaceswap.sandbox import FaultConfig
 
     def switch(**settings: object) -> None:
         stack.sandbox.sandbox.set_faults(FaultConfig(**settings))

@@ -40,7 +40,7 @@ def read_image(data: bytes) -> np.ndarray:
 
 def inner_face(image: np.ndarray, inner: float = 0.6) -> np.ndarray:
     """The central part of the largest detected face (eyes, nose, mouth: what a swap replaces), normalised grey."""
-    from aifaceswap.sandbox.vision import FaceEngine
+    from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 
     boxes = FaceEngine().detect(image)
     assert boxes, "no face found to compare"

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from aifaceswap.http_server import BackgroundServer
+from faceswap_flows.aifaceswap.http_server import BackgroundServer
 
 
 class WebhookCatcher(BackgroundServer):

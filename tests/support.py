@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from flows.local_prefect import LocalPrefectServer, free_port
+from faceswap_flows.flows.local_prefect import LocalPrefectServer, free_port
 
 PREFECT_SERVER = LocalPrefectServer(tempfile.mkdtemp(prefix="faceswap-tests-prefect-"), port=free_port())
 os.environ["PREFECT_HOME"] = str(PREFECT_SERVER.home)
@@ -39,12 +39,12 @@ def restore_stack_blocks() -> None:
 
 @contextmanager
 def served_deployments(names: list[str], prefect_api: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """``python -m flows.deployments NAME ...`` (the deployments of prefect.yaml, served with their triggers,
-    polling every second) in a process group of its own, stopped at the end; its output goes to ``log``."""
+    """``python -m faceswap_flows.flows.deployments NAME ...`` (the deployments of prefect.yaml, served with their
+    triggers, polling every second) in a process group of its own, stopped at the end; its output goes to ``log``."""
     env = {**os.environ, "PREFECT_API_URL": prefect_api, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     with log.open("wb") as handle:
         process = subprocess.Popen(
-            [sys.executable, "-m", "flows.deployments", *names],
+            [sys.executable, "-m", "faceswap_flows.flows.deployments", *names],
             cwd=Path(__file__).resolve().parent.parent,
             env=env,
             stdout=handle,
@@ -65,7 +65,7 @@ def served_deployments(names: list[str], prefect_api: str, log: Path) -> Iterato
 
 def sweep_now(since: Any, **options: Any) -> Any:
     """A store-results sweep run of what has already happened since ``since`` (no window to wait for)."""
-    from flows.store_results import store_results
+    from faceswap_flows.flows.store_results import store_results
 
     settings = {"lookback_seconds": 0, "window_seconds": 0, "settle_seconds": 0, "poll_seconds": 0.5}
     return store_results(since=since, **{**settings, **options})

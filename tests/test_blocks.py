@@ -8,9 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aifaceswap import AIFaceSwapClient
-from blocks import AIFaceSwapCredentials, MediaStorage, StorageError
-from blocks.media_server import MediaServer
+from faceswap_flows.aifaceswap import AIFaceSwapClient
+from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, StorageError
+from faceswap_flows.blocks.media_server import MediaServer
 from tests.support import S3_SECRET
 
 

@@ -15,8 +15,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from flows.local_prefect import free_port
+from faceswap_flows.flows.cli import app
+from faceswap_flows.flows.local_prefect import free_port
 from tests.vision import photos
 
 runner = CliRunner()
@@ -94,7 +94,7 @@ def test_errors_are_one_readable_line(clip: Path, args: list[str], says: str) ->
 
 
 def test_blocks_create_and_register(prefect_api: str, tmp_path: Path) -> None:
-    from blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+    from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
 
     env = {"AIFACESWAP_API_KEY": "cli-key", "FACESWAP_STORAGE": str(tmp_path / "media")}
     created = runner.invoke(

@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import Route
 
-from aifaceswap import (
+from faceswap_flows.aifaceswap import (
     AIFaceSwapClient,
     AuthenticationError,
     ConnectionFailedError,
@@ -23,8 +23,8 @@ from aifaceswap import (
     ResponseLostError,
     ServerError,
 )
-from aifaceswap.errors import APIError
-from aifaceswap.http_server import BackgroundServer
+from faceswap_flows.aifaceswap.errors import APIError
+from faceswap_flows.aifaceswap.http_server import BackgroundServer
 from tests.test_models import tiny_png
 
 HOOK = "https://hooks.example.com/cb"

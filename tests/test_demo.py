@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.demo import run_demo
+from faceswap_flows.flows.demo import run_demo
 from tests.media import likeness, read_image
 from tests.vision import photos
 

@@ -20,9 +20,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
 from prefect.states import Scheduled
 
-from flows.image_flows import faceswap
-from flows.store_result import store_result
-from flows.waiting import CallbackTimeout
+from faceswap_flows.flows.image_flows import faceswap
+from faceswap_flows.flows.store_result import store_result
+from faceswap_flows.flows.waiting import CallbackTimeout
 from tests.drill_report import record
 from tests.support import SANDBOX_KEY
 
@@ -194,7 +194,7 @@ def served_faceswap(stack, prefect_api: str, tmp_path: Path):
     def start() -> subprocess.Popen[bytes]:
         with log.open("ab") as handle:
             process = subprocess.Popen(
-                [sys.executable, "-m", "flows.deployments", "faceswap"],
+                [sys.executable, "-m", "faceswap_flows.flows.deployments", "faceswap"],
                 cwd=ROOT,
                 env=env,
                 stdout=handle,

@@ -9,10 +9,10 @@ import httpx
 import pytest
 from prefect.client.orchestration import get_client
 
-from aifaceswap.errors import InvalidRequestError
-from flows.batch import batch_faceswap
-from flows.budget import BudgetExceeded
-from flows.image_flows import extract_faces, faceswap, multi_faceswap
+from faceswap_flows.aifaceswap.errors import InvalidRequestError
+from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.budget import BudgetExceeded
+from faceswap_flows.flows.image_flows import extract_faces, faceswap, multi_faceswap
 from tests.media import likeness, read_image
 from tests.vision import photos
 

@@ -7,8 +7,8 @@ import zlib
 
 import pytest
 
-from aifaceswap import FaceBox, InputValidationError, TaskCallback
-from aifaceswap.models import (
+from faceswap_flows.aifaceswap import FaceBox, InputValidationError, TaskCallback
+from faceswap_flows.aifaceswap.models import (
     Envelope,
     ExtractBase64FaceRequest,
     ExtractFaceData,

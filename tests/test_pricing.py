@@ -2,8 +2,8 @@
 
 import pytest
 
-from aifaceswap import Operation, estimate_credits
-from aifaceswap.pricing import billed_seconds
+from faceswap_flows.aifaceswap import Operation, estimate_credits
+from faceswap_flows.aifaceswap.pricing import billed_seconds
 
 
 @pytest.mark.parametrize(

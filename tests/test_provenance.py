@@ -23,16 +23,23 @@ from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from typer.testing import CliRunner
 
-from flows.batch import batch_faceswap
-from flows.cli import app
-from flows.image_flows import faceswap
-from flows.labels import DIGITAL_SOURCE_TYPE, SyntheticLabel, draw_watermark, label_image, label_video, watermark_box
-from flows.media_tasks import StagedMedia
-from flows.outcome import SwapOutcome
-from flows.provenance import RECORD_SUFFIX, job_facts, strip_query
-from flows.store_result import store_result
-from flows.video_flows import video_faceswap
-from receiver.events import SUBMITTED, task_resource_id
+from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.cli import app
+from faceswap_flows.flows.image_flows import faceswap
+from faceswap_flows.flows.labels import (
+    DIGITAL_SOURCE_TYPE,
+    SyntheticLabel,
+    draw_watermark,
+    label_image,
+    label_video,
+    watermark_box,
+)
+from faceswap_flows.flows.media_tasks import StagedMedia
+from faceswap_flows.flows.outcome import SwapOutcome
+from faceswap_flows.flows.provenance import RECORD_SUFFIX, job_facts, strip_query
+from faceswap_flows.flows.store_result import store_result
+from faceswap_flows.flows.video_flows import video_faceswap
+from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 from tests.support import RECEIVER_SECRET, SANDBOX_KEY
 from tests.vision import photos
 

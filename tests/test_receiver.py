@@ -11,10 +11,10 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from flows.waiting import CallbackTimeout, received_callbacks, task_event_filter, wait_for_task_callback
-from receiver import JobToken, sign
-from receiver.events import Emitter
-from receiver.inbox import Inbox
+from faceswap_flows.flows.waiting import CallbackTimeout, received_callbacks, task_event_filter, wait_for_task_callback
+from faceswap_flows.receiver import JobToken, sign
+from faceswap_flows.receiver.events import Emitter
+from faceswap_flows.receiver.inbox import Inbox
 from tests.support import RECEIVER_SECRET
 
 
@@ -188,7 +188,7 @@ async def test_wait_times_out_naming_the_task(stack) -> None:
 async def test_inbox_keeps_callbacks_while_the_api_is_down(stack, tmp_path) -> None:
     inbox = Inbox(tmp_path / "inbox.sqlite")
     job, task_id = new_job(), uuid.uuid4().hex
-    from aifaceswap.models import TaskCallback
+    from faceswap_flows.aifaceswap.models import TaskCallback
 
     inbox.record(job, TaskCallback.model_validate(callback_body(task_id)))
     emitter = Emitter(inbox)

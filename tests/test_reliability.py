@@ -9,11 +9,11 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from blocks import AIFaceSwapCredentials, WebhookReceiver
-from flows.api_tasks import SubmissionOutcomeUnknown
-from flows.image_flows import faceswap
-from flows.store_result import store_result
-from flows.waiting import CallbackTimeout
+from faceswap_flows.blocks import AIFaceSwapCredentials, WebhookReceiver
+from faceswap_flows.flows.api_tasks import SubmissionOutcomeUnknown
+from faceswap_flows.flows.image_flows import faceswap
+from faceswap_flows.flows.store_result import store_result
+from faceswap_flows.flows.waiting import CallbackTimeout
 from tests.media import read_image
 from tests.support import RECEIVER_SECRET, SANDBOX_KEY
 
@@ -130,7 +130,7 @@ async def test_transient_errors_are_retried_as_visible_task_retries(stack, fault
 
 
 async def test_permanent_errors_fail_at_once(stack) -> None:
-    from aifaceswap.errors import AuthenticationError
+    from faceswap_flows.aifaceswap.errors import AuthenticationError
 
     await AIFaceSwapCredentials(api_key="wrong-" + uuid.uuid4().hex[:6], base_url=stack.sandbox.url).asave(
         "wrong-key", overwrite=True
@@ -149,7 +149,7 @@ async def test_the_global_rate_limit_spaces_api_calls(stack, prefect_api) -> Non
     import subprocess
     import sys
 
-    from flows.image_flows import extract_faces
+    from faceswap_flows.flows.image_flows import extract_faces
 
     name = f"aifaceswap-api-{uuid.uuid4().hex[:6]}"
     created = subprocess.run(

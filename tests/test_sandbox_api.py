@@ -10,7 +10,7 @@ import httpx
 import numpy as np
 import pytest
 
-from aifaceswap import (
+from faceswap_flows.aifaceswap import (
     AIFaceSwapClient,
     AuthenticationError,
     InsufficientCreditsError,
@@ -18,7 +18,7 @@ from aifaceswap import (
     RateLimitedError,
     ServerError,
 )
-from aifaceswap.sandbox import FaultConfig, SandboxConfig, SandboxServer
+from faceswap_flows.aifaceswap.sandbox import FaultConfig, SandboxConfig, SandboxServer
 from tests.media import likeness, read_image
 from tests.vision import photos
 

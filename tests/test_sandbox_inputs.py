@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aifaceswap.sandbox.inputs import InputError, InputLoader
+from faceswap_flows.aifaceswap.sandbox.inputs import InputError, InputLoader
 
 BODY = b"\x89PNG not really, but bytes"
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from aifaceswap import AIFaceSwapClient
-from aifaceswap.sandbox import SandboxConfig, SandboxServer
-from aifaceswap.sandbox.admin import callback_status, hold_callbacks, release_callbacks
-from aifaceswap.sandbox.cache import cache_key
+from faceswap_flows.aifaceswap import AIFaceSwapClient
+from faceswap_flows.aifaceswap.sandbox import SandboxConfig, SandboxServer
+from faceswap_flows.aifaceswap.sandbox.admin import callback_status, hold_callbacks, release_callbacks
+from faceswap_flows.aifaceswap.sandbox.cache import cache_key
 from tests.media import read_image
 
 KEY = "scale-test-key"

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aifaceswap.errors import InputValidationError
-from flows.budget import BudgetExceeded
-from flows.video_flows import multi_video_faceswap, video_faceswap
-from flows.video_tools import VideoFacts, video_facts
+from faceswap_flows.aifaceswap.errors import InputValidationError
+from faceswap_flows.flows.budget import BudgetExceeded
+from faceswap_flows.flows.video_flows import multi_video_faceswap, video_faceswap
+from faceswap_flows.flows.video_tools import VideoFacts, video_facts
 from tests.vision import photos
 
 FPS = 25

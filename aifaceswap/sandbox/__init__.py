@@ -5,7 +5,7 @@
 ...     print(server.url)
 """
 
-from aifaceswap.sandbox.config import FaultConfig, SandboxConfig
-from aifaceswap.sandbox.server import SandboxServer, serve_forever
+from faceswap_flows.aifaceswap.sandbox.config import FaultConfig, SandboxConfig
+from faceswap_flows.aifaceswap.sandbox.server import SandboxServer, serve_forever
 
 __all__ = ["FaultConfig", "SandboxConfig", "SandboxServer", "serve_forever"]

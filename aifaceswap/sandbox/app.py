@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from aifaceswap.models import (
+from faceswap_flows.aifaceswap.models import (
     ApiRequest,
     ExtractBase64FaceRequest,
     ExtractFaceRequest,
@@ -28,10 +28,10 @@ from aifaceswap.models import (
     VideoFaceSwapRequest,
     describe_validation_error,
 )
-from aifaceswap.sandbox.config import FaultConfig, SandboxConfig
-from aifaceswap.sandbox.inputs import InputError
-from aifaceswap.sandbox.ledger import NotEnoughCredits
-from aifaceswap.sandbox.service import Sandbox
+from faceswap_flows.aifaceswap.sandbox.config import FaultConfig, SandboxConfig
+from faceswap_flows.aifaceswap.sandbox.inputs import InputError
+from faceswap_flows.aifaceswap.sandbox.ledger import NotEnoughCredits
+from faceswap_flows.aifaceswap.sandbox.service import Sandbox
 
 logger = logging.getLogger("aifaceswap.sandbox")
 

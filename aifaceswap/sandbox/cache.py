@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from aifaceswap.sandbox.vision import VisionError
+from faceswap_flows.aifaceswap.sandbox.vision import VisionError
 
 Compute = Callable[[], bytes]
 

@@ -56,6 +56,6 @@ class SandboxConfig(BaseModel):
     hold_callbacks: bool = Field(
         default=False,
         description="Start with callbacks held: jobs finish, but their callbacks wait until released "
-        "(PUT /sandbox/callbacks, or aifaceswap.sandbox.admin.release_callbacks).",
+        "(PUT /sandbox/callbacks, or faceswap_flows.aifaceswap.sandbox.admin.release_callbacks).",
     )
     release_concurrency: int = Field(default=64, ge=1, description="Held callbacks delivered at once after a release.")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import threading
 
-from aifaceswap.sandbox.config import FaultConfig
+from faceswap_flows.aifaceswap.sandbox.config import FaultConfig
 
 
 class FaultDice:

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from aifaceswap.models import FileInput, decode_base64_image
-from aifaceswap.sandbox.vision import NotAnImage, NotAVideo, VideoInfo, decode_image, probe_video
+from faceswap_flows.aifaceswap.models import FileInput, decode_base64_image
+from faceswap_flows.aifaceswap.sandbox.vision import NotAnImage, NotAVideo, VideoInfo, decode_image, probe_video
 
 
 class InputError(Exception):

@@ -11,12 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from aifaceswap.models import CallbackType, TaskCallback
-from aifaceswap.sandbox.faults import FaultDice
-from aifaceswap.sandbox.ledger import Ledger
-from aifaceswap.sandbox.results import ResultStore
-from aifaceswap.sandbox.vision import VisionError
-from aifaceswap.sandbox.webhooks import WebhookSender
+from faceswap_flows.aifaceswap.models import CallbackType, TaskCallback
+from faceswap_flows.aifaceswap.sandbox.faults import FaultDice
+from faceswap_flows.aifaceswap.sandbox.ledger import Ledger
+from faceswap_flows.aifaceswap.sandbox.results import ResultStore
+from faceswap_flows.aifaceswap.sandbox.vision import VisionError
+from faceswap_flows.aifaceswap.sandbox.webhooks import WebhookSender
 
 logger = logging.getLogger("aifaceswap.sandbox")
 

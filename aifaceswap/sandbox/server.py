@@ -6,10 +6,10 @@ import asyncio
 
 import httpx
 
-from aifaceswap.http_server import BackgroundServer
-from aifaceswap.sandbox.app import create_app
-from aifaceswap.sandbox.config import SandboxConfig
-from aifaceswap.sandbox.service import Sandbox
+from faceswap_flows.aifaceswap.http_server import BackgroundServer
+from faceswap_flows.aifaceswap.sandbox.app import create_app
+from faceswap_flows.aifaceswap.sandbox.config import SandboxConfig
+from faceswap_flows.aifaceswap.sandbox.service import Sandbox
 
 
 class SandboxServer(BackgroundServer):

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from aifaceswap.models import (
+from faceswap_flows.aifaceswap.models import (
     ApiRequest,
     CallbackType,
     ExtractBase64FaceData,
@@ -31,15 +31,15 @@ from aifaceswap.models import (
     SubmitRequest,
     VideoFaceSwapRequest,
 )
-from aifaceswap.sandbox.cache import Compute, ResultCache, cache_key
-from aifaceswap.sandbox.config import FaultConfig, SandboxConfig
-from aifaceswap.sandbox.faults import FaultDice
-from aifaceswap.sandbox.inputs import InputError, InputLoader
-from aifaceswap.sandbox.jobs import Job, JobRunner, Work
-from aifaceswap.sandbox.ledger import Ledger
-from aifaceswap.sandbox.results import ResultStore
-from aifaceswap.sandbox.vision import FaceEngine, encode_image
-from aifaceswap.sandbox.webhooks import WebhookSender
+from faceswap_flows.aifaceswap.sandbox.cache import Compute, ResultCache, cache_key
+from faceswap_flows.aifaceswap.sandbox.config import FaultConfig, SandboxConfig
+from faceswap_flows.aifaceswap.sandbox.faults import FaultDice
+from faceswap_flows.aifaceswap.sandbox.inputs import InputError, InputLoader
+from faceswap_flows.aifaceswap.sandbox.jobs import Job, JobRunner, Work
+from faceswap_flows.aifaceswap.sandbox.ledger import Ledger
+from faceswap_flows.aifaceswap.sandbox.results import ResultStore
+from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine, encode_image
+from faceswap_flows.aifaceswap.sandbox.webhooks import WebhookSender
 
 logger = logging.getLogger("aifaceswap.sandbox")
 

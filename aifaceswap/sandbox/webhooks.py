@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from aifaceswap.client import tls_context
-from aifaceswap.models import TaskCallback
-from aifaceswap.sandbox.config import SandboxConfig
-from aifaceswap.sandbox.faults import FaultDice
+from faceswap_flows.aifaceswap.client import tls_context
+from faceswap_flows.aifaceswap.models import TaskCallback
+from faceswap_flows.aifaceswap.sandbox.config import SandboxConfig
+from faceswap_flows.aifaceswap.sandbox.faults import FaultDice
 
 logger = logging.getLogger("aifaceswap.sandbox")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from aifaceswap.sandbox.vision import FaceEngine
+from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 from tests.vision import photos
 
 

@@ -11,8 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
-from aifaceswap.sandbox.vision import FaceEngine
-from aifaceswap.sandbox.vision import detect as detect_module
+from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
+from faceswap_flows.aifaceswap.sandbox.vision import detect as detect_module
 from tests.vision import photos
 
 Photo = Callable[[], np.ndarray]

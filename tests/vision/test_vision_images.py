@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from aifaceswap.sandbox.vision import NotAnImage, VisionError, decode_image, encode_image
+from faceswap_flows.aifaceswap.sandbox.vision import NotAnImage, VisionError, decode_image, encode_image
 from tests.vision import photos
 
 

@@ -8,9 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aifaceswap.sandbox.vision import FaceEngine, NoFaceFound, TooManyRefs, VisionError
-from aifaceswap.sandbox.vision.matching import MATCH_THRESHOLD, assign, describe, describe_crop, similarity
-from aifaceswap.sandbox.vision.video import transcode
+from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine, NoFaceFound, TooManyRefs, VisionError
+from faceswap_flows.aifaceswap.sandbox.vision.matching import (
+    MATCH_THRESHOLD,
+    assign,
+    describe,
+    describe_crop,
+    similarity,
+)
+from faceswap_flows.aifaceswap.sandbox.vision.video import transcode
 from tests.vision import photos
 
 Frames = list[np.ndarray]

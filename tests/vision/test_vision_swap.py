@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from aifaceswap.sandbox.vision import FaceEngine, FaceIndexOutOfRange, NoFaceFound, VisionError
+from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine, FaceIndexOutOfRange, NoFaceFound, VisionError
 from tests.vision import photos
 
 # Canonical positions of the 5 landmarks (dlib order) in a 64x64 aligned face, and the inner-face window

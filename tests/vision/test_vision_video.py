@@ -9,8 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-from aifaceswap.sandbox.vision import FaceEngine, NoFaceFound, NotAVideo, VideoInfo, VisionError, probe_video
-from aifaceswap.sandbox.vision.video import transcode
+from faceswap_flows.aifaceswap.sandbox.vision import (
+    FaceEngine,
+    NoFaceFound,
+    NotAVideo,
+    VideoInfo,
+    VisionError,
+    probe_video,
+)
+from faceswap_flows.aifaceswap.sandbox.vision.video import transcode
 from tests.vision import photos
 
 

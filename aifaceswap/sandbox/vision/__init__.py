@@ -13,7 +13,7 @@ no model download at run time.
   frames and landmark tracking in between.
 * Multi-face video (:mod:`.matching`): faces matched to ``face_ref`` crops by appearance.
 
->>> from aifaceswap.sandbox.vision import FaceEngine, decode_image, encode_image
+>>> from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine, decode_image, encode_image
 >>> engine = FaceEngine()                       # doctest: +SKIP
 >>> engine.backend                              # doctest: +SKIP
 'dlib-hog+5pt'

@@ -10,7 +10,7 @@ __all__ = ["FaceIndexOutOfRange", "NoFaceFound", "NotAVideo", "NotAnImage", "Too
 
 
 class VisionError(Exception):
-    """Base class of every error raised by :mod:`aifaceswap.sandbox.vision`."""
+    """Base class of every error raised by :mod:`faceswap_flows.aifaceswap.sandbox.vision`."""
 
 
 class NotAnImage(VisionError):
