@@ -1,6 +1,6 @@
 """Labels inside the media files themselves: every result says, in metadata standard tools read, that it is
-synthetic (IPTC ``DigitalSourceType`` = compositeSynthetic) and which job made it; plus an optional visible
-watermark.
+synthetic (IPTC ``DigitalSourceType`` = compositeWithTrainedAlgorithmicMedia, IPTC's term for a composite made
+with a trained model, which a face swap is) and which job made it; plus an optional visible watermark.
 
 - PNG: an iTXt chunk ``XML:com.adobe.xmp`` (the XMP packet) and tEXt keys, right after IHDR.
 - JPEG: an APP1 XMP segment and a COM comment, after the JFIF/Exif segments.
@@ -29,7 +29,9 @@ from pydantic import BaseModel, Field
 
 from faceswap_flows.aifaceswap.models import sniff_image_type
 
-DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeSynthetic"
+DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
+# Written by earlier versions; still read (records and labels made then stay valid).
+LEGACY_DIGITAL_SOURCE_TYPES = ("http://cv.iptc.org/newscodes/digitalsourcetype/compositeSynthetic",)
 IPTC_EXT_NS = "http://iptc.org/std/Iptc4xmpExt/2008-02-29/"
 FSF_NS = "https://github.com/faceswap-flows/ns/provenance/1.0/"
 XMP_APP1_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
@@ -57,7 +59,7 @@ class SyntheticLabel(BaseModel):
     def description(self) -> str:
         return (
             f"Synthetic media: AI face swap ({self.operation}) made by aifaceswap.io, task {self.task_id}, "
-            f"{self.created}. IPTC digital source type: compositeSynthetic."
+            f"{self.created}. IPTC digital source type: compositeWithTrainedAlgorithmicMedia."
         )
 
     def tags(self) -> dict[str, str]:

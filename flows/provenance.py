@@ -35,7 +35,14 @@ from pydantic import BaseModel, Field, field_validator
 
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.labels import DIGITAL_SOURCE_TYPE, SyntheticLabel, WatermarkCorner, embedded_label, utc_now
+from faceswap_flows.flows.labels import (
+    DIGITAL_SOURCE_TYPE,
+    LEGACY_DIGITAL_SOURCE_TYPES,
+    SyntheticLabel,
+    WatermarkCorner,
+    embedded_label,
+    utc_now,
+)
 from faceswap_flows.flows.media_tasks import StagedMedia
 from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 
@@ -108,6 +115,7 @@ class JobFacts(BaseModel):
 
     inputs: list[InputRecord] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)
+    digital_source_type: str = DIGITAL_SOURCE_TYPE
 
 
 def job_facts(inputs: Mapping[str, StagedMedia | Sequence[StagedMedia] | None], **parameters: Any) -> JobFacts:
@@ -388,6 +396,11 @@ def audit_report(target: str, storage_block: str | None) -> tuple[str, bool]:
             return f"FAILED: cannot load the storage block {storage_block!r}: {error}", False
     result = audit(target, storage)
     lines = [json.dumps(result.record, indent=2)] if result.record else []
+    if result.record and result.record.get("digital_source_type") in LEGACY_DIGITAL_SOURCE_TYPES:
+        lines.append(
+            f"record: written with the earlier IPTC term {result.record['digital_source_type']} (still a "
+            f"synthetic-media label; new results say {DIGITAL_SOURCE_TYPE})"
+        )
     if result.label:
         source = result.label.get("Iptc4xmpExt:DigitalSourceType", "?")
         lines.append(f"embedded label: {source} (task {result.label.get('fsf:TaskId', '?')})")

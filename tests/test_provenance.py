@@ -377,3 +377,22 @@ async def test_the_batch_writes_one_provenance_manifest(stack, tmp_path: Path) -
     result = stack.storage.read_bytes(stored["record"]["output"]["key"])
     assert stored["record"]["output"]["sha256"] == sha256(result) and stored["record"]["parameters"]["batch_item"] == 0
     assert stored["record"] == json.loads(stack.storage.read_bytes(stored["provenance_key"]))
+
+
+def test_audit_still_reads_records_written_with_the_earlier_iptc_term(tmp_path: Path) -> None:
+    legacy = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeSynthetic"
+    assert DIGITAL_SOURCE_TYPE.endswith("/compositeWithTrainedAlgorithmicMedia")
+    assert "compositeWithTrainedAlgorithmicMedia" in LABEL.description
+    result = tmp_path / "old.png"
+    result.write_bytes(label_image(FORMATS["png"](), LABEL)[0].replace(DIGITAL_SOURCE_TYPE.encode(), legacy.encode()))
+    record = {
+        "record": "faceswap-flows/provenance/1",
+        "digital_source_type": legacy,
+        "operation": "faceswap",
+        "task_id": "task-42",
+        "output": {"sha256": sha256(result.read_bytes())},
+    }
+    Path(f"{result}{RECORD_SUFFIX}").write_text(json.dumps(record))
+    code, output = audit_cli(str(result))
+    assert code == 0 and f"embedded label: {legacy}" in output, output
+    assert "written with the earlier IPTC term" in output, output
