@@ -34,6 +34,8 @@ from faceswap_flows.flows.blocks_config import (
     Services,
     load_services,
 )
+from faceswap_flows.flows.consent import check_consent, preflight
+from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
 from faceswap_flows.flows.labels import WatermarkCorner
 from faceswap_flows.flows.media_tasks import StagedMedia, stage
 from faceswap_flows.flows.outcome import submit_and_finish, worth_another_attempt
@@ -160,12 +162,14 @@ async def swap_item(
     timeout_seconds: float,
     output: OutputOptions | None = None,
     inline: bool = False,
+    require_consent: bool = False,
 ) -> ItemOutcome:
     """One item; ``inline``: as steps of the caller's task run, else as its own submit and collect task runs."""
     refused = [inputs.errors[source] for source in (item.source_image, item.face_image) if source in inputs.errors]
     if refused:
         raise InputValidationError("; ".join(refused))
     source, face = inputs.staged[item.source_image], inputs.staged[item.face_image]
+    consent = await asyncio.to_thread(check_consent, services.storage, [("face_image", face)], require_consent)
     outcome = await submit_and_finish(
         services,
         FaceSwapRequest,
@@ -177,7 +181,9 @@ async def swap_item(
         before_url=source.url,
         task_run_name=f"submit item {position}",
         artifacts=False,
-        facts=job_facts({"source_image": source, "face_image": face}, batch_item=position, batch_item_id=item.id),
+        facts=job_facts(
+            {"source_image": source, "face_image": face}, consent, batch_item=position, batch_item_id=item.id
+        ),
         output=output,
         store_by=None if wait else "sweep",
         steps="inline" if inline else "collect-task",
@@ -267,13 +273,17 @@ async def batch_faceswap(
     label_outputs: bool = True,
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
+    sign_outputs: bool = True,
+    signing_block: str = DEFAULT_SIGNING,
+    require_consent: bool = False,
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> BatchReport:
     """Swap every line of a manifest, ``max_concurrency`` at a time (and within the global concurrency
     limit ``concurrency_limit`` if given). Items over ``max_credits`` are skipped, never submitted.
-    Each result is labelled and recorded as the faceswap flow does; one manifest gathers every item's record.
+    Each result is labelled, signed and recorded as the faceswap flow does; one manifest gathers every item's
+    record. ``require_consent``: an item whose face photo is not in the consent register fails, unpaid.
 
     Items run ``items_per_task`` to a ``swap-items`` task run (retried for what another attempt may fix);
     ``items_per_task=1`` gives each item its own ``submit`` and ``collect-result`` task runs instead: the most
@@ -284,7 +294,14 @@ async def batch_faceswap(
     price = estimate_credits("faceswap")
     budget = Budget(max_credits)
     slots = asyncio.Semaphore(max_concurrency)
-    output = OutputOptions(label=label_outputs, watermark=watermark, watermark_corner=watermark_corner)
+    output = OutputOptions(
+        label=label_outputs,
+        watermark=watermark,
+        watermark_corner=watermark_corner,
+        sign=sign_outputs,
+        signing_block=signing_block,
+    )
+    await preflight(services.storage, output, False, [])  # the signing key loads, before any credit
     fields = {}
     for position, item in enumerate(items):
         fields.setdefault(item.source_image, f"item {position} source_image")
@@ -312,6 +329,7 @@ async def batch_faceswap(
                         timeout_seconds=timeout_seconds,
                         output=output,
                         inline=items_per_task > 1,
+                        require_consent=require_consent,
                     )
                 except Exception as error:
                     if not last_attempt and worth_another_attempt(error):

@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from faceswap_flows.flows.cli_setup import blocks_app, deploy, estimate_app
+from faceswap_flows.flows.cli_setup import blocks_app, deploy, estimate_app, signing_app
 
 app = typer.Typer(
     help="Face-swap pipelines on Prefect 3 over the aifaceswap API, with an offline sandbox of the API.",
@@ -24,6 +24,7 @@ run_app = typer.Typer(help="Run a flow here, now, with typed options.", no_args_
 app.add_typer(run_app, name="run")
 app.add_typer(estimate_app, name="estimate")
 app.add_typer(blocks_app, name="blocks")
+app.add_typer(signing_app, name="signing")
 app.command()(deploy)
 
 
@@ -351,14 +352,25 @@ def main() -> None:
 def audit(
     target: Annotated[str, typer.Argument(help="A stored output: a local path, or a key or URI of the storage.")],
     storage_block: Annotated[str, typer.Option(help="MediaStorage block holding the key.")] = "faceswap-media",
+    trust_anchors: Annotated[
+        Path | None, typer.Option(help="PEM file of the CA(s) whose signers you trust (default: the signing block's).")
+    ] = None,
+    signing_block: Annotated[str, typer.Option(help="ContentSigningKey block whose trust anchors to use.")] = (
+        "faceswap-signing"
+    ),
+    allow_untrusted: Annotated[bool, typer.Option(help="Pass a valid signature whose signer is not trusted.")] = False,
 ) -> None:
-    """Print the provenance record of a stored output and check its SHA-256 (exit 1 on mismatch or no record).
+    """Print the provenance record of a stored output, check its SHA-256 and its signed C2PA manifest (signature,
+    content hash, signer against the trust anchors). Exit 1 on a mismatch, a tampered or untrusted manifest, or
+    no record.
 
-    Example: faceswap-flows audit results/faceswap/0123456789abcdef.png
+    Example: faceswap-flows audit results/faceswap/0123456789abcdef.png --trust-anchors .faceswap/signing/ca.pem
     """
-    from faceswap_flows.flows.provenance import audit_report
+    from faceswap_flows.flows.audit import audit_report
 
-    report, ok = audit_report(target, storage_block)
+    if trust_anchors is not None and not trust_anchors.is_file():
+        fail(f"trust_anchors: {trust_anchors} does not exist: give the PEM file of your CA")
+    report, ok = audit_report(target, storage_block, trust_anchors, signing_block, allow_untrusted)
     typer.echo(report)
     if not ok:
         raise typer.Exit(1)

@@ -20,6 +20,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 estimate_app = typer.Typer(help="Credits a flow would spend, before spending any.", no_args_is_help=True)
 blocks_app = typer.Typer(help="Register and create the project's blocks.", no_args_is_help=True)
+signing_app = typer.Typer(help="The Content Credentials (C2PA) signing key and certificate.", no_args_is_help=True)
 
 
 def fail(message: str) -> None:
@@ -116,9 +117,9 @@ def estimate_batch(manifest: Annotated[Path, typer.Argument(help="CSV or JSONL m
 @blocks_app.command("register")
 def register_blocks() -> None:
     """Register the block types with the Prefect API (what `prefect block register -m faceswap_flows.blocks` does)."""
-    from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+    from faceswap_flows.blocks import AIFaceSwapCredentials, ContentSigningKey, MediaStorage, WebhookReceiver
 
-    for block in (AIFaceSwapCredentials, MediaStorage, WebhookReceiver):
+    for block in (AIFaceSwapCredentials, MediaStorage, WebhookReceiver, ContentSigningKey):
         block.register_type_and_schema()
         typer.echo(f"registered {block.get_block_type_slug()}")
 
@@ -180,3 +181,25 @@ def deploy(
     done = subprocess.run([*prefect, "deploy", *targets], cwd=PROJECT_ROOT)
     if done.returncode != 0:
         fail("prefect deploy failed (see above)")
+
+
+@signing_app.command("dev-cert")
+def signing_dev_cert(
+    folder: Annotated[Path, typer.Option(help="Where the PEM files are written.")] = Path(".faceswap/signing"),
+    block: Annotated[str, typer.Option(help="The ContentSigningKey block to save.")] = "faceswap-signing",
+    organisation: Annotated[str, typer.Option(help="Organisation named in the certificates.")] = (
+        "faceswap-flows development"
+    ),
+    days: Annotated[int, typer.Option(min=1, help="Days the signing certificate is valid.")] = 365,
+) -> None:
+    """Create a local certificate authority and a signing certificate it issued (C2PA refuses self-signed
+    signers), write them as PEM files and save the signing block. For development: verifiers trust it only
+    when given the CA (`faceswap-flows audit --trust-anchors FOLDER/ca.pem`).
+
+    Example: faceswap-flows signing dev-cert
+    """
+    from faceswap_flows.flows.signing_certs import save_dev_signing
+
+    paths = save_dev_signing(folder, block, organisation=organisation, days=days)
+    typer.echo(f"signing key {paths['key']} (owner-only), chain {paths['chain']}, CA {paths['ca']}")
+    typer.echo(f"saved block {block}; audit with: faceswap-flows audit RESULT --trust-anchors {paths['ca']}")

@@ -19,6 +19,8 @@ from faceswap_flows.flows.api_tasks import extract_faces as extract_faces_task
 from faceswap_flows.flows.artifacts import artifact_key, faces_artifact
 from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from faceswap_flows.flows.budget import check_budget
+from faceswap_flows.flows.consent import preflight
+from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
 from faceswap_flows.flows.face_matching import crop, load_image, most_similar
 from faceswap_flows.flows.labels import WatermarkCorner
 from faceswap_flows.flows.media_tasks import is_url, upload
@@ -42,15 +44,20 @@ async def faceswap(
     label_outputs: bool = True,
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
+    sign_outputs: bool = True,
+    signing_block: str = DEFAULT_SIGNING,
+    require_consent: bool = False,
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> SwapOutcome:
     """Put the face of ``face_image`` on the main face of ``source_image`` (2 credits).
 
-    Inputs are local paths, storage keys or http(s) URLs. The result is labelled as synthetic media and gets a
-    provenance record (``label_outputs=False`` turns the label off, logged); ``watermark`` draws a visible text
-    in ``watermark_corner``. Example:
+    Inputs are local paths, storage keys or http(s) URLs. The result is labelled as synthetic media, carries a
+    C2PA manifest signed with the ``signing_block`` key and gets a provenance record (``label_outputs=False``
+    and ``sign_outputs=False`` turn them off, logged); ``watermark`` draws a visible text in
+    ``watermark_corner``. ``require_consent``: the face photo must be in the consent register (``faceswap-flows
+    consent add``), or the flow stops before spending a credit. Example:
         ``asyncio.run(faceswap("photos/team.jpg", "photos/me.jpg"))``
     """
     check_budget(estimate_credits("faceswap"), max_credits)
@@ -58,6 +65,14 @@ async def faceswap(
     source, face = await asyncio.gather(
         upload(services.storage, source_image, "source_image"), upload(services.storage, face_image, "face_image")
     )
+    output = OutputOptions(
+        label=label_outputs,
+        watermark=watermark,
+        watermark_corner=watermark_corner,
+        sign=sign_outputs,
+        signing_block=signing_block,
+    )
+    consent = await preflight(services.storage, output, require_consent, [("face_image", face)])
     return await submit_and_finish(
         services,
         FaceSwapRequest,
@@ -66,8 +81,8 @@ async def faceswap(
         wait=wait,
         timeout_seconds=timeout_seconds,
         before_url=source.url,
-        facts=job_facts({"source_image": source, "face_image": face}),
-        output=OutputOptions(label=label_outputs, watermark=watermark, watermark_corner=watermark_corner),
+        facts=job_facts({"source_image": source, "face_image": face}, consent),
+        output=output,
     )
 
 
@@ -154,6 +169,9 @@ async def multi_faceswap(
     label_outputs: bool = True,
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
+    sign_outputs: bool = True,
+    signing_block: str = DEFAULT_SIGNING,
+    require_consent: bool = False,
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
@@ -175,6 +193,16 @@ async def multi_faceswap(
     source, *faces = await asyncio.gather(
         upload(services.storage, source_image, "source_image"),
         *(upload(services.storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
+    )
+    output = OutputOptions(
+        label=label_outputs,
+        watermark=watermark,
+        watermark_corner=watermark_corner,
+        sign=sign_outputs,
+        signing_block=signing_block,
+    )
+    consent = await preflight(
+        services.storage, output, require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
     )
     staged_references = None
     if face_indexes is not None:
@@ -205,7 +233,9 @@ async def multi_faceswap(
         timeout_seconds=timeout_seconds,
         before_url=source.url,
         facts=job_facts(
-            {"source_image": source, "face_images": faces, "reference_images": staged_references}, index=indexes
+            {"source_image": source, "face_images": faces, "reference_images": staged_references},
+            consent,
+            index=indexes,
         ),
-        output=OutputOptions(label=label_outputs, watermark=watermark, watermark_corner=watermark_corner),
+        output=output,
     )

@@ -1,5 +1,6 @@
 """The embedded default, in one piece: sandbox, webhook receiver and media server on loopback, with the three
-blocks saved under the flows' default names. The demo, the tests and the benchmarks all start it this way.
+blocks saved under the flows' default names, and a development Content Credentials signing key (a local CA in
+``.faceswap/signing``, see ``flows.signing_certs``). The demo, the tests and the benchmarks all start it this way.
 
 The Prefect API must be chosen (PREFECT_API_URL) before Prefect is imported; see ``flows.local_prefect``.
 """
@@ -15,7 +16,9 @@ from faceswap_flows.aifaceswap.sandbox import SandboxConfig, SandboxServer
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
 from faceswap_flows.blocks.media_server import MediaServer
 from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
+from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
 from faceswap_flows.flows.local_prefect import port_is_free
+from faceswap_flows.flows.signing_certs import dev_signing_key
 from faceswap_flows.receiver import ReceiverServer
 
 
@@ -40,6 +43,7 @@ class LocalStack:
         self.folder = Path(folder).resolve()
         self.media_dir = self.folder / "faceswap-media"
         self.inbox_path = self.folder / ".faceswap" / "inbox.sqlite"
+        self.signing_dir = self.folder / ".faceswap" / "signing"
         self.api_key = api_key
         self.secret = secret or secrets.token_urlsafe(24)
         self._sandbox_config = SandboxConfig(keys={api_key: credits}, **(sandbox or {}))
@@ -64,6 +68,7 @@ class LocalStack:
             ),
             DEFAULT_STORAGE: self.storage,
             DEFAULT_RECEIVER: WebhookReceiver(public_url=self.receiver.url, signing_secret=self.secret),
+            DEFAULT_SIGNING: dev_signing_key(self.signing_dir),
         }
         self.save_blocks()
         return self

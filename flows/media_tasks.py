@@ -8,7 +8,7 @@ import io
 import logging
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 from urllib.parse import urlsplit
 
@@ -20,6 +20,7 @@ from faceswap_flows.aifaceswap.client import shared_http_client, tls_context
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.content_credentials import SigningPlan, sign_bytes, sign_file
 from faceswap_flows.flows.labels import SyntheticLabel, WatermarkCorner, draw_watermark, label_image, label_video
 from faceswap_flows.flows.video_tools import VideoError, VideoFacts, trim_video, video_facts
 
@@ -198,15 +199,19 @@ async def fetch_result(
     label: SyntheticLabel | None = None,
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
+    signing: SigningPlan | None = None,
 ) -> str:
-    """Download the result from its temporary URL, check it is a real image/video, draw the watermark (images)
-    and embed the synthetic-media ``label`` (None: stored unlabelled), then store it whole; returns its key."""
+    """Download the result from its temporary URL, check it is a real image/video, draw the watermark (images),
+    embed the synthetic-media ``label`` (None: stored unlabelled) and the C2PA manifest signed as ``signing``
+    says (None: unsigned), then store it whole; returns its key."""
     logger = get_run_logger()
     if kind == "image":  # small: kept in memory, finished and stored in one step
         buffer = io.BytesIO()
         size = await _download_result(result_url, buffer, kind)
         detail = f"{size} bytes"
-        await asyncio.to_thread(_store_image, storage, key, buffer.getvalue(), label, watermark, watermark_corner)
+        await asyncio.to_thread(
+            _store_image, storage, key, buffer.getvalue(), label, watermark, watermark_corner, signing
+        )
     else:
         with tempfile.TemporaryDirectory() as folder:
             local = Path(folder) / f"result{Path(key).suffix}"
@@ -220,6 +225,10 @@ async def fetch_result(
                 labelled = local.with_name(f"labelled{local.suffix}")
                 await asyncio.to_thread(label_video, local, labelled, label)
                 local = labelled
+            if signing is not None:
+                signed = local.with_name(f"signed{local.suffix}")
+                await asyncio.to_thread(sign_file, signing, local, signed, "video/mp4")
+                local = signed
             await asyncio.to_thread(storage.upload, local, key)
     if label is None:
         logger.warning(
@@ -227,6 +236,10 @@ async def fetch_result(
         )
     else:
         logger.info("stored %s (%s), labelled as synthetic (task %s)", storage.uri(key), detail, label.task_id)
+    if signing is None:
+        logger.warning("stored %s WITHOUT a signed C2PA manifest: sign_outputs=False", storage.uri(key))
+    else:
+        logger.info("%s carries a C2PA manifest signed by %s", storage.uri(key), signing.summary()["signer"])
     return key
 
 
@@ -237,11 +250,14 @@ def _store_image(
     label: SyntheticLabel | None,
     watermark: str | None,
     watermark_corner: WatermarkCorner,
+    signing: SigningPlan | None = None,
 ) -> None:
     if watermark:
         data = draw_watermark(data, watermark, watermark_corner)
     if label is not None:
         data, _mime = label_image(data, label)
+    if signing is not None:
+        data = sign_bytes(signing, data, sniff_image_type(data[:32]) or "image/png", PurePosixPath(key).name)
     storage.write_bytes(key, data)
 
 

@@ -26,6 +26,7 @@ from faceswap_flows.flows.api_tasks import (
 )
 from faceswap_flows.flows.artifacts import before_after_artifact, credits_artifact
 from faceswap_flows.flows.blocks_config import Services
+from faceswap_flows.flows.content_credentials import signing_plan
 from faceswap_flows.flows.labels import SyntheticLabel
 from faceswap_flows.flows.media_tasks import fetch_result
 from faceswap_flows.flows.provenance import (
@@ -284,7 +285,19 @@ async def fetch_and_record(
     label = None
     if output.label:
         label = SyntheticLabel(task_id=task_id, operation=operation, job_id=job_id, record_key=record_key(result_key))
-    key = await fetch(storage, result_image, result_key, kind, label, output.watermark, output.watermark_corner)
+    signing = await signing_plan(
+        output,
+        task_id=task_id,
+        operation=operation,
+        job_id=job_id,
+        credits=credits,
+        credits_estimated=credits_estimated,
+        facts=facts,
+        submitted_by=submitted_by,
+    )
+    key = await fetch(
+        storage, result_image, result_key, kind, label, output.watermark, output.watermark_corner, signing
+    )
     await record(
         storage,
         key,
@@ -297,6 +310,7 @@ async def fetch_and_record(
         options=output,
         label=label,
         submitted_by=submitted_by,
+        signing=signing.summary() if signing else None,
     )
     return key
 

@@ -1,7 +1,8 @@
 """Provenance records: for every stored result, a JSON record next to it (``<result_key>.provenance.json``) that
 says what made it (operation, inputs and their SHA-256, parameters, task_id, credits), in which flow run and
-deployment, on whose behalf, and the SHA-256 of the stored (labelled) file; and the audit that checks a file
-against its record. The labels inside the files are written by :mod:`flows.labels`.
+deployment, on whose behalf, with whose consent, how it was signed, and the SHA-256 of the stored (labelled,
+signed) file. The labels inside the files are written by :mod:`flows.labels`, the signed manifests by
+:mod:`flows.content_credentials`; :mod:`flows.audit` checks a file against both.
 
 Records never hold secrets: no API key, no webhook URL or token, no image bytes, and URLs lose their query
 string (a presigned URL's query is a credential) and any user:password.
@@ -17,10 +18,7 @@ import json
 import os
 import socket
 from collections.abc import Mapping, Sequence
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 from uuid import UUID
@@ -37,10 +35,8 @@ from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.labels import (
     DIGITAL_SOURCE_TYPE,
-    LEGACY_DIGITAL_SOURCE_TYPES,
     SyntheticLabel,
     WatermarkCorner,
-    embedded_label,
     utc_now,
 )
 from faceswap_flows.flows.media_tasks import StagedMedia
@@ -88,12 +84,14 @@ class InputRecord(BaseModel):
 
 
 class OutputOptions(BaseModel):
-    """What is done to a result before it is stored: the synthetic-media label (on unless explicitly turned
-    off), and an optional visible watermark (images only)."""
+    """What is done to a result before it is stored: the synthetic-media label and the signed C2PA manifest
+    (both on unless explicitly turned off), and an optional visible watermark (images only)."""
 
     label: bool = True
     watermark: str | None = None
     watermark_corner: WatermarkCorner = "bottom-right"
+    sign: bool = True
+    signing_block: str = "faceswap-signing"
 
     @field_validator("watermark")
     @classmethod
@@ -107,6 +105,8 @@ def output_parameters(options: OutputOptions) -> dict[str, Any]:
         "label_outputs": options.label,
         "watermark": options.watermark,
         "watermark_corner": options.watermark_corner,
+        "sign_outputs": options.sign,
+        "signing_block": options.signing_block,
     }
 
 
@@ -116,10 +116,16 @@ class JobFacts(BaseModel):
     inputs: list[InputRecord] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)
     digital_source_type: str = DIGITAL_SOURCE_TYPE
+    consent: list[dict[str, Any]] = Field(default_factory=list)
 
 
-def job_facts(inputs: Mapping[str, StagedMedia | Sequence[StagedMedia] | None], **parameters: Any) -> JobFacts:
-    """The facts of a job from its staged inputs (lists become ``field[i]``) and its parameters."""
+def job_facts(
+    inputs: Mapping[str, StagedMedia | Sequence[StagedMedia] | None],
+    consent: Sequence[Mapping[str, Any]] = (),
+    **parameters: Any,
+) -> JobFacts:
+    """The facts of a job from its staged inputs (lists become ``field[i]``), the consent records of its face
+    photos, and its parameters."""
     records = []
     for name, staged in inputs.items():
         if staged is None:
@@ -130,7 +136,7 @@ def job_facts(inputs: Mapping[str, StagedMedia | Sequence[StagedMedia] | None], 
         for field, media in items:
             url = None if media.key else strip_query(media.url)
             records.append(InputRecord(field=field, key=media.key, url=url, sha256=media.sha256))
-    return JobFacts(inputs=records, parameters=_clean(parameters))
+    return JobFacts(inputs=records, parameters=_clean(parameters), consent=[dict(c) for c in consent])
 
 
 def _os_user() -> str:
@@ -198,6 +204,7 @@ class OutputRecord(BaseModel):
     labelled: bool
     label: dict[str, str] | None = None
     watermark: dict[str, str] | None = None
+    content_credentials: dict[str, Any] | None = None
 
 
 class ProvenanceRecord(BaseModel):
@@ -213,6 +220,7 @@ class ProvenanceRecord(BaseModel):
     credits_estimated: bool = False
     inputs: list[InputRecord] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)
+    consent: list[dict[str, Any]] = Field(default_factory=list)
     output: OutputRecord
     flow_run: dict[str, Any] | None = None
     deployment: dict[str, Any] | None = None
@@ -269,8 +277,10 @@ async def record_provenance(
     options: OutputOptions | None = None,
     label: SyntheticLabel | None = None,
     submitted_by: dict[str, Any] | None = None,
+    signing: dict[str, Any] | None = None,
 ) -> ProvenanceRecord:
-    """Hash the stored result as storage holds it and write its record next to it."""
+    """Hash the stored result as storage holds it and write its record next to it (``signing``: what the
+    signing plan says of the embedded manifest; None when signing was off)."""
     options = options or OutputOptions()
     facts = facts or JobFacts()
     sha256, size, head = await asyncio.to_thread(stored_hash, storage, key)
@@ -286,6 +296,7 @@ async def record_provenance(
         credits_estimated=credits_estimated,
         inputs=facts.inputs,
         parameters={**facts.parameters, **output_parameters(options)},
+        consent=facts.consent,
         output=OutputRecord(
             key=key,
             uri=strip_query(storage.uri(key)),
@@ -295,6 +306,7 @@ async def record_provenance(
             labelled=label is not None,
             label=label.tags() if label else None,
             watermark=watermark,
+            content_credentials=signing or {"signed": False, "reason": "sign_outputs=False"},
         ),
         submitted_by=submitted_by,
         software=_software(),
@@ -316,98 +328,3 @@ def write_manifest(storage: MediaStorage, key: str, items: list[dict[str, Any]])
         entries.append({**item, "record": record})
     manifest = {"record": f"{RECORD_VERSION}/manifest", "created_at": utc_now(), "items": entries}
     return storage.write_bytes(key, json.dumps(manifest, indent=2).encode())
-
-
-# The audit: a stored output against its record
-
-
-@dataclass(frozen=True)
-class AuditResult:
-    target: str
-    record: dict[str, Any] | None
-    sha256: str | None
-    label: dict[str, str] | None
-    problem: str | None
-
-    @property
-    def ok(self) -> bool:
-        return self.problem is None
-
-
-def _head_and_tail(handle: IO[bytes], size: int, span: int = 256 * 1024) -> bytes:
-    """Where labels live: the start of an image, the end of an MP4 (its XMP box)."""
-    handle.seek(0)
-    head = handle.read(span)
-    if size <= 2 * span:
-        return head + handle.read()
-    handle.seek(size - span)
-    return head + handle.read()
-
-
-def _open_target(
-    target: str, storage: MediaStorage | None
-) -> tuple[str, AbstractContextManager[IO[bytes]], bytes | None]:
-    """The name, an opener and the record of an output given as a local path, or a key or URI of ``storage``."""
-    local = Path(target).expanduser()
-    if local.is_file():
-        sidecar = Path(f"{local}{RECORD_SUFFIX}")
-        return str(local), local.open("rb"), sidecar.read_bytes() if sidecar.is_file() else None
-    if storage is None:
-        raise FileNotFoundError(f"{target}: no such file (pass --storage-block to look it up as a storage key)")
-    root = storage.uri("x")[:-1]  # the URI of the storage's root, ending with "/"
-    key = target.removeprefix(root)
-    if not storage.exists(key):
-        raise FileNotFoundError(f"{target}: neither a local file nor a key of storage {storage.basepath}")
-    sidecar_key = record_key(key)
-    return key, storage.open(key), storage.read_bytes(sidecar_key) if storage.exists(sidecar_key) else None
-
-
-def audit(target: str, storage: MediaStorage | None = None) -> AuditResult:
-    """Read the record of a stored output (a local path, or a key or URI of ``storage``) and check the file's
-    SHA-256 against it."""
-    try:
-        name, opened, raw = _open_target(target, storage)
-    except FileNotFoundError as error:
-        return AuditResult(target, None, None, None, str(error))
-    with opened as handle:
-        sha256, size, _ = hash_stream(handle)
-        label = embedded_label(_head_and_tail(handle, size))
-    if raw is None:
-        return AuditResult(name, None, sha256, label, f"no provenance record ({name}{RECORD_SUFFIX})")
-    try:
-        record = json.loads(raw)
-        expected = record["output"]["sha256"]
-    except (ValueError, KeyError, TypeError) as error:
-        return AuditResult(name, None, sha256, label, f"the provenance record is unreadable: {error!r}")
-    if sha256 != expected:
-        problem = f"SHA-256 mismatch: the file is {sha256}, its record says {expected}: it changed after it was stored"
-        return AuditResult(name, record, sha256, label, problem)
-    return AuditResult(name, record, sha256, label, None)
-
-
-def audit_report(target: str, storage_block: str | None) -> tuple[str, bool]:
-    """What ``faceswap-flows audit`` prints, and whether the output passed. Local paths need no Prefect API;
-    keys are looked up in the MediaStorage block ``storage_block``."""
-    storage = None
-    if storage_block and not Path(target).expanduser().is_file():
-        try:
-            storage = asyncio.run(MediaStorage.aload(storage_block))
-        except Exception as error:
-            return f"FAILED: cannot load the storage block {storage_block!r}: {error}", False
-    result = audit(target, storage)
-    lines = [json.dumps(result.record, indent=2)] if result.record else []
-    if result.record and result.record.get("digital_source_type") in LEGACY_DIGITAL_SOURCE_TYPES:
-        lines.append(
-            f"record: written with the earlier IPTC term {result.record['digital_source_type']} (still a "
-            f"synthetic-media label; new results say {DIGITAL_SOURCE_TYPE})"
-        )
-    if result.label:
-        source = result.label.get("Iptc4xmpExt:DigitalSourceType", "?")
-        lines.append(f"embedded label: {source} (task {result.label.get('fsf:TaskId', '?')})")
-    elif result.sha256:
-        lines.append("embedded label: none found in the file")
-    if result.sha256:
-        lines.append(f"sha256: {result.sha256}")
-    verdict = f"FAILED: {result.problem}" if result.problem else f"OK: {result.target} matches its provenance record"
-    lines.append(verdict)
-    return "\n".join(lines), result.ok

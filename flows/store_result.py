@@ -70,6 +70,8 @@ async def store_job(
         label=parameters.get("label_outputs", True) if label_outputs is None else label_outputs,
         watermark=parameters.get("watermark"),
         watermark_corner=parameters.get("watermark_corner") or "bottom-right",
+        sign=parameters.get("sign_outputs", True),
+        signing_block=parameters.get("signing_block") or "faceswap-signing",
     )
     if not output.label:
         get_run_logger().warning(
@@ -86,7 +88,9 @@ async def store_job(
         output=output,
         credits=submitted.get("points"),
         credits_estimated=bool(submitted.get("points_estimated")),
-        facts=JobFacts(inputs=submitted.get("inputs") or [], parameters=parameters),
+        facts=JobFacts(
+            inputs=submitted.get("inputs") or [], parameters=parameters, consent=submitted.get("consent") or []
+        ),
         submitted_by={k: submitted.get(k) for k in ("flow_run", "deployment", "run_by")} if submitted else None,
         as_tasks=not inline,
     )

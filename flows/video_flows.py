@@ -15,6 +15,8 @@ from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.flows.api_tasks import extract_frame_faces
 from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from faceswap_flows.flows.budget import check_budget
+from faceswap_flows.flows.consent import preflight
+from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
 from faceswap_flows.flows.face_matching import crop
 from faceswap_flows.flows.media_tasks import prepare_video, upload
 from faceswap_flows.flows.outcome import SwapOutcome, submit_and_finish
@@ -39,6 +41,9 @@ async def video_faceswap(
     timeout_seconds: float = 3600,
     max_credits: int | None = None,
     label_outputs: bool = True,
+    sign_outputs: bool = True,
+    signing_block: str = DEFAULT_SIGNING,
+    require_consent: bool = False,
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
@@ -57,6 +62,8 @@ async def video_faceswap(
             upload(services.storage, str(local), "source_video", "video"),
             upload(services.storage, face_image, "face_image"),
         )
+    output = OutputOptions(label=label_outputs, sign=sign_outputs, signing_block=signing_block)
+    consent = await preflight(services.storage, output, require_consent, [("face_image", face)])
     return await submit_and_finish(
         services,
         VideoFaceSwapRequest,
@@ -68,13 +75,14 @@ async def video_faceswap(
         kind="video",
         facts=job_facts(
             {"source_video": video, "face_image": face},
+            consent,
             source=source_video,
             trim_start=trim_start,
             trim_end=trim_end,
             duration=round(facts.duration, 3),
             enhance=enhance,
         ),
-        output=OutputOptions(label=label_outputs),
+        output=output,
     )
 
 
@@ -100,6 +108,9 @@ async def multi_video_faceswap(
     timeout_seconds: float = 3600,
     max_credits: int | None = None,
     label_outputs: bool = True,
+    sign_outputs: bool = True,
+    signing_block: str = DEFAULT_SIGNING,
+    require_consent: bool = False,
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
@@ -131,6 +142,10 @@ async def multi_video_faceswap(
             upload(services.storage, str(local), "source_video", "video"),
             *(upload(services.storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
         )
+    output = OutputOptions(label=label_outputs, sign=sign_outputs, signing_block=signing_block)
+    consent = await preflight(
+        services.storage, output, require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
+    )
     found = await extract_frame_faces(services.credentials, frame_png)
     wrong = [i for i in indexes if not 0 <= i < len(found)]
     if wrong:
@@ -161,6 +176,7 @@ async def multi_video_faceswap(
         kind="video",
         facts=job_facts(
             {"source_video": video, "face_images": faces},
+            consent,
             source=source_video,
             trim_start=trim_start,
             trim_end=trim_end,
@@ -170,5 +186,5 @@ async def multi_video_faceswap(
             frame_time=frame_time,
             face_ref_sha256=[hashlib.sha256(base64.b64decode(ref)).hexdigest() for ref in refs],
         ),
-        output=OutputOptions(label=label_outputs),
+        output=output,
     )
