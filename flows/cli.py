@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from faceswap_flows.flows.cli_consent import consent_app
 from faceswap_flows.flows.cli_setup import blocks_app, deploy, estimate_app, signing_app
 
 app = typer.Typer(
@@ -25,6 +26,7 @@ app.add_typer(run_app, name="run")
 app.add_typer(estimate_app, name="estimate")
 app.add_typer(blocks_app, name="blocks")
 app.add_typer(signing_app, name="signing")
+app.add_typer(consent_app, name="consent")
 app.command()(deploy)
 
 

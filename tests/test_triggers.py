@@ -98,6 +98,7 @@ def test_prefect_yaml_deploys(prefect_api: str) -> None:
                 assert all(deployments[name].work_pool_name == "faceswap-pool" for name in expected)
                 nightly = deployments["nightly-batch"]
                 assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
+                assert nightly.parameters["require_consent"] is True, "the nightly batch swaps consented faces only"
                 automations = await client.read_automations_by_name("store-result__automation_1")
                 assert automations and automations[0].trigger.expect == {"aifaceswap.task.succeeded"}
                 sweeps = await client.read_automations_by_name("store-results__automation_1")

@@ -1,0 +1,125 @@
+"""``faceswap-flows consent add | list | revoke``: the consent register of face photos (records in the storage
+block, see ``flows.consent``)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from faceswap_flows.blocks import MediaStorage
+
+consent_app = typer.Typer(
+    help="The consent register: face photos that may be swapped, on whose consent, for what, until when.",
+    no_args_is_help=True,
+)
+StorageOption = Annotated[str, typer.Option(help="MediaStorage block holding the register.")]
+
+
+def _fail(message: str) -> None:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def _storage(block: str) -> MediaStorage:
+    from faceswap_flows.blocks import MediaStorage
+
+    try:
+        return asyncio.run(MediaStorage.aload(block))
+    except Exception as error:
+        _fail(f"storage_block: cannot load {block!r}: {error}")
+
+
+def _photo_sha256(photo: str) -> str:
+    """The SHA-256 of a photo given as a file, or given directly as 64 hex digits."""
+    from faceswap_flows.flows.consent import file_sha256
+
+    if re.fullmatch(r"[0-9a-fA-F]{64}", photo):
+        return photo.lower()
+    path = Path(photo).expanduser()
+    if not path.is_file():
+        _fail(f"photo: {photo} is neither a file nor a SHA-256 (64 hex digits)")
+    return file_sha256(path.read_bytes())
+
+
+@consent_app.command("add")
+def consent_add(
+    photo: Annotated[str, typer.Argument(help="The face photo (a file), or its SHA-256.")],
+    by: Annotated[str, typer.Option("--by", help="Who consented (the person, or their guardian).")],
+    scope: Annotated[str, typer.Option(help="What the photo may be used for.")],
+    until: Annotated[str | None, typer.Option(help="Last day the consent holds (YYYY-MM-DD).")] = None,
+    person: Annotated[str | None, typer.Option(help="The person in the photo.")] = None,
+    at: Annotated[str | None, typer.Option(help="When consent was given (YYYY-MM-DD; default today).")] = None,
+    storage_block: StorageOption = "faceswap-media",
+) -> None:
+    """Register a face photo's consent. Example:
+    faceswap-flows consent add me.jpg --by "Ada Lovelace" --scope "marketing video 2027" --until 2027-12-31"""
+    from pydantic import ValidationError
+
+    from faceswap_flows.flows.consent import ConsentRecord, save_consent
+
+    sha256 = _photo_sha256(photo)
+    try:
+        record = ConsentRecord(
+            sha256=sha256,
+            person=person,
+            consented_by=by,
+            consented_at=at or date.today(),
+            scope=scope,
+            expires=until,
+            photo=None if sha256 == photo.lower() else Path(photo).name,
+        )
+    except ValidationError as error:
+        wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        _fail(f"{wrong} (dates are YYYY-MM-DD)")
+    if record.expires is not None and record.expires < record.consented_at:
+        _fail(f"until: {record.expires} is before the consent was given ({record.consented_at})")
+    save_consent(_storage(storage_block), record)
+    until_text = record.expires.isoformat() if record.expires else "no end date"
+    typer.echo(f"registered {record.photo or sha256} (sha256 {sha256}): consent of {by} for {scope!r}, {until_text}")
+
+
+@consent_app.command("list")
+def consent_list(
+    storage_block: StorageOption = "faceswap-media",
+    all_records: Annotated[bool, typer.Option("--all", help="Include revoked and expired consents.")] = False,
+) -> None:
+    """The registered face photos, one a line: sha256, photo, person, who consented, scope, until, status."""
+    from faceswap_flows.flows.consent import list_consents
+
+    today = date.today()
+    shown = 0
+    for record in list_consents(_storage(storage_block)):
+        problem = record.problem(today)
+        if problem and not all_records:
+            continue
+        status = problem or "valid"
+        until = record.expires.isoformat() if record.expires else "-"
+        typer.echo(
+            f"{record.sha256}  {record.photo or '-'}  {record.person or '-'}  by {record.consented_by}  "
+            f"scope {record.scope!r}  until {until}  {status}"
+        )
+        shown += 1
+    if not shown:
+        typer.echo("no consent records" + ("" if all_records else " in force (--all shows revoked and expired)"))
+
+
+@consent_app.command("revoke")
+def consent_revoke(
+    photo: Annotated[str, typer.Argument(help="The face photo (a file), or its SHA-256.")],
+    storage_block: StorageOption = "faceswap-media",
+) -> None:
+    """Revoke a face photo's consent: flows with require_consent refuse it from now on (the record stays)."""
+    from faceswap_flows.flows.consent import revoke_consent
+
+    sha256 = _photo_sha256(photo)
+    try:
+        record = revoke_consent(_storage(storage_block), sha256)
+    except KeyError:
+        _fail(f"photo: no consent record for sha256 {sha256}")
+    typer.echo(f"revoked the consent of {record.consented_by} for {record.photo or sha256} at {record.revoked_at}")
