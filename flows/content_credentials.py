@@ -161,9 +161,9 @@ def sign_bytes(plan: SigningPlan, data: bytes, media_type: str, title: str) -> b
     return out.getvalue()
 
 
-def sign_file(plan: SigningPlan, source: Path, target: Path, media_type: str) -> None:
+def sign_file(plan: SigningPlan, source: Path, target: Path, media_type: str, title: str | None = None) -> None:
     with source.open("rb") as inp, target.open("w+b") as out:
-        sign_stream(plan, media_type, source.name, inp, out)
+        sign_stream(plan, media_type, title or source.name, inp, out)
 
 
 # Reading and validating

@@ -51,6 +51,18 @@ def write_demo_manifest(source: Path, face: Path) -> Path:
     return manifest
 
 
+def content_credentials_line(result: Path, ca: Path) -> str:
+    """What the demo says of the result's signed C2PA manifest, checked against the development CA."""
+    from faceswap_flows.flows.content_credentials import read_credentials
+
+    with result.open("rb") as handle:
+        check = read_credentials(handle, "image/png", ca.read_text())
+    return (
+        f"Content Credentials: C2PA manifest {check.state.upper()}, signed by {check.signer} (development CA "
+        f"{ca}); check it: .venv/bin/faceswap-flows audit {result} --trust-anchors {ca}"
+    )
+
+
 def _prefect_api(state_dir: Path, stack: ExitStack) -> tuple[str, str]:
     """The Prefect API to use: $PREFECT_API_URL if it answers, else a local server started here."""
     from faceswap_flows.flows.local_prefect import LocalPrefectServer, is_healthy, port_is_free
@@ -94,6 +106,7 @@ def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> D
         print(f"Result image: {result_path}")
         print(f"Sandbox task {outcome.task_id}: {ledger['spent']} credits charged, balance {ledger['balance']}")
         print(f"The run in the Prefect UI: {ui_url}/runs/flow-run/{flow_run_id}")
+        print(content_credentials_line(result_path, local.signing_dir / "ca.pem"))
         manifest = write_demo_manifest(source, face)
         if interactive:
             print(

@@ -227,7 +227,7 @@ async def fetch_result(
                 local = labelled
             if signing is not None:
                 signed = local.with_name(f"signed{local.suffix}")
-                await asyncio.to_thread(sign_file, signing, local, signed, "video/mp4")
+                await asyncio.to_thread(sign_file, signing, local, signed, "video/mp4", PurePosixPath(key).name)
                 local = signed
             await asyncio.to_thread(storage.upload, local, key)
     if label is None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import c2pa
 import pytest
 
+from faceswap_flows.flows.content_credentials import JOB_ASSERTION
 from faceswap_flows.flows.demo import run_demo
 from tests.media import likeness, read_image
 from tests.vision import photos
@@ -26,5 +28,12 @@ def test_demo_makes_a_real_swap(prefect_api: str, tmp_path: Path, capsys: pytest
     printed = capsys.readouterr().out
     assert f"Result image: {result.result_path}" in printed
     assert f"/runs/flow-run/{result.flow_run_id}" in printed
+    ca = tmp_path / ".faceswap" / "signing" / "ca.pem"
+    settings = c2pa.Context.from_dict({"trust": {"trust_anchors": ca.read_text()}})
+    with result.result_path.open("rb") as handle, c2pa.Reader("image/png", handle, context=settings) as reader:
+        assert reader.get_validation_state() == "Trusted", reader.get_validation_results()
+        job = next(a for a in reader.get_active_manifest()["assertions"] if a["label"] == JOB_ASSERTION)["data"]
+    assert job["task_id"] == result.task_id and job["flow_run"]["id"] == result.flow_run_id
+    assert "Content Credentials: C2PA manifest TRUSTED, signed by" in printed and str(ca) in printed
     manifest = (tmp_path / "faceswap-media" / "demo" / "manifest.csv").read_text().splitlines()
     assert manifest[0] == "source_image,face_image,id" and len(manifest) == 3

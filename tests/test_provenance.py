@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+import c2pa
 import numpy as np
 import pytest
 from PIL import Image
@@ -297,6 +298,11 @@ async def test_a_video_result_is_labelled_and_recorded(stack, tmp_path: Path) ->
     record = stored_record(stack.storage, outcome)
     check_record(record, result.read_bytes(), outcome)
     assert record["output"]["media_type"] == "video/mp4" and record["parameters"]["enhance"] == 0
+    anchors = c2pa.Context.from_dict({"trust": {"trust_anchors": (stack.signing_dir / "ca.pem").read_text()}})
+    with result.open("rb") as handle, c2pa.Reader("video/mp4", handle, context=anchors) as reader:
+        assert reader.get_validation_state() == "Trusted", reader.get_validation_results()
+        assert reader.get_active_manifest()["title"] == Path(outcome.result_key).name
+    assert record["output"]["content_credentials"]["signed"] is True
     if EXIFTOOL:
         assert exiftool(result)["XMP-iptcExt:DigitalSourceType"] == DIGITAL_SOURCE_TYPE
 
