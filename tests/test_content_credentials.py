@@ -112,6 +112,26 @@ def test_the_dev_certificate_is_what_c2pa_requires() -> None:
     assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
 
 
+def test_a_self_signed_signer_is_only_ever_untrusted() -> None:
+    """The README's known limit: c2pa-python signs with a self-signed certificate (C2PA's rule that a signer be
+    CA-issued is not enforced when signing), and a reader reports it untrusted unless it is the anchor."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from faceswap_flows.flows.signing_certs import _certificate, _name
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = _name("self-signed", "nobody")
+    pem = _certificate(name, name, key.public_key(), key, days=30, is_ca=False).public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    self_signed = ContentSigningKey(private_key=key_pem.decode(), certificate_chain=pem.decode())
+    data = sign_bytes(PLAN.model_copy(update={"key": self_signed}), photo("PNG"), "image/png", "r.png")
+    assert read_credentials(io.BytesIO(data), "image/png", None).state == "untrusted"
+    assert read_credentials(io.BytesIO(data), "image/png", CERTS.ca_pem).state == "untrusted"
+
+
 @pytest.mark.parametrize("media_type", ["image/png", "image/jpeg", "image/webp", "video/mp4"])
 def test_every_media_type_carries_a_valid_manifest(media_type: str, tmp_path: Path) -> None:
     data = signed(media_type, tmp_path)
@@ -119,6 +139,7 @@ def test_every_media_type_carries_a_valid_manifest(media_type: str, tmp_path: Pa
     assert state == "Trusted" and failures == [], failures
     job = check_manifest(manifest, "task-7")
     assert job["credits"] == 2 and job["flow_run"]["id"] == "run-1" and job["deployment"]["name"] == "faceswap"
+    assert "thumbnail" not in manifest and all("thumbnail" not in i for i in manifest["ingredients"])
     ingredients = {i["title"]: i for i in manifest["ingredients"]}
     assert ingredients["astronaut.png"]["instance_id"] == "sha256:" + "a" * 64
     assert ingredients["astronaut.png"]["relationship"] == "parentOf"
