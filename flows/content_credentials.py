@@ -12,7 +12,6 @@ changing one byte of the result is detected by any C2PA reader.
 from __future__ import annotations
 
 import io
-import json
 import mimetypes
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -259,9 +258,7 @@ async def signing_plan(
         job_id=job_id,
         credits=credits,
         credits_estimated=credits_estimated,
-        inputs=[json.loads(i.model_dump_json()) if hasattr(i, "model_dump_json") else dict(i) for i in facts.inputs]
-        if facts
-        else [],
+        inputs=[item.model_dump(exclude_none=True) for item in facts.inputs] if facts else [],
         flow_run=run.get("flow_run"),
         deployment=run.get("deployment"),
         consent=list(facts.consent) if facts else [],

@@ -231,7 +231,8 @@ async def test_the_submitted_event_carries_the_same_facts(stack, swapped) -> Non
     record = stored_record(stack.storage, outcome)
     assert payload["inputs"] == record["inputs"] and payload["flow_run"]["id"] == flow_run_id
     assert payload["points"] == record["credits"] and payload["run_by"] == record["run_by"]
-    assert payload["parameters"]["label_outputs"] is True
+    assert payload["parameters"]["label_outputs"] is True and payload["parameters"]["sign_outputs"] is True
+    assert payload["digital_source_type"] == record["digital_source_type"] == DIGITAL_SOURCE_TYPE
     text = json.dumps(payload)
     for secret in (SANDBOX_KEY, RECEIVER_SECRET, "/callbacks/", "webhook", "?"):
         assert secret not in text, f"{secret!r} must not be in the submitted event"
