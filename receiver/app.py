@@ -19,6 +19,7 @@ from starlette.routing import Route
 from faceswap_flows.aifaceswap.http_server import BackgroundServer
 from faceswap_flows.receiver.events import Emitter
 from faceswap_flows.receiver.inbox import GroupCommitter, Inbox, InboxEntry, Outcome
+from faceswap_flows.receiver.openapi import openapi_route
 from faceswap_flows.receiver.parsing import UnreadableCallback, found_task_id, parse_callback
 from faceswap_flows.receiver.tokens import DEFAULT_MAX_AGE_SECONDS, JobToken, TokenError, verify
 from faceswap_flows.receiver.unparsed import UnparsedEmitter, UnparsedInbox
@@ -160,6 +161,7 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
             Route("/tasks/{task_id}", task_status, methods=["GET"]),
             Route("/jobs/{job_id}", task_status, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/openapi.json", openapi_route, methods=["GET"]),
         ],
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_refusal},
