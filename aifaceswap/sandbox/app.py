@@ -99,7 +99,7 @@ async def _read_body(request: Request) -> dict[str, Any]:
             return fields
     try:
         body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise SandboxHTTPError(400, "the body is not valid JSON: send Content-Type application/json") from None
     if not isinstance(body, dict):
         raise SandboxHTTPError(400, "the body must be a JSON object with the endpoint's fields")
