@@ -21,6 +21,7 @@ from pydantic import (
     Field,
     PlainSerializer,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_serializer,
     model_validator,
@@ -71,9 +72,10 @@ def _check_webhook_url(value: Any) -> str:
     return _check_http_url(value, WEBHOOK_URL_HINT)
 
 
-HttpUrl = Annotated[str, BeforeValidator(_check_http_url)]
+URL_SCHEMA = {"type": "string", "format": "uri", "pattern": r"^\s*https?://[^\s/?#]+"}
+HttpUrl = Annotated[str, BeforeValidator(_check_http_url), WithJsonSchema(URL_SCHEMA)]
 """An absolute http(s) URL kept as the exact string the user gave."""
-WebhookUrl = Annotated[str, BeforeValidator(_check_webhook_url)]
+WebhookUrl = Annotated[str, BeforeValidator(_check_webhook_url), WithJsonSchema(URL_SCHEMA)]
 
 
 class Enhance(IntEnum):
@@ -87,7 +89,7 @@ class Enhance(IntEnum):
 def _check_enhance(value: Any) -> Enhance:
     try:
         return Enhance(int(value))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(
             f"must be 0 (no enhance), 1 (enhance up to 1080p) or 2 (enhance up to 2k), got {value!r}"
         ) from None
@@ -101,7 +103,7 @@ EnhanceLevel = Annotated[
 def _check_duration(value: Any) -> float:
     try:
         seconds = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"must be the video's length in seconds (a number > 0), got {value!r}") from None
     if not seconds > 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError(
@@ -167,7 +169,11 @@ class FaceBox(BaseModel):
         if isinstance(value, list | tuple):
             if len(value) != 4:
                 raise ValueError(f"a face box is [x1, y1, x2, y2] (4 numbers), got {len(value)} numbers")
-            return dict(zip(("x1", "y1", "x2", "y2"), (round(float(v)) for v in value), strict=True))
+            try:
+                numbers = [round(float(v)) for v in value]
+            except (TypeError, ValueError, OverflowError):
+                raise ValueError(f"a face box is [x1, y1, x2, y2] (4 finite numbers), got {value!r}") from None
+            return dict(zip(("x1", "y1", "x2", "y2"), numbers, strict=True))
         return value
 
     @model_validator(mode="after")

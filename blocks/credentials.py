@@ -43,6 +43,21 @@ class AIFaceSwapCredentials(Block):
         "While it does not exist, calls are not limited.",
     )
 
+    allowed_result_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts the flows may download results from besides the service's own domain (and the sandbox "
+        "when it is the base URL): exact names or *.domain patterns.",
+    )
+    allow_private_result_addresses: bool = Field(
+        default=False,
+        description="Download results from private, loopback or link-local addresses even when the base URL is "
+        "the real service (refused by default: a forged result URL must not reach inside your network).",
+    )
+    max_result_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest result download, in bytes.")
+    result_download_timeout_seconds: float = Field(
+        default=600.0, gt=0, description="Longest time one result download may take, however slowly it trickles."
+    )
+
     def get_client(self, *, pooled: bool = False) -> AIFaceSwapClient:
         """A new client with this block's key, base URL and timeout; use it as an async context manager.
         ``pooled``: its HTTP connections come from the event loop's shared pool (many calls in one flow run)."""

@@ -121,9 +121,10 @@ class MediaStorage(WritableFileSystem):
     def path_of(self, key: str) -> str:
         """The filesystem path of a key; keys are relative, and may not climb out of basepath."""
         key = key.replace("\\", "/").lstrip("/")
-        if not key or any(part == ".." for part in key.split("/")):
+        parts = key.split("/")
+        if all(part in ("", ".") for part in parts) or ".." in parts or "\x00" in key:
             raise StorageError(
-                f"storage key {key!r} is empty or leaves basepath: use a relative key like 'inputs/a.jpg'"
+                f"storage key {key!r} is empty, holds a NUL or leaves basepath: use a relative key like 'inputs/a.jpg'"
             )
         return posixpath.join(self.root, key)
 

@@ -4,9 +4,6 @@ outcome per item (a failed item never fails the others)."""
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
-import json
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -20,7 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import FaceSwapRequest
@@ -37,20 +34,13 @@ from faceswap_flows.flows.blocks_config import (
 from faceswap_flows.flows.consent import check_consent, preflight
 from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
 from faceswap_flows.flows.labels import WatermarkCorner
+from faceswap_flows.flows.manifest import BatchItem, decode_manifest, parse_manifest
 from faceswap_flows.flows.media_tasks import StagedMedia, stage
 from faceswap_flows.flows.outcome import submit_and_finish, worth_another_attempt
 from faceswap_flows.flows.provenance import OutputOptions, job_facts, write_manifest
 
 STAGING_CONCURRENCY = 8
 ITEMS_PER_TASK = 25
-
-
-class BatchItem(BaseModel):
-    """One line of the manifest."""
-
-    source_image: str
-    face_image: str
-    id: str | None = None
 
 
 class ItemOutcome(BaseModel):
@@ -80,29 +70,17 @@ def read_manifest(storage: MediaStorage, manifest: str) -> list[BatchItem]:
     """Items of a CSV (header: source_image,face_image[,id]) or JSONL manifest, local or in storage."""
     local = Path(manifest).expanduser()
     if local.is_file():
-        text = local.read_text()
+        data = local.read_bytes()
     elif storage.exists(manifest):
-        text = storage.read_bytes(manifest).decode()
+        data = storage.read_bytes(manifest)
     else:
         raise InputValidationError(
             f"manifest: {manifest!r} is neither a local file nor a key in storage: check the path"
         )
-    if manifest.endswith((".jsonl", ".ndjson")):
-        rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    else:
-        rows = list(csv.DictReader(io.StringIO(text)))
-    items = []
-    for number, row in enumerate(rows, start=1):
-        try:
-            items.append(BatchItem.model_validate(row))
-        except ValidationError as error:
-            raise InputValidationError(
-                f"manifest line {number}: {error.errors()[0]['loc'][0]} {error.errors()[0]['msg'].lower()}: "
-                "each line needs source_image and face_image"
-            ) from None
-    if not items:
-        raise InputValidationError(f"manifest: {manifest} has no items")
-    return items
+    try:
+        return parse_manifest(decode_manifest(data, manifest), jsonl=manifest.endswith((".jsonl", ".ndjson")))
+    except InputValidationError as error:
+        raise InputValidationError(f"{error} ({manifest})") from None
 
 
 class Budget:

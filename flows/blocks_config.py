@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+from faceswap_flows.flows.download_rules import CURRENT_RULES, DownloadRules
 
 DEFAULT_CREDENTIALS = "aifaceswap"
 DEFAULT_STORAGE = "faceswap-media"
@@ -26,8 +27,10 @@ async def load_services(
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> Services:
+    credentials = await AIFaceSwapCredentials.aload(credentials_block)
+    CURRENT_RULES.set(DownloadRules.for_credentials(credentials))  # the result downloads of this run follow them
     return Services(
-        credentials=await AIFaceSwapCredentials.aload(credentials_block),
+        credentials=credentials,
         storage=await MediaStorage.aload(storage_block),
         receiver=await WebhookReceiver.aload(receiver_block),
         storage_block=storage_block,

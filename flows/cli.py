@@ -339,8 +339,13 @@ def serve(
 
 
 @app.command()
-def collect(task_id: Annotated[str, typer.Argument(help="The task_id whose result to store.")]) -> None:
-    """Store the result of a job whose wait timed out (from its callback event)."""
+def collect(
+    task_id: Annotated[
+        str, typer.Argument(help="The task_id whose result to store (an unparsed callback naming none: its job id).")
+    ],
+) -> None:
+    """Store the result of a job whose wait timed out (from its callback event, or the result URL found in its
+    unparsed callback)."""
     from faceswap_flows.flows.store_result import store_result
 
     _run_flow(store_result(task_id))

@@ -21,15 +21,26 @@ from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.content_credentials import SigningPlan, sign_bytes, sign_file
+from faceswap_flows.flows.download_rules import DownloadRefused, DownloadRules, current_rules, download
 from faceswap_flows.flows.labels import SyntheticLabel, WatermarkCorner, draw_watermark, label_image, label_video
 from faceswap_flows.flows.video_tools import VideoError, VideoFacts, trim_video, video_facts
 
 DOWNLOAD_CHUNK = 1024 * 1024
+INPUT_LIMITS = DownloadRules(hosts=(), max_bytes=2 * 1024**3, timeout_seconds=600.0)
+"""Size and time limits of the user's own input URLs the flows read (their hosts are the user's choice)."""
 _log = logging.getLogger("faceswap.flows")
 
 
 def is_url(source: str) -> bool:
     return urlsplit(source).scheme in ("http", "https")
+
+
+def local_name(source: str, default: str) -> str:
+    """A plain file name for a local copy of ``source`` (a URL, a storage key or a path), whatever the user gave:
+    one component, printable, never empty, ``.`` or ``..``."""
+    path = urlsplit(source).path if is_url(source) else source
+    name = "".join(c for c in path.replace("\\", "/").rsplit("/", 1)[-1] if c.isprintable())[:120]
+    return name if name.strip(" .") else default
 
 
 @dataclass(frozen=True)
@@ -58,18 +69,21 @@ def _sha256(handle: IO[bytes]) -> str:
 
 
 def _url_sha256(url: str) -> str | None:
-    """The SHA-256 of what a URL serves (for the provenance record); None when it cannot be read from here."""
+    """The SHA-256 of what a URL serves (for the provenance record); None when it cannot be read from here
+    (or is over the input limits: INPUT_LIMITS)."""
     digest = hashlib.sha256()
+
+    async def read() -> None:
+        async with httpx.AsyncClient(verify=tls_context()) as http:
+            await download(http, url, INPUT_LIMITS, digest.update, check_hosts=False, chunk=DOWNLOAD_CHUNK)
+
     try:
-        with httpx.stream("GET", url, timeout=60, follow_redirects=True, verify=tls_context()) as response:
-            response.raise_for_status()
-            for chunk in response.iter_bytes(DOWNLOAD_CHUNK):
-                digest.update(chunk)
-    except httpx.HTTPError as error:
+        asyncio.run(read())
+    except (httpx.HTTPError, DownloadRefused, RuntimeError) as error:
         _log.warning(
             "could not read %s to record its SHA-256 (%s)",
             urlsplit(url)._replace(query="").geturl(),
-            type(error).__name__,
+            error if isinstance(error, DownloadRefused) else type(error).__name__,
         )
         return None
     return digest.hexdigest()
@@ -124,20 +138,14 @@ def _video_facts(path: Path, field: str) -> VideoFacts:
         raise InputValidationError(str(error)) from None
 
 
-async def download_to(url: str, target: Path, *, max_bytes: int = 2 * 1024**3) -> int:
-    size = 0
-    async with (
-        httpx.AsyncClient(timeout=60, follow_redirects=True, verify=tls_context()) as http,
-        http.stream("GET", url) as response,
-    ):
-        response.raise_for_status()
-        with target.open("wb") as handle:
-            async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
-                size += len(chunk)
-                if size > max_bytes:
-                    raise ValueError(f"{url} is larger than {max_bytes} bytes")
-                handle.write(chunk)
-    return size
+async def download_to(url: str, target: Path, *, limits: DownloadRules | None = None) -> int:
+    """Download a user's input URL to ``target`` within ``limits`` (size and time; default INPUT_LIMITS)."""
+    with target.open("wb") as handle:
+        async with httpx.AsyncClient(verify=tls_context()) as http:
+            try:
+                return await download(http, url, limits or INPUT_LIMITS, handle.write, check_hosts=False)
+            except DownloadRefused as error:
+                raise InputValidationError(f"source_video: {error}") from None
 
 
 @task(
@@ -159,7 +167,7 @@ async def prepare_video(
     folder = Path(workdir)
     local = Path(source).expanduser()
     if is_url(source):
-        local = folder / (Path(urlsplit(source).path).name or "input.mp4")
+        local = folder / local_name(source, "input.mp4")
         await download_to(source, local)
     elif not local.is_file():
         if not storage.exists(source):
@@ -167,7 +175,7 @@ async def prepare_video(
                 f"{field}: {source!r} is not an http(s) URL, an existing local file, or a key in storage "
                 f"{storage.basepath}: check the path"
             )
-        local = folder / Path(source).name
+        local = folder / local_name(source, "input.mp4")
         with storage.open(source) as remote, local.open("wb") as handle:
             for chunk in iter(lambda: remote.read(DOWNLOAD_CHUNK), b""):
                 handle.write(chunk)
@@ -190,7 +198,13 @@ def _check_result_head(head: bytes, kind: str, url: str) -> None:
         raise ValueError(f"the result at {url} is not an MP4 video")
 
 
-@task(name="fetch-result", task_run_name="fetch result {key}", retries=3, retry_delay_seconds=[1, 5, 15])
+@task(
+    name="fetch-result",
+    task_run_name="fetch result {key}",
+    retries=3,
+    retry_delay_seconds=[1, 5, 15],
+    retry_condition_fn=lambda task, run, state: not isinstance(state.data, DownloadRefused),
+)
 async def fetch_result(
     storage: MediaStorage,
     result_url: str,
@@ -262,19 +276,23 @@ def _store_image(
 
 
 async def _download_result(result_url: str, sink: BinaryIO, kind: str) -> int:
-    """Stream the result into ``sink``, checking its first bytes are an image/video; returns its size."""
-    size, head = 0, b""
-    async with shared_http_client().stream("GET", result_url, timeout=120) as response:
-        if response.status_code in (403, 404, 410):
-            raise RuntimeError(f"the result URL {result_url} answered {response.status_code}: it may have expired")
-        response.raise_for_status()
-        async for chunk in response.aiter_bytes(DOWNLOAD_CHUNK):
-            if len(head) < 16:
-                head += chunk[:16]
-                if len(head) >= 16:
-                    _check_result_head(head, kind, result_url)
-            sink.write(chunk)
-            size += len(chunk)
+    """Stream the result into ``sink`` under the credentials' host rules and limits (flows.download_rules),
+    checking its first bytes are an image/video; returns its size."""
+    head = bytearray()
+
+    def write(chunk: bytes) -> None:
+        if len(head) < 16:
+            head.extend(chunk[: 16 - len(head)])
+            if len(head) >= 16:
+                _check_result_head(bytes(head), kind, result_url)
+        sink.write(chunk)
+
+    rules = await current_rules()
+    try:
+        size = await download(shared_http_client(), result_url, rules, write, chunk=DOWNLOAD_CHUNK)
+    except DownloadRefused as error:
+        _log.error("result download refused: %s", error)
+        raise
     if size < 16:
         raise ValueError(f"the result at {result_url} is empty or truncated ({size} bytes)")
     return size

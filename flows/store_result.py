@@ -8,6 +8,8 @@ import asyncio
 from typing import Any
 
 from prefect import flow
+from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
@@ -16,6 +18,8 @@ from faceswap_flows.flows.blocks_config import DEFAULT_STORAGE
 from faceswap_flows.flows.outcome import SwapOutcome, fetch_and_record
 from faceswap_flows.flows.provenance import JobFacts, OutputOptions, submission_facts
 from faceswap_flows.flows.waiting import stored_event
+from faceswap_flows.receiver.events import task_resource_id
+from faceswap_flows.receiver.unparsed import UNPARSED
 
 
 class ResultNotAvailable(RuntimeError):
@@ -49,6 +53,26 @@ async def submitted_facts(task_id: str, attempts: int = 5) -> dict[str, Any]:
         "no submitted event for task %s: its provenance record has only what is known here", task_id
     )
     return {}
+
+
+async def unparsed_callback(subject: str) -> dict[str, Any] | None:
+    """The stored ``aifaceswap.task.unparsed`` event of a task_id (or of a job id when the body named no task),
+    when its raw body holds a result URL; ResultNotAvailable when it holds none."""
+    event_filter = EventFilter(
+        event=EventNameFilter(name=[UNPARSED]), resource=EventResourceFilter(id=[task_resource_id(subject)])
+    )
+    async with get_client() as client:
+        page = await client.read_events(filter=event_filter, limit=1)
+    if not page.events:
+        return None
+    payload = dict(page.events[0].payload)
+    if not payload.get("result_image"):
+        raise ResultNotAvailable(
+            f"the callback of {subject} could not be read ({payload.get('error')}) and names no result URL: "
+            "see its aifaceswap.task.unparsed event for the raw body"
+        )
+    get_run_logger().warning("%s: storing the result_image found in an unparsed callback", subject)
+    return payload
 
 
 async def store_job(
@@ -120,7 +144,7 @@ async def store_result(
     the job's submitted event; ``label_outputs`` overrides the choice made at submission."""
     job_id = None
     if not (result_image and result_key):
-        event = await stored_event(task_id)
+        event = await stored_event(task_id) or await unparsed_callback(task_id)
         if event is None:
             raise ResultNotAvailable(f"no callback event for task_id {task_id} yet: try again once the job finished")
         if not event.get("success"):

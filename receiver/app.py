@@ -6,22 +6,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from pydantic import ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from faceswap_flows.aifaceswap.http_server import BackgroundServer
-from faceswap_flows.aifaceswap.models import TaskCallback, describe_validation_error
 from faceswap_flows.receiver.events import Emitter
 from faceswap_flows.receiver.inbox import GroupCommitter, Inbox, InboxEntry, Outcome
-from faceswap_flows.receiver.tokens import DEFAULT_MAX_AGE_SECONDS, TokenError, verify
+from faceswap_flows.receiver.openapi import openapi_route
+from faceswap_flows.receiver.parsing import UnreadableCallback, found_task_id, parse_callback
+from faceswap_flows.receiver.tokens import DEFAULT_MAX_AGE_SECONDS, JobToken, TokenError, verify
+from faceswap_flows.receiver.unparsed import UnparsedEmitter, UnparsedInbox
 
 logger = logging.getLogger("faceswap.receiver")
 
@@ -37,7 +38,7 @@ def _refuse(status: int, message: str) -> JSONResponse:
 async def _read_limited(request: Request) -> bytes | None:
     """The body, or None when it is larger than MAX_CALLBACK_BYTES (read no further than that)."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_CALLBACK_BYTES:
+    if declared and declared.isascii() and declared.isdigit() and int(declared) > MAX_CALLBACK_BYTES:
         return None
     body = bytearray()
     async for chunk in request.stream():
@@ -47,14 +48,10 @@ async def _read_limited(request: Request) -> bytes | None:
     return bytes(body)
 
 
-def _parse_callback(body: bytes, content_type: str) -> TaskCallback:
-    if content_type.startswith("application/x-www-form-urlencoded"):
-        from urllib.parse import parse_qsl
-
-        data: object = dict(parse_qsl(body.decode("utf-8", "replace")))
-    else:
-        data = json.loads(body)
-    return TaskCallback.model_validate(data)
+async def _http_refusal(request: Request, error: Exception) -> Response:
+    """Starlette's own refusals (no such route, method not allowed) in the receiver's JSON shape."""
+    assert isinstance(error, HTTPException)
+    return _refuse(error.status_code, f"{request.method} {request.url.path}: {error.detail}")
 
 
 def _described(entry: InboxEntry) -> dict[str, object]:
@@ -74,6 +71,8 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
     inbox = Inbox(inbox_path)
     committer = GroupCommitter(inbox)
     emitter = Emitter(inbox)
+    unparsed = UnparsedInbox(inbox_path)
+    unparsed_emitter = UnparsedEmitter(unparsed)
 
     async def callback(request: Request) -> Response:
         try:
@@ -84,11 +83,11 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
         body = await _read_limited(request)
         if body is None:
             return _refuse(413, f"callback body larger than {MAX_CALLBACK_BYTES} bytes")
+        content_type = request.headers.get("content-type", "")
         try:
-            parsed = _parse_callback(body, request.headers.get("content-type", ""))
-        except (ValueError, ValidationError) as error:
-            message = describe_validation_error(error) if isinstance(error, ValidationError) else "body is not JSON"
-            return _refuse(422, f"malformed callback: {message}")
+            parsed = await parse_callback(body, content_type)
+        except UnreadableCallback as error:
+            return await keep_unparsed(job, body, content_type, error)
         outcome = await committer.record(job, parsed)
         if outcome is Outcome.CONFLICT:
             logger.warning(
@@ -98,6 +97,13 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
         if outcome is Outcome.NEW:
             emitter.wake()
         return JSONResponse({"status": outcome.value, "task_id": parsed.task_id})
+
+    async def keep_unparsed(job: JobToken, body: bytes, content_type: str, error: UnreadableCallback) -> Response:
+        """A verified callback that cannot be read: kept raw, answered 200 (the service must not give up on it)."""
+        if await asyncio.to_thread(unparsed.record, job, body, content_type, error.fields, str(error)):
+            unparsed_emitter.wake()
+        logger.error("unparsed callback of job %s kept raw (%d bytes): %s", job.job_id, len(body), error)
+        return JSONResponse({"status": "unparsed", "task_id": found_task_id(error.fields), "error": str(error)})
 
     def authorized(request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
@@ -134,12 +140,17 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(emitter.run(), name="emit-callback-events")
+        unparsed_task = asyncio.create_task(unparsed_emitter.run(), name="emit-unparsed-callbacks")
         try:
             yield
         finally:
             task.cancel()
+            unparsed_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            with contextlib.suppress(asyncio.CancelledError):
+                await unparsed_task
+            unparsed.close()
             await committer.close()
             inbox.close()
 
@@ -150,11 +161,14 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
             Route("/tasks/{task_id}", task_status, methods=["GET"]),
             Route("/jobs/{job_id}", task_status, methods=["GET"]),
             Route("/health", health, methods=["GET"]),
+            Route("/openapi.json", openapi_route, methods=["GET"]),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_refusal},
     )
     app.state.inbox = inbox
     app.state.emitter = emitter
+    app.state.unparsed = unparsed
     return app
 
 

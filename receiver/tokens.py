@@ -57,12 +57,20 @@ def sign(token: JobToken, secret: str) -> str:
     return f"{payload}.{_signature(secret, payload)}"
 
 
+MAX_TOKEN_CHARS = 4096
+
+
 def verify(text: str, secret: str, *, max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS) -> JobToken:
-    """The job of a signed token; TokenError (404 unknown, 403 forged, 410 expired) otherwise."""
+    """The job of a signed token; TokenError (404 unknown, 403 forged, 410 expired) otherwise, whatever ``text``
+    holds (non-ASCII, NUL, lone surrogates, any length)."""
+    if not isinstance(text, str) or len(text) > MAX_TOKEN_CHARS:
+        raise TokenError(404, "unknown job: the callback URL carries no job token")
     payload, dot, signature = text.partition(".")
     if not dot or not payload or not signature:
         raise TokenError(404, "unknown job: the callback URL carries no job token")
-    if not hmac.compare_digest(signature, _signature(secret, payload)):
+    given = signature.encode("utf-8", "surrogatepass")
+    expected = _signature(secret, payload).encode("ascii") if payload.isascii() else b""
+    if not hmac.compare_digest(given, expected) or not expected:
         raise TokenError(403, "forged or foreign job token: its signature does not match this receiver's secret")
     try:
         token = JobToken.model_validate_json(_unb64(payload))

@@ -82,11 +82,12 @@ async def test_duplicate_delivery_emits_nothing_new(stack) -> None:
         (lambda url, job: f"{url}/callbacks/{sign(job, 'another-secret')}", None, 403, "forged"),
         (lambda url, job: f"{url}/callbacks/not-a-token", None, 404, "unknown job"),
         (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)[:-3]}abc", None, 403, "forged"),
-        (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}", b"{not json", 422, "malformed"),
+        # a verified token's unreadable body: kept raw as unparsed, answered 200 (tests/test_receiver_bodies.py)
+        (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}", b"{not json", 200, "not JSON"),
         (
             lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}",
             b'{"success": 1, "type": 1}',
-            422,
+            200,
             "task_id",
         ),
         (lambda url, job: f"{url}/callbacks/{sign(job, RECEIVER_SECRET)}", b"x" * 70_000, 413, "larger"),

@@ -31,6 +31,7 @@ from faceswap_flows.aifaceswap.models import (
 from faceswap_flows.aifaceswap.sandbox.config import FaultConfig, SandboxConfig
 from faceswap_flows.aifaceswap.sandbox.inputs import InputError
 from faceswap_flows.aifaceswap.sandbox.ledger import NotEnoughCredits
+from faceswap_flows.aifaceswap.sandbox.openapi import sandbox_openapi
 from faceswap_flows.aifaceswap.sandbox.service import Sandbox
 
 logger = logging.getLogger("aifaceswap.sandbox")
@@ -44,6 +45,7 @@ ENDPOINTS: tuple[type[ApiRequest], ...] = (
     MultiVideoFaceSwapRequest,
 )
 MAX_BODY_BYTES = 64 * 1024 * 1024
+MAX_RELEASE_LANES = 1024  # each lane is an HTTP client of its own: a huge count would exhaust the sandbox
 
 
 class SandboxHTTPError(Exception):
@@ -79,7 +81,7 @@ def _injected_fault(sandbox: Sandbox) -> None:
 
 async def _read_body(request: Request) -> dict[str, Any]:
     length = request.headers.get("content-length")
-    if length and int(length) > MAX_BODY_BYTES:
+    if length and length.isascii() and length.isdigit() and int(length) > MAX_BODY_BYTES:
         raise SandboxHTTPError(413, f"the body is larger than {MAX_BODY_BYTES // 2**20} MiB: pass URLs for large files")
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
@@ -97,7 +99,7 @@ async def _read_body(request: Request) -> dict[str, Any]:
             return fields
     try:
         body = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         raise SandboxHTTPError(400, "the body is not valid JSON: send Content-Type application/json") from None
     if not isinstance(body, dict):
         raise SandboxHTTPError(400, "the body must be a JSON object with the endpoint's fields")
@@ -175,9 +177,12 @@ async def callbacks(request: Request) -> Response:
     if request.method == "PUT":
         body = await _read_body(request)
         hold, concurrency = body.get("hold"), body.get("concurrency")
-        valid_concurrency = concurrency is None or (type(concurrency) is int and concurrency > 0)
+        valid_concurrency = concurrency is None or (type(concurrency) is int and 0 < concurrency <= MAX_RELEASE_LANES)
         if not isinstance(hold, bool) or not valid_concurrency:
-            raise SandboxHTTPError(400, 'send {"hold": true|false} and optionally "concurrency": a positive integer')
+            raise SandboxHTTPError(
+                400,
+                f'send {{"hold": true|false}} and optionally "concurrency": an integer from 1 to {MAX_RELEASE_LANES}',
+            )
         if hold:
             sandbox.webhooks.hold()
         else:
@@ -186,6 +191,11 @@ async def callbacks(request: Request) -> Response:
     if sandbox.cache is not None:
         status["cache"] = sandbox.cache.stats()
     return envelope(200, "OK", status)
+
+
+async def openapi(request: Request) -> Response:
+    """The OpenAPI document, built from the wire models (aifaceswap.sandbox.openapi)."""
+    return JSONResponse(sandbox_openapi(ENDPOINTS))
 
 
 async def health(request: Request) -> Response:
@@ -221,6 +231,7 @@ def create_app(config: SandboxConfig | None = None) -> Starlette:
         Route("/sandbox/faults", faults, methods=["GET", "PUT"]),
         Route("/sandbox/callbacks", callbacks, methods=["GET", "PUT"]),
         Route("/health", health, methods=["GET"]),
+        Route("/openapi.json", openapi, methods=["GET"]),
     ]
     app = Starlette(
         routes=routes, lifespan=lifespan, exception_handlers={SandboxHTTPError: _on_error, HTTPException: _on_error}

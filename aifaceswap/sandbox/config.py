@@ -43,6 +43,9 @@ class SandboxConfig(BaseModel):
     webhook_backoff_seconds: float = Field(default=0.5, ge=0, description="First wait between deliveries.")
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     fetch_timeout_seconds: float = Field(default=30.0, gt=0, description="Timeout to fetch an input URL.")
+    fetch_total_seconds: float = Field(
+        default=300.0, gt=0, description="Longest time one input download may take, however slowly it trickles."
+    )
     max_image_bytes: int = Field(default=20 * 1024 * 1024, gt=0)
     max_video_bytes: int = Field(default=500 * 1024 * 1024, gt=0)
     results_dir: str | None = Field(default=None, description="Where results are kept; default: a temp folder.")

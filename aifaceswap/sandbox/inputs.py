@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 from pathlib import Path
 
@@ -25,18 +26,33 @@ _ASK_AGAIN = (httpx.RemoteProtocolError, httpx.ConnectError, httpx.ReadError)
 
 
 class InputLoader:
-    def __init__(self, http: httpx.AsyncClient, *, max_image_bytes: int, max_video_bytes: int, workdir: Path) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        max_image_bytes: int,
+        max_video_bytes: int,
+        workdir: Path,
+        total_seconds: float = 300.0,
+    ) -> None:
         self._http = http
+        self._total_seconds = total_seconds
         self._max_image_bytes = max_image_bytes
         self._max_video_bytes = max_video_bytes
         self._workdir = workdir
 
     async def _download(self, url: str, field: str, max_bytes: int, sink: list[bytes] | Path) -> int:
+        """Fetch within max_bytes and the total time limit (a slow trickle is cut off, not waited for)."""
         try:
-            try:
-                return await self._download_once(url, field, max_bytes, sink)
-            except _ASK_AGAIN:
-                return await self._download_once(url, field, max_bytes, sink)
+            async with asyncio.timeout(self._total_seconds):
+                try:
+                    return await self._download_once(url, field, max_bytes, sink)
+                except _ASK_AGAIN:
+                    return await self._download_once(url, field, max_bytes, sink)
+        except TimeoutError:
+            raise InputError(
+                field, f"fetching {url} took over {self._total_seconds:g} s (fetch_total_seconds): serve it faster"
+            ) from None
         except httpx.HTTPError as error:
             raise InputError(
                 field, f"could not fetch {url} ({type(error).__name__}); the URL must be publicly reachable"

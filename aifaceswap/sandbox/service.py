@@ -79,6 +79,7 @@ class Sandbox:
             max_image_bytes=self.config.max_image_bytes,
             max_video_bytes=self.config.max_video_bytes,
             workdir=self._workdir,
+            total_seconds=self.config.fetch_total_seconds,
         )
         self.webhooks = WebhookSender(self._http, self.config, self.dice)
         self.runner = JobRunner(

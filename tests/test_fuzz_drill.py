@@ -1,0 +1,246 @@
+"""Issue 21.5, the fuzz drill: thousands of hostile requests (seeded, bounded in count and time, loopback only)
+against the receiver, the sandbox and the media server. Each is judged: no 5xx, no dropped connection, and in
+the end nothing kept, emitted, charged or leaked (receiver inbox and emitters, sandbox ledger and jobs, a
+canary file next to the media folder)."""
+
+from __future__ import annotations
+
+import json
+import random
+import socket
+import time
+from collections import Counter
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from faceswap_flows.aifaceswap.sandbox import SandboxConfig, SandboxServer
+from faceswap_flows.blocks.media_server import MediaServer
+from faceswap_flows.receiver import JobToken, ReceiverServer, sign
+
+pytestmark = pytest.mark.drill
+
+SEED = 21
+PER_SERVER = {"receiver": 5000, "sandbox": 5000, "media": 3000}
+RAW_PER_SERVER = 100
+ENDPOINTS = [
+    "faceswap",
+    "extract_face",
+    "multi_faceswap",
+    "video_faceswap",
+    "extract_base64_face",
+    "multi_video_faceswap",
+]
+KEY = "drill-key"
+SECRET = "drill-secret"
+CANARY = "canary-outside-the-media-folder-7f3a"
+METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]
+CONTENT_TYPES = [
+    "application/json",
+    "application/x-www-form-urlencoded",
+    "multipart/form-data; boundary=xyz",
+    "multipart/form-data",
+    "text/plain",
+    "application/json; charset=latin-1",
+    "image/png",
+    "",
+]
+
+
+def _junk(rng: random.Random, size: int) -> str:
+    alphabet = "abc.-_~/%?#&=;:@!$'()*+, \\\x00\x7f\u00e9\u6f22\U0001f600\ufffd\u202e"
+    return "".join(rng.choice(alphabet) for _ in range(size))
+
+
+def _segment(rng: random.Random) -> str:
+    kind = rng.randrange(7)
+    if kind == 0:
+        return quote(rng.randbytes(rng.randrange(1, 40)), safe="")
+    if kind == 1:
+        return quote(_junk(rng, rng.randrange(1, 60)).encode("utf-8", "surrogatepass"), safe="")
+    if kind == 2:
+        return rng.choice(["..", "%2e%2e", "..%2f..%2f..%2fetc%2fpasswd", "%2e%2e%5c", ".", "%00", "~"])
+    if kind == 3:
+        return "x" * rng.choice([200, 2000, 7000])
+    if kind == 4:
+        return f"{quote(rng.randbytes(30), safe='')}.{quote(rng.randbytes(30), safe='')}"
+    if kind == 5:
+        forged = sign(JobToken(job_id=rng.randbytes(8).hex(), operation="faceswap"), "not-the-secret")
+        return forged if rng.random() < 0.5 else forged[: rng.randrange(1, len(forged))]
+    return rng.choice(["callbacks", "tasks", "jobs", "results", "sandbox", "api", "health", "openapi.json"])
+
+
+def _json_body(rng: random.Random) -> bytes:
+    unreachable = "http://127.0.0.1:9/x.png"
+    value = rng.choice(
+        [
+            {"source_image": unreachable, "face_image": unreachable, "webhook": unreachable},
+            {"img": unreachable},
+            {"base64_img": "iVBORw0KGgo" * rng.randrange(1, 50)},
+            {"source_video": unreachable, "face_image": unreachable, "duration": rng.choice([1e308, -1, "NaN"])},
+            {"source_image": unreachable, "face_image": [unreachable], "index": [rng.randrange(-5, 5)] * 2},
+            {"hold": rng.choice([1, "true", None]), "concurrency": rng.choice([10**12, -1, 0.5, "64"])},
+            {"success": rng.choice([2, "1", None]), "type": {"a": 1}, "task_id": [1, 2], "result_image": 7},
+            {"fail_rate": 2, "server_error_rate": "1"},
+            [1, 2, 3],
+            "text",
+            None,
+        ]
+    )
+    text = json.dumps(value)
+    mutation = rng.randrange(5)
+    if mutation == 0:
+        text = text[: rng.randrange(len(text) + 1)]
+    elif mutation == 1:
+        text = "[" * rng.choice([100, 5000, 60000])
+    elif mutation == 2:
+        text = text.replace("1", "Infinity", 1).replace("2", "NaN", 1)
+    return text.encode()
+
+
+def _body(rng: random.Random) -> bytes:
+    kind = rng.randrange(4)
+    if kind == 0:
+        return _json_body(rng)
+    if kind == 1:
+        return rng.randbytes(rng.randrange(0, 3000))
+    if kind == 2:
+        return b'--xyz\r\nContent-Disposition: form-data; name="img"; filename="a"\r\n\r\n' + rng.randbytes(50)
+    return f"success={_junk(rng, 5)}&task_id={_junk(rng, 10)}&%ZZ=%%".encode("utf-8", "surrogatepass")
+
+
+def _headers(rng: random.Random, auth: str) -> dict[str, bytes]:
+    headers = {"Content-Type": rng.choice(CONTENT_TYPES).encode()}
+    choice = rng.randrange(6)
+    if choice in (0, 3):
+        headers["Authorization"] = f"Bearer {auth}".encode()
+    elif choice == 1:
+        headers["Authorization"] = b"Bearer " + bytes(rng.randrange(0x80, 0x100) for _ in range(12))
+    elif choice == 2:
+        headers["Authorization"] = rng.choice([b"Basic Zm9vOmJhcg==", b"Bearer", b"bearer  x", b"Token x"])
+    if rng.random() < 0.2:
+        headers["Range"] = rng.choice([b"bytes=0-0", b"bytes=999999999-", b"bytes=abc", b"bytes=5-1", b"bytes=0-1,2-3"])
+    return headers
+
+
+def _request(rng: random.Random, targets: list[str], auth: str) -> tuple[str, str, dict[str, bytes], bytes]:
+    """Mostly a real route with its own method and a hostile part; else anything anywhere."""
+    if rng.random() < 0.7:
+        method, template = rng.choice(targets).split(" ", 1)
+        path = template.replace("{seg}", _segment(rng) or "x")
+    else:
+        method = rng.choice(METHODS)
+        base = rng.choice(targets).split(" ", 1)[1].split("{", 1)[0]
+        path = base + "/".join(_segment(rng) for _ in range(rng.randrange(0, 3)))
+    if rng.random() < 0.3:
+        path += "?" + "&".join(f"{_segment(rng)}={_segment(rng)}" for _ in range(rng.randrange(1, 4)))
+    body = _body(rng) if method in ("POST", "PUT", "PATCH") else b""
+    return method, path, _headers(rng, auth), body
+
+
+def _raw_garbage(rng: random.Random) -> bytes:
+    return rng.choice(
+        [
+            rng.randbytes(rng.randrange(1, 500)) + b"\r\n\r\n",
+            b"GET /" + rng.randbytes(20) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"POST /callbacks/x HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+            b"POST /callbacks/x HTTP/1.1\r\nHost: x\r\nContent-Length: \xb2\r\n\r\n",
+            b"POST /callbacks/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ\r\n",
+            b"GET / HTTP/9.9\r\n\r\n",
+            b"GET / HTTP/1.1\r\n" + b"X: " + b"a" * 70000 + b"\r\n\r\n",
+        ]
+    )
+
+
+def _raw_answer(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _drill(name: str, url: str, routes: list[str], auth: str, tally: Counter) -> None:
+    rng = random.Random(f"{SEED}-{name}")
+    port = int(url.rsplit(":", 1)[1])
+    with httpx.Client(base_url=url, timeout=30) as http:
+        for _ in range(PER_SERVER[name]):
+            method, path, headers, body = _request(rng, routes, auth)
+            try:
+                response = http.request(method, path, headers=headers, content=body)
+            except httpx.TransportError as error:
+                pytest.fail(f"{name}: {method} {path[:120]!r} dropped the connection ({error!r})")
+            assert response.status_code < 500, f"{name}: {method} {path[:120]!r} -> {response.status_code}"
+            assert CANARY not in response.text, f"{name}: {method} {path[:120]!r} leaked a file outside its folder"
+            tally[f"{name} {response.status_code}"] += 1
+    for _ in range(RAW_PER_SERVER):
+        answer = _raw_answer(port, _raw_garbage(rng))
+        assert not answer.startswith(b"HTTP/1.1 5"), f"{name}: malformed HTTP -> {answer[:80]!r}"
+        tally[f"{name} raw {answer[9:12].decode(errors='replace') or 'closed'}"] += 1
+    assert httpx.get(f"{url}/health" if name != "media" else url).status_code < 500, "still answering"
+
+
+@pytest.fixture(scope="module")
+def servers(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]:
+    root = tmp_path_factory.mktemp("fuzz-drill")
+    (root / "secret.txt").write_text(CANARY)
+    (root / "media").mkdir()
+    (root / "media" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+    config = SandboxConfig(keys={KEY: 1000}, fetch_timeout_seconds=1.0, fetch_total_seconds=2.0)
+    with (
+        ReceiverServer(root / "inbox.sqlite", SECRET) as receiver,
+        SandboxServer(config) as sandbox,
+        MediaServer(root / "media") as media,
+    ):
+        yield {"receiver": receiver, "sandbox": sandbox, "media": media}
+
+
+def test_thousands_of_hostile_requests_break_nothing(servers: dict) -> None:
+    receiver, sandbox, media = servers["receiver"], servers["sandbox"], servers["media"]
+    tally: Counter = Counter()
+    started = time.monotonic()
+    api = [f"POST /api/aifaceswap/v1/{endpoint}" for endpoint in ENDPOINTS]
+    plans: list[tuple[str, str, list[str], str]] = [
+        (
+            "receiver",
+            receiver.url,
+            ["POST /callbacks/{seg}", "GET /callbacks", "GET /tasks/{seg}", "GET /jobs/{seg}"],
+            SECRET,
+        ),
+        (
+            "sandbox",
+            sandbox.url,
+            [*api, "PUT /sandbox/callbacks", "GET /sandbox/jobs/{seg}", "GET /results/{seg}"],
+            KEY,
+        ),
+        ("media", media.url, ["GET /{seg}", "GET /{seg}/{seg}", "HEAD /{seg}", "GET /a.png"], KEY),
+    ]
+    for name, url, routes, auth in plans:
+        _drill(name, url, routes, auth, tally)
+    seconds = time.monotonic() - started
+    total = sum(tally.values())
+    print(f"\nfuzz drill: {total} hostile requests in {seconds:.1f} s, answers: {dict(sorted(tally.items()))}")
+    assert total == sum(PER_SERVER.values()) + 3 * RAW_PER_SERVER
+
+    assert receiver.inbox.counts() == {"received": 0, "pending": 0}, "nothing kept"
+    assert receiver.app.state.unparsed.count() == 0
+    assert receiver.app.state.emitter.emitted == 0, "nothing emitted"
+    ledger = sandbox.ledger(KEY)
+    assert (ledger["charged"], ledger["balance"]) == (0, 1000), "nothing charged"
+    assert not sandbox.sandbox.runner.jobs and sandbox.sandbox.webhooks.delivered == 0, "no job, no callback"
+
+
+def test_a_verified_callback_still_works_after_the_drill(servers: dict) -> None:
+    """The drill's servers are not left broken: a real callback is still kept (the drill's judge sees it)."""
+    receiver: ReceiverServer = servers["receiver"]
+    job = JobToken(job_id="drill-after-0001", operation="faceswap")
+    answer = httpx.post(
+        f"{receiver.url}/callbacks/{sign(job, SECRET)}",
+        json={"success": 0, "type": 1, "task_id": "drill-after-task"},
+    )
+    assert answer.status_code == 200 and answer.json()["status"] == "accepted"
+    assert receiver.inbox.counts()["received"] == 1
