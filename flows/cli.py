@@ -1,5 +1,5 @@
-"""The command line: ``faceswap-flows demo | sandbox | receiver | media-server | run | estimate | blocks | deploy |
-serve | collect``."""
+"""The command line: ``faceswap-flows demo | sandbox | receiver | media-server | run | estimate | blocks | init |
+deploy | serve | collect``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 
 from faceswap_flows.flows.cli_setup import blocks_app, deploy, estimate_app
+from faceswap_flows.flows.cli_setup import init as init_project
 
 app = typer.Typer(
     help="Face-swap pipelines on Prefect 3 over the aifaceswap API, with an offline sandbox of the API.",
@@ -25,11 +26,22 @@ app.add_typer(run_app, name="run")
 app.add_typer(estimate_app, name="estimate")
 app.add_typer(blocks_app, name="blocks")
 app.command()(deploy)
+app.command("init")(init_project)
 
 
 def fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+def require_extras(command: str, *extras: str) -> None:
+    """One line naming the pip install of the missing extras, and exit 1 (before anything starts)."""
+    from faceswap_flows.aifaceswap.extras import MissingExtra, require_extras
+
+    try:
+        require_extras(f"faceswap-flows {command}", *extras)
+    except MissingExtra as error:
+        fail(str(error))
 
 
 @app.command()
@@ -40,6 +52,7 @@ def demo(
 
     Example: faceswap-flows demo
     """
+    require_extras("demo", "sandbox", "photos")
     from faceswap_flows.flows.demo import run_demo
 
     try:
@@ -76,6 +89,7 @@ def sandbox(
 
     Example: faceswap-flows sandbox --port 8700 --api-key KEY --credits 1000
     """
+    require_extras("sandbox", "sandbox")
     from faceswap_flows.aifaceswap.sandbox import FaultConfig, SandboxConfig, serve_forever
 
     faults = FaultConfig(
@@ -344,7 +358,14 @@ def collect(task_id: Annotated[str, typer.Argument(help="The task_id whose resul
 
 
 def main() -> None:
-    app(sys.argv[1:])
+    """The console script: a module of a missing extra, wherever it is imported, is one line naming the extra."""
+    from faceswap_flows.aifaceswap.extras import MissingExtra
+
+    try:
+        app(sys.argv[1:])
+    except MissingExtra as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
 
 
 @app.command()
