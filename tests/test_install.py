@@ -106,6 +106,15 @@ for info in pkgutil.walk_packages(faceswap_flows.__path__, "faceswap_flows."):
 """
 
 
+DECLARED = """
+from prefect import Flow
+from faceswap_flows.flows.deployments import PROJECT_FILE, declared_deployments, load_flow
+flows = [load_flow(d["entrypoint"]) for d in declared_deployments().values()]
+print(PROJECT_FILE)
+print(sum(isinstance(f, Flow) for f in flows), "flows")
+"""
+
+
 def test_the_core_install_imports_every_flow_and_names_the_missing_extras(core: Venv, elsewhere: Path) -> None:
     lines = ok(core.python(IMPORT_ALL, elsewhere)).splitlines()
     imported = {line.split()[1]: line.split()[2] for line in lines if line.startswith("ok ")}
@@ -119,6 +128,10 @@ def test_the_core_install_imports_every_flow_and_names_the_missing_extras(core: 
     # what needs the sandbox extra is the sandbox itself and the embedded stack that starts it, nothing else
     assert set(needs_extra) == {"faceswap_flows.aifaceswap.sandbox", "faceswap_flows.flows.local_stack"}
     assert all("pip install 'faceswap-flows[sandbox]'" in line for line in needs_extra.values())
+
+    # `faceswap-flows serve` and `init` read the prefect.yaml that ships inside the package
+    project_file, loaded = ok(core.python(DECLARED, elsewhere)).splitlines()
+    assert Path(project_file).is_relative_to(site) and loaded == "8 flows"
 
     for command, extras in ((["demo"], "sandbox,photos"), (["sandbox", "--port", "0"], "sandbox")):
         done = core.run("faceswap-flows", *command, cwd=elsewhere, timeout=60)
