@@ -1,7 +1,7 @@
 """The package as users install it: a wheel and an sdist built with ``python -m build``; the wheel installed with no
 extras into a clean virtualenv outside the checkout. There every flow imports, the commands of a missing extra say
 which one in one line, a user's own ``flows``/``blocks`` packages coexist with the package's, one flow runs end to
-end against the sandbox of the checkout's environment, and ``faceswap-flows init`` + ``prefect deploy`` from a
+end against the sandbox of the checkout's environment, and ``faceswap-flows init`` + ``deploy`` from a
 project folder give deployments that a process worker in yet another folder runs (code fetched by its pull steps)."""
 
 from __future__ import annotations
@@ -280,7 +280,7 @@ def test_init_deploy_and_a_worker_elsewhere_runs_the_deployment(
     stored_before = set(results.glob("*.png"))
     spent_before = stack.spent()
     try:
-        deployed = core.run("prefect", "--no-prompt", "deploy", "--all", cwd=project)
+        deployed = core.run("faceswap-flows", "deploy", "--pool", worker.pool, cwd=project)  # prefect deploy --all
         assert ok(deployed).count("successfully created") == len(names) == 8
         run = run_deployment(  # sync here: it waits for the run to end
             "faceswap/faceswap",
