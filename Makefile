@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow test-ui lint format benchmark benchmark-scale clean
+.PHONY: demo test test-fast test-slow test-ui ci-deps dist lint format benchmark benchmark-scale clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || (echo "Python 3.11+ is needed (set PYTHON=...)"; exit 1)
@@ -18,7 +18,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -rs
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not drill"
@@ -26,12 +26,23 @@ test-fast: $(STAMP)
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -m "slow or drill"
 
-# The Prefect UI in headless Chromium: Debian's chromium (Playwright drives it, downloads no browser), then the test.
+# The Prefect UI in headless Chromium: Debian's chromium (Playwright, a dev dependency, drives it and downloads no
+# browser), then the test.
 test-ui: $(STAMP)
 	test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-		$$SUDO apt-get update && $$SUDO apt-get install -y chromium chromium-driver; }
-	$(BIN)/python -c 'import playwright' 2>/dev/null || $(BIN)/python -m pip install --quiet 'playwright>=1.45,<2'
+		$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; }
 	$(BIN)/python -m pytest tests/test_ui.py -m ui -rs
+
+# What the optional checks need, from Debian's packages: chromium for tests/test_ui.py, exiftool for the label checks
+# (.ci/run installs them; on a laptop without them `make test` skips those tests).
+ci-deps:
+	command -v exiftool >/dev/null && test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+			chromium libimage-exiftool-perl; }
+
+# The wheel and the sdist, in dist/.
+dist: $(STAMP)
+	$(BIN)/python -m build --outdir dist .
 
 lint: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
@@ -51,4 +62,4 @@ benchmark-scale: $(STAMP)
 	cd benchmarks && $(abspath $(BIN))/python bench_scale.py --jobs 10000
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache faceswap-media
+	rm -rf $(VENV) .pytest_cache .ruff_cache faceswap-media dist build

@@ -1,5 +1,5 @@
-"""The command line: ``faceswap-flows demo | sandbox | receiver | media-server | run | estimate | blocks | deploy |
-serve | collect``."""
+"""The command line: ``faceswap-flows demo | sandbox | receiver | media-server | run | estimate | blocks | init |
+deploy | serve | collect``."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import typer
 
 from faceswap_flows.flows.cli_consent import consent_app
 from faceswap_flows.flows.cli_setup import blocks_app, deploy, estimate_app, signing_app
+from faceswap_flows.flows.cli_setup import init as init_project
 
 app = typer.Typer(
     help="Face-swap pipelines on Prefect 3 over the aifaceswap API, with an offline sandbox of the API.",
@@ -28,11 +29,22 @@ app.add_typer(blocks_app, name="blocks")
 app.add_typer(signing_app, name="signing")
 app.add_typer(consent_app, name="consent")
 app.command()(deploy)
+app.command("init")(init_project)
 
 
 def fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+def require_extras(command: str, *extras: str) -> None:
+    """One line naming the pip install of the missing extras, and exit 1 (before anything starts)."""
+    from faceswap_flows.aifaceswap.extras import MissingExtra, require_extras
+
+    try:
+        require_extras(f"faceswap-flows {command}", *extras)
+    except MissingExtra as error:
+        fail(str(error))
 
 
 @app.command()
@@ -43,6 +55,7 @@ def demo(
 
     Example: faceswap-flows demo
     """
+    require_extras("demo", "sandbox", "photos")
     from faceswap_flows.flows.demo import run_demo
 
     try:
@@ -79,6 +92,7 @@ def sandbox(
 
     Example: faceswap-flows sandbox --port 8700 --api-key KEY --credits 1000
     """
+    require_extras("sandbox", "sandbox")
     from faceswap_flows.aifaceswap.sandbox import FaultConfig, SandboxConfig, serve_forever
 
     faults = FaultConfig(
@@ -352,7 +366,14 @@ def collect(
 
 
 def main() -> None:
-    app(sys.argv[1:])
+    """The console script: a module of a missing extra, wherever it is imported, is one line naming the extra."""
+    from faceswap_flows.aifaceswap.extras import MissingExtra
+
+    try:
+        app(sys.argv[1:])
+    except MissingExtra as error:
+        typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Command-line set-up: estimate credits, create and register the blocks, deploy prefect.yaml."""
+"""Command-line set-up: estimate credits, create and register the blocks, write and deploy a prefect.yaml."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from typing import Annotated
 import typer
 
 from faceswap_flows.aifaceswap.pricing import estimate_credits
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 estimate_app = typer.Typer(help="Credits a flow would spend, before spending any.", no_args_is_help=True)
 blocks_app = typer.Typer(help="Register and create the project's blocks.", no_args_is_help=True)
@@ -168,17 +166,20 @@ def create_blocks(
 def deploy(
     names: Annotated[list[str] | None, typer.Argument(help="Deployments to deploy (default: all).")] = None,
     pool: Annotated[str, typer.Option(help="Process work pool, created if missing.")] = "faceswap-pool",
+    project: Annotated[Path, typer.Option(help="The folder of prefect.yaml (see faceswap-flows init).")] = Path("."),
 ) -> None:
     """Create the work pool if needed and run `prefect deploy` on the project's prefect.yaml.
 
-    Example: faceswap-flows deploy            (then: prefect worker start --pool faceswap-pool)
+    Example: faceswap-flows init && faceswap-flows deploy      (then: prefect worker start --pool faceswap-pool)
     """
+    if not (project / "prefect.yaml").is_file():
+        fail(f"no prefect.yaml in {project.resolve()}: run `faceswap-flows init` there first")
     prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
-    exists = subprocess.run([*prefect, "work-pool", "inspect", pool], capture_output=True, cwd=PROJECT_ROOT)
+    exists = subprocess.run([*prefect, "work-pool", "inspect", pool], capture_output=True, cwd=project)
     if exists.returncode != 0:
-        subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process"], check=True, cwd=PROJECT_ROOT)
+        subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process"], check=True, cwd=project)
     targets = [arg for name in names for arg in ("--name", name)] if names else ["--all"]
-    done = subprocess.run([*prefect, "deploy", *targets], cwd=PROJECT_ROOT)
+    done = subprocess.run([*prefect, "deploy", *targets], cwd=project)
     if done.returncode != 0:
         fail("prefect deploy failed (see above)")
 
@@ -203,3 +204,41 @@ def signing_dev_cert(
     paths = save_dev_signing(folder, block, organisation=organisation, days=days)
     typer.echo(f"signing key {paths['key']} (owner-only), chain {paths['chain']}, CA {paths['ca']}")
     typer.echo(f"saved block {block}; audit with: faceswap-flows audit RESULT --trust-anchors {paths['ca']}")
+
+
+def init(
+    project: Annotated[Path, typer.Argument(help="Your project's folder (made if missing).")] = Path("."),
+    pool: Annotated[str, typer.Option(help="The work pool of every deployment.")] = "faceswap-pool",
+    requirement: Annotated[
+        str | None, typer.Option(help="What workers pip install (default: faceswap-flows==this version).")
+    ] = None,
+    find_links: Annotated[
+        list[str] | None, typer.Option(help="A wheel folder or page pip also looks in (repeatable).")
+    ] = None,
+    git_repository: Annotated[
+        str | None, typer.Option(help="Workers clone this repository (your project) before installing.")
+    ] = None,
+    git_branch: Annotated[str | None, typer.Option(help="The branch to clone.")] = None,
+    force: Annotated[bool, typer.Option(help="Overwrite an existing prefect.yaml.")] = False,
+) -> None:
+    """Write prefect.yaml (the flows' deployments, run from the installed package) and requirements.txt, with a
+    pull step that installs them on each worker.
+
+    Example: faceswap-flows init my-project --git-repository https://github.com/me/my-project.git
+    """
+    from faceswap_flows.flows.project_init import write_project
+
+    try:
+        done = write_project(
+            project,
+            pool=pool,
+            requirement=requirement,
+            find_links=find_links,
+            git_repository=git_repository,
+            git_branch=git_branch,
+            force=force,
+        )
+    except (FileExistsError, OSError) as error:
+        fail(str(error))
+    for line in done:
+        typer.echo(line)

@@ -12,6 +12,7 @@ import yaml
 from prefect import Flow
 from prefect.events import DeploymentEventTrigger
 
+# the repository's prefect.yaml, which also ships inside the installed package (faceswap_flows/prefect.yaml)
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "prefect.yaml"
 
 
@@ -35,11 +36,19 @@ def declared_triggers(name: str, project_file: Path = PROJECT_FILE) -> list[Depl
     ]
 
 
-def load_flow(entrypoint: str) -> Flow[..., Any]:
-    """The flow object of an entrypoint like ``flows/image_flows.py:faceswap``."""
+def module_entrypoint(entrypoint: str) -> str:
+    """``faceswap_flows.flows.image_flows:faceswap`` for a checkout's ``flows/image_flows.py:faceswap`` (module paths
+    pass unchanged): the form that runs from an installed package."""
     path, _, attribute = entrypoint.partition(":")
-    module = importlib.import_module("faceswap_flows." + path.removesuffix(".py").replace("/", "."))
-    return getattr(module, attribute)
+    if not path.endswith(".py"):
+        return entrypoint
+    return "faceswap_flows." + path.removesuffix(".py").replace("/", ".") + ":" + attribute
+
+
+def load_flow(entrypoint: str) -> Flow[..., Any]:
+    """The flow object of an entrypoint like ``faceswap_flows.flows.image_flows:faceswap``."""
+    path, _, attribute = module_entrypoint(entrypoint).partition(":")
+    return getattr(importlib.import_module(path), attribute)
 
 
 def serve_deployments(names: list[str]) -> None:

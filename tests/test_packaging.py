@@ -24,9 +24,10 @@ def test_every_package_folder_is_installed_under_faceswap_flows() -> None:
         for init in (ROOT / top).rglob("__init__.py")
         if "__pycache__" not in init.parts
     }
-    installed = {f"faceswap_flows.{folder}" for folder in folders}
+    installed = {"faceswap_flows", *(f"faceswap_flows.{folder}" for folder in folders)}
     assert set(setuptools["packages"]) == installed
-    assert setuptools["package-dir"] == {f"faceswap_flows.{top}": top for top in FOLDERS}
+    assert setuptools["package-dir"] == {"faceswap_flows": ".", **{f"faceswap_flows.{top}": top for top in FOLDERS}}
+    assert setuptools["package-data"] == {"faceswap_flows": ["prefect.yaml"]}  # what serve and init read
 
 
 def test_no_code_imports_a_folder_by_its_bare_name() -> None:

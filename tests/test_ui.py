@@ -1,9 +1,9 @@
 """The Prefect UI in a real headless Chromium: the demo swap's run, its tasks and its before/after artifact.
 
-Skipped when Chromium or Playwright's Python package is missing; ``make test-ui`` installs both (Chromium from
-Debian's packages: Playwright drives the system browser, it downloads none). Screenshots go to the test's temporary
-folder, or to ``$FACESWAP_UI_SCREENSHOTS`` when set (``FACESWAP_UI_SCREENSHOTS=docs make test-ui`` refreshes the
-README's pictures).
+Skipped when Chromium or Playwright's Python package is missing (under ``CI=true`` it fails instead); ``make test-ui``
+installs Chromium from Debian's packages (Playwright, a dev dependency, drives the system browser; it downloads
+none). Screenshots go to the test's temporary folder, or to ``$FACESWAP_UI_SCREENSHOTS`` when set
+(``FACESWAP_UI_SCREENSHOTS=docs make test-ui`` refreshes the README's pictures).
 """
 
 from __future__ import annotations
@@ -17,13 +17,17 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from faceswap_flows.flows.image_flows import faceswap
+from tests.optional import unavailable
 
 pytestmark = pytest.mark.ui
 
 CHROMIUM = Path(os.environ.get("FACESWAP_CHROMIUM", "/usr/bin/chromium"))
 if not CHROMIUM.exists():
-    pytest.skip(f"no Chromium at {CHROMIUM} (make test-ui installs it)", allow_module_level=True)
-playwright = pytest.importorskip("playwright.async_api", reason="no Playwright (make test-ui installs it)")
+    unavailable(f"no Chromium at {CHROMIUM} (make test-ui installs it)")
+try:
+    import playwright.async_api as playwright
+except ModuleNotFoundError:
+    unavailable("no Playwright (pip install -e '.[dev]' installs it)")
 
 # Headless and quiet: the machine's network is closed, so nothing may phone home at start.
 CHROMIUM_ARGS = [

@@ -5,7 +5,11 @@
 ...     print(server.url)
 """
 
-from faceswap_flows.aifaceswap.sandbox.config import FaultConfig, SandboxConfig
-from faceswap_flows.aifaceswap.sandbox.server import SandboxServer, serve_forever
+from faceswap_flows.aifaceswap.extras import require_extras
+
+require_extras("the sandbox (faceswap_flows.aifaceswap.sandbox)", "sandbox")
+
+from faceswap_flows.aifaceswap.sandbox.config import FaultConfig, SandboxConfig  # noqa: E402
+from faceswap_flows.aifaceswap.sandbox.server import SandboxServer, serve_forever  # noqa: E402
 
 __all__ = ["FaultConfig", "SandboxConfig", "SandboxServer", "serve_forever"]

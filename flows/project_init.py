@@ -1,0 +1,100 @@
+"""``faceswap-flows init``: a user's own project gets a ``prefect.yaml`` with the package's deployments (entrypoints
+by module path, so they run from the installed package, not from a checkout) and a ``pull`` step that gets a worker
+on another machine ready: it installs the project's ``requirements.txt`` (which names faceswap-flows), after
+cloning the project from git when a repository is given."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from faceswap_flows.flows.deployments import PROJECT_FILE, module_entrypoint
+
+STEPS = "prefect.deployments.steps"
+HEADER = """\
+# Written by `faceswap-flows init`: the deployments of faceswap-flows, run from the installed package.
+# Once, from this folder: prefect work-pool create {pool} --type process && prefect deploy --all
+# On each worker machine (Prefect installed): prefect worker start --pool {pool}
+# Before each flow run, the worker runs the pull steps below: they pip install requirements.txt ({where}).
+"""
+
+
+def pull_steps(project: Path, git_repository: str | None, git_branch: str | None) -> list[dict[str, Any]]:
+    """Where a worker finds the project (this folder, or a fresh clone) and the pip install of its requirements."""
+    install = {"requirements_file": "requirements.txt"}
+    if not git_repository:
+        return [
+            {f"{STEPS}.set_working_directory": {"directory": str(project)}},
+            {f"{STEPS}.pip_install_requirements": install},
+        ]
+    clone: dict[str, Any] = {"id": "clone-project", "repository": git_repository}
+    if git_branch:
+        clone["branch"] = git_branch
+    return [
+        {f"{STEPS}.git_clone": clone},
+        {f"{STEPS}.pip_install_requirements": {"directory": "{{ clone-project.directory }}", **install}},
+    ]
+
+
+def project_config(name: str, pool: str, pull: list[dict[str, Any]]) -> dict[str, Any]:
+    """The package's declared deployments, on ``pool``, with module-path entrypoints and the given pull steps."""
+    declared = yaml.safe_load(PROJECT_FILE.read_text())["deployments"]
+    deployments = [
+        {**entry, "entrypoint": module_entrypoint(entry["entrypoint"]), "work_pool": {"name": pool}}
+        for entry in declared
+    ]
+    return {
+        "name": name,
+        "prefect-version": version("prefect"),
+        "build": None,
+        "push": None,
+        "pull": pull,
+        "deployments": deployments,
+    }
+
+
+def requirement_lines(requirement: str | None, find_links: list[str]) -> list[str]:
+    """``faceswap-flows==<this version>`` (or the given requirement), after any ``--find-links`` lines."""
+    spec = requirement or f"faceswap-flows=={version('faceswap-flows')}"
+    return [*(f"--find-links {link}" for link in find_links), spec]
+
+
+def write_project(
+    project: Path,
+    *,
+    pool: str,
+    requirement: str | None = None,
+    find_links: list[str] | None = None,
+    git_repository: str | None = None,
+    git_branch: str | None = None,
+    force: bool = False,
+) -> list[str]:
+    """Write ``prefect.yaml`` and ``requirements.txt`` into ``project``; returns what was done, one line each.
+
+    An existing prefect.yaml is kept unless ``force``; an existing requirements.txt gets the faceswap-flows line
+    appended when it names no faceswap-flows yet."""
+    project = project.resolve()
+    target = project / "prefect.yaml"
+    if target.exists() and not force:
+        raise FileExistsError(f"{target} exists: pass --force to overwrite it")
+    project.mkdir(parents=True, exist_ok=True)
+    config = project_config(project.name, pool, pull_steps(project, git_repository, git_branch))
+    where = f"cloned from {git_repository}" if git_repository else f"in {project}"
+    body = yaml.safe_dump(config, sort_keys=False, width=120, allow_unicode=True)
+    target.write_text(HEADER.format(pool=pool, where=where) + body)
+    done = [f"wrote {target} ({len(config['deployments'])} deployments on pool {pool})"]
+    requirements = project / "requirements.txt"
+    lines = requirement_lines(requirement, find_links or [])
+    if not requirements.exists():
+        requirements.write_text("\n".join(lines) + "\n")
+        done.append(f"wrote {requirements}")
+    elif "faceswap-flows" not in requirements.read_text():
+        with requirements.open("a") as handle:
+            handle.write("\n" + "\n".join(lines) + "\n")
+        done.append(f"added {lines[-1]} to {requirements}")
+    else:
+        done.append(f"kept {requirements} (it names faceswap-flows already)")
+    return done

@@ -1,0 +1,85 @@
+"""``faceswap-flows init`` writes a project's prefect.yaml (every deployment of the package, entrypoints that load
+from the installed package, pull steps for workers) and requirements.txt; ``deploy`` needs such a folder. The
+whole path (deploy from a project outside the checkout, a worker elsewhere) runs in tests/test_install.py."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+
+import yaml
+from prefect import Flow
+from prefect.flows import load_flow_from_entrypoint
+from typer.testing import CliRunner
+
+from faceswap_flows.flows.cli import app
+from faceswap_flows.flows.deployments import PROJECT_FILE, declared_deployments, module_entrypoint
+
+runner = CliRunner()
+STEPS = "prefect.deployments.steps"
+
+
+def init(*args: str) -> tuple[int, str]:
+    outcome = runner.invoke(app, ["init", *args])
+    return outcome.exit_code, outcome.output
+
+
+def test_init_writes_every_deployment_with_a_pull_step_for_this_folder(tmp_path: Path) -> None:
+    project = tmp_path / "my project"
+    code, said = init(str(project), "--pool", "gpu-less")
+    assert code == 0, said
+    written = yaml.safe_load((project / "prefect.yaml").read_text())
+    assert written["pull"] == [
+        {f"{STEPS}.set_working_directory": {"directory": str(project)}},
+        {f"{STEPS}.pip_install_requirements": {"requirements_file": "requirements.txt"}},
+    ]
+    package = declared_deployments()
+    assert [d["name"] for d in written["deployments"]] == list(package) and len(package) == 8
+    for deployment in written["deployments"]:
+        declared = package[deployment["name"]]
+        assert deployment["work_pool"] == {"name": "gpu-less"}
+        assert {k: v for k, v in deployment.items() if k not in ("work_pool", "entrypoint")} == {
+            k: v for k, v in declared.items() if k not in ("work_pool", "entrypoint")
+        }  # triggers, schedules, parameters and limits as the package declares them
+        assert ".py" not in deployment["entrypoint"]
+        assert isinstance(load_flow_from_entrypoint(deployment["entrypoint"]), Flow)
+    assert (project / "requirements.txt").read_text() == f"faceswap-flows=={version('faceswap-flows')}\n"
+    assert written["prefect-version"] == version("prefect")
+
+
+def test_init_with_git_clones_then_installs(tmp_path: Path) -> None:
+    url = "https://git.example.com/me/my-project.git"
+    code, said = init(str(tmp_path), "--git-repository", url, "--git-branch", "prod", "--find-links", "/srv/wheels")
+    assert code == 0, said
+    written = yaml.safe_load((tmp_path / "prefect.yaml").read_text())
+    assert written["pull"] == [
+        {f"{STEPS}.git_clone": {"id": "clone-project", "repository": url, "branch": "prod"}},
+        {
+            f"{STEPS}.pip_install_requirements": {
+                "directory": "{{ clone-project.directory }}",
+                "requirements_file": "requirements.txt",
+            }
+        },
+    ]
+    assert (tmp_path / "requirements.txt").read_text().splitlines()[0] == "--find-links /srv/wheels"
+
+
+def test_init_keeps_what_exists(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_text("pandas>=2\n")
+    assert init(str(tmp_path), "--requirement", "faceswap-flows[sandbox]==0.1.0")[0] == 0
+    assert (tmp_path / "requirements.txt").read_text() == "pandas>=2\n\nfaceswap-flows[sandbox]==0.1.0\n"
+    code, said = init(str(tmp_path))
+    assert code == 1 and said.count("\n") == 1 and "exists: pass --force" in said
+    code, said = init(str(tmp_path), "--force")
+    assert code == 0 and "kept" in said and (tmp_path / "requirements.txt").read_text().count("faceswap-flows") == 1
+
+
+def test_deploy_needs_a_project_folder(tmp_path: Path) -> None:
+    outcome = runner.invoke(app, ["deploy", "--project", str(tmp_path)])
+    assert outcome.exit_code == 1 and "faceswap-flows init" in outcome.output and outcome.output.count("\n") == 1
+
+
+def test_the_checkout_and_the_package_declare_module_entrypoints() -> None:
+    assert PROJECT_FILE.name == "prefect.yaml" and PROJECT_FILE.is_file()
+    assert all(d["entrypoint"].startswith("faceswap_flows.") for d in declared_deployments().values())
+    assert module_entrypoint("flows/image_flows.py:faceswap") == "faceswap_flows.flows.image_flows:faceswap"
