@@ -191,9 +191,10 @@ def test_the_installed_wheel_registers_the_blocks_and_swaps_against_the_sandbox(
         registered = ok(core.run("faceswap-flows", "blocks", "register", cwd=elsewhere))
         assert registered.split() == [
             *("registered", "aifaceswap-credentials", "registered", "faceswap-media-storage"),
-            *("registered", "faceswap-webhook-receiver"),
+            *("registered", "faceswap-webhook-receiver", "registered", "content-signing-key"),
         ]
         ok(core.run("faceswap-flows", "blocks", "create", cwd=elsewhere, **settings))
+        ok(core.run("faceswap-flows", "signing", "dev-cert", "--folder", str(elsewhere / "signing"), cwd=elsewhere))
         source, face = str(stack.files["astronaut"]), str(stack.files["grace"])
         done = core.run("faceswap-flows", "run", "faceswap", "--source", source, "--face", face, cwd=elsewhere)
         outcome = run_json(ok(done))
