@@ -31,14 +31,22 @@ class FaceEngine:
     the threads of a pool: detectors are handed out one per concurrent call (see :mod:`.detect`),
     everything else is stateless; each video call keeps its own tracker.
 
-    ``max_detect_side``: faces are detected on a copy downscaled to at most ``max_detect_side ** 2``
+    ``min_face``: the smallest face width (px) detection must find (:class:`.detect.FaceDetector`);
+    ``None`` selects the old policy, detection on a copy downscaled to at most ``max_detect_side ** 2``
     pixels (boxes are mapped back).  ``backend``: ``"auto"`` (dlib HOG, falling back to Haar),
     ``"dlib"`` or ``"haar"``.  ``detect_every``: full detections every N video frames, local tracking in
     between.
     """
 
-    def __init__(self, *, max_detect_side: int = 512, backend: str = "auto", detect_every: int = 8) -> None:
-        self._detector = FaceDetector(max_detect_side=max_detect_side, backend=backend)
+    def __init__(
+        self,
+        *,
+        min_face: int | None = 40,
+        max_detect_side: int = 512,
+        backend: str = "auto",
+        detect_every: int = 8,
+    ) -> None:
+        self._detector = FaceDetector(min_face=min_face, max_detect_side=max_detect_side, backend=backend)
         self.backend: str = self._detector.name
         self.detect_every = detect_every
 
