@@ -18,6 +18,7 @@ overlap.  Everything depends on one seed: tune on one seed, report on another.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from functools import cache
@@ -217,3 +218,74 @@ def iou(a: Box, b: Box) -> float:
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class Walker:
+    """How one person moves in a clip: face width, path, tilt and nod, all periodic in the frame index."""
+
+    head: Head
+    width: float
+    center: tuple[float, float]
+    reach: tuple[float, float]
+    phase: float
+
+
+def _pose(walker: Walker, i: int) -> tuple[float, float, float, float, float]:
+    """(centre x, centre y, face width, tilt in degrees, nod squash) of ``walker`` at frame ``i``."""
+    t = i / 25.0 + walker.phase
+    cx = walker.center[0] + walker.reach[0] * math.sin(0.9 * t)
+    cy = walker.center[1] + walker.reach[1] * math.sin(1.7 * t + 1.0)
+    width = walker.width * (1.0 + 0.25 * math.sin(0.6 * t))  # walks towards and away from the camera
+    return cx, cy, width, 9.0 * math.sin(1.3 * t), 1.0 - 0.08 * abs(math.sin(2.1 * t))
+
+
+def placement(walker: Walker, i: int) -> tuple[np.ndarray, Box]:
+    """The 2x3 matrix putting ``walker``'s head in frame ``i``, and its face box there (bounding box)."""
+    cx, cy, face_width, tilt, nod = _pose(walker, i)
+    fx1, fy1, fx2, fy2 = walker.head.face
+    centre = ((fx1 + fx2) / 2, (fy1 + fy2) / 2)
+    matrix = cv2.getRotationMatrix2D(centre, tilt, face_width / (fx2 - fx1))
+    matrix[1, :2] *= nod
+    matrix[:, 2] += np.array([cx, cy]) - matrix[:, :2] @ np.array(centre)
+    corners = np.array([[fx1, fy1, 1], [fx2, fy1, 1], [fx1, fy2, 1], [fx2, fy2, 1]], np.float64) @ matrix.T
+    box = (
+        round(corners[:, 0].min()),
+        round(corners[:, 1].min()),
+        round(corners[:, 0].max()),
+        round(corners[:, 1].max()),
+    )
+    return matrix, box
+
+
+def clip_frame(background: np.ndarray, walkers: list[Walker], i: int) -> tuple[np.ndarray, list[Box]]:
+    """Frame ``i``: every walker's head tilted, nodding, scaled and moved over a slowly panning background.
+
+    Returns the frame and each walker's face box (the bounding box of the transformed hand box).
+    """
+    height, width = background.shape[:2]
+    pan = round(40 * math.sin(i / 60.0)) + 40
+    frame = np.ascontiguousarray(np.roll(background, pan, axis=1))
+    boxes = []
+    for walker in walkers:
+        matrix, box = placement(walker, i)
+        fx1, fy1, fx2, fy2 = walker.head.face
+        head = cv2.warpAffine(walker.head.image, matrix, (width, height), flags=cv2.INTER_AREA)
+        mask = np.zeros(walker.head.image.shape[:2], np.float32)
+        axes = (round(0.9 * (fx2 - fx1)), round(0.95 * (fy2 - fy1)))
+        cv2.ellipse(mask, (round((fx1 + fx2) / 2), round((fy1 + fy2) / 2)), axes, 0, 0, 360, 1.0, -1)
+        mask = cv2.GaussianBlur(mask, (0, 0), 0.06 * (fx2 - fx1))
+        alpha = cv2.warpAffine(mask, matrix, (width, height))[:, :, None]
+        frame = (alpha * head + (1 - alpha) * frame).astype(np.uint8)
+        boxes.append(box)
+    return frame, boxes
+
+
+def walkers(size: tuple[int, int], face_width: float) -> list[Walker]:
+    """Two people (the astronaut and mahotas' author) crossing a ``size`` frame, faces ~``face_width`` px."""
+    width, height = size
+    astronaut, _, luispedro = people()
+    return [
+        Walker(astronaut, face_width, (0.3 * width, 0.45 * height), (0.18 * width, 0.12 * height), 0.0),
+        Walker(luispedro, 1.2 * face_width, (0.7 * width, 0.55 * height), (0.15 * width, 0.15 * height), 2.0),
+    ]

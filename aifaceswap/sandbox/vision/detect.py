@@ -332,8 +332,9 @@ class FaceDetector:
     def detect_near(self, image: np.ndarray, face: Face) -> Face | None:
         """Re-detect ``face`` in a small region around its last position (cheap; used to track in video).
 
-        The region is resized so the face is about 110 px; the detection overlapping the old box best is
-        kept (with a lower score threshold than a full detection, as the position is a strong prior).
+        The region is resized (up, for small faces) so the face is about 110 px; the detection overlapping
+        the old box best is kept (with a lower score threshold than a full detection: the position is a
+        strong prior).
         """
         h, w = image.shape[:2]
         rx1, ry1, rx2, ry2 = expand_box(face.box, 0.5, w, h)
@@ -341,10 +342,10 @@ class FaceDetector:
             return None
         roi = image[ry1:ry2, rx1:rx2]
         gray = roi if roi.ndim == 2 else cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY)
-        scale = min(1.0, _TRACK_FACE_SIZE / max(1, face.width))
-        if scale < 1.0:
-            size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        scale = _TRACK_FACE_SIZE / max(1, face.width)
+        if self._kind == "haar" or self.min_face is None:
+            scale = min(1.0, scale)  # the old policy only shrinks
+        gray = _resize(gray, scale)
         min_size = int(0.6 * face.width * scale)
         found = self._raw(np.ascontiguousarray(gray), min(0.0, self.threshold), min_size)
         best: tuple[float, Box, float] | None = None
