@@ -209,11 +209,14 @@ class FaceDetector:
         return faces
 
     # -- public ------------------------------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """Every face of a BGR (or grayscale) image, sorted left to right (ties: top to bottom)."""
+    def detect(self, image: np.ndarray, *, min_face: int | None = None) -> list[Face]:
+        """Every face of a BGR (or grayscale) image, sorted left to right (ties: top to bottom).
+
+        ``min_face`` overrides the detector's smallest face width for this call (not with the old policy).
+        """
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         if self.min_face is not None and self._kind == "dlib":
-            return self._faces(image, self._scan(gray))
+            return self._faces(image, self._scan(gray, min_face or self.min_face))
         return self._faces(image, self._downscaled(gray))
 
     def _downscaled(self, gray: np.ndarray) -> list[tuple[Box, float]]:
@@ -225,10 +228,10 @@ class FaceDetector:
             found = self._detect_scaled(gray, min(1.0, 2.0 * scale))
         return found
 
-    def _scan(self, gray: np.ndarray) -> list[tuple[Box, float]]:
+    def _scan(self, gray: np.ndarray, min_face: int) -> list[tuple[Box, float]]:
         """The scale policy (:mod:`.scan`): strips on worker threads, then confirmation of weak finds."""
         h, w = gray.shape[:2]
-        passes = plan(w, h, self.min_face or 40, strips=self.workers)
+        passes = plan(w, h, min_face, strips=self.workers)
         resized = {p.scale: _resize(gray, p.scale) for p in passes}
         low = self.threshold - _CONFIRM_BAND
 

@@ -123,6 +123,8 @@ class FaceEngine:
     def swap_video(self, src: Path, dst: Path, face_image: np.ndarray, *, enhance: int = 0) -> VideoInfo:
         """Replace the main face of every frame of ``src`` by ``face_image``'s; write MP4 to ``dst``.
 
+        The main face is the largest face when faces first appear; it stays the same person while it is
+        tracked (a lost track hands over to the largest face then in view).
         Same size, fps and frame count as the source; audio is copied (AAC) or re-encoded to AAC.
         ``enhance`` 1/2 sharpens the pasted face mildly/more (unsharp mask inside the face mask only).
         Raises ``NotAVideo``, ``NoFaceFound("... face_image")``, ``NoFaceFound("... source_video")`` (no
@@ -133,12 +135,15 @@ class FaceEngine:
         probe_video(src)
         tracker = FaceTracker(self._detector, detect_every=self.detect_every)
         swapped = 0
+        main_id: int | None = None
 
         def process(index: int, frame: np.ndarray) -> np.ndarray:
-            nonlocal swapped
+            nonlocal swapped, main_id
             tracks, _ = tracker.update(index, frame)
             if tracks:
-                main = max(tracks, key=lambda t: t.face.area)
+                # the main face is the largest when it first appears, and stays the same person while tracked
+                main = next((t for t in tracks if t.id == main_id), None) or max(tracks, key=lambda t: t.face.area)
+                main_id = main.id
                 swapped += paste_face(frame, main.face, source, enhance=enhance)
             return frame
 
