@@ -269,14 +269,24 @@ def clip_frame(background: np.ndarray, walkers: list[Walker], i: int) -> tuple[n
     boxes = []
     for walker in walkers:
         matrix, box = placement(walker, i)
+        hh, hw = walker.head.image.shape[:2]
+        corners = np.array([[0, 0, 1], [hw, 0, 1], [0, hh, 1], [hw, hh, 1]], np.float64) @ matrix.T
+        x1, y1 = max(0, int(corners[:, 0].min())), max(0, int(corners[:, 1].min()))
+        x2, y2 = min(width, int(corners[:, 0].max()) + 1), min(height, int(corners[:, 1].max()) + 1)
+        if x2 <= x1 or y2 <= y1:
+            boxes.append(box)
+            continue
+        local = matrix.copy()
+        local[:, 2] -= (x1, y1)
         fx1, fy1, fx2, fy2 = walker.head.face
-        head = cv2.warpAffine(walker.head.image, matrix, (width, height), flags=cv2.INTER_AREA)
-        mask = np.zeros(walker.head.image.shape[:2], np.float32)
+        head = cv2.warpAffine(walker.head.image, local, (x2 - x1, y2 - y1), flags=cv2.INTER_AREA)
+        mask = np.zeros((hh, hw), np.float32)
         axes = (round(0.9 * (fx2 - fx1)), round(0.95 * (fy2 - fy1)))
         cv2.ellipse(mask, (round((fx1 + fx2) / 2), round((fy1 + fy2) / 2)), axes, 0, 0, 360, 1.0, -1)
         mask = cv2.GaussianBlur(mask, (0, 0), 0.06 * (fx2 - fx1))
-        alpha = cv2.warpAffine(mask, matrix, (width, height))[:, :, None]
-        frame = (alpha * head + (1 - alpha) * frame).astype(np.uint8)
+        alpha = cv2.warpAffine(mask, local, (x2 - x1, y2 - y1))[:, :, None]
+        region = frame[y1:y2, x1:x2]
+        frame[y1:y2, x1:x2] = (alpha * head + (1 - alpha) * region).astype(np.uint8)
         boxes.append(box)
     return frame, boxes
 
