@@ -9,9 +9,9 @@ forehead below the hair to chin):
   licence.
 
 Each face is also used mirrored and re-lit (gamma and colour cast), so the set holds 3 people in 12 looks.
-Backgrounds are mosaics of random crops (random scales) of face-free package photos (scikit-image's
-coffee, rocket, coins, brick, grass, gravel, Hubble deep field, immunohistochemistry, retina, horse,
-clock, text, page; public domain or CC0 per scikit-image's data licence file).  Faces are pasted with a
+Backgrounds are mosaics of random crops (random scales) of face-free photos that ship in scikit-image
+(coffee, rocket, coins, brick, grass, gravel, Hubble deep field, immunohistochemistry, retina, horse,
+clock, text: CC0, public domain or "no known copyright restrictions" per their docstrings).  Faces are pasted with a
 feathered elliptical head mask at known boxes; a picture holds several faces of random widths that never
 overlap.  Everything depends on one seed: tune on one seed, report on another.
 """
@@ -48,7 +48,6 @@ _BACKGROUNDS = (
     "horse",
     "clock",
     "text",
-    "page",
 )
 
 
