@@ -170,3 +170,16 @@ def test_without_the_landmark_model_faces_are_aligned_by_box(
     (face,) = engine.faces(photos.astronaut())
     assert not face.exact
     assert photos.iou(face.box, photos.ASTRONAUT_FACE) >= 0.5
+
+
+def test_scan_plan_scales_strips_and_caps() -> None:
+    from aifaceswap.sandbox.vision.scan import HOG_FACE, plan
+
+    passes = plan(1024, 768, 40)  # small image: upsampled 1.5x, 2 overlapping strips + a coarse pass
+    assert [p.scale for p in passes] == [1.5, 1.5, 0.5]
+    assert passes[0].top == 0 and passes[1].bottom == 1152 and passes[0].bottom - passes[1].top >= 2 * HOG_FACE
+    phone = plan(4032, 3024, 40)  # 27.4 Mpx scanned: under the cap, still 1.5x
+    assert phone[0].scale == 1.5
+    big = plan(6000, 4000, 40)  # over the cap: the smallest face found grows to ~56 px
+    assert round(HOG_FACE / big[0].scale) == 56
+    assert len(plan(300, 200, 40)) == 1  # too small to split: one pass

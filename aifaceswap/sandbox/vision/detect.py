@@ -41,9 +41,10 @@ _LANDMARK_MODEL = "shape_predictor_5_face_landmarks.dat"
 _HAAR_MODEL = "haarcascade_frontalface_default.xml"
 # Size (px) a face is resized to when re-detecting it near its last position (dlib HOG finds >= 80 px).
 _TRACK_FACE_SIZE = 110
-# Finds scoring within this much under the threshold are re-detected at _CONFIRM_SIZE px to decide.
+# Finds scoring from threshold - _CONFIRM_BAND up to the threshold are re-detected with the face enlarged
+# to each of _CONFIRM_SIZES px and kept if they reach the threshold there (small, tilted faces often do).
 _CONFIRM_BAND = 0.5
-_CONFIRM_SIZE = 120
+_CONFIRM_SIZES = (90, 120)
 
 
 class _Pool:
@@ -100,10 +101,10 @@ class FaceDetector:
 
     Policy (dlib): the HOG detector runs at the scale where a ``min_face`` face is ~60 px (1.5x for the
     default 40 px: small images are upsampled), in strips on ``workers`` threads, plus a whole-image pass
-    at a third of that scale for large faces (:mod:`.scan`).  Detections scoring ``threshold`` or more
-    (0.5; real faces score ~1-2.5) are kept; those scoring between ``threshold - 0.5`` and ``threshold``
-    are re-detected on their region enlarged so the face is ~120 px and kept only if they then score at
-    least ``threshold``.  Above 28 Mpx at that scale the scale shrinks (a 6000x4000 photo: faces >= ~48 px).
+    at a third of that scale for large faces (:mod:`.scan`).  Finds scoring ``threshold`` (0.5; real faces
+    ~1-2.5) or more are kept; those scoring from ``threshold - 0.5`` are re-detected on their region
+    enlarged so the face is 90 and 120 px, and kept only if they reach ``threshold`` there.  Above 28 Mpx
+    at that scale the scale shrinks (a 6000x4000 photo: faces from ~56 px).
 
     ``min_face=None`` restores the old policy (kept as the benchmarks' baseline): the image is shrunk to
     at most ``max_detect_side ** 2`` pixels, so faces under ~16 % of the side of a square image are
@@ -259,16 +260,19 @@ class FaceDetector:
         return confirmed
 
     def _confirm(self, gray: np.ndarray, box: Box) -> tuple[Box, float]:
-        """Re-detect a weak find on its region enlarged so the face is ~120 px; its best overlapping score."""
+        """Re-detect a weak find with its face enlarged to each confirmation size; the best overlapping find."""
         h, w = gray.shape[:2]
         rx1, ry1, rx2, ry2 = expand_box(box, 0.6, w, h)
-        scale = _CONFIRM_SIZE / max(1, box[2] - box[0])
-        roi = _resize(gray[ry1:ry2, rx1:rx2], scale)
         best: tuple[Box, float] = (box, -math.inf)
-        for b, s in self._raw(np.ascontiguousarray(roi), self.threshold):
-            mapped = clip_box((b[0] / scale + rx1, b[1] / scale + ry1, b[2] / scale + rx1, b[3] / scale + ry1), w, h)
-            if box_iou(mapped, box) > 0.3 and s > best[1]:
-                best = (mapped, s)
+        for size in _CONFIRM_SIZES:
+            scale = size / max(1, box[2] - box[0])
+            roi = _resize(gray[ry1:ry2, rx1:rx2], scale)
+            for b, s in self._raw(np.ascontiguousarray(roi), self.threshold):
+                mapped = clip_box(
+                    (b[0] / scale + rx1, b[1] / scale + ry1, b[2] / scale + rx1, b[3] / scale + ry1), w, h
+                )
+                if box_iou(mapped, box) > 0.3 and s > best[1]:
+                    best = (mapped, s)
         return best
 
     def _detect_scaled(self, gray: np.ndarray, scale: float) -> list[tuple[Box, float]]:
