@@ -183,3 +183,16 @@ def test_scan_plan_scales_strips_and_caps() -> None:
     big = plan(6000, 4000, 40)  # over the cap: the smallest face found grows to ~56 px
     assert round(HOG_FACE / big[0].scale) == 56
     assert len(plan(300, 200, 40)) == 1  # too small to split: one pass
+
+
+@pytest.mark.parametrize("image", [photos.astronaut, photos.grace_hopper], ids=["astronaut", "grace_hopper"])
+@pytest.mark.parametrize("angle", [-10, 10])
+def test_faces_tilted_by_10_degrees_are_found(engine: FaceEngine, image: Photo, angle: int) -> None:
+    picture = image()
+    h, w = picture.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    tilted = cv2.warpAffine(picture, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    truth = photos.ASTRONAUT_FACE if image is photos.astronaut else photos.GRACE_FACE
+    centre = matrix @ np.array([(truth[0] + truth[2]) / 2, (truth[1] + truth[3]) / 2, 1.0])
+    boxes = engine.detect(tilted)
+    assert any(b[0] < centre[0] < b[2] and b[1] < centre[1] < b[3] for b in boxes), boxes
