@@ -129,7 +129,8 @@ class FaceDetector:
         self.max_detect_side = max_detect_side
         self.min_face = min_face
         self.workers = max(1, workers)
-        self._threads: ThreadPoolExecutor | None = None
+        # strips of one detection run on these threads (dlib releases the GIL); none start until used
+        self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="hog")
         self.threshold = threshold
         self._predictor: Any = None
         self._kind = "dlib"
@@ -245,12 +246,7 @@ class FaceDetector:
                 for b, s in found
             ]
 
-        if len(passes) == 1:
-            results = [run(passes[0])]
-        else:
-            if self._threads is None:
-                self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="hog")
-            results = list(self._threads.map(run, passes))
+        results = [run(passes[0])] if len(passes) == 1 else list(self._threads.map(run, passes))
         confirmed = []
         for box, score in _suppress([f for r in results for f in r]):
             if score < self.threshold:
