@@ -10,6 +10,7 @@ import pytest
 from prefect.client.orchestration import get_client
 
 from faceswap_flows.aifaceswap.errors import InvalidRequestError
+from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.budget import BudgetExceeded
 from faceswap_flows.flows.image_flows import extract_faces, faceswap, multi_faceswap
@@ -51,16 +52,20 @@ async def test_multi_faceswap_by_index(stack) -> None:
     outcome = await multi_faceswap(str(stack.files["group"]), [str(stack.files["grace"])], face_indexes=[1])
     result = read_image(stack.storage.read_bytes(outcome.result_key))
     group, boxes = photos.tiled()
-    x1, y1, x2, y2 = boxes[0]
-    assert (result[y1:y2, x1:x2] == group[y1:y2, x1:x2]).all(), "face 0 must stay as it was"
+    for untouched in (0, 2):
+        x1, y1, x2, y2 = boxes[untouched]
+        assert (result[y1:y2, x1:x2] == group[y1:y2, x1:x2]).all(), f"face {untouched} must stay as it was"
+    to_new, to_old = photos.swap_distances(FaceEngine(), group, result, photos.grace_hopper(), boxes[1])
+    assert to_new < 0.7 * to_old, f"face 1 did not become the new face ({to_new:.2f} vs {to_old:.2f})"
     assert outcome.credits == 5
 
 
 async def test_multi_faceswap_by_reference_photo(stack, tmp_path: Path) -> None:
     import cv2
 
+    # a different picture of the person to replace (Grace Hopper, the middle face), not the group's own pixels
     reference = tmp_path / "who.png"
-    cv2.imwrite(str(reference), photos.grace_hopper())
+    cv2.imwrite(str(reference), photos.other_shot(photos.grace_hopper(), (40, 0, 480, 520)))
     outcome = await multi_faceswap(
         str(stack.files["group"]), [str(stack.files["astronaut"])], reference_images=[str(reference)]
     )
@@ -69,8 +74,8 @@ async def test_multi_faceswap_by_reference_photo(stack, tmp_path: Path) -> None:
     for untouched in (0, 2):
         x1, y1, x2, y2 = boxes[untouched]
         assert (result[y1:y2, x1:x2] == group[y1:y2, x1:x2]).all(), f"face {untouched} is not Grace Hopper"
-    x1, y1, x2, y2 = boxes[1]
-    assert abs(result[y1:y2, x1:x2].astype(int) - group[y1:y2, x1:x2]).mean() > 5
+    to_new, to_old = photos.swap_distances(FaceEngine(), group, result, photos.astronaut(), boxes[1])
+    assert to_new < 0.7 * to_old, f"Grace Hopper's face did not become the astronaut's ({to_new:.2f}, {to_old:.2f})"
 
 
 async def test_multi_faceswap_index_out_of_range_spends_nothing(stack) -> None:

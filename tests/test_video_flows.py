@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
+from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 from faceswap_flows.flows.budget import BudgetExceeded
 from faceswap_flows.flows.video_flows import multi_video_faceswap, video_faceswap
 from faceswap_flows.flows.video_tools import VideoFacts, video_facts
@@ -36,8 +37,16 @@ def face_video(video_dir: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def long_video(video_dir: Path) -> Path:
-    """The same scene, 2 s long."""
-    return photos.write_video(video_dir / "long.mp4", lambda i: photos.face_video_frame(i)[0], LONG_FRAMES, fps=FPS)
+    """The same scene, 2 s long, each frame stamped with its number (no two frames alike)."""
+    return photos.write_video(
+        video_dir / "long.mp4", lambda i: photos.stamp(photos.face_video_frame(i)[0], i), LONG_FRAMES, fps=FPS
+    )
+
+
+@pytest.fixture(scope="module")
+def engine() -> FaceEngine:
+    """Finds the landmarks that align a result's face with the old and the new face."""
+    return FaceEngine()
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +67,9 @@ def stored_video(stack, key: str, folder: Path) -> tuple[Path, VideoFacts]:
     return local, video_facts(local, "result")
 
 
-async def test_video_faceswap_swaps_the_face_in_every_frame(stack, face_video: Path, tmp_path: Path) -> None:
+async def test_video_faceswap_swaps_the_face_in_every_frame(
+    stack, face_video: Path, tmp_path: Path, engine: FaceEngine
+) -> None:
     source = video_facts(face_video)
     before = stack.spent()
     outcome = await video_faceswap(str(face_video), str(stack.files["grace"]))
@@ -78,6 +89,9 @@ async def test_video_faceswap_swaps_the_face_in_every_frame(stack, face_video: P
         inner = (x1 + 15, y1 + 10, x2 - 15, y2 - 25)  # brows to mouth
         assert region_diff(now, was, inner) > SWAPPED, f"the face of frame {i} did not change"
         assert region_diff(now, was, (0, 0, 50, 360)) < NOISE, f"the background of frame {i} changed"
+        if i % 10 == 0:
+            to_new, to_old = photos.swap_distances(engine, was, now, photos.grace_hopper(), (x1, y1, x2, y2))
+            assert to_new < to_old, f"frame {i}: not closer to the new face ({to_new:.2f} vs {to_old:.2f})"
 
 
 async def test_video_faceswap_trims_and_charges_the_trimmed_duration(stack, long_video: Path, tmp_path: Path) -> None:
@@ -95,17 +109,17 @@ async def test_video_faceswap_trims_and_charges_the_trimmed_duration(stack, long
     assert abs(len(frames) - (end - start) * FPS) <= 1, len(frames)
     assert facts.duration == pytest.approx(end - start, abs=0.1)
     assert facts.has_audio
-    # the result starts where the cut starts: its first frame is the swapped frame 10 of the source, not frame 0
+    # the result starts where the cut starts: every source frame carries its number, read back from the result
     first = round(start * FPS)
+    assert [photos.read_stamp(frame) for frame in frames] == list(range(first, first + len(frames)))
     source_frames = photos.read_frames(long_video)
-    assert region_diff(frames[0], source_frames[first], (0, 0, 50, 360)) < NOISE
     x1, y1, x2, y2 = photos.face_video_frame(first)[1]
     assert region_diff(frames[0], source_frames[first], (x1 + 15, y1 + 10, x2 - 15, y2 - 25)) > SWAPPED
 
 
 @pytest.mark.parametrize(("index", "face"), [(0, "grace"), (1, "astronaut")])
 async def test_multi_video_faceswap_changes_only_the_chosen_person(
-    stack, pair_video: Path, tmp_path: Path, index: int, face: str
+    stack, pair_video: Path, tmp_path: Path, index: int, face: str, engine: FaceEngine
 ) -> None:
     before = stack.spent()
     outcome = await multi_video_faceswap(str(pair_video), [str(stack.files[face])], face_indexes=[index])
@@ -124,6 +138,11 @@ async def test_multi_video_faceswap_changes_only_the_chosen_person(
         other.append(region_diff(now, was, boxes[1 - index]))
     assert min(chosen) > SWAPPED, chosen
     assert max(other) < NOISE, other
+    new_face = photos.grace_hopper() if face == "grace" else photos.astronaut()
+    for i in (0, PAIR_FRAMES - 1):
+        box = photos.pair_video_frame(i)[1 + index]
+        to_new, to_old = photos.swap_distances(engine, old[i], new[i], new_face, box)
+        assert to_new < to_old, f"frame {i}: the chosen face is not closer to its new face ({to_new:.2f}, {to_old:.2f})"
 
 
 # --- inputs the flows refuse before anything is spent ------------------------------------------------------

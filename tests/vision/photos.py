@@ -190,3 +190,59 @@ def pair_video_frame(i: int) -> tuple[np.ndarray, Box, Box]:
         (a_face[0] + ax, a_face[1], a_face[2] + ax, a_face[3]),
         (b_face[0] + bx, b_face[1], b_face[2] + bx, b_face[3]),
     )
+
+
+# Canonical positions of the 5 landmarks (dlib order) in a 64x64 aligned face; the inner face (brows to
+# mouth, cheek to cheek) is what :func:`aligned` keeps.
+_TEMPLATE = np.array([[45, 24], [37, 24], [19, 24], [27, 24], [32, 38]], np.float32)
+
+
+def aligned(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """The inner face of ``image`` aligned on ``landmarks``: grayscale, zero-mean, unit-variance."""
+    matrix, _ = cv2.estimateAffinePartial2D(landmarks, _TEMPLATE, method=cv2.LMEDS)
+    crop = cv2.warpAffine(image, matrix, (64, 64))
+    gray = cv2.cvtColor(crop, cv2.COLOR_BGR2GRAY).astype(np.float32)[16:46, 18:46]
+    return (gray - gray.mean()) / (gray.std() + 1e-6)
+
+
+def distance(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(a - b).mean())
+
+
+def swap_distances(engine, before: np.ndarray, after: np.ndarray, new: np.ndarray, box: Box) -> tuple[float, float]:
+    """(distance to the new face, distance to the old face) of the face at ``box`` of ``after``.
+
+    ``before`` is the same picture before the swap (its landmarks align both), ``new`` the photo of the
+    new face.  An unchanged face gives (large, 0); a real swap gives a first figure under the second.
+    """
+    face = max(engine.faces(before), key=lambda f: iou(f.box, box))
+    assert iou(face.box, box) >= 0.3, f"no face found at {box} to compare"
+    new_face = max(engine.faces(new), key=lambda f: f.area)
+    got = aligned(after, face.landmarks)
+    return distance(got, aligned(new, new_face.landmarks)), distance(got, aligned(before, face.landmarks))
+
+
+def stamp(frame: np.ndarray, number: int) -> np.ndarray:
+    """``frame`` with ``number`` (0-255) written as 8 black/white 12x12 blocks in its top-left corner."""
+    for bit in range(8):
+        y, x = 12 * (bit // 2), 12 * (bit % 2)
+        frame[y : y + 12, x : x + 12] = 255 if number >> bit & 1 else 0
+    return frame
+
+
+def read_stamp(frame: np.ndarray) -> int:
+    """The number :func:`stamp` wrote (read from each block's centre, robust to lossy encoding)."""
+    return sum(
+        1 << bit
+        for bit in range(8)
+        if frame[12 * (bit // 2) + 3 : 12 * (bit // 2) + 9, 12 * (bit % 2) + 3 : 12 * (bit % 2) + 9].mean() > 128
+    )
+
+
+def other_shot(image: np.ndarray, region: Box) -> np.ndarray:
+    """A different picture of the same person: ``region`` cropped, mirrored, darker and re-lit warmer."""
+    x1, y1, x2, y2 = region
+    crop = np.ascontiguousarray(image[y1:y2, x1:x2, :][:, ::-1])
+    lut = np.clip(255.0 * (np.arange(256) / 255.0) ** 1.3, 0, 255).astype(np.uint8)
+    warm = cv2.LUT(crop, lut).astype(np.float32) * np.array([0.9, 1.0, 1.08], np.float32)
+    return cv2.resize(np.clip(warm, 0, 255).astype(np.uint8), None, fx=0.8, fy=0.8, interpolation=cv2.INTER_AREA)

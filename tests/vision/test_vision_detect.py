@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks import face_set
 from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 from faceswap_flows.aifaceswap.sandbox.vision import detect as detect_module
 from tests.vision import photos
@@ -68,18 +69,61 @@ def test_no_boxes_on_face_free_images(engine: FaceEngine, image: Photo) -> None:
     assert engine.detect(image()) == []
 
 
-def test_large_image_is_detected_on_a_downscale_and_mapped_back(engine: FaceEngine) -> None:
+def test_large_image_is_scanned_in_strips_and_mapped_back(engine: FaceEngine) -> None:
     big = cv2.resize(photos.astronaut(), (1536, 1536), interpolation=cv2.INTER_CUBIC)
     boxes = engine.detect(big)
     assert len(boxes) == 1
     assert photos.iou(boxes[0], _scaled(photos.ASTRONAUT_FACE, 3)) >= 0.5
 
 
-def test_small_faces_missed_on_the_downscale_are_found_by_the_retry() -> None:
-    # At 256 px the astronaut's face is ~44 px, under the HOG detector's ~80 px minimum; the retry
-    # at twice the resolution finds it.
-    boxes = FaceEngine(max_detect_side=256).detect(photos.astronaut())
+def test_old_policy_misses_small_faces_then_its_retry_finds_them() -> None:
+    # At 256 px the astronaut's face is ~44 px, under the HOG detector's ~56 px minimum; the old
+    # policy's retry at twice the resolution finds it.
+    boxes = FaceEngine(min_face=None, max_detect_side=256).detect(photos.astronaut())
     assert len(boxes) == 1 and photos.iou(boxes[0], photos.ASTRONAUT_FACE) >= 0.5
+
+
+@pytest.mark.parametrize(
+    ("size", "widths", "seed"),
+    [((1024, 768), [40, 44, 48, 56, 64], 11), ((1600, 1200), [42, 48, 60, 90, 150, 240], 12)],
+    ids=["1024x768", "1600x1200"],
+)
+def test_faces_from_40_px_wide_are_found_in_multi_person_pictures(
+    engine: FaceEngine, size: tuple[int, int], widths: list[int], seed: int
+) -> None:
+    picture = face_set.picture(size, widths, np.random.default_rng(seed))
+    assert len(picture.faces) == len(widths)
+    boxes = engine.detect(picture.image)
+    for truth in picture.faces:
+        assert max(photos.iou(b, truth) for b in boxes) >= 0.4, (truth, boxes)
+    assert len(boxes) == len(picture.faces), boxes
+
+
+def test_the_old_policy_misses_the_small_faces_the_new_one_finds(engine: FaceEngine) -> None:
+    picture = face_set.picture((1600, 1200), [48, 64, 80], np.random.default_rng(13))
+    old = FaceEngine(min_face=None).detect(picture.image)
+    new = engine.detect(picture.image)
+    assert len(old) < len(new) == 3
+
+
+@pytest.mark.parametrize("seed", [21, 22, 23])
+def test_no_boxes_on_face_free_mosaics_of_real_photos(engine: FaceEngine, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    assert engine.detect(face_set.background((1600, 1200), rng)) == []
+
+
+@pytest.mark.slow
+def test_a_48_px_face_in_a_12_megapixel_photo(engine: FaceEngine) -> None:
+    picture = face_set.picture((4032, 3024), [48, 160, 320], np.random.default_rng(14))
+    boxes = engine.detect(picture.image)
+    assert len(boxes) == 3
+    for truth in picture.faces:
+        assert max(photos.iou(b, truth) for b in boxes) >= 0.4
+
+
+def test_min_face_must_be_sensible() -> None:
+    with pytest.raises(ValueError, match="min_face"):
+        FaceEngine(min_face=8)
 
 
 def test_grayscale_and_rgba_inputs_are_accepted(engine: FaceEngine) -> None:
@@ -126,3 +170,29 @@ def test_without_the_landmark_model_faces_are_aligned_by_box(
     (face,) = engine.faces(photos.astronaut())
     assert not face.exact
     assert photos.iou(face.box, photos.ASTRONAUT_FACE) >= 0.5
+
+
+def test_scan_plan_scales_strips_and_caps() -> None:
+    from faceswap_flows.aifaceswap.sandbox.vision.scan import HOG_FACE, plan
+
+    passes = plan(1024, 768, 40)  # small image: upsampled 1.5x, 2 overlapping strips + a coarse pass
+    assert [p.scale for p in passes] == [1.5, 1.5, 0.5]
+    assert passes[0].top == 0 and passes[1].bottom == 1152 and passes[0].bottom - passes[1].top >= 2 * HOG_FACE
+    phone = plan(4032, 3024, 40)  # 27.4 Mpx scanned: under the cap, still 1.5x
+    assert phone[0].scale == 1.5
+    big = plan(6000, 4000, 40)  # over the cap: the smallest face found grows to ~56 px
+    assert round(HOG_FACE / big[0].scale) == 56
+    assert len(plan(300, 200, 40)) == 1  # too small to split: one pass
+
+
+@pytest.mark.parametrize("image", [photos.astronaut, photos.grace_hopper], ids=["astronaut", "grace_hopper"])
+@pytest.mark.parametrize("angle", [-10, 10])
+def test_faces_tilted_by_10_degrees_are_found(engine: FaceEngine, image: Photo, angle: int) -> None:
+    picture = image()
+    h, w = picture.shape[:2]
+    matrix = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+    tilted = cv2.warpAffine(picture, matrix, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    truth = photos.ASTRONAUT_FACE if image is photos.astronaut else photos.GRACE_FACE
+    centre = matrix @ np.array([(truth[0] + truth[2]) / 2, (truth[1] + truth[3]) / 2, 1.0])
+    boxes = engine.detect(tilted)
+    assert any(b[0] < centre[0] < b[2] and b[1] < centre[1] < b[3] for b in boxes), boxes

@@ -22,17 +22,21 @@ from tests.vision import photos
 Frames = list[np.ndarray]
 
 
-def _crop(image: np.ndarray, box: photos.Box, grow: float = 0.2) -> np.ndarray:
-    """A face_ref-like crop: the face box grown by ``grow`` on every side."""
-    x1, y1, x2, y2 = box
-    dx, dy = int((x2 - x1) * grow), int((y2 - y1) * grow)
-    return image[max(0, y1 - dy) : y2 + dy, max(0, x1 - dx) : x2 + dx].copy()
-
-
 def _refs() -> tuple[np.ndarray, np.ndarray]:
-    """face_ref crops of person A (astronaut) and B (Grace Hopper), cut from the first frame."""
-    frame, a_box, b_box = photos.pair_video_frame(0)
-    return _crop(frame, a_box), _crop(frame, b_box)
+    """face_ref photos of person A (astronaut) and B (Grace Hopper): not cut from the video but other shots
+    of the same people (cropped differently, mirrored, darker, warmer light, smaller)."""
+    return (
+        photos.other_shot(photos.astronaut(), (60, 0, 420, 380)),
+        photos.other_shot(photos.grace_hopper(), (40, 0, 480, 520)),
+    )
+
+
+def _moved_toward(engine: FaceEngine, frames: Frames, baseline: Frames, person: int, new: np.ndarray) -> None:
+    """In sampled frames, the person's face is closer to the new face than to their own."""
+    for i in (0, photos.PAIR_VIDEO_FRAMES // 2, photos.PAIR_VIDEO_FRAMES - 1):
+        box = photos.pair_video_frame(i)[1 + person]
+        to_new, to_old = photos.swap_distances(engine, baseline[i], frames[i], new, box)
+        assert to_new < to_old, (i, to_new, to_old)
 
 
 @pytest.fixture(scope="session")
@@ -58,17 +62,21 @@ def test_ref_a_changes_only_a(engine: FaceEngine, pair_video: Path, baseline: Fr
     ref_a, _ = _refs()
     info = engine.swap_video_multi(pair_video, tmp_path / "a.mp4", [(ref_a, photos.grace_hopper())])
     assert info.frames == photos.PAIR_VIDEO_FRAMES and info.has_audio
-    a_diff, b_diff = _diffs(photos.read_frames(tmp_path / "a.mp4"), baseline)
+    frames = photos.read_frames(tmp_path / "a.mp4")
+    a_diff, b_diff = _diffs(frames, baseline)
     assert min(a_diff) > 10, a_diff
     assert max(b_diff) < 3.0, b_diff  # encoding noise only
+    _moved_toward(engine, frames, baseline, 0, photos.grace_hopper())
 
 
 def test_ref_b_changes_only_b(engine: FaceEngine, pair_video: Path, baseline: Frames, tmp_path: Path) -> None:
     _, ref_b = _refs()
     engine.swap_video_multi(pair_video, tmp_path / "b.mp4", [(ref_b, photos.astronaut())])
-    a_diff, b_diff = _diffs(photos.read_frames(tmp_path / "b.mp4"), baseline)
+    frames = photos.read_frames(tmp_path / "b.mp4")
+    a_diff, b_diff = _diffs(frames, baseline)
     assert max(a_diff) < 3.0, a_diff
     assert min(b_diff) > 10, b_diff
+    _moved_toward(engine, frames, baseline, 1, photos.astronaut())
 
 
 def test_two_refs_change_both(engine: FaceEngine, pair_video: Path, baseline: Frames, tmp_path: Path) -> None:

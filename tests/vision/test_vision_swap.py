@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from benchmarks import face_set
 from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine, FaceIndexOutOfRange, NoFaceFound, VisionError
 from tests.vision import photos
 
@@ -93,14 +94,16 @@ def test_no_face_in_source_image(engine: FaceEngine) -> None:
 
 def test_multi_swap_changes_only_the_indexed_faces(engine: FaceEngine) -> None:
     group, truth = photos.tiled()
-    result = engine.multi_swap(group, [photos.grace_hopper(), photos.grace_hopper()], [0, 2])
+    new_faces = {0: photos.grace_hopper(), 2: face_set.people()[2].image}  # two different new people
+    result = engine.multi_swap(group, list(new_faces.values()), list(new_faces))
     middle_start = truth[1][0] - 60  # the middle tile (Grace Hopper) spans these columns
     middle_end = truth[1][2] + 60
     assert np.array_equal(result[:, middle_start:middle_end], group[:, middle_start:middle_end])
-    for index in (0, 2):
-        x1, y1, x2, y2 = truth[index]
-        diff = np.abs(result[y1:y2, x1:x2].astype(int) - group[y1:y2, x1:x2]).mean()
-        assert diff > 10, f"face {index} barely changed ({diff:.1f})"
+    for (index, new), other in zip(new_faces.items(), list(new_faces.values())[::-1], strict=True):
+        to_new, to_old = photos.swap_distances(engine, group, result, new, truth[index])
+        to_other, _ = photos.swap_distances(engine, group, result, other, truth[index])
+        assert to_new < 0.7 * to_old, f"face {index} did not become its new face ({to_new:.2f} vs {to_old:.2f})"
+        assert to_new < to_other, f"face {index} looks more like the other new face ({to_new:.2f}, {to_other:.2f})"
     assert np.array_equal(
         result[_outside(truth[0], group.shape) & _outside(truth[2], group.shape)],
         group[_outside(truth[0], group.shape) & _outside(truth[2], group.shape)],

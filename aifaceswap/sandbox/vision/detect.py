@@ -22,6 +22,7 @@ import math
 import os
 import queue
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from importlib.util import find_spec
 from typing import Any
@@ -30,6 +31,7 @@ import cv2
 import numpy as np
 
 from .faces import Box, Face, box_iou, clip_box, expand_box, landmarks_from_box
+from .scan import Pass, plan
 
 __all__ = ["FaceDetector"]
 
@@ -39,6 +41,10 @@ _LANDMARK_MODEL = "shape_predictor_5_face_landmarks.dat"
 _HAAR_MODEL = "haarcascade_frontalface_default.xml"
 # Size (px) a face is resized to when re-detecting it near its last position (dlib HOG finds >= 80 px).
 _TRACK_FACE_SIZE = 110
+# Finds scoring from threshold - _CONFIRM_BAND up to the threshold are re-detected with the face enlarged
+# to each of _CONFIRM_SIZES px and kept if they reach the threshold there (small, tilted faces often do).
+_CONFIRM_BAND = 0.5
+_CONFIRM_SIZES = (90, 120)
 
 
 class _Pool:
@@ -61,6 +67,23 @@ class _Pool:
             self._free.put(item)
 
 
+def _resize(gray: np.ndarray, scale: float) -> np.ndarray:
+    if scale == 1.0:
+        return gray
+    h, w = gray.shape[:2]
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR if scale > 1 else cv2.INTER_AREA)
+
+
+def _suppress(found: list[tuple[Box, float]]) -> list[tuple[Box, float]]:
+    """Non-maximum suppression: of boxes overlapping by IoU > 0.3, the best scoring one."""
+    kept: list[tuple[Box, float]] = []
+    for box, score in sorted(found, key=lambda f: -f[1]):
+        if all(box_iou(box, k[0]) <= 0.3 for k in kept):
+            kept.append((box, score))
+    return kept
+
+
 def _landmark_model_path() -> str | None:
     """Path of the 5-point model inside ``face_recognition_models`` (found without importing it)."""
     spec = find_spec("face_recognition_models")
@@ -74,21 +97,40 @@ def _landmark_model_path() -> str | None:
 
 
 class FaceDetector:
-    """Finds faces on a downscaled grayscale copy of the image and maps them back.
+    """Finds faces down to ``min_face`` px wide (cheek to cheek) and predicts their landmarks.
 
-    The image is downscaled so that the detector sees at most ``max_detect_side ** 2`` pixels
-    (512 x 512 for a square image, 683 x 384 for 16:9); faces smaller than about 80 px at that scale
-    are missed (about 16 % of the side of a square image).  When nothing is found on a downscaled
-    image, one retry at twice the resolution is made.  dlib detections scoring under ``threshold``
-    (0.5; real faces score ~1-1.5, the mission patch of the astronaut photo up to 0.25) are dropped.
+    Policy (dlib): the HOG detector runs at the scale where a ``min_face`` face is ~60 px (1.5x for the
+    default 40 px: small images are upsampled), in strips on ``workers`` threads, plus a whole-image pass
+    at a third of that scale for large faces (:mod:`.scan`).  Finds scoring ``threshold`` (0.5; real faces
+    ~1-2.5) or more are kept; those scoring from ``threshold - 0.5`` are re-detected on their region
+    enlarged so the face is 90 and 120 px, and kept only if they reach ``threshold`` there.  Above 28 Mpx
+    at that scale the scale shrinks (a 6000x4000 photo: faces from ~56 px).
+
+    ``min_face=None`` restores the old policy (kept as the benchmarks' baseline): the image is shrunk to
+    at most ``max_detect_side ** 2`` pixels, so faces under ~16 % of the side of a square image are
+    missed; when nothing is found, one retry at twice the resolution.  The Haar backend always uses it.
     """
 
     name: str
 
-    def __init__(self, *, max_detect_side: int = 512, backend: str = "auto", threshold: float = 0.5) -> None:
+    def __init__(
+        self,
+        *,
+        min_face: int | None = 40,
+        max_detect_side: int = 512,
+        backend: str = "auto",
+        threshold: float = 0.5,
+        workers: int = 2,
+    ) -> None:
         if max_detect_side < 64:
             raise ValueError("max_detect_side must be at least 64")
+        if min_face is not None and min_face < 16:
+            raise ValueError("min_face must be at least 16 (px)")
         self.max_detect_side = max_detect_side
+        self.min_face = min_face
+        self.workers = max(1, workers)
+        # strips of one detection run on these threads (dlib releases the GIL); none start until used
+        self._threads = ThreadPoolExecutor(self.workers, thread_name_prefix="hog")
         self.threshold = threshold
         self._predictor: Any = None
         self._kind = "dlib"
@@ -169,15 +211,65 @@ class FaceDetector:
         return faces
 
     # -- public ------------------------------------------------------------------------------------
-    def detect(self, image: np.ndarray) -> list[Face]:
-        """Every face of a BGR (or grayscale) image, sorted left to right (ties: top to bottom)."""
-        h, w = image.shape[:2]
+    def detect(self, image: np.ndarray, *, min_face: int | None = None) -> list[Face]:
+        """Every face of a BGR (or grayscale) image, sorted left to right (ties: top to bottom).
+
+        ``min_face`` overrides the detector's smallest face width for this call (not with the old policy).
+        """
         gray = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if self.min_face is not None and self._kind == "dlib":
+            return self._faces(image, self._scan(gray, min_face or self.min_face))
+        return self._faces(image, self._downscaled(gray))
+
+    def _downscaled(self, gray: np.ndarray) -> list[tuple[Box, float]]:
+        """The old policy: detect on a copy of at most ``max_detect_side ** 2`` pixels."""
+        h, w = gray.shape[:2]
         scale = min(1.0, self.max_detect_side / math.sqrt(h * w))
         found = self._detect_scaled(gray, scale)
         if not found and scale < 1.0:
             found = self._detect_scaled(gray, min(1.0, 2.0 * scale))
-        return self._faces(image, found)
+        return found
+
+    def _scan(self, gray: np.ndarray, min_face: int) -> list[tuple[Box, float]]:
+        """The scale policy (:mod:`.scan`): strips on worker threads, then confirmation of weak finds."""
+        h, w = gray.shape[:2]
+        passes = plan(w, h, min_face, strips=self.workers)
+        resized = {p.scale: _resize(gray, p.scale) for p in passes}
+        low = self.threshold - _CONFIRM_BAND
+
+        def run(p: Pass) -> list[tuple[Box, float]]:
+            part = np.ascontiguousarray(resized[p.scale][p.top : p.bottom])
+            found = self._raw(part, low)
+            inv = 1.0 / p.scale
+            return [
+                (clip_box((b[0] * inv, (b[1] + p.top) * inv, b[2] * inv, (b[3] + p.top) * inv), w, h), s)
+                for b, s in found
+            ]
+
+        results = [run(passes[0])] if len(passes) == 1 else list(self._threads.map(run, passes))
+        confirmed = []
+        for box, score in _suppress([f for r in results for f in r]):
+            if score < self.threshold:
+                box, score = self._confirm(gray, box)
+            if score >= self.threshold:
+                confirmed.append((box, score))
+        return confirmed
+
+    def _confirm(self, gray: np.ndarray, box: Box) -> tuple[Box, float]:
+        """Re-detect a weak find with its face enlarged to each confirmation size; the best overlapping find."""
+        h, w = gray.shape[:2]
+        rx1, ry1, rx2, ry2 = expand_box(box, 0.6, w, h)
+        best: tuple[Box, float] = (box, -math.inf)
+        for size in _CONFIRM_SIZES:
+            scale = size / max(1, box[2] - box[0])
+            roi = _resize(gray[ry1:ry2, rx1:rx2], scale)
+            for b, s in self._raw(np.ascontiguousarray(roi), self.threshold):
+                mapped = clip_box(
+                    (b[0] / scale + rx1, b[1] / scale + ry1, b[2] / scale + rx1, b[3] / scale + ry1), w, h
+                )
+                if box_iou(mapped, box) > 0.3 and s > best[1]:
+                    best = (mapped, s)
+        return best
 
     def _detect_scaled(self, gray: np.ndarray, scale: float) -> list[tuple[Box, float]]:
         h, w = gray.shape[:2]
@@ -243,8 +335,9 @@ class FaceDetector:
     def detect_near(self, image: np.ndarray, face: Face) -> Face | None:
         """Re-detect ``face`` in a small region around its last position (cheap; used to track in video).
 
-        The region is resized so the face is about 110 px; the detection overlapping the old box best is
-        kept (with a lower score threshold than a full detection, as the position is a strong prior).
+        The region is resized (up, for small faces) so the face is about 110 px; the detection overlapping
+        the old box best is kept (with a lower score threshold than a full detection: the position is a
+        strong prior).
         """
         h, w = image.shape[:2]
         rx1, ry1, rx2, ry2 = expand_box(face.box, 0.5, w, h)
@@ -252,10 +345,10 @@ class FaceDetector:
             return None
         roi = image[ry1:ry2, rx1:rx2]
         gray = roi if roi.ndim == 2 else cv2.cvtColor(roi, cv2.COLOR_BGR2GRAY)
-        scale = min(1.0, _TRACK_FACE_SIZE / max(1, face.width))
-        if scale < 1.0:
-            size = (max(1, round(gray.shape[1] * scale)), max(1, round(gray.shape[0] * scale)))
-            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        scale = _TRACK_FACE_SIZE / max(1, face.width)
+        if self._kind == "haar" or self.min_face is None:
+            scale = min(1.0, scale)  # the old policy only shrinks
+        gray = _resize(gray, scale)
         min_size = int(0.6 * face.width * scale)
         found = self._raw(np.ascontiguousarray(gray), min(0.0, self.threshold), min_size)
         best: tuple[float, Box, float] | None = None

@@ -31,14 +31,22 @@ class FaceEngine:
     the threads of a pool: detectors are handed out one per concurrent call (see :mod:`.detect`),
     everything else is stateless; each video call keeps its own tracker.
 
-    ``max_detect_side``: faces are detected on a copy downscaled to at most ``max_detect_side ** 2``
+    ``min_face``: the smallest face width (px) detection must find (:class:`.detect.FaceDetector`);
+    ``None`` selects the old policy, detection on a copy downscaled to at most ``max_detect_side ** 2``
     pixels (boxes are mapped back).  ``backend``: ``"auto"`` (dlib HOG, falling back to Haar),
     ``"dlib"`` or ``"haar"``.  ``detect_every``: full detections every N video frames, local tracking in
     between.
     """
 
-    def __init__(self, *, max_detect_side: int = 512, backend: str = "auto", detect_every: int = 8) -> None:
-        self._detector = FaceDetector(max_detect_side=max_detect_side, backend=backend)
+    def __init__(
+        self,
+        *,
+        min_face: int | None = 40,
+        max_detect_side: int = 512,
+        backend: str = "auto",
+        detect_every: int = 8,
+    ) -> None:
+        self._detector = FaceDetector(min_face=min_face, max_detect_side=max_detect_side, backend=backend)
         self.backend: str = self._detector.name
         self.detect_every = detect_every
 
@@ -115,6 +123,8 @@ class FaceEngine:
     def swap_video(self, src: Path, dst: Path, face_image: np.ndarray, *, enhance: int = 0) -> VideoInfo:
         """Replace the main face of every frame of ``src`` by ``face_image``'s; write MP4 to ``dst``.
 
+        The main face is the largest face when faces first appear; it stays the same person while it is
+        tracked (a lost track hands over to the largest face then in view).
         Same size, fps and frame count as the source; audio is copied (AAC) or re-encoded to AAC.
         ``enhance`` 1/2 sharpens the pasted face mildly/more (unsharp mask inside the face mask only).
         Raises ``NotAVideo``, ``NoFaceFound("... face_image")``, ``NoFaceFound("... source_video")`` (no
@@ -125,12 +135,15 @@ class FaceEngine:
         probe_video(src)
         tracker = FaceTracker(self._detector, detect_every=self.detect_every)
         swapped = 0
+        main_id: int | None = None
 
         def process(index: int, frame: np.ndarray) -> np.ndarray:
-            nonlocal swapped
+            nonlocal swapped, main_id
             tracks, _ = tracker.update(index, frame)
             if tracks:
-                main = max(tracks, key=lambda t: t.face.area)
+                # the main face is the largest when it first appears, and stays the same person while tracked
+                main = next((t for t in tracks if t.id == main_id), None) or max(tracks, key=lambda t: t.face.area)
+                main_id = main.id
                 swapped += paste_face(frame, main.face, source, enhance=enhance)
             return frame
 
