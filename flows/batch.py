@@ -37,6 +37,7 @@ from faceswap_flows.flows.blocks_config import (
 from faceswap_flows.flows.labels import WatermarkCorner
 from faceswap_flows.flows.media_tasks import StagedMedia, stage
 from faceswap_flows.flows.outcome import submit_and_finish, worth_another_attempt
+from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.provenance import OutputOptions, job_facts, write_manifest
 
 STAGING_CONCURRENCY = 8
@@ -160,6 +161,7 @@ async def swap_item(
     timeout_seconds: float,
     output: OutputOptions | None = None,
     inline: bool = False,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
 ) -> ItemOutcome:
     """One item; ``inline``: as steps of the caller's task run, else as its own submit and collect task runs."""
     refused = [inputs.errors[source] for source in (item.source_image, item.face_image) if source in inputs.errors]
@@ -181,6 +183,7 @@ async def swap_item(
         output=output,
         store_by=None if wait else "sweep",
         steps="inline" if inline else "collect-task",
+        on_unknown_outcome=on_unknown_outcome,
     )
     return ItemOutcome(
         position=position,
@@ -264,6 +267,7 @@ async def batch_faceswap(
     concurrency_limit: str | None = None,
     wait: bool = True,
     timeout_seconds: float = 900,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
     label_outputs: bool = True,
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
@@ -312,6 +316,7 @@ async def batch_faceswap(
                         timeout_seconds=timeout_seconds,
                         output=output,
                         inline=items_per_task > 1,
+                        on_unknown_outcome=on_unknown_outcome,
                     )
                 except Exception as error:
                     if not last_attempt and worth_another_attempt(error):

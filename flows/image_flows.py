@@ -23,6 +23,7 @@ from faceswap_flows.flows.face_matching import crop, load_image, most_similar
 from faceswap_flows.flows.labels import WatermarkCorner
 from faceswap_flows.flows.media_tasks import is_url, upload
 from faceswap_flows.flows.outcome import SwapOutcome, submit_and_finish
+from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.provenance import OutputOptions, job_facts
 
 
@@ -39,6 +40,7 @@ async def faceswap(
     wait: bool = True,
     timeout_seconds: float = 900,
     max_credits: int | None = None,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
     label_outputs: bool = True,
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
@@ -50,7 +52,10 @@ async def faceswap(
 
     Inputs are local paths, storage keys or http(s) URLs. The result is labelled as synthetic media and gets a
     provenance record (``label_outputs=False`` turns the label off, logged); ``watermark`` draws a visible text
-    in ``watermark_corner``. Example:
+    in ``watermark_corner``. ``on_unknown_outcome``: when the submission's outcome is unknown (a 5xx, an answer
+    that is not the API's, a lost answer) and no callback comes within the receiver's grace, ``at-most-once``
+    (default) fails with SubmissionOutcomeUnknown naming the job to collect later; ``resubmit`` sends it again
+    (it may be charged twice). Example:
         ``asyncio.run(faceswap("photos/team.jpg", "photos/me.jpg"))``
     """
     check_budget(estimate_credits("faceswap"), max_credits)
@@ -67,6 +72,7 @@ async def faceswap(
         timeout_seconds=timeout_seconds,
         before_url=source.url,
         facts=job_facts({"source_image": source, "face_image": face}),
+        on_unknown_outcome=on_unknown_outcome,
         output=OutputOptions(label=label_outputs, watermark=watermark, watermark_corner=watermark_corner),
     )
 
@@ -151,6 +157,7 @@ async def multi_faceswap(
     wait: bool = True,
     timeout_seconds: float = 900,
     max_credits: int | None = None,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
     label_outputs: bool = True,
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
@@ -207,5 +214,6 @@ async def multi_faceswap(
         facts=job_facts(
             {"source_image": source, "face_images": faces, "reference_images": staged_references}, index=indexes
         ),
+        on_unknown_outcome=on_unknown_outcome,
         output=OutputOptions(label=label_outputs, watermark=watermark, watermark_corner=watermark_corner),
     )

@@ -3,6 +3,7 @@ transient errors retried visibly. The sandbox's ledger is the judge."""
 
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -119,14 +120,47 @@ async def recorded_submit_run(flow_run_id, timeout: float = 20.0):
             await asyncio.sleep(0.5)
 
 
-async def test_transient_errors_are_retried_as_visible_task_retries(stack, faults) -> None:
-    faults(server_error_burst=1)
+async def test_refusals_are_retried_as_visible_task_retries(stack, faults) -> None:
+    faults(rate_limit_burst=1, retry_after_seconds=0.1)
     spent = stack.spent()
     state = await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), return_state=True)
     outcome = await state.result()
     assert outcome.status == "stored" and stack.spent() == spent + 2
     submit_run = await recorded_submit_run(state.state_details.flow_run_id)
-    assert submit_run.run_count == 2, "the 500 was retried once, as a Prefect retry"
+    assert submit_run.run_count == 2, "the 429 was retried once, as a Prefect retry"
+
+
+async def test_a_5xx_is_an_unknown_outcome_never_resent_by_default(stack, faults, impatient) -> None:
+    """A 500 proves nothing (here the sandbox refused before accepting): at most once, the flow waits for the job's
+    callback for the grace, then fails naming the job id and how to collect it, and nothing is sent again."""
+    faults(server_error_burst=1)
+    spent, jobs = stack.spent(), submissions(stack)
+    with pytest.raises(SubmissionOutcomeUnknown, match="collect --job") as unknown:
+        await faceswap(
+            str(stack.files["astronaut"]),
+            str(stack.files["grace"]),
+            credentials_block=impatient[0],
+            receiver_block=impatient[1],
+        )
+    assert unknown.value.job_id in str(unknown.value) and "at-most-once" in str(unknown.value)
+    assert submissions(stack) == jobs and stack.spent() == spent
+
+
+async def test_resubmit_policy_sends_again_after_the_grace_and_records_it(stack, faults, impatient) -> None:
+    faults(server_error_burst=1)
+    spent, jobs = stack.spent(), submissions(stack)
+    outcome = await faceswap(
+        str(stack.files["grace"]),
+        str(stack.files["astronaut"]),
+        on_unknown_outcome="resubmit",
+        credentials_block=impatient[0],
+        receiver_block=impatient[1],
+    )
+    assert outcome.status == "stored" and read_image(stack.storage.read_bytes(outcome.result_key)) is not None
+    assert submissions(stack) == jobs + 1 and stack.spent() == spent + 2
+    record = json.loads(stack.storage.read_bytes(outcome.provenance_key))
+    assert record["parameters"]["on_unknown_outcome"] == "resubmit"
+    assert record["parameters"]["sends"] == 2 and record["parameters"]["possibly_charged"] == 2
 
 
 async def test_permanent_errors_fail_at_once(stack) -> None:
