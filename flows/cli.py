@@ -64,6 +64,15 @@ def sandbox(
     delay_webhook_seconds: Annotated[float, typer.Option(help="Fault: delay every callback this long.")] = 0.0,
     server_error_rate: Annotated[float, typer.Option(help="Fault: share of calls answered 500.")] = 0.0,
     rate_limit_rate: Annotated[float, typer.Option(help="Fault: share of calls answered 429.")] = 0.0,
+    error_after_accept_rate: Annotated[
+        float, typer.Option(help="Fault: share of paid calls answered 500 after being accepted and charged.")
+    ] = 0.0,
+    bad_gateway_after_accept_rate: Annotated[
+        float, typer.Option(help="Fault: share of paid calls answered 502 with an HTML page after being accepted.")
+    ] = 0.0,
+    close_after_accept_rate: Annotated[
+        float, typer.Option(help="Fault: share of paid calls whose connection is closed after being accepted.")
+    ] = 0.0,
     result_cache: Annotated[
         bool, typer.Option(help="Identical image swaps (same input bytes, same options) reuse the first result.")
     ] = False,
@@ -86,6 +95,9 @@ def sandbox(
         delay_webhook_seconds=delay_webhook_seconds,
         server_error_rate=server_error_rate,
         rate_limit_rate=rate_limit_rate,
+        error_after_accept_rate=error_after_accept_rate,
+        bad_gateway_after_accept_rate=bad_gateway_after_accept_rate,
+        close_after_accept_rate=close_after_accept_rate,
     )
     config = SandboxConfig(
         keys=dict.fromkeys(api_key, credits),
