@@ -20,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
+from prefect.states import Failed, State
 from pydantic import BaseModel, Field, ValidationError
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
@@ -274,14 +275,19 @@ async def batch_faceswap(
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
-) -> BatchReport:
+) -> BatchReport | State[BatchReport]:
     """Swap every line of a manifest, ``max_concurrency`` at a time (and within the global concurrency
     limit ``concurrency_limit`` if given). Items over ``max_credits`` are skipped, never submitted.
     Each result is labelled and recorded as the faceswap flow does; one manifest gathers every item's record.
 
     Items run ``items_per_task`` to a ``swap-items`` task run (retried for what another attempt may fix);
     ``items_per_task=1`` gives each item its own ``submit`` and ``collect-result`` task runs instead: the most
-    detail in the UI, for about twice the work of the Prefect server (see BENCHMARKS.md)."""
+    detail in the UI, for about twice the work of the Prefect server (see BENCHMARKS.md).
+
+    The run ends Completed only when every item was stored (or, without ``wait``, submitted for the sweep to
+    store); when any item failed (refused, or its outcome unknown) or was skipped for budget, it ends Failed with
+    the counts in its message, after writing its report (the Failed state's result). ``on_unknown_outcome``:
+    as the faceswap flow, for every item."""
     logger = get_run_logger()
     services = await load_services(credentials_block, storage_block, receiver_block)
     items = await asyncio.to_thread(read_manifest, services.storage, manifest)
@@ -349,12 +355,12 @@ async def batch_faceswap(
         + [{"item": "total", "id": "", "status": "", "task_id": "", "credits": report.credits}],
         "batch",
     )
-    logger.info(
-        "batch: %d stored, %d submitted, %d failed, %d skipped, %d credits",
-        report.stored,
-        report.submitted,
-        report.failed,
-        report.skipped,
-        report.credits,
+    summary = (
+        f"batch: {report.stored} stored, {report.submitted} submitted, {report.failed} failed, "
+        f"{report.skipped} skipped (over max_credits), {report.credits} credits; report {report.report_key}"
     )
+    logger.info(summary)
+    if report.failed or report.skipped:
+        not_done = report.failed + report.skipped
+        return Failed(message=f"{not_done} of {len(items)} items not done: {summary}", data=report)
     return report
