@@ -161,7 +161,7 @@ async def killed_then_retried(stack, receiver: str, i: int, window: float, log: 
     started = await wait_running(run_id, worker)
     delay = random.uniform(0, window)
     await asyncio.sleep(max(0.0, started + delay - time.monotonic()))
-    killed = worker.poll() is None
+    killed, killed_at = worker.poll() is None, time.time()
     with contextlib.suppress(ProcessLookupError):
         os.killpg(worker.pid, signal.SIGKILL)
     await finish(worker, 10)
@@ -172,7 +172,7 @@ async def killed_then_retried(stack, receiver: str, i: int, window: float, log: 
         retry = start_worker(run_id, log)
         await finish(retry, 240)
         state = await flow_state(run_id)
-    return {"run": run_id, "killed": killed, "after": round(delay, 2), "state": state}
+    return {"run": str(run_id), "killed": killed, "killed_at": killed_at, "after": round(delay, 2), "state": state}
 
 
 async def test_drill_worker_killed_at_a_random_instant(stack, faults, tmp_path: Path) -> None:
@@ -211,13 +211,16 @@ async def test_drill_worker_killed_at_a_random_instant(stack, faults, tmp_path: 
         stack.storage.exists(e.job.result_key) and stack.storage.exists(f"{e.job.result_key}.provenance.json")
         for e in entries
     )
+    accepted_at = {e.job.flow_run_id: stack.sandbox.sandbox.runner.jobs[e.callback.task_id].created_at for e in entries}
+    after_acceptance = sum(r["killed"] and accepted_at.get(r["run"], float("inf")) < r["killed_at"] for r in runs)
     completed = [r for r in runs if r["state"].is_completed()]
     unknown = [r for r in runs if not r["state"].is_completed()]
     for r in unknown:
         message = r["state"].message or ""
         assert r["state"].is_failed() and "SubmissionOutcomeUnknown" in message, f"{r}\n{log.read_text()[-3000:]}"
     row = {
-        "fault": f"worker SIGKILLed at random ({sum(r['killed'] for r in runs)} of {KILL_RUNS} killed)",
+        "fault": f"worker SIGKILLed at random ({sum(r['killed'] for r in runs)} killed, "
+        f"{after_acceptance} after the job was accepted, {len(unknown)} never accepted: outcome unknown)",
         "jobs": KILL_RUNS,
         "submissions": len(tasks),
         "charges": ledger._charges() - ledger.charges_before - 1,
@@ -230,3 +233,4 @@ async def test_drill_worker_killed_at_a_random_instant(stack, faults, tmp_path: 
     assert row["charges"] == len(tasks) == len(set(jobs)) and row["lost"] == 0, row
     assert len(completed) == len(tasks), "every accepted job's run completed; the others were never accepted"
     assert sum(r["killed"] for r in runs) >= KILL_RUNS // 2, "most workers were killed before they finished"
+    assert after_acceptance >= 3, "some workers died after their job was accepted (the double-charge window)"
