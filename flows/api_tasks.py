@@ -95,13 +95,15 @@ async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: st
     """Every face of an image (URL or file), in the order the API numbers them (2 credits). An unknown outcome is
     retried a bounded number of times, each such attempt counted as possibly charged."""
     await take_api_slot(credentials)
-    logger = get_run_logger()
-    async with credentials.get_client() as client:
-        found, cost = await call_paid_sync(
-            "extract_face", estimate_credits("extract_face"), lambda: client.extract_face(image), logger
-        )
+    logger, cost = get_run_logger(), PaidAttempts(operation="extract_face")
+    try:
+        async with credentials.get_client() as client:
+            found = await call_paid_sync(
+                estimate_credits("extract_face"), lambda: client.extract_face(image), logger, cost
+            )
+    finally:
+        await paid_sync_artifact(cost, name)
     logger.info("%s: %d face(s), %d credits", name, len(found.faces), found.points)
-    await paid_sync_artifact(cost, name)
     return found.faces
 
 
@@ -115,16 +117,15 @@ async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: st
 async def extract_frame_faces(credentials: AIFaceSwapCredentials, frame_png: bytes) -> list[FaceBox]:
     """The faces of one video frame, through extract_base64_face (2 credits; unknown outcomes as extract_faces)."""
     await take_api_slot(credentials)
-    logger = get_run_logger()
-    async with credentials.get_client() as client:
-        found, cost = await call_paid_sync(
-            "extract_base64_face",
-            estimate_credits("extract_base64_face"),
-            lambda: client.extract_base64_face(frame_png),
-            logger,
-        )
+    logger, cost = get_run_logger(), PaidAttempts(operation="extract_base64_face")
+    try:
+        async with credentials.get_client() as client:
+            found = await call_paid_sync(
+                estimate_credits("extract_base64_face"), lambda: client.extract_base64_face(frame_png), logger, cost
+            )
+    finally:
+        await paid_sync_artifact(cost, "video frame")
     logger.info("video frame: %d face(s)", len(found.pos))
-    await paid_sync_artifact(cost, "video frame")
     return found.pos
 
 

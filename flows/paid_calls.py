@@ -98,33 +98,35 @@ class PaidAttempts(BaseModel):
 
 
 async def call_paid_sync(
-    operation: str,
     price: int,
     call: Callable[[], Awaitable[T]],
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
+    cost: PaidAttempts,
     retries: int = SYNC_UNKNOWN_RETRIES,
-) -> tuple[T, PaidAttempts]:
-    """``call`` with at most ``retries`` more attempts on an unknown outcome; each such attempt is counted as
-    possibly charged. Refusals and other errors propagate at once (their retry is the task's business)."""
-    attempts = PaidAttempts(operation=operation)
+) -> T:
+    """``call`` with at most ``retries`` more attempts on an unknown outcome; ``cost`` counts what was charged and
+    what may have been (each attempt whose outcome stayed unknown). Refusals and other errors propagate at once
+    (their retry is the task's business)."""
+    unknown = 0
     while True:
         try:
             result = await call()
         except AIFaceSwapError as error:
             if not error.outcome_unknown:
                 raise
-            attempts.unknown_attempts += 1
-            attempts.possibly_charged += price
+            unknown += 1
+            cost.unknown_attempts += 1
+            cost.possibly_charged += price
             logger.warning(
                 "%s: outcome unknown (%s): POSSIBLY CHARGED %d credits (%d possibly charged so far)%s",
-                operation,
+                cost.operation,
                 error,
                 price,
-                attempts.possibly_charged,
-                "; trying again" if attempts.unknown_attempts <= retries else "; giving up",
+                cost.possibly_charged,
+                "; trying again" if unknown <= retries else "; giving up",
             )
-            if attempts.unknown_attempts > retries:
+            if unknown > retries:
                 raise
             continue
-        attempts.charged += price
-        return result, attempts
+        cost.charged += price
+        return result

@@ -13,8 +13,10 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from faceswap_flows.blocks import AIFaceSwapCredentials, WebhookReceiver
 from faceswap_flows.flows.api_tasks import SubmissionOutcomeUnknown
 from faceswap_flows.flows.image_flows import faceswap
+from faceswap_flows.flows.paid_calls import SubmissionIntent
 from faceswap_flows.flows.store_result import store_result
 from faceswap_flows.flows.waiting import CallbackTimeout
+from faceswap_flows.receiver.tokens import JobToken
 from tests.media import read_image
 from tests.support import RECEIVER_SECRET, SANDBOX_KEY
 
@@ -206,3 +208,72 @@ async def test_the_global_rate_limit_spaces_api_calls(stack, prefect_api) -> Non
     calls = sorted(e["at"] for e in stack.sandbox.ledger(SANDBOX_KEY)["entries"][started:])
     assert len(calls) == 3
     assert calls[-1] - calls[0] >= 1.5, f"3 calls at 1/s need about 2 s, they took {calls[-1] - calls[0]:.2f} s"
+
+
+async def test_a_synchronous_paid_call_retries_unknown_outcomes_a_bounded_number_of_times(stack, faults) -> None:
+    """extract_face has no callback: on an unknown outcome it is sent again, at most twice more, and every attempt
+    that may have been charged is logged and shown in the run's credits artifact."""
+    import logging
+
+    from faceswap_flows.aifaceswap.errors import ServerError
+    from faceswap_flows.flows.image_flows import extract_faces
+
+    lines: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Lines()
+    logging.getLogger("prefect").addHandler(handler)
+    faults(error_after_accept_rate=1.0)
+    spent = stack.spent()
+    try:
+        state = await extract_faces(str(stack.files["astronaut"]), return_state=True)
+    finally:
+        logging.getLogger("prefect").removeHandler(handler)
+    with pytest.raises(ServerError):
+        await state.result()
+    assert stack.spent() == spent + 6, "three attempts, each accepted and charged by the sandbox"
+    possibly = [line for line in lines if "POSSIBLY CHARGED" in line]
+    assert len(possibly) == 3 and "6 possibly charged so far" in possibly[-1] and "giving up" in possibly[-1]
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    (table,) = [a for a in artifacts if a.key and a.key.startswith("credits-extract-face")]
+    assert "possibly charged" in str(table.data) and "6" in str(table.data)
+
+
+async def test_an_intent_without_an_answer_is_an_unknown_outcome(stack, impatient) -> None:
+    """Write-ahead intent: a re-run that finds the intent of a send that recorded no answer (its worker died) does
+    not send again; one that finds an accepted intent re-attaches to its task_id."""
+    import time
+
+    from prefect import flow
+
+    from faceswap_flows.aifaceswap.models import FaceSwapRequest, validate_model
+    from faceswap_flows.flows.api_tasks import submit
+    from faceswap_flows.flows.paid_calls import write_intent
+
+    receiver = await WebhookReceiver.aload(impatient[1])
+    credentials = await AIFaceSwapCredentials.aload(impatient[0])
+
+    @flow(name="rerun-a-submission")
+    async def rerun(job: JobToken, intent: SubmissionIntent):
+        await write_intent(stack.storage, job, intent)
+        fields = {"source_image": "http://127.0.0.1:9/a.png", "face_image": "http://127.0.0.1:9/b.png"}
+        request = validate_model(FaceSwapRequest, {**fields, "webhook": receiver.callback_url(job)})
+        return await submit.fn(credentials, receiver, job, request, storage=stack.storage)
+
+    jobs = submissions(stack)
+    lost = JobToken(job_id=uuid.uuid4().hex, operation="faceswap")
+    with pytest.raises(SubmissionOutcomeUnknown, match=lost.job_id):
+        await rerun(lost, SubmissionIntent(job_id=lost.job_id, operation="faceswap", sent_at=time.time()))
+    accepted = JobToken(job_id=uuid.uuid4().hex, operation="faceswap")
+    answered = {"task_id": "t-1", "points": 2}
+    found = await rerun(
+        accepted, SubmissionIntent(job_id=accepted.job_id, operation="faceswap", sent_at=time.time(), **answered)
+    )
+    assert found.task_id == "t-1" and found.points == 2
+    assert submissions(stack) == jobs, "nothing was sent"
