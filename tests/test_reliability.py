@@ -3,6 +3,7 @@ transient errors retried visibly. The sandbox's ledger is the judge."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 
@@ -277,3 +278,30 @@ async def test_an_intent_without_an_answer_is_an_unknown_outcome(stack, impatien
     )
     assert found.task_id == "t-1" and found.points == 2
     assert submissions(stack) == jobs, "nothing was sent"
+
+
+async def test_an_accepted_job_whose_outcome_stayed_unknown_is_collected_by_its_job_id(stack, faults, impatient):
+    """At most once costs a job to collect by hand: its callback comes after the grace, and the job id the error
+    names is enough to store the result."""
+    faults(error_after_accept_rate=1.0, delay_webhook_rate=1.0, delay_webhook_seconds=5.0)
+    spent, jobs = stack.spent(), submissions(stack)
+    with pytest.raises(SubmissionOutcomeUnknown) as unknown:
+        await faceswap(
+            str(stack.files["astronaut"]),
+            str(stack.files["grace"]),
+            credentials_block=impatient[0],
+            receiver_block=impatient[1],
+        )
+    assert f"collect --job {unknown.value.job_id}" in str(unknown.value)
+    assert submissions(stack) == jobs + 1 and stack.spent() == spent + 2, "accepted once, never sent again"
+    stack.sandbox.wait_idle()
+    collected = None
+    for _ in range(20):  # the event is stored by the API a few seconds after the callback
+        try:
+            collected = await store_result("", job_id=unknown.value.job_id)
+            break
+        except Exception as error:
+            assert "no callback event" in str(error)
+            await asyncio.sleep(1)
+    assert collected is not None and collected.status == "stored" and collected.job_id == unknown.value.job_id
+    assert read_image(stack.storage.read_bytes(collected.result_key)).shape == (512, 512, 3)
