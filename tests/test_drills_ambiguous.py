@@ -219,8 +219,8 @@ async def test_drill_worker_killed_at_a_random_instant(stack, faults, tmp_path: 
         message = r["state"].message or ""
         assert r["state"].is_failed() and "SubmissionOutcomeUnknown" in message, f"{r}\n{log.read_text()[-3000:]}"
     row = {
-        "fault": f"worker SIGKILLed at random ({sum(r['killed'] for r in runs)} killed, "
-        f"{after_acceptance} after the job was accepted, {len(unknown)} never accepted: outcome unknown)",
+        "fault": f"worker SIGKILLed: {sum(r['killed'] for r in runs)} killed, {after_acceptance} after "
+        f"accepting, {len(unknown)} unknown",
         "jobs": KILL_RUNS,
         "submissions": len(tasks),
         "charges": ledger._charges() - ledger.charges_before - 1,
