@@ -164,6 +164,8 @@ async def submit_and_finish(
         store_by=store_by,
     )
     request = validate_model(request_model, {**fields, "webhook": services.receiver.callback_url(job)})
+    job = job.model_copy(update={"credits": request.estimated_credits()})  # the token tells what a 2nd task costs
+    request = request.model_copy(update={"webhook": services.receiver.callback_url(job)})
     output = output or OutputOptions()
     facts = facts or JobFacts()
     if on_unknown_outcome != AT_MOST_ONCE:

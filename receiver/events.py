@@ -95,7 +95,7 @@ def duplicate_job_event(entry: InboxEntry) -> Event:
             "first_task_id": entry.first_task_id,
             "task_id": callback.task_id,
             "success": callback.success,
-            "credits_at_stake": credits_at_stake(job.operation),
+            "credits_at_stake": job.credits if job.credits is not None else credits_at_stake(job.operation),
             "flow_run_id": job.flow_run_id,
         },
     )

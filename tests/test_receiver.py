@@ -113,7 +113,7 @@ async def test_a_second_task_of_a_job_is_kept_and_reported_as_duplicate_job(stac
     """A job sent twice calls back twice: both callbacks are kept (never refused, no result lost), the second
     emits aifaceswap.task.duplicate-job with both task_ids and the credits at stake, and a wait by job takes the
     first successful one."""
-    job = new_job(flow_run_id=str(uuid.uuid4()))
+    job = new_job(flow_run_id=str(uuid.uuid4()), credits=5)
     failed, succeeded = uuid.uuid4().hex, uuid.uuid4().hex
     assert deliver(stack.receiver.url, job, callback_body(failed, success=0)).json()["status"] == "accepted"
     second = deliver(stack.receiver.url, job, callback_body(succeeded))
@@ -139,7 +139,7 @@ async def test_a_second_task_of_a_job_is_kept_and_reported_as_duplicate_job(stac
     assert len(page.events) == 1
     payload = page.events[0].payload
     assert payload["task_ids"] == [failed, succeeded] and payload["job_id"] == job.job_id
-    assert payload["credits_at_stake"] == 2
+    assert payload["credits_at_stake"] == 5, "the price the job's token carries"
     found = await wait_for_task_callback(
         "any", 10, receiver_url=stack.receiver.url, secret=RECEIVER_SECRET, job_id=job.job_id
     )
