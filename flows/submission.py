@@ -37,9 +37,12 @@ class SubmissionOutcomeUnknown(RuntimeError):
     accept it, its callback still reaches the receiver under the job's id: collect it then (the message says how).
     """
 
-    def __init__(self, message: str, job_id: str) -> None:
+    def __init__(self, message: str, job_id: str = "") -> None:
         super().__init__(message)
         self.job_id = job_id
+
+    def __reduce__(self) -> tuple[type[SubmissionOutcomeUnknown], tuple[str, str]]:
+        return type(self), (str(self), self.job_id)
 
 
 class SubmittedJob(BaseModel):
