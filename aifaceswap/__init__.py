@@ -13,6 +13,7 @@ from faceswap_flows.aifaceswap.errors import (
     ResponseLostError,
     ServerError,
     TransportError,
+    UnreadableAnswerError,
 )
 from faceswap_flows.aifaceswap.models import (
     Enhance,
@@ -49,5 +50,6 @@ __all__ = [
     "SubmitData",
     "TaskCallback",
     "TransportError",
+    "UnreadableAnswerError",
     "estimate_credits",
 ]

@@ -27,10 +27,11 @@ from pydantic import BaseModel, ValidationError
 
 from faceswap_flows.aifaceswap.errors import (
     AIFaceSwapError,
-    APIError,
     ConnectionFailedError,
     RateLimitedError,
     ResponseLostError,
+    ServerError,
+    UnreadableAnswerError,
     error_for_status,
 )
 from faceswap_flows.aifaceswap.models import (
@@ -105,9 +106,11 @@ def parse_retry_after(value: str | None) -> float | None:
 class AIFaceSwapClient:
     """Calls the aifaceswap API with Bearer authentication.
 
-    Only calls that certainly had no effect are retried here (no connection made, or 429 "rate
-    limited", honouring Retry-After), up to ``max_retries`` times: a call that may have started a paid
-    job (a 5xx or a lost answer) raises at once, so the caller can look for the job instead of paying twice.
+    Every answer is classified by what it proves. Refused (no connection made, 429, a 4xx): nothing happened;
+    no connection and 429 are retried here (honouring Retry-After), up to ``max_retries`` times. Accepted: the
+    API's JSON envelope with its data. Anything else (a 5xx, a body that is not the envelope, a reset or timeout
+    after sending) raises an error whose ``outcome_unknown`` is true, at once: the caller looks for the job
+    instead of paying twice.
     """
 
     def __init__(
@@ -256,19 +259,30 @@ class AIFaceSwapClient:
             envelope: Envelope[Any] | None = Envelope[Any].model_validate_json(response.content)
         except ValidationError:
             envelope = None
-        if envelope is None or response.status_code >= 400 or envelope.code != 200:
+        status = response.status_code
+        if envelope is None and (status < 300 or status >= 500):
+            shown = response.text[:200] or "an empty body"
+            error_class = ServerError if status >= 500 else UnreadableAnswerError
+            raise error_class(
+                f"{request.endpoint}: HTTP {status} with {shown!r}, not the API's JSON answer: the outcome is "
+                "unknown (a gateway may have answered after the service accepted the call)",
+                status_code=status,
+                body=response.text[:2000],
+            )
+        if envelope is None or status >= 400 or envelope.code != 200:
             code = envelope.code if envelope else None
             message = (envelope.message if envelope else "") or response.text[:300] or response.reason_phrase
-            error = error_for_status(response.status_code, code, f"{request.endpoint}: {message}", response.text[:2000])
+            error = error_for_status(status, code, f"{request.endpoint}: {message}", response.text[:2000])
             if isinstance(error, RateLimitedError):
                 error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
             raise error
         try:
             return request.response_data.model_validate(envelope.data)
         except ValidationError as invalid:
-            raise APIError(
-                f"{request.endpoint}: the answer's data does not match the API contract: {invalid.errors()[:3]}",
-                status_code=response.status_code,
+            raise UnreadableAnswerError(
+                f"{request.endpoint}: the answer's data does not match the API contract ({invalid.errors()[:3]}): "
+                "the outcome is unknown",
+                status_code=status,
                 code=envelope.code,
                 body=response.text[:2000],
             ) from None

@@ -72,9 +72,16 @@ class RateLimitedError(APIError):
 
 
 class ServerError(APIError):
-    """The service failed (5xx). Transient, but a job may have been created before it failed."""
+    """The service (or a gateway in front of it) answered 5xx. That proves nothing: the job may have been accepted
+    and charged before the failure. Never retried blindly: the caller looks for the job's callback first."""
 
-    retryable = True
+    outcome_unknown = True
+
+
+class UnreadableAnswerError(APIError):
+    """A 2xx whose body is not the API's JSON envelope with the expected data (HTML, empty, truncated). It does not
+    prove the job was refused: the outcome is unknown."""
+
     outcome_unknown = True
 
 
@@ -89,7 +96,7 @@ class ConnectionFailedError(TransportError):
 
 
 class ResponseLostError(TransportError):
-    """The request was sent but no answer came back (timeout, dropped connection).
+    """The request was sent but no answer came back (read timeout, connection reset or closed).
 
     The service may have accepted and charged it: look for the job before submitting again.
     """

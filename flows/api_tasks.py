@@ -4,70 +4,35 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from typing import Any, Literal
 
 from prefect import task
-from prefect.client.orchestration import get_client
-from prefect.concurrency.asyncio import rate_limit
-from prefect.context import FlowRunContext, TaskRunContext
+from prefect.context import TaskRunContext
 from prefect.events import emit_event
-from prefect.exceptions import ObjectNotFound
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run, task_run
-from pydantic import BaseModel
 
-from faceswap_flows.aifaceswap.errors import AIFaceSwapError, ResponseLostError
+from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import ApiRequest, FaceBox
-from faceswap_flows.blocks import AIFaceSwapCredentials, WebhookReceiver
+from faceswap_flows.aifaceswap.pricing import estimate_credits
+from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+from faceswap_flows.flows.artifacts import credits_artifact
+from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome, PaidAttempts, call_paid_sync
 from faceswap_flows.flows.provenance import JobFacts, run_facts
-from faceswap_flows.flows.waiting import ArrivedCallback, CallbackTimeout, arrived_callback, wait_for_task_callback
+from faceswap_flows.flows.submission import (
+    Submission,
+    SubmissionOutcomeUnknown,
+    SubmittedJob,
+    attempted_before,
+    take_api_slot,
+)
+from faceswap_flows.flows.waiting import ArrivedCallback, wait_for_task_callback
 from faceswap_flows.receiver.events import SUBMITTED, related_flow_run, task_resource_id
 from faceswap_flows.receiver.tokens import JobToken
 
 
 class JobFailed(RuntimeError):
     """The service called back with ``success: 0``: the job failed on its side (credits are its business)."""
-
-
-class SubmissionOutcomeUnknown(RuntimeError):
-    """A submission's answer was lost and no callback of its job came within the grace period.
-
-    It is not submitted again (that could charge twice). If the service did accept it, its callback still
-    reaches the receiver under the job's id.
-    """
-
-
-class SubmittedJob(BaseModel):
-    """A job the service accepted: its task_id, what it cost, and where its result will be stored."""
-
-    job_id: str
-    task_id: str
-    operation: str
-    points: int
-    storage_block: str | None
-    result_key: str | None
-    flow_run_id: str | None
-    points_estimated: bool = False
-    sent_at: float | None = None
-
-    @classmethod
-    def of(
-        cls, job: JobToken, task_id: str, points: int, *, estimated: bool = False, sent_at: float | None = None
-    ) -> SubmittedJob:
-        """The record of ``job`` accepted as ``task_id`` for ``points`` credits (``estimated``: from the prices),
-        sent at ``sent_at`` (epoch seconds)."""
-        return cls(
-            sent_at=sent_at,
-            job_id=job.job_id,
-            task_id=task_id,
-            operation=job.operation,
-            points=points,
-            storage_block=job.storage_block,
-            result_key=job.result_key,
-            flow_run_id=job.flow_run_id,
-            points_estimated=estimated,
-        )
 
 
 def plan_job(
@@ -102,42 +67,12 @@ def plan_job(
     )
 
 
-LIMIT_RECHECK_SECONDS = 60.0
-_limit_exists: dict[str, tuple[bool, float]] = {}
-
-
-async def _rate_limit_exists(name: str) -> bool:
-    """Whether the global limit exists (asked again after a minute), so a missing one costs no call or warning."""
-    known = _limit_exists.get(name)
-    if known is None or time.monotonic() - known[1] > LIMIT_RECHECK_SECONDS:
-        async with get_client() as client:
-            try:
-                await client.read_global_concurrency_limit_by_name(name)
-                exists = True
-            except ObjectNotFound:
-                exists = False
-        known = _limit_exists[name] = (exists, time.monotonic())
-    return known[0]
-
-
-async def take_api_slot(credentials: AIFaceSwapCredentials) -> None:
-    """Wait for a slot of the global rate limit guarding the API (no such limit: no wait)."""
-    if credentials.rate_limit and await _rate_limit_exists(credentials.rate_limit):
-        await rate_limit(credentials.rate_limit, strict=False)
+__all__ = ["SubmissionOutcomeUnknown", "SubmittedJob", "attempted_before", "take_api_slot"]
 
 
 def retry_if_safe(task: object, task_run: object, state: Any) -> bool:
-    """Retry only errors that certainly had no effect on the service (no connection, 429, 5xx)."""
+    """Retry only errors that certainly had no effect on the service (no connection, 429)."""
     return isinstance(state.data, AIFaceSwapError) and state.data.retryable
-
-
-def attempted_before() -> bool:
-    """Whether this submission may have been attempted already: a retry of the task, or a flow run that runs
-    again (a job's id includes its flow run, so a first attempt of both cannot have an earlier submission)."""
-    flow_context, task_context = FlowRunContext.get(), TaskRunContext.get()
-    if flow_context is None or flow_context.flow_run is None or task_context is None:
-        return True
-    return flow_context.flow_run.run_count > 1 or task_context.task_run.run_count > 1
 
 
 def submission_record_key(job: JobToken) -> str:
@@ -157,11 +92,18 @@ def submit_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
     retry_condition_fn=retry_if_safe,
 )
 async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: str) -> list[FaceBox]:
-    """Every face of an image (URL or file), in the order the API numbers them (2 credits)."""
+    """Every face of an image (URL or file), in the order the API numbers them (2 credits). An unknown outcome is
+    retried a bounded number of times, each such attempt counted as possibly charged."""
     await take_api_slot(credentials)
-    async with credentials.get_client() as client:
-        found = await client.extract_face(image)
-    get_run_logger().info("%s: %d face(s), %d credits", name, len(found.faces), found.points)
+    logger, cost = get_run_logger(), PaidAttempts(operation="extract_face")
+    try:
+        async with credentials.get_client() as client:
+            found = await call_paid_sync(
+                estimate_credits("extract_face"), lambda: client.extract_face(image), logger, cost
+            )
+    finally:
+        await paid_sync_artifact(cost, name)
+    logger.info("%s: %d face(s), %d credits", name, len(found.faces), found.points)
     return found.faces
 
 
@@ -173,12 +115,36 @@ async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: st
     retry_condition_fn=retry_if_safe,
 )
 async def extract_frame_faces(credentials: AIFaceSwapCredentials, frame_png: bytes) -> list[FaceBox]:
-    """The faces of one video frame, through extract_base64_face (2 credits)."""
+    """The faces of one video frame, through extract_base64_face (2 credits; unknown outcomes as extract_faces)."""
     await take_api_slot(credentials)
-    async with credentials.get_client() as client:
-        found = await client.extract_base64_face(frame_png)
-    get_run_logger().info("video frame: %d face(s)", len(found.pos))
+    logger, cost = get_run_logger(), PaidAttempts(operation="extract_base64_face")
+    try:
+        async with credentials.get_client() as client:
+            found = await call_paid_sync(
+                estimate_credits("extract_base64_face"), lambda: client.extract_base64_face(frame_png), logger, cost
+            )
+    finally:
+        await paid_sync_artifact(cost, "video frame")
+    logger.info("video frame: %d face(s)", len(found.pos))
     return found.pos
+
+
+async def paid_sync_artifact(cost: PaidAttempts, name: str) -> None:
+    """The credits of a synchronous paid call, with the attempts that may have been charged (only when any were:
+    a plain call's 2 credits are in its log line)."""
+    if cost.unknown_attempts:
+        await credits_artifact(
+            [
+                {"operation": cost.operation, "of": name, "credits": cost.charged, "kind": "charged"},
+                {
+                    "operation": cost.operation,
+                    "of": name,
+                    "credits": cost.possibly_charged,
+                    "kind": f"possibly charged ({cost.unknown_attempts} attempts with unknown outcome)",
+                },
+            ],
+            f"{cost.operation}-{name}",
+        )
 
 
 def submit_run_name() -> str:
@@ -203,56 +169,30 @@ async def submit(
     request: ApiRequest,
     facts: JobFacts | None = None,
     title: str | None = None,
+    storage: MediaStorage | None = None,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
 ) -> SubmittedJob:
     """Start the paid job (its task run named ``title`` if given). Cached by job: a retry of the flow run
     re-attaches to the recorded task_id.
 
-    When the answer is lost after sending, the job is not submitted again: its callback is awaited by job id
-    for the receiver block's ``lost_answer_grace_seconds``, which tells the task_id if the service accepted it.
+    Before sending, the intent is written to ``storage`` (next to the submission record). When the outcome is
+    unknown (a 5xx, an answer that is not the API's envelope, a reset or timeout after sending, or an earlier
+    attempt's intent without a recorded answer), the job is not sent again blindly: its callback is awaited by
+    job id for the receiver block's ``lost_answer_grace_seconds``, which tells the task_id if the service accepted
+    it. After the grace, ``on_unknown_outcome`` decides: ``at-most-once`` fails with SubmissionOutcomeUnknown,
+    ``resubmit`` sends it again (logged, counted in the record; it may be charged twice).
     The ``aifaceswap.task.submitted`` event carries the job's provenance ``facts`` (inputs, their SHA-256,
     parameters), its flow run, deployment and who ran it: the audit trail (no secrets, bytes or webhook URL).
     """
     logger = get_run_logger()
-    grace = receiver.lost_answer_grace_seconds
-    secret = receiver.signing_secret.get_secret_value()
-    estimated = False
-    earlier = None
-    if attempted_before():
-        earlier = await arrived_callback(receiver.public_url, secret, job.job_id, by_job=True)
-    if earlier is not None:  # a previous attempt was accepted and its job already called back: re-attach
-        logger.info("job %s already ran as task %s: not submitting again", job.job_id, earlier["task_id"])
-        return SubmittedJob.of(job, earlier["task_id"], request.estimated_credits(), estimated=True)
-    await take_api_slot(credentials)
-    sent_at = time.time()
-    try:
-        async with credentials.get_client(pooled=True) as client:
-            data = await client.send(request)
-        task_id, points = data.task_id, data.points
-    except ResponseLostError as lost:
-        logger.warning("%s; waiting up to %.0fs for a callback of job %s", lost, grace, job.job_id)
-        try:
-            callback = await wait_for_task_callback(
-                job.job_id,
-                grace,
-                receiver_url=receiver.public_url,
-                secret=secret,
-                by_job=True,
-            )
-        except CallbackTimeout:
-            raise SubmissionOutcomeUnknown(
-                f"the answer to the {job.operation} submission of job {job.job_id} was lost and no callback came in "
-                f"{grace:.0f}s; it was NOT submitted again. If the service accepted it, its "
-                f"callback will reach the receiver (look for events with aifaceswap.job-id={job.job_id})"
-            ) from lost
-        task_id, points, estimated = callback.task_id, request.estimated_credits(), True
-        logger.info("job %s was accepted after all: task_id %s (found by its callback)", job.job_id, task_id)
-    submitted = SubmittedJob.of(job, task_id, points, estimated=estimated, sent_at=sent_at)
-    logger.info("submitted %s: task_id=%s, %d credits", job.operation, task_id, points)
+    submission = Submission(credentials, receiver, job, request, storage, on_unknown_outcome)
+    submitted = await submission.run()
+    logger.info("submitted %s: task_id=%s, %d credits", job.operation, submitted.task_id, submitted.points)
     emit_event(
         event=SUBMITTED,
         resource={
-            "prefect.resource.id": task_resource_id(task_id),
-            "prefect.resource.name": f"{job.operation} {task_id}",
+            "prefect.resource.id": task_resource_id(submitted.task_id),
+            "prefect.resource.name": f"{job.operation} {submitted.task_id}",
             "aifaceswap.operation": job.operation,
             "aifaceswap.job-id": job.job_id,
         },
@@ -264,18 +204,26 @@ async def submit(
 
 @task(name="wait-for-callback", task_run_name="wait for callback of {task_id}")
 async def wait_for_callback(
-    task_id: str, receiver: WebhookReceiver, timeout_seconds: float = 900, sent_at: float | None = None
+    task_id: str,
+    receiver: WebhookReceiver,
+    timeout_seconds: float = 900,
+    sent_at: float | None = None,
+    job_id: str | None = None,
 ) -> ArrivedCallback:
     """The job's callback, whenever it arrives; JobFailed when the service reports failure. ``sent_at``: when the
-    job was submitted (SubmittedJob.sent_at), which can spare a look-up in the receiver's inbox."""
+    job was submitted (SubmittedJob.sent_at), which can spare a look-up in the receiver's inbox. With ``job_id``,
+    the first successful callback of that job is taken, whatever its task_id (a job sent twice has two)."""
     callback = await wait_for_task_callback(
         task_id,
         timeout_seconds,
         receiver_url=receiver.public_url,
         secret=receiver.signing_secret.get_secret_value(),
         sent_at=sent_at,
+        job_id=job_id,
     )
     if not callback.succeeded:
-        raise JobFailed(f"the service reported that task {task_id} failed (success 0)")
-    get_run_logger().info("callback of %s: result at %s", task_id, callback.result_image)
+        raise JobFailed(f"the service reported that task {callback.task_id} failed (success 0)")
+    if callback.task_id != task_id:
+        get_run_logger().warning("job %s: taking the result of its other task %s", job_id, callback.task_id)
+    get_run_logger().info("callback of %s: result at %s", callback.task_id, callback.result_image)
     return callback

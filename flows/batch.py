@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.asyncio import concurrency
 from prefect.context import TaskRunContext
 from prefect.logging import get_run_logger
+from prefect.states import Failed, State
 from pydantic import BaseModel, Field
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
@@ -37,6 +38,7 @@ from faceswap_flows.flows.labels import WatermarkCorner
 from faceswap_flows.flows.manifest import BatchItem, decode_manifest, parse_manifest
 from faceswap_flows.flows.media_tasks import StagedMedia, stage
 from faceswap_flows.flows.outcome import submit_and_finish, worth_another_attempt
+from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.provenance import OutputOptions, job_facts, write_manifest
 
 STAGING_CONCURRENCY = 8
@@ -141,6 +143,7 @@ async def swap_item(
     output: OutputOptions | None = None,
     inline: bool = False,
     require_consent: bool = False,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
 ) -> ItemOutcome:
     """One item; ``inline``: as steps of the caller's task run, else as its own submit and collect task runs."""
     refused = [inputs.errors[source] for source in (item.source_image, item.face_image) if source in inputs.errors]
@@ -165,6 +168,7 @@ async def swap_item(
         output=output,
         store_by=None if wait else "sweep",
         steps="inline" if inline else "collect-task",
+        on_unknown_outcome=on_unknown_outcome,
     )
     return ItemOutcome(
         position=position,
@@ -248,6 +252,7 @@ async def batch_faceswap(
     concurrency_limit: str | None = None,
     wait: bool = True,
     timeout_seconds: float = 900,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
     label_outputs: bool = True,
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
@@ -257,7 +262,7 @@ async def batch_faceswap(
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
-) -> BatchReport:
+) -> BatchReport | State[BatchReport]:
     """Swap every line of a manifest, ``max_concurrency`` at a time (and within the global concurrency
     limit ``concurrency_limit`` if given). Items over ``max_credits`` are skipped, never submitted.
     Each result is labelled, signed and recorded as the faceswap flow does; one manifest gathers every item's
@@ -265,7 +270,12 @@ async def batch_faceswap(
 
     Items run ``items_per_task`` to a ``swap-items`` task run (retried for what another attempt may fix);
     ``items_per_task=1`` gives each item its own ``submit`` and ``collect-result`` task runs instead: the most
-    detail in the UI, for about twice the work of the Prefect server (see BENCHMARKS.md)."""
+    detail in the UI, for about twice the work of the Prefect server (see BENCHMARKS.md).
+
+    The run ends Completed only when every item was stored (or, without ``wait``, submitted for the sweep to
+    store); when any item failed (refused, or its outcome unknown) or was skipped for budget, it ends Failed with
+    the counts in its message, after writing its report (the Failed state's result). ``on_unknown_outcome``:
+    as the faceswap flow, for every item."""
     logger = get_run_logger()
     services = await load_services(credentials_block, storage_block, receiver_block)
     items = await asyncio.to_thread(read_manifest, services.storage, manifest)
@@ -308,6 +318,7 @@ async def batch_faceswap(
                         output=output,
                         inline=items_per_task > 1,
                         require_consent=require_consent,
+                        on_unknown_outcome=on_unknown_outcome,
                     )
                 except Exception as error:
                     if not last_attempt and worth_another_attempt(error):
@@ -340,12 +351,12 @@ async def batch_faceswap(
         + [{"item": "total", "id": "", "status": "", "task_id": "", "credits": report.credits}],
         "batch",
     )
-    logger.info(
-        "batch: %d stored, %d submitted, %d failed, %d skipped, %d credits",
-        report.stored,
-        report.submitted,
-        report.failed,
-        report.skipped,
-        report.credits,
+    summary = (
+        f"batch: {report.stored} stored, {report.submitted} submitted, {report.failed} failed, "
+        f"{report.skipped} skipped (over max_credits), {report.credits} credits; report {report.report_key}"
     )
+    logger.info(summary)
+    if report.failed or report.skipped:
+        not_done = report.failed + report.skipped
+        return Failed(message=f"{not_done} of {len(items)} items not done: {summary}", data=report)
     return report

@@ -9,7 +9,7 @@ import os
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -80,6 +80,15 @@ def sandbox(
     delay_webhook_seconds: Annotated[float, typer.Option(help="Fault: delay every callback this long.")] = 0.0,
     server_error_rate: Annotated[float, typer.Option(help="Fault: share of calls answered 500.")] = 0.0,
     rate_limit_rate: Annotated[float, typer.Option(help="Fault: share of calls answered 429.")] = 0.0,
+    error_after_accept_rate: Annotated[
+        float, typer.Option(help="Fault: share of paid calls answered 500 after being accepted and charged.")
+    ] = 0.0,
+    bad_gateway_after_accept_rate: Annotated[
+        float, typer.Option(help="Fault: share of paid calls answered 502 with an HTML page after being accepted.")
+    ] = 0.0,
+    close_after_accept_rate: Annotated[
+        float, typer.Option(help="Fault: share of paid calls whose connection is closed after being accepted.")
+    ] = 0.0,
     result_cache: Annotated[
         bool, typer.Option(help="Identical image swaps (same input bytes, same options) reuse the first result.")
     ] = False,
@@ -103,6 +112,9 @@ def sandbox(
         delay_webhook_seconds=delay_webhook_seconds,
         server_error_rate=server_error_rate,
         rate_limit_rate=rate_limit_rate,
+        error_after_accept_rate=error_after_accept_rate,
+        bad_gateway_after_accept_rate=bad_gateway_after_accept_rate,
+        close_after_accept_rate=close_after_accept_rate,
     )
     config = SandboxConfig(
         keys=dict.fromkeys(api_key, credits),
@@ -205,15 +217,25 @@ def run_faceswap(
     face: Annotated[str, typer.Option(help="Image of the new face.")],
     wait: Wait = True,
     max_credits: MaxCredits = None,
+    on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Run the faceswap flow. Example: faceswap-flows run faceswap --source a.jpg --face b.jpg"""
     from faceswap_flows.flows.image_flows import faceswap
 
-    _run_flow(faceswap(source, face, wait=wait, max_credits=max_credits))
+    _run_flow(
+        faceswap(source, face, wait=wait, max_credits=max_credits, on_unknown_outcome=_policy(on_unknown_outcome))
+    )
 
 
 Wait = Annotated[bool, typer.Option(help="Wait for the result (else a trigger stores it).")]
 MaxCredits = Annotated[int | None, typer.Option(help="Refuse to spend more than this.")]
+OnUnknown = Annotated[
+    str,
+    typer.Option(
+        help="When a submission's outcome stays unknown after the grace: at-most-once (fail, name the job to "
+        "collect later) or resubmit (send again: a result is likelier, and it may be charged twice)."
+    ),
+]
 Enhance = Annotated[int, typer.Option(help="0 none, 1 enhance faces up to 1080p, 2 up to 2k.")]
 TrimStart = Annotated[float | None, typer.Option(help="Keep the video from this second.")]
 TrimEnd = Annotated[float | None, typer.Option(help="Keep the video up to this second.")]
@@ -235,12 +257,21 @@ def run_multi_faceswap(
     reference: Annotated[list[str] | None, typer.Option(help="Instead of --index: a photo of who to replace.")] = None,
     wait: Wait = True,
     max_credits: MaxCredits = None,
+    on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Replace several faces. Example: faceswap-flows run multi-faceswap --source team.jpg --face me.jpg --index 2"""
     from faceswap_flows.flows.image_flows import multi_faceswap
 
     _run_flow(
-        multi_faceswap(source, face, face_indexes=index, reference_images=reference, wait=wait, max_credits=max_credits)
+        multi_faceswap(
+            source,
+            face,
+            face_indexes=index,
+            reference_images=reference,
+            wait=wait,
+            max_credits=max_credits,
+            on_unknown_outcome=_policy(on_unknown_outcome),
+        )
     )
 
 
@@ -253,13 +284,21 @@ def run_video_faceswap(
     trim_end: TrimEnd = None,
     wait: Wait = True,
     max_credits: MaxCredits = None,
+    on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Swap one face through a video. Example: faceswap-flows run video-faceswap --video a.mp4 --face me.jpg"""
     from faceswap_flows.flows.video_flows import video_faceswap
 
     _run_flow(
         video_faceswap(
-            video, face, enhance=enhance, trim_start=trim_start, trim_end=trim_end, wait=wait, max_credits=max_credits
+            video,
+            face,
+            enhance=enhance,
+            trim_start=trim_start,
+            trim_end=trim_end,
+            wait=wait,
+            max_credits=max_credits,
+            on_unknown_outcome=_policy(on_unknown_outcome),
         )
     )
 
@@ -275,6 +314,7 @@ def run_multi_video_faceswap(
     trim_end: TrimEnd = None,
     wait: Wait = True,
     max_credits: MaxCredits = None,
+    on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Replace up to three people through a video.
 
@@ -293,6 +333,7 @@ def run_multi_video_faceswap(
             trim_end=trim_end,
             wait=wait,
             max_credits=max_credits,
+            on_unknown_outcome=_policy(on_unknown_outcome),
         )
     )
 
@@ -305,15 +346,27 @@ def run_batch(
     items_per_task: Annotated[
         int, typer.Option(min=1, help="Items per swap-items task run; 1: a submit and a collect task run per item.")
     ] = 25,
+    on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Run the batch flow. Example: faceswap-flows run batch manifest.csv --max-credits 100"""
     from faceswap_flows.flows.batch import batch_faceswap
 
     _run_flow(
         batch_faceswap(
-            manifest, max_concurrency=max_concurrency, max_credits=max_credits, items_per_task=items_per_task
+            manifest,
+            max_concurrency=max_concurrency,
+            max_credits=max_credits,
+            items_per_task=items_per_task,
+            on_unknown_outcome=_policy(on_unknown_outcome),
         )
     )
+
+
+def _policy(value: str) -> Any:
+    """The --on-unknown-outcome value, checked before anything is spent."""
+    if value not in ("at-most-once", "resubmit"):
+        fail(f"--on-unknown-outcome: {value!r} is not a policy: use at-most-once (default) or resubmit")
+    return value
 
 
 @run_app.command("store-results")
@@ -355,14 +408,23 @@ def serve(
 @app.command()
 def collect(
     task_id: Annotated[
-        str, typer.Argument(help="The task_id whose result to store (an unparsed callback naming none: its job id).")
-    ],
+        str | None,
+        typer.Argument(help="The task_id whose result to store (an unparsed callback naming none: its job id)."),
+    ] = None,
+    job: Annotated[
+        str | None, typer.Option(help="Instead of a task_id: the job id a SubmissionOutcomeUnknown named.")
+    ] = None,
 ) -> None:
-    """Store the result of a job whose wait timed out (from its callback event, or the result URL found in its
-    unparsed callback)."""
+    """Store the result of a job whose wait timed out, or whose submission's outcome was unknown (by --job), from
+    its callback event or the result URL found in its unparsed callback.
+
+    Example: faceswap-flows collect --job 0123abcd...
+    """
     from faceswap_flows.flows.store_result import store_result
 
-    _run_flow(store_result(task_id))
+    if bool(task_id) == bool(job):
+        fail("collect: give a TASK_ID or --job JOB_ID (one of them)")
+    _run_flow(store_result(task_id or "", job_id=job))
 
 
 def main() -> None:

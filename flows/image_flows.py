@@ -25,6 +25,7 @@ from faceswap_flows.flows.face_matching import crop, load_image, most_similar
 from faceswap_flows.flows.labels import WatermarkCorner
 from faceswap_flows.flows.media_tasks import is_url, upload
 from faceswap_flows.flows.outcome import SwapOutcome, submit_and_finish
+from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.provenance import OutputOptions, job_facts
 
 
@@ -41,6 +42,7 @@ async def faceswap(
     wait: bool = True,
     timeout_seconds: float = 900,
     max_credits: int | None = None,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
     label_outputs: bool = True,
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
@@ -57,7 +59,10 @@ async def faceswap(
     C2PA manifest signed with the ``signing_block`` key and gets a provenance record (``label_outputs=False``
     and ``sign_outputs=False`` turn them off, logged); ``watermark`` draws a visible text in
     ``watermark_corner``. ``require_consent``: the face photo must be in the consent register (``faceswap-flows
-    consent add``), or the flow stops before spending a credit. Example:
+    consent add``), or the flow stops before spending a credit. ``on_unknown_outcome``: when the submission's
+    outcome is unknown (a 5xx, an answer that is not the API's, a lost answer) and no callback comes within the
+    receiver's grace, ``at-most-once`` (default) fails with SubmissionOutcomeUnknown naming the job to collect
+    later; ``resubmit`` sends it again (it may be charged twice). Example:
         ``asyncio.run(faceswap("photos/team.jpg", "photos/me.jpg"))``
     """
     check_budget(estimate_credits("faceswap"), max_credits)
@@ -82,6 +87,7 @@ async def faceswap(
         timeout_seconds=timeout_seconds,
         before_url=source.url,
         facts=job_facts({"source_image": source, "face_image": face}, consent),
+        on_unknown_outcome=on_unknown_outcome,
         output=output,
     )
 
@@ -166,6 +172,7 @@ async def multi_faceswap(
     wait: bool = True,
     timeout_seconds: float = 900,
     max_credits: int | None = None,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
     label_outputs: bool = True,
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
@@ -237,5 +244,6 @@ async def multi_faceswap(
             consent,
             index=indexes,
         ),
+        on_unknown_outcome=on_unknown_outcome,
         output=output,
     )

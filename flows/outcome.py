@@ -29,6 +29,7 @@ from faceswap_flows.flows.blocks_config import Services
 from faceswap_flows.flows.content_credentials import signing_plan
 from faceswap_flows.flows.labels import SyntheticLabel
 from faceswap_flows.flows.media_tasks import fetch_result
+from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.provenance import (
     JobFacts,
     OutputOptions,
@@ -109,7 +110,16 @@ async def submit_once(
             record = await transaction.read()
             if record is not None:
                 return record.result, True
-        submitted = await submit.fn(services.credentials, services.receiver, job, request, facts)
+        policy = (facts.parameters if facts else {}).get("on_unknown_outcome", AT_MOST_ONCE)
+        submitted = await submit.fn(
+            services.credentials,
+            services.receiver,
+            job,
+            request,
+            facts,
+            storage=services.storage,
+            on_unknown_outcome=policy,
+        )
         transaction.stage(submitted)
     return submitted, False
 
@@ -131,6 +141,7 @@ async def submit_and_finish(
     artifacts: bool = True,
     store_by: Literal["flow", "trigger", "sweep"] | None = None,
     steps: Steps = "tasks",
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
 ) -> SwapOutcome:
     """Plan the job, build its request (``fields`` plus the job's callback URL), submit it once (the record
     lives in the shared storage block), then wait and store, or hand over to the trigger.
@@ -141,7 +152,9 @@ async def submit_and_finish(
     credits and before/after artifacts to the caller's own summary; ``store_by`` is passed to :func:`plan_job`.
     ``steps``: a task run each for submit, wait, fetch and record (``tasks``); submit, then wait + fetch + record
     as one ``collect-result`` task run (``collect-task``); or everything as steps of the caller's task run
-    (``inline``: no task run of its own; a re-attempt finds the submission and a result already stored)."""
+    (``inline``: no task run of its own; a re-attempt finds the submission and a result already stored).
+    ``on_unknown_outcome``: what the submission does when its outcome stays unknown (:mod:`flows.paid_calls`);
+    it is recorded in the job's parameters, hence in its submitted event and provenance record."""
     job = plan_job(
         request_model.operation,
         identity,
@@ -152,16 +165,38 @@ async def submit_and_finish(
         store_by=store_by,
     )
     request = validate_model(request_model, {**fields, "webhook": services.receiver.callback_url(job)})
+    job = job.model_copy(update={"credits": request.estimated_credits()})  # the token tells what a 2nd task costs
+    request = request.model_copy(update={"webhook": services.receiver.callback_url(job)})
     output = output or OutputOptions()
     facts = facts or JobFacts()
-    facts = facts.model_copy(update={"parameters": {**facts.parameters, "wait": wait, **output_parameters(output)}})
+    if on_unknown_outcome != AT_MOST_ONCE:
+        get_run_logger().warning(
+            "on_unknown_outcome=%s: if the outcome of job %s stays unknown after the grace, it is sent again "
+            "and may be charged twice (an explicit choice, kept in its provenance record)",
+            on_unknown_outcome,
+            job.job_id,
+        )
+    parameters = {
+        **facts.parameters,
+        "wait": wait,
+        **output_parameters(output),
+        "on_unknown_outcome": on_unknown_outcome,
+    }
+    facts = facts.model_copy(update={"parameters": parameters})
     if steps == "inline":
         submitted, found = await submit_once(services, job, request, facts)
         if found and wait and job.result_key and is_stored(services.storage, job.result_key):
             return SwapOutcome.of(submitted).stored_in(services.storage, job.result_key)
     else:
         submitted = await _submit_task(services.storage)(
-            services.credentials, services.receiver, job, request, facts, title=task_run_name
+            services.credentials,
+            services.receiver,
+            job,
+            request,
+            facts,
+            title=task_run_name,
+            storage=services.storage,
+            on_unknown_outcome=on_unknown_outcome,
         )
     if artifacts:
         await credits_artifact(
@@ -171,6 +206,7 @@ async def submit_and_finish(
                     "task_id": submitted.task_id,
                     "credits": submitted.points,
                     "estimated": submitted.points_estimated,
+                    "possibly charged": submitted.possibly_charged,
                 }
             ],
             submitted.operation,
@@ -244,11 +280,11 @@ async def _collect(
     three task runs (``as_tasks``), or three steps of the caller's task run."""
     wait = wait_for_callback if as_tasks else wait_for_callback.fn
     assert job.result_key is not None
-    callback = await wait(job.task_id, receiver, timeout_seconds, job.sent_at)
+    callback = await wait(job.task_id, receiver, timeout_seconds, job.sent_at, job.job_id)
     assert callback.result_image is not None
     return await fetch_and_record(
         storage,
-        task_id=job.task_id,
+        task_id=callback.task_id,
         operation=job.operation,
         job_id=job.job_id,
         result_image=callback.result_image,
@@ -257,9 +293,22 @@ async def _collect(
         output=output,
         credits=job.points,
         credits_estimated=job.points_estimated,
-        facts=facts,
+        facts=with_submission(facts, job),
         as_tasks=as_tasks,
     )
+
+
+def with_submission(facts: JobFacts | None, job: SubmittedJob) -> JobFacts:
+    """The job's facts plus how its submission went (sends, unknown outcomes, credits possibly charged), for its
+    provenance record."""
+    facts = facts or JobFacts()
+    submission = {
+        "on_unknown_outcome": job.on_unknown_outcome,
+        "sends": job.sends,
+        "unknown_outcomes": job.unknown_outcomes,
+        "possibly_charged": job.possibly_charged,
+    }
+    return facts.model_copy(update={"parameters": {**facts.parameters, **submission}})
 
 
 async def fetch_and_record(

@@ -137,11 +137,21 @@ async def store_result(
     storage_block: str | None = None,
     operation: str | None = None,
     label_outputs: bool | None = None,
+    job_id: str | None = None,
 ) -> SwapOutcome:
     """Fetch a finished job's result into storage, labelled as synthetic media, with its provenance record. With
     only ``task_id``, the rest is read from the job's callback event (so a timed-out wait can be resumed:
     ``faceswap-flows collect TASK_ID``). Inputs, parameters, credits and the label/watermark choice come from
-    the job's submitted event; ``label_outputs`` overrides the choice made at submission."""
+    the job's submitted event; ``label_outputs`` overrides the choice made at submission. With ``job_id`` instead of
+    a task_id (a SubmissionOutcomeUnknown names the job, not a task), the job's first successful callback is used:
+    ``faceswap-flows collect --job JOB_ID``."""
+    if job_id and not task_id:
+        event = await stored_event(job_id, by_job=True)
+        if event is None:
+            raise ResultNotAvailable(
+                f"no callback event for job {job_id}: the service did not accept it, or it has not finished yet"
+            )
+        task_id = event["task_id"]
     job_id = None
     if not (result_image and result_key):
         event = await stored_event(task_id) or await unparsed_callback(task_id)

@@ -20,6 +20,7 @@ from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
 from faceswap_flows.flows.face_matching import crop
 from faceswap_flows.flows.media_tasks import prepare_video, upload
 from faceswap_flows.flows.outcome import SwapOutcome, submit_and_finish
+from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.provenance import OutputOptions, job_facts
 from faceswap_flows.flows.video_tools import grab_frame, image_bytes
 
@@ -40,6 +41,7 @@ async def video_faceswap(
     wait: bool = True,
     timeout_seconds: float = 3600,
     max_credits: int | None = None,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
     label_outputs: bool = True,
     sign_outputs: bool = True,
     signing_block: str = DEFAULT_SIGNING,
@@ -82,6 +84,7 @@ async def video_faceswap(
             duration=round(facts.duration, 3),
             enhance=enhance,
         ),
+        on_unknown_outcome=on_unknown_outcome,
         output=output,
     )
 
@@ -107,6 +110,7 @@ async def multi_video_faceswap(
     wait: bool = True,
     timeout_seconds: float = 3600,
     max_credits: int | None = None,
+    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
     label_outputs: bool = True,
     sign_outputs: bool = True,
     signing_block: str = DEFAULT_SIGNING,
@@ -186,5 +190,6 @@ async def multi_video_faceswap(
             frame_time=frame_time,
             face_ref_sha256=[hashlib.sha256(base64.b64decode(ref)).hexdigest() for ref in refs],
         ),
+        on_unknown_outcome=on_unknown_outcome,
         output=output,
     )

@@ -74,8 +74,10 @@ async def stored_event(task_id: str, *, by_job: bool = False) -> dict[str, Any] 
     """The callback of a task (or, ``by_job``, of a job id) among the events the Prefect API has stored."""
     event_filter = job_event_filter(task_id) if by_job else task_event_filter(task_id)
     async with get_client() as client:
-        page = await client.read_events(filter=event_filter, limit=1)
-    return callback_from_event(page.events[0]) if page.events else None
+        page = await client.read_events(filter=event_filter, limit=10 if by_job else 1)
+    found = [callback_from_event(event) for event in page.events]
+    succeeded = [callback for callback in found if callback.get("success") == 1]
+    return (succeeded or found or [None])[-1] if by_job else (found or [None])[0]
 
 
 async def arrived_callback(
@@ -189,6 +191,8 @@ class CallbackHub:
         if job_id := event.resource.get("aifaceswap.job-id"):
             keys.append(f"job:{job_id}")
         for key in keys:
+            if key.startswith("job:") and self._seen.get(key, {}).get("success") == 1:
+                continue  # a job's first successful callback stands, whatever its other tasks report
             self._seen[key] = found
             self._seen.move_to_end(key)
             for future in self._waiters.get(key, ()):
@@ -242,13 +246,19 @@ async def wait_for_task_callback(
     recheck_every: float = 5.0,
     by_job: bool = False,
     sent_at: float | None = None,
+    job_id: str | None = None,
 ) -> ArrivedCallback:
     """Return the callback of ``task_id`` (or, ``by_job``, of that job id) whenever it arrived;
     CallbackTimeout after ``timeout`` seconds. ``sent_at``: when the job was submitted (epoch seconds); when this
-    event loop has listened to callback events since before then, the receiver's inbox is not asked first."""
+    event loop has listened to callback events since before then, the receiver's inbox is not asked first.
+    ``job_id``: wait by that job instead (the first successful callback of the job, whatever its task_id), still
+    naming ``task_id`` in the timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     hub = callback_hub()
+    named = task_id
+    if job_id is not None:
+        task_id, by_job = job_id, True
     key = f"job:{task_id}" if by_job else task_id
     arrival = await hub.register(key)
     try:
@@ -258,7 +268,7 @@ async def wait_for_task_callback(
         while found is None:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise CallbackTimeout(task_id, timeout)
+                raise CallbackTimeout(named, timeout)
             done, _ = await asyncio.wait({arrival}, timeout=min(remaining, recheck_every))
             if done:
                 found = arrival.result()

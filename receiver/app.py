@@ -90,11 +90,11 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
             return await keep_unparsed(job, body, content_type, error)
         outcome = await committer.record(job, parsed)
         if outcome is Outcome.CONFLICT:
-            logger.warning(
-                "callback of %s refused: token of job %s is bound to another task", parsed.task_id, job.job_id
-            )
-            return _refuse(409, "this job token already belongs to another task (replayed token)")
-        if outcome is Outcome.NEW:
+            logger.warning("callback of %s refused: task is bound to another job than %s", parsed.task_id, job.job_id)
+            return _refuse(409, "this task_id already belongs to another job (replayed callback)")
+        if outcome is Outcome.DUPLICATE_JOB:
+            logger.warning("job %s called back from a second task %s: kept, duplicate-job", job.job_id, parsed.task_id)
+        if outcome in (Outcome.NEW, Outcome.DUPLICATE_JOB):
             emitter.wake()
         return JSONResponse({"status": outcome.value, "task_id": parsed.task_id})
 

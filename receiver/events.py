@@ -12,6 +12,7 @@ from typing import Any
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.events import Event
 
+from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.receiver.inbox import Inbox, InboxEntry
 
 logger = logging.getLogger("faceswap.receiver")
@@ -20,6 +21,7 @@ EVENT_PREFIX = "aifaceswap.task"
 SUCCEEDED = f"{EVENT_PREFIX}.succeeded"
 FAILED = f"{EVENT_PREFIX}.failed"
 SUBMITTED = f"{EVENT_PREFIX}.submitted"
+DUPLICATE_JOB = f"{EVENT_PREFIX}.duplicate-job"
 EVENT_ID_NAMESPACE = uuid.UUID("5b0c8f36-44f5-4c0e-9a43-3e7c1b6f0a11")
 
 
@@ -63,6 +65,55 @@ def callback_event(entry: InboxEntry) -> Event:
     )
 
 
+def credits_at_stake(operation: str) -> int | None:
+    """The price of one more task of ``operation`` from the pricing table (None when it depends on a video's
+    length, which the receiver does not know)."""
+    try:
+        return estimate_credits(operation)
+    except ValueError:
+        return None
+
+
+def duplicate_job_event(entry: InboxEntry) -> Event:
+    """The event of a job's second task: the job was sent twice and both tasks may have been charged."""
+    callback, job = entry.callback, entry.job
+    return Event(
+        id=uuid.uuid5(EVENT_ID_NAMESPACE, f"duplicate-job:{callback.task_id}"),
+        occurred=datetime.fromtimestamp(entry.received_at, tz=UTC),
+        event=DUPLICATE_JOB,
+        resource={
+            "prefect.resource.id": task_resource_id(callback.task_id),
+            "prefect.resource.name": f"{job.operation} {callback.task_id}",
+            "aifaceswap.operation": job.operation,
+            "aifaceswap.job-id": job.job_id,
+        },
+        related=related_flow_run(job.flow_run_id),
+        payload={
+            "job_id": job.job_id,
+            "operation": job.operation,
+            "task_ids": [entry.first_task_id, callback.task_id],
+            "first_task_id": entry.first_task_id,
+            "task_id": callback.task_id,
+            "success": callback.success,
+            "credits_at_stake": job.credits if job.credits is not None else credits_at_stake(job.operation),
+            "flow_run_id": job.flow_run_id,
+        },
+    )
+
+
+def entry_events(entry: InboxEntry) -> list[Event]:
+    """The events of one callback: its succeeded/failed event, and a duplicate-job event for a job's later task."""
+    if entry.first_task_id is None:
+        return [callback_event(entry)]
+    logger.warning(
+        "job %s has a second task %s (first: %s): the job was sent twice and may be charged twice",
+        entry.job.job_id,
+        entry.callback.task_id,
+        entry.first_task_id,
+    )
+    return [callback_event(entry), duplicate_job_event(entry)]
+
+
 async def post_events(client: PrefectClient, events: list[Event]) -> None:
     """Send events to the Prefect API over HTTP; returns only once the API has accepted them."""
     response = await client.request("POST", "/events", json=[event.model_dump(mode="json") for event in events])
@@ -86,7 +137,7 @@ class Emitter:
         pending = await asyncio.to_thread(self.inbox.pending)
         if not pending:
             return 0
-        await post_events(client, [callback_event(entry) for entry in pending])
+        await post_events(client, [event for entry in pending for event in entry_events(entry)])
         await asyncio.to_thread(self.inbox.mark_emitted, [entry.callback.task_id for entry in pending])
         self.emitted += len(pending)
         return len(pending)

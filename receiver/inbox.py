@@ -19,20 +19,24 @@ from faceswap_flows.receiver.tokens import JobToken
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS callbacks (
     task_id     TEXT PRIMARY KEY,
-    job_id      TEXT NOT NULL UNIQUE,
+    job_id      TEXT NOT NULL,
     job         TEXT NOT NULL,
     body        TEXT NOT NULL,
     received_at REAL NOT NULL,
     emitted_at  REAL,
-    deliveries  INTEGER NOT NULL DEFAULT 1
+    deliveries  INTEGER NOT NULL DEFAULT 1,
+    first_task_id TEXT
 );
 CREATE INDEX IF NOT EXISTS pending ON callbacks (received_at) WHERE emitted_at IS NULL;
+CREATE INDEX IF NOT EXISTS by_job ON callbacks (job_id, received_at);
 """
+COLUMNS = "task_id, job_id, job, body, received_at, emitted_at, deliveries"
 
 
 class Outcome(StrEnum):
     NEW = "accepted"
     DUPLICATE = "duplicate"
+    DUPLICATE_JOB = "duplicate-job"
     CONFLICT = "conflict"
 
 
@@ -43,6 +47,22 @@ class InboxEntry:
     received_at: float
     emitted_at: float | None
     deliveries: int
+    first_task_id: str | None = None
+    """Set on a job's second (or later) task: the task that called back first for the same job."""
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """An inbox made before a job could have two tasks (job_id UNIQUE, no first_task_id): rebuild it, rows kept."""
+    found = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'callbacks'").fetchone()
+    if found is None or "first_task_id" in found[0]:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("ALTER TABLE callbacks RENAME TO callbacks_old")
+    db.execute("DROP INDEX IF EXISTS pending")
+    db.execute(SCHEMA.split(";")[0])
+    db.execute(f"INSERT INTO callbacks ({COLUMNS}) SELECT {COLUMNS} FROM callbacks_old")
+    db.execute("DROP TABLE callbacks_old")
+    db.execute("COMMIT")
 
 
 class Inbox:
@@ -54,12 +74,14 @@ class Inbox:
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        _upgrade(self._db)
         self._db.executescript(SCHEMA)
         self._lock = threading.Lock()
 
     def record(self, job: JobToken, callback: TaskCallback) -> Outcome:
-        """Keep a callback. The first one of a job binds the job to its task_id: another task_id for the
-        same job (a replayed token), or another job for the same task_id, is a conflict."""
+        """Keep a callback. The same task again is a duplicate delivery; another task of a job that already called
+        back (the job was sent twice) is kept too, as ``DUPLICATE_JOB`` naming the first; another job for a
+        task_id already taken is a conflict (a replayed token)."""
         return self.record_many([(job, callback)])[0]
 
     def record_many(self, arrivals: list[tuple[JobToken, TaskCallback]]) -> list[Outcome]:
@@ -75,28 +97,39 @@ class Inbox:
         return outcomes
 
     def _record(self, job: JobToken, callback: TaskCallback) -> Outcome:
-        row = self._db.execute(
-            "SELECT task_id, job_id FROM callbacks WHERE task_id = ? OR job_id = ?", (callback.task_id, job.job_id)
-        ).fetchone()
-        if row is None:
-            self._db.execute(
-                "INSERT INTO callbacks (task_id, job_id, job, body, received_at) VALUES (?, ?, ?, ?, ?)",
-                (callback.task_id, job.job_id, job.model_dump_json(), callback.model_dump_json(), time.time()),
-            )
-            return Outcome.NEW
-        if tuple(row) == (callback.task_id, job.job_id):
+        row = self._db.execute("SELECT job_id FROM callbacks WHERE task_id = ?", (callback.task_id,)).fetchone()
+        if row is not None:
+            if row[0] != job.job_id:
+                return Outcome.CONFLICT
             self._db.execute("UPDATE callbacks SET deliveries = deliveries + 1 WHERE task_id = ?", (callback.task_id,))
             return Outcome.DUPLICATE
-        return Outcome.CONFLICT
+        first = self._db.execute(
+            "SELECT task_id FROM callbacks WHERE job_id = ? ORDER BY received_at LIMIT 1", (job.job_id,)
+        ).fetchone()
+        self._db.execute(
+            "INSERT INTO callbacks (task_id, job_id, job, body, received_at, first_task_id) VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                callback.task_id,
+                job.job_id,
+                job.model_dump_json(),
+                callback.model_dump_json(),
+                time.time(),
+                first[0] if first else None,
+            ),
+        )
+        return Outcome.NEW if first is None else Outcome.DUPLICATE_JOB
 
     def _entries(self, where: str, args: tuple[object, ...]) -> list[InboxEntry]:
         with self._lock:
             rows = self._db.execute(
-                f"SELECT job, body, received_at, emitted_at, deliveries FROM callbacks WHERE {where}", args
+                f"SELECT job, body, received_at, emitted_at, deliveries, first_task_id FROM callbacks WHERE {where}",
+                args,
             ).fetchall()
         return [
-            InboxEntry(JobToken.model_validate_json(job), TaskCallback.model_validate(json.loads(body)), rec, emit, n)
-            for job, body, rec, emit, n in rows
+            InboxEntry(
+                JobToken.model_validate_json(job), TaskCallback.model_validate(json.loads(body)), rec, emit, n, first
+            )
+            for job, body, rec, emit, n, first in rows
         ]
 
     def pending(self, limit: int = 200) -> list[InboxEntry]:
@@ -108,7 +141,10 @@ class Inbox:
         return found[0] if found else None
 
     def get_by_job(self, job_id: str) -> InboxEntry | None:
-        found = self._entries("job_id = ?", (job_id,))
+        """The job's first successful callback, else its first callback (a job sent twice has two tasks)."""
+        found = self._entries(
+            "job_id = ? ORDER BY json_extract(body, '$.success') = 1 DESC, received_at LIMIT 1", (job_id,)
+        )
         return found[0] if found else None
 
     def received_since(self, since: float, *, store_by: str | None = None, limit: int = 500) -> list[InboxEntry]:

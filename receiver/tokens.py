@@ -34,6 +34,7 @@ class JobToken(BaseModel):
     storage_block: str | None = None
     result_key: str | None = None
     store_by: Literal["flow", "trigger", "sweep"] = "flow"
+    credits: int | None = Field(default=None, description="The job's estimated price: what a second task may cost.")
     issued_at: int = Field(default_factory=lambda: int(time.time()))
 
 

@@ -83,7 +83,7 @@ async def test_one_item_per_task_gives_each_item_its_submit_and_collect_task_run
 
 async def test_a_group_retries_only_its_unfinished_items(stack, faults, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(swap_items, "retry_delay_seconds", [0, 0])
-    faults(server_error_burst=1)
+    faults(rate_limit_burst=1, retry_after_seconds=0.1)
     before = stack.spent()
     state = await batch_faceswap(str(write_manifest(stack, tmp_path, 3)), max_concurrency=1, return_state=True)
     report = await state.result()
@@ -102,12 +102,13 @@ async def test_a_group_retries_only_its_unfinished_items(stack, faults, tmp_path
 
 async def test_the_last_attempt_reports_what_still_fails(stack, faults, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(swap_items, "retry_delay_seconds", [0, 0])
-    faults(server_error_burst=3)
+    faults(rate_limit_burst=3, retry_after_seconds=0.1)
     before = stack.spent()
     state = await batch_faceswap(str(write_manifest(stack, tmp_path, 1)), return_state=True)
-    assert state.is_completed(), "a failed item never fails the batch"
-    report = await state.result()
-    assert report.items[0].status == "failed" and "500" in report.items[0].error
+    assert state.is_failed() and "1 failed" in state.message, "the batch tells the truth: an item failed"
+    report = await state.result(raise_on_failure=False)
+    assert stack.storage.exists(report.report_key), "the report is written before the run fails"
+    assert report.items[0].status == "failed" and "too many requests" in report.items[0].error
     assert report.failed == 1 and report.credits == 0 and stack.spent() == before
     (group,) = [
         run
@@ -147,3 +148,14 @@ async def test_without_waiting_groups_submit_and_the_sweep_stores_every_result(s
         result = read_image(stack.storage.read_bytes(key))
         face, source = (photos.grace_hopper(), photos.astronaut())[:: 1 if position % 2 == 0 else -1]
         assert likeness(result, face) > likeness(result, source), f"item {position} shows its face_image"
+
+
+async def test_a_batch_with_items_skipped_for_budget_ends_failed_after_its_report(stack, tmp_path: Path) -> None:
+    before = stack.spent()
+    state = await batch_faceswap(
+        str(write_manifest(stack, tmp_path, 3)), max_credits=2, max_concurrency=1, return_state=True
+    )
+    assert state.is_failed() and "1 stored" in state.message and "2 skipped" in state.message
+    report = await state.result(raise_on_failure=False)
+    assert [item.status for item in report.items].count("skipped") == 2 and stack.spent() == before + 2
+    assert json.loads(stack.storage.read_bytes(report.report_key))["skipped"] == 2

@@ -84,6 +84,8 @@ def test_estimate_batch(tmp_path: Path) -> None:
         (["estimate", "video-faceswap", "{clip}", "--trim-end", "9"], "trim"),
         (["estimate", "multi-video-faceswap", "{clip}", "--faces", "4"], "1 to 3 faces"),
         (["estimate", "batch", "/nonexistent.csv"], "manifest"),
+        (["run", "faceswap", "--source", "a.png", "--face", "b.png", "--on-unknown-outcome", "twice"], "resubmit"),
+        (["collect"], "--job"),
     ],
 )
 def test_errors_are_one_readable_line(clip: Path, args: list[str], says: str) -> None:

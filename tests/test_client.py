@@ -22,8 +22,8 @@ from faceswap_flows.aifaceswap import (
     RateLimitedError,
     ResponseLostError,
     ServerError,
+    UnreadableAnswerError,
 )
-from faceswap_flows.aifaceswap.errors import APIError
 from faceswap_flows.aifaceswap.http_server import BackgroundServer
 from tests.test_models import tiny_png
 
@@ -100,26 +100,33 @@ async def test_local_files_go_as_multipart(fresh, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "body", "error"),
+    ("status", "body", "error", "unknown"),
     [
-        (200, {"code": 401, "data": None, "message": "invalid api key"}, AuthenticationError),
-        (401, {"code": 401, "message": "missing key"}, AuthenticationError),
-        (200, {"code": 402, "message": "insufficient credits"}, InsufficientCreditsError),
-        (200, {"code": 400, "message": "source_image could not be fetched"}, InvalidRequestError),
-        (400, "bad request", InvalidRequestError),
-        (500, {"code": 500, "message": "boom"}, ServerError),
-        (502, "<html>bad gateway</html>", ServerError),
-        (200, "not json at all", APIError),
-        (200, {"code": 200, "data": {"unexpected": True}, "message": "OK"}, APIError),
+        (200, {"code": 401, "data": None, "message": "invalid api key"}, AuthenticationError, False),
+        (401, {"code": 401, "message": "missing key"}, AuthenticationError, False),
+        (200, {"code": 402, "message": "insufficient credits"}, InsufficientCreditsError, False),
+        (200, {"code": 400, "message": "source_image could not be fetched"}, InvalidRequestError, False),
+        (400, "bad request", InvalidRequestError, False),
+        (404, "<html>not found</html>", InvalidRequestError, False),
+        (500, {"code": 500, "message": "boom"}, ServerError, True),
+        (502, "<html><body>502 Bad Gateway</body></html>", ServerError, True),
+        (503, "", ServerError, True),
+        (200, {"code": 500, "message": "internal"}, ServerError, True),
+        (200, "<html>maintenance</html>", UnreadableAnswerError, True),
+        (200, "", UnreadableAnswerError, True),
+        (200, '{"code": 200, "data": {"points": 2, "task_', UnreadableAnswerError, True),
+        (200, {"code": 200, "data": {"unexpected": True}, "message": "OK"}, UnreadableAnswerError, True),
     ],
 )
-async def test_errors_by_status_and_code(fresh, status, body, error) -> None:
+async def test_every_answer_is_classified_by_what_it_proves(fresh, status, body, error, unknown) -> None:
+    """Refusals (4xx) prove nothing was charged; a 5xx or a body that is not the API's envelope proves nothing:
+    outcome unknown, never retried."""
     fresh.script.append((status, body, {}))
-    async with AIFaceSwapClient("k", base_url=fresh.url) as client:
+    async with AIFaceSwapClient("k", base_url=fresh.url, max_retries=3) as client:
         with pytest.raises(error) as caught:
             await client.faceswap(URL, URL, webhook=HOOK)
-    assert len(fresh.seen) == 1, "an error that may have started a paid job is never retried by the client"
-    assert caught.value.retryable is error.retryable
+    assert len(fresh.seen) == 1, "an answer that does not prove a retry is safe is never retried by the client"
+    assert caught.value.outcome_unknown is unknown and not caught.value.retryable
 
 
 async def test_rate_limit_honours_retry_after_then_succeeds(fresh) -> None:

@@ -138,11 +138,24 @@ async def test_drill_callbacks_delayed_past_the_wait(stack, faults) -> None:
 
 
 async def test_drill_5xx_and_429_bursts(stack, faults) -> None:
+    """500s before accepting (their outcome is unknown to the client) and 429s, with the opt-in resubmit policy:
+    a 429 is retried at once, a 500 waits for the job's callback for the grace, then is sent again."""
+    from faceswap_flows.blocks import WebhookReceiver
+    from tests.support import RECEIVER_SECRET
+
+    block = WebhookReceiver(public_url=stack.receiver.url, signing_secret=RECEIVER_SECRET)
+    block.lost_answer_grace_seconds = 3
+    await block.asave("drill-receiver-3s", overwrite=True)
     faults(server_error_burst=3, rate_limit_burst=3, retry_after_seconds=0.2)
     ledger = Ledger(stack)
-    outcomes = await asyncio.gather(*(faceswap(*swap_args(stack, i)) for i in range(JOBS)))
+    outcomes = await asyncio.gather(
+        *(
+            faceswap(*swap_args(stack, i), on_unknown_outcome="resubmit", receiver_block="drill-receiver-3s")
+            for i in range(JOBS)
+        )
+    )
     row = ledger.summary(
-        "5xx + 429 bursts (3 + 3 calls)",
+        "5xx before accepting + 429 bursts (3 + 3 calls), resubmit policy",
         JOBS,
         sum(stack.storage.exists(o.result_key) for o in outcomes),
         acked(stack, ledger.new_tasks()),

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 
 import httpx
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from faceswap_flows.flows.waiting import CallbackTimeout, received_callbacks, task_event_filter, wait_for_task_callback
@@ -108,13 +110,74 @@ def test_expired_token_is_refused(stack) -> None:
     assert deliver(stack.receiver.url, job, callback_body(uuid.uuid4().hex)).status_code == 410
 
 
-def test_replayed_token_for_another_task_is_refused(stack) -> None:
-    job = new_job()
-    first, second = uuid.uuid4().hex, uuid.uuid4().hex
-    assert deliver(stack.receiver.url, job, callback_body(first)).status_code == 200
-    replay = deliver(stack.receiver.url, job, callback_body(second))
+async def test_a_second_task_of_a_job_is_kept_and_reported_as_duplicate_job(stack) -> None:
+    """A job sent twice calls back twice: both callbacks are kept (never refused, no result lost), the second
+    emits aifaceswap.task.duplicate-job with both task_ids and the credits at stake, and a wait by job takes the
+    first successful one."""
+    job = new_job(flow_run_id=str(uuid.uuid4()), credits=5)
+    failed, succeeded = uuid.uuid4().hex, uuid.uuid4().hex
+    assert deliver(stack.receiver.url, job, callback_body(failed, success=0)).json()["status"] == "accepted"
+    second = deliver(stack.receiver.url, job, callback_body(succeeded))
+    assert second.status_code == 200 and second.json()["status"] == "duplicate-job"
+    assert stack.receiver.inbox.get(succeeded).first_task_id == failed
+    by_job = httpx.get(
+        f"{stack.receiver.url}/jobs/{job.job_id}", headers={"Authorization": f"Bearer {RECEIVER_SECRET}"}
+    )
+    assert by_job.json()["callback"]["task_id"] == succeeded, "the job's first successful callback"
+    deadline = time.monotonic() + 20
+    while True:
+        async with get_client() as client:
+            page = await client.read_events(
+                filter=EventFilter(
+                    event=EventNameFilter(name=["aifaceswap.task.duplicate-job"]),
+                    resource=EventResourceFilter(id=[f"aifaceswap.task.{succeeded}"]),
+                ),
+                limit=5,
+            )
+        if page.events or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    assert len(page.events) == 1
+    payload = page.events[0].payload
+    assert payload["task_ids"] == [failed, succeeded] and payload["job_id"] == job.job_id
+    assert payload["credits_at_stake"] == 5, "the price the job's token carries"
+    found = await wait_for_task_callback(
+        "any", 10, receiver_url=stack.receiver.url, secret=RECEIVER_SECRET, job_id=job.job_id
+    )
+    assert found.task_id == succeeded and found.succeeded
+
+
+def test_a_task_id_replayed_under_another_job_is_refused(stack) -> None:
+    task_id = uuid.uuid4().hex
+    assert deliver(stack.receiver.url, new_job(), callback_body(task_id)).status_code == 200
+    replay = deliver(stack.receiver.url, new_job(), callback_body(task_id))
     assert replay.status_code == 409 and "replayed" in replay.json()["error"]
-    assert stack.receiver.inbox.get(second) is None
+
+
+def test_an_inbox_made_before_duplicate_jobs_is_upgraded_in_place(tmp_path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite"
+    old = sqlite3.connect(path)
+    old.executescript(
+        "CREATE TABLE callbacks (task_id TEXT PRIMARY KEY, job_id TEXT NOT NULL UNIQUE, job TEXT NOT NULL, "
+        "body TEXT NOT NULL, received_at REAL NOT NULL, emitted_at REAL, deliveries INTEGER NOT NULL DEFAULT 1);"
+    )
+    job = new_job()
+    old.execute(
+        "INSERT INTO callbacks (task_id, job_id, job, body, received_at) VALUES (?, ?, ?, ?, ?)",
+        ("t1", job.job_id, job.model_dump_json(), json.dumps(callback_body("t1")), time.time()),
+    )
+    old.commit()
+    old.close()
+    inbox = Inbox(path)
+    try:
+        assert inbox.get("t1") is not None, "the old rows are kept"
+        from faceswap_flows.aifaceswap.models import TaskCallback
+
+        assert inbox.record(job, TaskCallback.model_validate(callback_body("t2"))).value == "duplicate-job"
+    finally:
+        inbox.close()
 
 
 def test_inbox_lookup_needs_the_secret(stack) -> None:

@@ -3,6 +3,8 @@ transient errors retried visibly. The sandbox's ledger is the judge."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import uuid
 
 import pytest
@@ -12,8 +14,10 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from faceswap_flows.blocks import AIFaceSwapCredentials, WebhookReceiver
 from faceswap_flows.flows.api_tasks import SubmissionOutcomeUnknown
 from faceswap_flows.flows.image_flows import faceswap
+from faceswap_flows.flows.paid_calls import SubmissionIntent
 from faceswap_flows.flows.store_result import store_result
 from faceswap_flows.flows.waiting import CallbackTimeout
+from faceswap_flows.receiver.tokens import JobToken
 from tests.media import read_image
 from tests.support import RECEIVER_SECRET, SANDBOX_KEY
 
@@ -119,14 +123,47 @@ async def recorded_submit_run(flow_run_id, timeout: float = 20.0):
             await asyncio.sleep(0.5)
 
 
-async def test_transient_errors_are_retried_as_visible_task_retries(stack, faults) -> None:
-    faults(server_error_burst=1)
+async def test_refusals_are_retried_as_visible_task_retries(stack, faults) -> None:
+    faults(rate_limit_burst=1, retry_after_seconds=0.1)
     spent = stack.spent()
     state = await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), return_state=True)
     outcome = await state.result()
     assert outcome.status == "stored" and stack.spent() == spent + 2
     submit_run = await recorded_submit_run(state.state_details.flow_run_id)
-    assert submit_run.run_count == 2, "the 500 was retried once, as a Prefect retry"
+    assert submit_run.run_count == 2, "the 429 was retried once, as a Prefect retry"
+
+
+async def test_a_5xx_is_an_unknown_outcome_never_resent_by_default(stack, faults, impatient) -> None:
+    """A 500 proves nothing (here the sandbox refused before accepting): at most once, the flow waits for the job's
+    callback for the grace, then fails naming the job id and how to collect it, and nothing is sent again."""
+    faults(server_error_burst=1)
+    spent, jobs = stack.spent(), submissions(stack)
+    with pytest.raises(SubmissionOutcomeUnknown, match="collect --job") as unknown:
+        await faceswap(
+            str(stack.files["astronaut"]),
+            str(stack.files["grace"]),
+            credentials_block=impatient[0],
+            receiver_block=impatient[1],
+        )
+    assert unknown.value.job_id in str(unknown.value) and "at-most-once" in str(unknown.value)
+    assert submissions(stack) == jobs and stack.spent() == spent
+
+
+async def test_resubmit_policy_sends_again_after_the_grace_and_records_it(stack, faults, impatient) -> None:
+    faults(server_error_burst=1)
+    spent, jobs = stack.spent(), submissions(stack)
+    outcome = await faceswap(
+        str(stack.files["grace"]),
+        str(stack.files["astronaut"]),
+        on_unknown_outcome="resubmit",
+        credentials_block=impatient[0],
+        receiver_block=impatient[1],
+    )
+    assert outcome.status == "stored" and read_image(stack.storage.read_bytes(outcome.result_key)) is not None
+    assert submissions(stack) == jobs + 1 and stack.spent() == spent + 2
+    record = json.loads(stack.storage.read_bytes(outcome.provenance_key))
+    assert record["parameters"]["on_unknown_outcome"] == "resubmit"
+    assert record["parameters"]["sends"] == 2 and record["parameters"]["possibly_charged"] == 2
 
 
 async def test_permanent_errors_fail_at_once(stack) -> None:
@@ -172,3 +209,99 @@ async def test_the_global_rate_limit_spaces_api_calls(stack, prefect_api) -> Non
     calls = sorted(e["at"] for e in stack.sandbox.ledger(SANDBOX_KEY)["entries"][started:])
     assert len(calls) == 3
     assert calls[-1] - calls[0] >= 1.5, f"3 calls at 1/s need about 2 s, they took {calls[-1] - calls[0]:.2f} s"
+
+
+async def test_a_synchronous_paid_call_retries_unknown_outcomes_a_bounded_number_of_times(stack, faults) -> None:
+    """extract_face has no callback: on an unknown outcome it is sent again, at most twice more, and every attempt
+    that may have been charged is logged and shown in the run's credits artifact."""
+    import logging
+
+    from faceswap_flows.aifaceswap.errors import ServerError
+    from faceswap_flows.flows.image_flows import extract_faces
+
+    lines: list[str] = []
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    handler = Lines()
+    logging.getLogger("prefect").addHandler(handler)
+    faults(error_after_accept_rate=1.0)
+    spent = stack.spent()
+    try:
+        state = await extract_faces(str(stack.files["astronaut"]), return_state=True)
+    finally:
+        logging.getLogger("prefect").removeHandler(handler)
+    with pytest.raises(ServerError):
+        await state.result()
+    assert stack.spent() == spent + 6, "three attempts, each accepted and charged by the sandbox"
+    possibly = [line for line in lines if "POSSIBLY CHARGED" in line]
+    assert len(possibly) == 3 and "6 possibly charged so far" in possibly[-1] and "giving up" in possibly[-1]
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id]))
+        )
+    (table,) = [a for a in artifacts if a.key and a.key.startswith("credits-extract-face")]
+    assert "possibly charged" in str(table.data) and "6" in str(table.data)
+
+
+async def test_an_intent_without_an_answer_is_an_unknown_outcome(stack, impatient) -> None:
+    """Write-ahead intent: a re-run that finds the intent of a send that recorded no answer (its worker died) does
+    not send again; one that finds an accepted intent re-attaches to its task_id."""
+    import time
+
+    from prefect import flow
+
+    from faceswap_flows.aifaceswap.models import FaceSwapRequest, validate_model
+    from faceswap_flows.flows.api_tasks import submit
+    from faceswap_flows.flows.paid_calls import write_intent
+
+    receiver = await WebhookReceiver.aload(impatient[1])
+    credentials = await AIFaceSwapCredentials.aload(impatient[0])
+
+    @flow(name="rerun-a-submission")
+    async def rerun(job: JobToken, intent: SubmissionIntent):
+        await write_intent(stack.storage, job, intent)
+        fields = {"source_image": "http://127.0.0.1:9/a.png", "face_image": "http://127.0.0.1:9/b.png"}
+        request = validate_model(FaceSwapRequest, {**fields, "webhook": receiver.callback_url(job)})
+        return await submit.fn(credentials, receiver, job, request, storage=stack.storage)
+
+    jobs = submissions(stack)
+    lost = JobToken(job_id=uuid.uuid4().hex, operation="faceswap")
+    with pytest.raises(SubmissionOutcomeUnknown, match=lost.job_id):
+        await rerun(lost, SubmissionIntent(job_id=lost.job_id, operation="faceswap", sent_at=time.time()))
+    accepted = JobToken(job_id=uuid.uuid4().hex, operation="faceswap")
+    answered = {"task_id": "t-1", "points": 2}
+    found = await rerun(
+        accepted, SubmissionIntent(job_id=accepted.job_id, operation="faceswap", sent_at=time.time(), **answered)
+    )
+    assert found.task_id == "t-1" and found.points == 2
+    assert submissions(stack) == jobs, "nothing was sent"
+
+
+async def test_an_accepted_job_whose_outcome_stayed_unknown_is_collected_by_its_job_id(stack, faults, impatient):
+    """At most once costs a job to collect by hand: its callback comes after the grace, and the job id the error
+    names is enough to store the result."""
+    faults(error_after_accept_rate=1.0, delay_webhook_rate=1.0, delay_webhook_seconds=5.0)
+    spent, jobs = stack.spent(), submissions(stack)
+    with pytest.raises(SubmissionOutcomeUnknown) as unknown:
+        await faceswap(
+            str(stack.files["astronaut"]),
+            str(stack.files["grace"]),
+            credentials_block=impatient[0],
+            receiver_block=impatient[1],
+        )
+    assert f"collect --job {unknown.value.job_id}" in str(unknown.value)
+    assert submissions(stack) == jobs + 1 and stack.spent() == spent + 2, "accepted once, never sent again"
+    stack.sandbox.wait_idle()
+    collected = None
+    for _ in range(20):  # the event is stored by the API a few seconds after the callback
+        try:
+            collected = await store_result("", job_id=unknown.value.job_id)
+            break
+        except Exception as error:
+            assert "no callback event" in str(error)
+            await asyncio.sleep(1)
+    assert collected is not None and collected.status == "stored" and collected.job_id == unknown.value.job_id
+    assert read_image(stack.storage.read_bytes(collected.result_key)).shape == (512, 512, 3)

@@ -16,6 +16,7 @@ from faceswap_flows.aifaceswap import (
     InsufficientCreditsError,
     InvalidRequestError,
     RateLimitedError,
+    ResponseLostError,
     ServerError,
 )
 from faceswap_flows.aifaceswap.sandbox import FaultConfig, SandboxConfig, SandboxServer
@@ -268,6 +269,31 @@ async def test_fault_switches(sandbox, client, media, catcher) -> None:
         await client.faceswap(*swap, webhook=catcher.hook("429"))
     assert limited.value.retry_after == 7
     assert spent(sandbox) == before, "refused calls charge nothing"
+
+
+@pytest.mark.parametrize(
+    ("switch", "error", "says"),
+    [
+        ("error_after_accept_rate", ServerError, "after accepting"),
+        ("bad_gateway_after_accept_rate", ServerError, "502 Bad Gateway"),
+        ("close_after_accept_rate", ResponseLostError, "no answer came back"),
+    ],
+)
+async def test_ambiguous_answers_after_accepting(sandbox, client, media, catcher, switch, error, says) -> None:
+    """Each fault answers a call the sandbox accepted and charged: the job runs and calls back, and the client
+    reports an unknown outcome (never a refusal); switched over HTTP, as at run time."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    assert httpx.put(f"{sandbox.url}/sandbox/faults", json={switch: 1.0}, headers=auth).status_code == 200
+    before, jobs = spent(sandbox), set(sandbox.sandbox.runner.jobs)
+    with pytest.raises(error, match=says) as caught:
+        await client.faceswap(url(media, "astronaut"), url(media, "grace"), webhook=catcher.hook(switch))
+    assert caught.value.outcome_unknown and not caught.value.retryable
+    (task_id,) = set(sandbox.sandbox.runner.jobs) - jobs
+    assert spent(sandbox) == before + 2, "accepted and charged"
+    assert catcher.wait_for(task_id)[0]["success"] == 1, "the job ran and called back"
+    with pytest.raises(error):
+        await client.extract_face(url(media, "astronaut"))
+    assert spent(sandbox) == before + 4, "a synchronous paid call is charged too"
 
 
 def test_faults_can_be_switched_over_http(sandbox) -> None:

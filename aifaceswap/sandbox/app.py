@@ -14,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from faceswap_flows.aifaceswap.models import (
@@ -79,6 +79,40 @@ def _injected_fault(sandbox: Sandbox) -> None:
         raise SandboxHTTPError(500, "internal server error (injected fault)")
 
 
+BAD_GATEWAY_PAGE = (
+    "<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center>"
+    "<hr><center>nginx</center></body></html>"
+)
+
+
+class DropConnection(Response):
+    """No answer at all: the connection is closed under the client (uvicorn's transport is aborted)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=500)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        transport = getattr(getattr(receive, "__self__", None), "transport", None)
+        if transport is None:
+            raise RuntimeError("closing the connection needs uvicorn's transport (serve the sandbox with uvicorn)")
+        transport.abort()
+
+
+def _answer_after_accepting(sandbox: Sandbox, endpoint: str) -> Response | None:
+    """The injected fault answering a call that was accepted and charged (None: answer normally)."""
+    dice, faults = sandbox.dice, sandbox.dice.config
+    if dice.roll(faults.error_after_accept_rate):
+        logger.info("fault: %s accepted and charged, answered 500", endpoint)
+        return envelope(500, "internal server error (injected fault, after accepting the call)")
+    if dice.roll(faults.bad_gateway_after_accept_rate):
+        logger.info("fault: %s accepted and charged, answered 502 with an HTML page", endpoint)
+        return HTMLResponse(BAD_GATEWAY_PAGE, status_code=502)
+    if dice.roll(faults.close_after_accept_rate):
+        logger.info("fault: %s accepted and charged, connection closed without an answer", endpoint)
+        return DropConnection()
+    return None
+
+
 async def _read_body(request: Request) -> dict[str, Any]:
     length = request.headers.get("content-length")
     if length and length.isascii() and length.isdigit() and int(length) > MAX_BODY_BYTES:
@@ -125,7 +159,7 @@ def _endpoint(model: type[ApiRequest]) -> Any:
         if isinstance(body, SubmitRequest) and sandbox.dice.roll(faults.lose_response_rate):
             logger.info("fault: the answer for task %s comes %.0fs late", data.task_id, faults.lose_response_seconds)
             await asyncio.sleep(faults.lose_response_seconds)
-        return envelope(200, "OK", data.model_dump(mode="json"))
+        return _answer_after_accepting(sandbox, body.endpoint) or envelope(200, "OK", data.model_dump(mode="json"))
 
     handler.__name__ = model.endpoint
     return handler

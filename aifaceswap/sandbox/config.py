@@ -14,7 +14,9 @@ class FaultConfig(BaseModel):
     drop_webhook_rate: float = Field(default=0.0, ge=0, le=1, description="Jobs whose callback is never sent.")
     duplicate_webhook_rate: float = Field(default=0.0, ge=0, le=1, description="Callbacks sent twice.")
     delay_webhook_rate: float = Field(default=0.0, ge=0, le=1, description="Callbacks held back.")
-    delay_webhook_seconds: float = Field(default=0.0, ge=0, description="How long a delayed callback waits.")
+    delay_webhook_seconds: float = Field(
+        default=0.0, ge=0, description="How long a delayed callback waits (30 s and more: past every task retry)."
+    )
     server_error_rate: float = Field(default=0.0, ge=0, le=1, description="Calls refused with HTTP 500.")
     rate_limit_rate: float = Field(default=0.0, ge=0, le=1, description="Calls refused with HTTP 429.")
     server_error_burst: int = Field(default=0, ge=0, description="The next N calls answered 500.")
@@ -24,6 +26,24 @@ class FaultConfig(BaseModel):
         default=0.0, ge=0, le=1, description="Accepted (charged, started) jobs whose answer comes too late."
     )
     lose_response_seconds: float = Field(default=30.0, ge=0, description="How late a lost answer comes.")
+    error_after_accept_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Paid calls answered 500 (the API's envelope) after being accepted and charged.",
+    )
+    bad_gateway_after_accept_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Paid calls answered 502 with an HTML page (a gateway) after being accepted.",
+    )
+    close_after_accept_rate: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Paid calls whose connection is closed without an answer after being accepted.",
+    )
     seed: int | None = Field(default=None, description="Seed of the fault dice, for repeatable drills.")
 
 
