@@ -139,7 +139,9 @@ async def test_the_batch_fails_only_the_unconsented_item(stack, tmp_path: Path) 
         f"source_image,face_image\n{stack.files['astronaut']},{ok_face}\n{stack.files['astronaut']},{no_face}\n"
     )
     before = stack.spent()
-    report = await batch_faceswap(str(manifest), max_concurrency=2, require_consent=True)
+    state = await batch_faceswap(str(manifest), max_concurrency=2, require_consent=True, return_state=True)
+    assert state.is_failed() and "1 failed" in state.message, "a refused item makes the batch end Failed"
+    report = await state.result(raise_on_failure=False)
     by_position = {item.position: item for item in report.items}
     assert by_position[0].status == "stored" and by_position[1].status == "failed"
     assert "batch-no.jpg" in by_position[1].error and "faceswap-flows consent add" in by_position[1].error
