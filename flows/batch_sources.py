@@ -88,7 +88,7 @@ def _remote(storage: MediaStorage, source: str) -> list[Listed]:
         path, scheme = storage.path_of(source), ""
     if any(c in path for c in GLOB_CHARACTERS):
         base = posixpath.dirname(path.split("*", 1)[0].split("?", 1)[0].split("[", 1)[0])
-        found = sorted(fs.glob(path))
+        found = sorted(p for p, info in fs.glob(path, detail=True).items() if info.get("type") == "file")
     else:
         base = path.rstrip("/")
         found = sorted(fs.find(base)) if fs.isdir(base) else ([base] if fs.exists(base) else [])
