@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import uuid
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.runtime import flow_run
 from pydantic import BaseModel
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
@@ -139,9 +141,10 @@ async def show_plan(storage: MediaStorage, plan: BatchPlan, name: str) -> None:
 
 
 async def write_report(storage: MediaStorage, report: BatchReport, name: str) -> None:
-    """The report as JSON and CSV in storage (plus the provenance manifest of its items), a table artifact, and
-    a markdown artifact linking the files."""
-    stem = f"reports/{artifact_key('batch', name)}-{len(report.items)}"
+    """The report as JSON and CSV in storage under ``reports/batch-<name>-<flow run>-<items>`` (plus the
+    provenance manifest of its items), a table artifact, and a markdown artifact linking the files."""
+    run_id = flow_run.get_id() or uuid.uuid4().hex
+    stem = f"reports/{artifact_key('batch', name)}-{run_id[:8]}-{len(report.items)}"
     report.report_key, report.csv_key = f"{stem}.json", f"{stem}.csv"
     report.provenance_key = f"{stem}-provenance.json"
     rows = report_rows(report)
