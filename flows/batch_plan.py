@@ -258,8 +258,9 @@ def check_with_models(row: BatchRow, seconds: float | None) -> int:
 
 
 def plan_rows(planner: Planner, lines: list[ManifestLine], max_credits: int | None) -> list[PlannedItem]:
-    """Every row planned (inputs read a few at a time); then rows naming the same result key are refused, and
-    rows to run beyond ``max_credits`` (in manifest order) are marked skipped."""
+    """Every row planned (inputs read a few at a time); then rows naming the same result key are refused (the
+    same work twice runs twice only with ``force``, each under its own key), and rows to run beyond
+    ``max_credits`` (in manifest order) are marked skipped."""
     with ThreadPoolExecutor(PLAN_THREADS) as pool:
         items = list(pool.map(planner.plan_row, lines, range(len(lines))))
     seen: dict[str, PlannedItem] = {}
@@ -267,7 +268,11 @@ def plan_rows(planner: Planner, lines: list[ManifestLine], max_credits: int | No
         if item.status != "run" or item.result_key is None:
             continue
         first = seen.setdefault(item.result_key, item)
-        if first is not item:
+        if first is not item and planner.force and first.fingerprint == item.fingerprint:
+            stem, dot, ext = item.result_key.rpartition(".")
+            item.result_key = f"{stem}-item{item.position}{dot}{ext}" if dot else f"{item.result_key}-{item.position}"
+            seen[item.result_key] = item
+        elif first is not item:
             item.status, item.credits = "refused", 0
             item.reason = (
                 f"{item.label}: the same work as {first.label} (same inputs and options): done once"

@@ -12,8 +12,10 @@ import pytest
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, check_template, render_key
+from faceswap_flows.flows.batch_plan import Planner, plan_rows
 from faceswap_flows.flows.batch_rows import parse_manifest_lines
 from faceswap_flows.flows.batch_sources import kind_of, source_rows
+from faceswap_flows.flows.provenance import OutputOptions
 from tests.media import make_photo_folder
 from tests.vision import photos
 
@@ -120,3 +122,26 @@ def test_images_and_videos_are_told_apart_by_content(tmp_path: Path) -> None:
     assert {line.row.id for line in only_png} == {"astronaut.png", "grace.png", "cat.png", "group.png",
                                                   "clip-named.png"}  # fmt: skip
     assert {line.row.operation for line in only_png} == {"multi_faceswap", "multi_video_faceswap"}
+
+
+def test_the_plan_refuses_the_same_work_twice_unless_forced_and_skips_beyond_the_budget(tmp_path: Path) -> None:
+    files = make_photo_folder(tmp_path / "in")
+    storage = MediaStorage(basepath=str(tmp_path / "store"))
+    pair = {"source_image": str(files["astronaut"]), "face_image": str(files["grace"])}
+    other = {"source_image": str(files["grace"]), "face_image": str(files["astronaut"])}
+    text = "\n".join(json.dumps(row) for row in (pair, pair, other, other))
+    lines = parse_manifest_lines(text, "jsonl")
+
+    def planned(force: bool, template: str = DEFAULT_OUTPUT_TEMPLATE, budget: int | None = None):
+        planner = Planner(storage, tmp_path / f"work-{force}", template, OutputOptions(), force)
+        return plan_rows(planner, lines, budget)
+
+    items = planned(False)
+    assert [i.status for i in items] == ["run", "refused", "run", "refused"]
+    assert "the same work as astronaut.png (same inputs and options): done once" in items[1].reason
+    forced = planned(True, budget=6)
+    assert [i.status for i in forced] == ["run", "run", "run", "skipped"] and forced[3].reason == "over max_credits (6)"
+    assert len({i.result_key for i in forced}) == 4 and sum(i.credits for i in forced[:3]) == 6
+    clash = planned(False, template="results/{date}.{ext}")
+    assert [i.status for i in clash] == ["run", "refused", "refused", "refused"]
+    assert "output_template gives results/" in clash[2].reason and "add {fingerprint} or {id}" in clash[2].reason
