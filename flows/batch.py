@@ -8,7 +8,7 @@ import asyncio
 import tempfile
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from prefect import flow, task
 from prefect.artifacts import acreate_progress_artifact
@@ -106,7 +106,7 @@ async def run_plan(
     max_concurrency: int,
     concurrency_limit: str | None,
     items_per_task: int,
-    swap: dict[str, object],
+    swap: dict[str, Any],
 ) -> list[ItemOutcome]:
     """Stage the inputs of the items to run, then run them: ``items_per_task`` to a task run (or a submit and a
     collect task run each when 1), ``max_concurrency`` at a time."""
@@ -129,7 +129,7 @@ async def run_plan(
             if concurrency_limit:
                 await stack.enter_async_context(concurrency(concurrency_limit, occupy=1))
             try:
-                outcome = await swap_planned(services, item, inputs, inline=items_per_task > 1, **swap)  # type: ignore[arg-type]
+                outcome = await swap_planned(services, item, inputs, inline=items_per_task > 1, **swap)
             except Exception as error:
                 if not last_attempt and worth_another_attempt(error):
                     raise
@@ -196,7 +196,6 @@ async def batch_faceswap(
     ``output_template``, ``items_per_task`` to a ``swap-items`` task run, each submitted exactly once; the
     report is written as JSON, CSV and table artifact. The run ends Failed, after its report, when any item
     failed, was refused or skipped."""
-    logger = get_run_logger()
     check_template(output_template)
     services = await load_services(credentials_block, storage_block, receiver_block)
     sources = {"face_image": face_image, "face_map": face_map, "include": include, "exclude": exclude}
@@ -206,26 +205,32 @@ async def batch_faceswap(
     with tempfile.TemporaryDirectory(prefix="faceswap-batch-") as workdir:
         planner = Planner(services.storage, Path(workdir), output_template, output, force)
         the_plan = await plan_batch(planner, lines, len(lines), max_credits)
-        the_plan.ignored = ignored
-        await show_plan(services.storage, the_plan, name)
-        counts = {status: the_plan.count(status) for status in ("run", "done", "refused", "skipped")}
-        logger.info("plan: %s items, %d credits to spend, %d files not media", counts, the_plan.credits, len(ignored))
+        await show(services, the_plan, ignored, name)
         if plan:
             return the_plan
         swap = {"wait": wait, "timeout_seconds": timeout_seconds, "output": output}
         swap["on_unknown_outcome"] = on_unknown_outcome
-        outcomes = await run_plan(
-            services,
-            the_plan,
-            max_concurrency=max_concurrency,
-            concurrency_limit=concurrency_limit,
-            items_per_task=items_per_task,
-            swap=swap,
-        )
-    report = BatchReport.of(outcomes, the_plan.credits)
-    report.refused = the_plan.count("refused")
+        limits = {"max_concurrency": max_concurrency, "concurrency_limit": concurrency_limit}
+        outcomes = await run_plan(services, the_plan, items_per_task=items_per_task, swap=swap, **limits)
+    return await finish(services, the_plan, outcomes, name)
+
+
+async def show(services: Services, plan: BatchPlan, ignored: list[str], name: str) -> None:
+    """The plan as a table artifact and a CSV, and in the log."""
+    plan.ignored = ignored
+    await show_plan(services.storage, plan, name)
+    counts = {status: plan.count(status) for status in ("run", "done", "refused", "skipped")}
+    get_run_logger().info("plan: %s items, %d credits to spend, %d files not media", counts, plan.credits, len(ignored))
+
+
+async def finish(
+    services: Services, plan: BatchPlan, outcomes: list[ItemOutcome], name: str
+) -> BatchReport | State[BatchReport]:
+    """Write the report; the run ends Failed (with the report as its result) when any item was not done."""
+    report = BatchReport.of(outcomes, plan.credits)
+    report.refused = plan.count("refused")
     await write_report(services.storage, report, name)
-    logger.info(report.summary)
+    get_run_logger().info(report.summary)
     if report.failed or report.skipped:
         not_done = report.failed + report.skipped
         return Failed(message=f"{not_done} of {len(outcomes)} items not done: {report.summary}", data=report)
