@@ -244,7 +244,7 @@ def run_flow(pids: dict[str, int], manifest: Path, jobs: int, concurrency: int, 
     from faceswap_flows.flows.batch import batch_faceswap
 
     with Meter(pids) as flow:
-        report = asyncio.run(batch_faceswap(str(manifest), max_concurrency=concurrency, **options))
+        report = asyncio.run(batch_faceswap(str(manifest), max_concurrency=concurrency, force=True, **options))
     failed = [item.error for item in report.items if item.status != "stored"]
     assert not failed, f"{len(failed)} of {jobs} items not stored, first: {failed[0]}"
     return flow

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from faceswap_flows.flows.cli_batch import plan as plan_batch
+from faceswap_flows.flows.cli_batch import run_batch
 from faceswap_flows.flows.cli_consent import consent_app
 from faceswap_flows.flows.cli_setup import blocks_app, deploy, estimate_app, signing_app
 from faceswap_flows.flows.cli_setup import init as init_project
@@ -338,28 +340,8 @@ def run_multi_video_faceswap(
     )
 
 
-@run_app.command("batch")
-def run_batch(
-    manifest: Annotated[str, typer.Argument(help="CSV or JSONL manifest (source_image, face_image).")],
-    max_concurrency: Annotated[int, typer.Option(help="Items in flight at once.")] = 4,
-    max_credits: Annotated[int | None, typer.Option(help="Stop submitting beyond this.")] = None,
-    items_per_task: Annotated[
-        int, typer.Option(min=1, help="Items per swap-items task run; 1: a submit and a collect task run per item.")
-    ] = 25,
-    on_unknown_outcome: OnUnknown = "at-most-once",
-) -> None:
-    """Run the batch flow. Example: faceswap-flows run batch manifest.csv --max-credits 100"""
-    from faceswap_flows.flows.batch import batch_faceswap
-
-    _run_flow(
-        batch_faceswap(
-            manifest,
-            max_concurrency=max_concurrency,
-            max_credits=max_credits,
-            items_per_task=items_per_task,
-            on_unknown_outcome=_policy(on_unknown_outcome),
-        )
-    )
+run_app.command("batch")(run_batch)
+app.command("plan")(plan_batch)
 
 
 def _policy(value: str) -> Any:

@@ -142,6 +142,7 @@ async def submit_and_finish(
     store_by: Literal["flow", "trigger", "sweep"] | None = None,
     steps: Steps = "tasks",
     on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
+    result_key: str | None = None,
 ) -> SwapOutcome:
     """Plan the job, build its request (``fields`` plus the job's callback URL), submit it once (the record
     lives in the shared storage block), then wait and store, or hand over to the trigger.
@@ -154,7 +155,8 @@ async def submit_and_finish(
     as one ``collect-result`` task run (``collect-task``); or everything as steps of the caller's task run
     (``inline``: no task run of its own; a re-attempt finds the submission and a result already stored).
     ``on_unknown_outcome``: what the submission does when its outcome stays unknown (:mod:`flows.paid_calls`);
-    it is recorded in the job's parameters, hence in its submitted event and provenance record."""
+    it is recorded in the job's parameters, hence in its submitted event and provenance record. ``result_key``:
+    where the result is stored (default: named by the job)."""
     job = plan_job(
         request_model.operation,
         identity,
@@ -164,6 +166,8 @@ async def submit_and_finish(
         wait=wait,
         store_by=store_by,
     )
+    if result_key:
+        job = job.model_copy(update={"result_key": result_key})
     request = validate_model(request_model, {**fields, "webhook": services.receiver.callback_url(job)})
     job = job.model_copy(update={"credits": request.estimated_credits()})  # the token tells what a 2nd task costs
     request = request.model_copy(update={"webhook": services.receiver.callback_url(job)})

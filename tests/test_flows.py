@@ -102,7 +102,7 @@ async def test_batch_with_a_bad_item_and_a_budget(stack, tmp_path: Path) -> None
     ]
     manifest.write_text("\n".join(json.dumps(line) for line in lines))
     before = stack.spent()
-    state = await batch_faceswap(str(manifest), max_concurrency=2, return_state=True)
+    state = await batch_faceswap(str(manifest), max_concurrency=2, force=True, return_state=True)
     assert state.is_failed() and "2 stored" in state.message and "1 failed" in state.message
     report = await state.result(raise_on_failure=False)
     by_id = {item.id: item for item in report.items}
@@ -113,9 +113,12 @@ async def test_batch_with_a_bad_item_and_a_budget(stack, tmp_path: Path) -> None
 
     csv_manifest = tmp_path / "manifest.csv"
     csv_manifest.write_text(
-        "source_image,face_image\n" + "\n".join(f"{files['astronaut']},{files['grace']}" for _ in range(3))
+        "source_image,face_image\n"
+        + "\n".join(
+            f"{files[a]},{files[b]}" for a, b in (("astronaut", "grace"), ("grace", "astronaut"), ("group", "grace"))
+        )
     )
-    limited = await batch_faceswap(str(csv_manifest), max_credits=4, max_concurrency=1, return_state=True)
+    limited = await batch_faceswap(str(csv_manifest), max_credits=4, max_concurrency=1, force=True, return_state=True)
     assert limited.is_failed() and "1 skipped" in limited.message
     report = await limited.result(raise_on_failure=False)
     assert [item.status for item in report.items] == ["stored", "stored", "skipped"]

@@ -31,7 +31,7 @@ from faceswap_flows.aifaceswap.models import (
 )
 from faceswap_flows.blocks import MediaStorage, StorageError
 from faceswap_flows.flows.artifacts import artifact_key
-from faceswap_flows.flows.manifest import parse_manifest
+from faceswap_flows.flows.batch_rows import ManifestLine, decode_manifest, parse_manifest_lines
 from faceswap_flows.flows.media_tasks import local_name
 from faceswap_flows.receiver.parsing import UnreadableCallback, parse_callback
 from faceswap_flows.receiver.tokens import JobToken, TokenError, sign, verify
@@ -183,20 +183,23 @@ def _encoded(fields: dict[str, Any], encoding: str) -> tuple[bytes, str]:
 CELL = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=30)
 
 
+def _each_line_parses_or_names_itself(lines: list[ManifestLine], text: str) -> None:
+    """Every line either is a job or is refused with an error that starts with its own (real) line number."""
+    for line in lines:
+        assert (line.row is None) != (line.error is None)
+        if line.error is not None:
+            assert line.line is not None and line.error.startswith(f"manifest line {line.line}: ")
+            assert 1 <= line.line <= max(1, text.count("\n") + 1)
+
+
 @CASES
 @given(lines=st.lists(st.text(max_size=80) | JSON.map(json.dumps), max_size=8))
 def test_any_jsonl_line_parses_or_is_refused_with_its_number(lines: list[str]) -> None:
     text = "\n".join(lines)
-    try:
-        items = parse_manifest(text, jsonl=True)
-    except InputValidationError as error:
-        message = str(error)
-        if message != "manifest: has no items":
-            number = int(message.removeprefix("manifest line ").split(":", 1)[0])
-            assert 1 <= number <= max(1, len(text.splitlines()))
-            assert text.splitlines()[number - 1].strip(), "the line named is one with content"
-    else:
-        assert len(items) == sum(1 for line in text.splitlines() if line.strip())
+    parsed = parse_manifest_lines(text, "jsonl")
+    _each_line_parses_or_names_itself(parsed, text)
+    with_content = [number for number, line in enumerate(text.splitlines(), start=1) if line.strip()]
+    assert [line.line for line in parsed] == with_content, "one entry per line with content, in order"
 
 
 @CASES
@@ -206,17 +209,31 @@ def test_a_written_csv_manifest_reads_back(rows: list[tuple[str, str, str | None
     writer = csv.writer(buffer)
     writer.writerow(["source_image", "face_image", "id"])
     writer.writerows([(s, f, "" if i is None else i) for s, f, i in rows])
-    items = parse_manifest(buffer.getvalue(), jsonl=False)
-    assert [(i.source_image, i.face_image, i.id or "") for i in items] == [(s, f, i or "") for s, f, i in rows]
+    parsed = parse_manifest_lines(buffer.getvalue(), "csv")
+    _each_line_parses_or_names_itself(parsed, buffer.getvalue())
+    expected: list[object] = []
+    for source, face, given_id in rows:
+        if not any(cell.strip() for cell in (source, face, given_id or "")):
+            continue  # a blank record is no line of work
+        complete = source.strip() and face.strip()
+        expected.append((source, face, given_id if given_id and given_id.strip() else None) if complete else "refused")
+    got = [(line.row.source_image, line.row.face_image, line.row.id) if line.row else "refused" for line in parsed]
+    assert got == expected
 
 
 @CASES
 @given(text=st.text(max_size=300))
 def test_any_csv_text_parses_or_is_refused_with_a_line_number(text: str) -> None:
+    _each_line_parses_or_names_itself(parse_manifest_lines(text, "csv"), text)
+
+
+@CASES
+@given(data=st.binary(max_size=200))
+def test_any_bytes_decode_or_are_refused_with_a_line_number(data: bytes) -> None:
     try:
-        parse_manifest(text, jsonl=False)
+        decode_manifest(data, "m.csv")
     except InputValidationError as error:
-        assert str(error).startswith(("manifest line ", "manifest: has no items"))
+        assert str(error).startswith("manifest m.csv line ") and "UTF-8" in str(error)
 
 
 # ---- storage keys and names built from user input ---------------------------------------------------------

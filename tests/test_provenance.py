@@ -386,7 +386,7 @@ async def test_the_batch_writes_one_provenance_manifest(stack, tmp_path: Path) -
     manifest = tmp_path / "provenance-batch.csv"
     files = stack.files
     manifest.write_text(f"source_image,face_image\n{files['astronaut']},{files['grace']}\nmissing.png,x.png\n")
-    state = await batch_faceswap(str(manifest), max_concurrency=2, return_state=True)
+    state = await batch_faceswap(str(manifest), max_concurrency=2, force=True, return_state=True)
     assert state.is_failed() and "1 failed" in state.message
     report = await state.result(raise_on_failure=False)
     assert report.provenance_key and report.provenance_key.endswith("-provenance.json")
