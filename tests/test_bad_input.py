@@ -176,7 +176,7 @@ FLOW_CASES = [
         "manifest without the columns",
         lambda s, x: batch_faceswap(f(x, "no_header")),
         InputValidationError,
-        "manifest line 2: source_image",
+        "manifest line 1: source_image",
     ),
     Case("empty manifest", lambda s, x: batch_faceswap(f(x, "empty_manifest")), InputValidationError, "no items"),
 ]

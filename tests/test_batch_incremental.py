@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import cv2
 import pytest
@@ -17,6 +17,7 @@ from prefect.deployments import run_deployment
 
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.batch import BatchReport, batch_faceswap
+from faceswap_flows.flows.consent import ConsentRecord, file_sha256, save_consent
 from faceswap_flows.flows.deployments import declared_deployment
 from faceswap_flows.flows.waiting import stored_event
 from tests.media import likeness, read_image
@@ -110,7 +111,13 @@ async def test_the_nightly_deployment_over_a_prefix_pays_only_for_new_files(stac
     declared = declared_deployment("nightly-batch")["parameters"]
     prefix, face = declared["source"], declared["face_image"]
     head = photos.crop_resize(photos.grace_hopper(), photos.GRACE_HEAD, photos.GRACE_FACE, 300)[0]
-    stack.storage.write_bytes(face, cv2.imencode(".jpg", head)[1].tobytes())
+    face_bytes = cv2.imencode(".jpg", head)[1].tobytes()
+    stack.storage.write_bytes(face, face_bytes)
+    assert declared["require_consent"] is True, "the nightly deployment swaps only registered face photos"
+    consent = ConsentRecord(
+        sha256=file_sha256(face_bytes), consented_by="the ambassador", consented_at=date.today(), scope="catalogue"
+    )
+    save_consent(stack.storage, consent)
     stack.storage.write_bytes(f"{prefix}left.png", png(photos.face_video_frame(20)[0]))
     stack.storage.write_bytes(f"{prefix}pair.png", png(photos.pair_video_frame(9)[0]))
     stack.storage.write_bytes(f"{prefix}shoot-notes.txt", b"not an image")

@@ -189,7 +189,7 @@ def _each_line_parses_or_names_itself(lines: list[ManifestLine], text: str) -> N
         assert (line.row is None) != (line.error is None)
         if line.error is not None:
             assert line.line is not None and line.error.startswith(f"manifest line {line.line}: ")
-            assert 1 <= line.line <= max(1, text.count("\n") + 1)
+            assert 1 <= line.line <= max(1, len(text.splitlines()), text.count("\n") + 1)
 
 
 @CASES
