@@ -24,7 +24,6 @@ from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import FaceSwapRequest
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.artifacts import artifact_key, credits_artifact
 from faceswap_flows.flows.blocks_config import (
     DEFAULT_CREDENTIALS,
     DEFAULT_RECEIVER,
@@ -32,14 +31,15 @@ from faceswap_flows.flows.blocks_config import (
     Services,
     load_services,
 )
-from faceswap_flows.flows.consent import check_consent, preflight
-from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
-from faceswap_flows.flows.labels import WatermarkCorner
 from faceswap_flows.flows.manifest import BatchItem, decode_manifest, parse_manifest
-from faceswap_flows.flows.media_tasks import StagedMedia, stage
-from faceswap_flows.flows.outcome import submit_and_finish, worth_another_attempt
-from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
-from faceswap_flows.flows.provenance import OutputOptions, job_facts, write_manifest
+from faceswap_flows.flows.provenance.consent import check_consent, preflight
+from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
+from faceswap_flows.flows.provenance.labels import WatermarkCorner
+from faceswap_flows.flows.provenance.records import OutputOptions, job_facts, write_manifest
+from faceswap_flows.flows.tasks.artifacts import artifact_key, credits_artifact
+from faceswap_flows.flows.tasks.job import submit_and_finish, worth_another_attempt
+from faceswap_flows.flows.tasks.media import StagedMedia, stage
+from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 
 STAGING_CONCURRENCY = 8
 ITEMS_PER_TASK = 25

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-from faceswap_flows.flows.download_rules import CURRENT_RULES, DownloadRules
+from faceswap_flows.flows.media.download_rules import CURRENT_RULES, DownloadRules
 
 DEFAULT_CREDENTIALS = "aifaceswap"
 DEFAULT_STORAGE = "faceswap-media"

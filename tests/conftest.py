@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from faceswap_flows.flows.local_prefect import LocalPrefectServer
+from faceswap_flows.devstack.prefect_server import LocalPrefectServer
 
 # Points this process at the session's Prefect server; nothing above imports Prefect.
 from tests.support import PREFECT_SERVER, RECEIVER_SECRET, S3_KEY_ID, S3_SECRET, SANDBOX_KEY, STACK_BLOCKS
 
 if TYPE_CHECKING:
-    from faceswap_flows.flows.local_stack import LocalStack
+    from faceswap_flows.devstack.stack import LocalStack
     from tests.sandbox_helpers import WebhookCatcher
 
 
@@ -72,7 +72,7 @@ def s3_storage(s3_endpoint: str):
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Path]]]:
     """The test photos behind a file server on loopback: (its URL, the files by name)."""
-    from faceswap_flows.blocks.media_server import MediaServer
+    from faceswap_flows.devstack.media_server import MediaServer
     from tests.media import make_photo_folder
 
     folder = tmp_path_factory.mktemp("media")
@@ -94,7 +94,7 @@ def catcher() -> Iterator[WebhookCatcher]:
 def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Everything a flow needs, running for real on loopback: sandbox, receiver, media server, the blocks saved
     under the default names; plus ``files`` (test photos) and ``folder``."""
-    from faceswap_flows.flows.local_stack import LocalStack
+    from faceswap_flows.devstack.stack import LocalStack
     from tests.media import make_photo_folder
 
     root = tmp_path_factory.mktemp("stack")

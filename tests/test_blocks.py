@@ -10,7 +10,7 @@ import pytest
 
 from faceswap_flows.aifaceswap import AIFaceSwapClient
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, StorageError
-from faceswap_flows.blocks.media_server import MediaServer
+from faceswap_flows.devstack.media_server import MediaServer
 from tests.support import S3_SECRET
 
 

@@ -13,9 +13,9 @@ from typing import Annotated, Any
 
 import typer
 
-from faceswap_flows.flows.cli_consent import consent_app
-from faceswap_flows.flows.cli_setup import blocks_app, deploy, estimate_app, signing_app
-from faceswap_flows.flows.cli_setup import init as init_project
+from faceswap_flows.cli.consent import consent_app
+from faceswap_flows.cli.setup import blocks_app, deploy, estimate_app, signing_app
+from faceswap_flows.cli.setup import init as init_project
 
 app = typer.Typer(
     help="Face-swap pipelines on Prefect 3 over the aifaceswap API, with an offline sandbox of the API.",
@@ -56,7 +56,7 @@ def demo(
     Example: faceswap-flows demo
     """
     require_extras("demo", "sandbox", "photos")
-    from faceswap_flows.flows.demo import run_demo
+    from faceswap_flows.devstack.demo import run_demo
 
     try:
         run_demo(workdir)
@@ -163,7 +163,7 @@ def media_server(
     """Publish a local storage folder over HTTP so the sandbox can fetch inputs (set public_base_url to it)."""
     import uvicorn
 
-    from faceswap_flows.blocks.media_server import media_app
+    from faceswap_flows.devstack.media_server import media_app
 
     uvicorn.run(media_app(folder), host=host, port=port, log_level="info")
 
@@ -204,7 +204,7 @@ def _run_flow(coroutine: object) -> None:
     try:
         outcome = asyncio.run(coroutine)  # type: ignore[arg-type]
     except (AIFaceSwapError, ValueError, TimeoutError, RuntimeError) as error:
-        from faceswap_flows.flows.local_prefect import drain_prefect_workers
+        from faceswap_flows.devstack.prefect_server import drain_prefect_workers
 
         drain_prefect_workers()
         fail(f"{type(error).__name__}: {error}")
@@ -220,7 +220,7 @@ def run_faceswap(
     on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Run the faceswap flow. Example: faceswap-flows run faceswap --source a.jpg --face b.jpg"""
-    from faceswap_flows.flows.image_flows import faceswap
+    from faceswap_flows.flows.image import faceswap
 
     _run_flow(
         faceswap(source, face, wait=wait, max_credits=max_credits, on_unknown_outcome=_policy(on_unknown_outcome))
@@ -244,7 +244,7 @@ TrimEnd = Annotated[float | None, typer.Option(help="Keep the video up to this s
 @run_app.command("extract-faces")
 def run_extract_faces(image: Annotated[str, typer.Argument(help="The image (path, storage key or URL).")]) -> None:
     """Find and number the faces of an image. Example: faceswap-flows run extract-faces team.jpg"""
-    from faceswap_flows.flows.image_flows import extract_faces
+    from faceswap_flows.flows.image import extract_faces
 
     _run_flow(extract_faces(image))
 
@@ -260,7 +260,7 @@ def run_multi_faceswap(
     on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Replace several faces. Example: faceswap-flows run multi-faceswap --source team.jpg --face me.jpg --index 2"""
-    from faceswap_flows.flows.image_flows import multi_faceswap
+    from faceswap_flows.flows.image import multi_faceswap
 
     _run_flow(
         multi_faceswap(
@@ -287,7 +287,7 @@ def run_video_faceswap(
     on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Swap one face through a video. Example: faceswap-flows run video-faceswap --video a.mp4 --face me.jpg"""
-    from faceswap_flows.flows.video_flows import video_faceswap
+    from faceswap_flows.flows.video import video_faceswap
 
     _run_flow(
         video_faceswap(
@@ -320,7 +320,7 @@ def run_multi_video_faceswap(
 
     Example: faceswap-flows run multi-video-faceswap --video panel.mp4 --face a.jpg --face b.jpg --frame-time 2
     """
-    from faceswap_flows.flows.video_flows import multi_video_faceswap
+    from faceswap_flows.flows.video import multi_video_faceswap
 
     _run_flow(
         multi_video_faceswap(
@@ -380,7 +380,7 @@ def run_store_results(
 
     Example: faceswap-flows run store-results --since 2024-05-01T00:00:00
     """
-    from faceswap_flows.flows.store_results import store_results
+    from faceswap_flows.flows.sweep import store_results
 
     _run_flow(
         store_results(
@@ -420,7 +420,7 @@ def collect(
 
     Example: faceswap-flows collect --job 0123abcd...
     """
-    from faceswap_flows.flows.store_result import store_result
+    from faceswap_flows.flows.collect import store_result
 
     if bool(task_id) == bool(job):
         fail("collect: give a TASK_ID or --job JOB_ID (one of them)")
@@ -456,7 +456,7 @@ def audit(
 
     Example: faceswap-flows audit results/faceswap/0123456789abcdef.png --trust-anchors .faceswap/signing/ca.pem
     """
-    from faceswap_flows.flows.audit import audit_report
+    from faceswap_flows.flows.provenance.audit import audit_report
 
     if trust_anchors is not None and not trust_anchors.is_file():
         fail(f"trust_anchors: {trust_anchors} does not exist: give the PEM file of your CA")

@@ -12,17 +12,17 @@ from prefect import flow, task
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import MAX_VIDEO_REFS, FaceBox, MultiVideoFaceSwapRequest, VideoFaceSwapRequest
 from faceswap_flows.aifaceswap.pricing import estimate_credits
-from faceswap_flows.flows.api_tasks import extract_frame_faces
 from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from faceswap_flows.flows.budget import check_budget
-from faceswap_flows.flows.consent import preflight
-from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
-from faceswap_flows.flows.face_matching import crop
-from faceswap_flows.flows.media_tasks import prepare_video, upload
-from faceswap_flows.flows.outcome import SwapOutcome, submit_and_finish
-from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
-from faceswap_flows.flows.provenance import OutputOptions, job_facts
-from faceswap_flows.flows.video_tools import grab_frame, image_bytes
+from faceswap_flows.flows.media.faces import crop
+from faceswap_flows.flows.media.video import grab_frame, image_bytes
+from faceswap_flows.flows.provenance.consent import preflight
+from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
+from faceswap_flows.flows.provenance.records import OutputOptions, job_facts
+from faceswap_flows.flows.tasks.api import extract_frame_faces
+from faceswap_flows.flows.tasks.job import SwapOutcome, submit_and_finish
+from faceswap_flows.flows.tasks.media import prepare_video, upload
+from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 
 
 def _enhance(enhance: int) -> int:
@@ -92,7 +92,7 @@ async def video_faceswap(
 @task(name="crop-face-refs", task_run_name="crop {count} face refs from the frame")
 def crop_face_refs(frame_png: bytes, faces: list[FaceBox], indexes: list[int], count: int) -> list[str]:
     """Base64 crops of the chosen faces of the frame: the ``face_ref`` values of multi_video_faceswap."""
-    from faceswap_flows.flows.face_matching import load_image
+    from faceswap_flows.flows.media.faces import load_image
 
     frame = load_image(frame_png)
     return [base64.b64encode(image_bytes(crop(frame, faces[i], margin=0.1))).decode() for i in indexes]

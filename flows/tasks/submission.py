@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import ApiRequest
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-from faceswap_flows.flows.paid_calls import (
+from faceswap_flows.flows.tasks.paid_calls import (
     AT_MOST_ONCE,
     MAX_RESUBMISSIONS,
     OnUnknownOutcome,
@@ -25,7 +25,7 @@ from faceswap_flows.flows.paid_calls import (
     read_intent,
     write_intent,
 )
-from faceswap_flows.flows.waiting import CallbackTimeout, arrived_callback, wait_for_task_callback
+from faceswap_flows.flows.tasks.waiting import CallbackTimeout, arrived_callback, wait_for_task_callback
 from faceswap_flows.receiver.tokens import JobToken
 
 

@@ -22,11 +22,11 @@ from pydantic import BaseModel, Field
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import ContentSigningKey
-from faceswap_flows.flows.labels import DIGITAL_SOURCE_TYPE
-from faceswap_flows.flows.signing_certs import certificate_subject
+from faceswap_flows.devstack.signing_certs import certificate_subject
+from faceswap_flows.flows.provenance.labels import DIGITAL_SOURCE_TYPE
 
 if TYPE_CHECKING:
-    from faceswap_flows.flows.provenance import JobFacts, OutputOptions
+    from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions
 
 DEFAULT_SIGNING = "faceswap-signing"
 JOB_ASSERTION = "io.github.faceswap-flows.job"
@@ -249,7 +249,7 @@ async def signing_plan(
     """How this result is signed (None: signing off). The flow run and deployment are the submitting run's."""
     if not output.sign:
         return None
-    from faceswap_flows.flows.provenance import run_facts
+    from faceswap_flows.flows.provenance.records import run_facts
 
     run = submitted_by if submitted_by and submitted_by.get("flow_run") else await run_facts()
     manifest_facts = ManifestFacts(

@@ -15,18 +15,18 @@ from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.api_tasks import extract_faces as extract_faces_task
-from faceswap_flows.flows.artifacts import artifact_key, faces_artifact
 from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from faceswap_flows.flows.budget import check_budget
-from faceswap_flows.flows.consent import preflight
-from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
-from faceswap_flows.flows.face_matching import crop, load_image, most_similar
-from faceswap_flows.flows.labels import WatermarkCorner
-from faceswap_flows.flows.media_tasks import is_url, upload
-from faceswap_flows.flows.outcome import SwapOutcome, submit_and_finish
-from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
-from faceswap_flows.flows.provenance import OutputOptions, job_facts
+from faceswap_flows.flows.media.faces import crop, load_image, most_similar
+from faceswap_flows.flows.provenance.consent import preflight
+from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
+from faceswap_flows.flows.provenance.labels import WatermarkCorner
+from faceswap_flows.flows.provenance.records import OutputOptions, job_facts
+from faceswap_flows.flows.tasks.api import extract_faces as extract_faces_task
+from faceswap_flows.flows.tasks.artifacts import artifact_key, faces_artifact
+from faceswap_flows.flows.tasks.job import SwapOutcome, submit_and_finish
+from faceswap_flows.flows.tasks.media import is_url, upload
+from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 
 
 class DetectedFaces(BaseModel):

@@ -35,9 +35,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
 from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
-from faceswap_flows.flows.provenance import is_stored
-from faceswap_flows.flows.store_result import FinishedJob, store_job, submitted_facts
-from faceswap_flows.flows.waiting import received_callbacks
+from faceswap_flows.flows.collect import FinishedJob, store_job, submitted_facts
+from faceswap_flows.flows.provenance.records import is_stored
+from faceswap_flows.flows.tasks.waiting import received_callbacks
 from faceswap_flows.receiver.events import SUBMITTED, SUCCEEDED, task_resource_id
 
 STORE_BY_LABEL = "aifaceswap.store-by"

@@ -20,10 +20,16 @@ from faceswap_flows.aifaceswap.client import shared_http_client, tls_context
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.content_credentials import SigningPlan, sign_bytes, sign_file
-from faceswap_flows.flows.download_rules import DownloadRefused, DownloadRules, current_rules, download
-from faceswap_flows.flows.labels import SyntheticLabel, WatermarkCorner, draw_watermark, label_image, label_video
-from faceswap_flows.flows.video_tools import VideoError, VideoFacts, trim_video, video_facts
+from faceswap_flows.flows.media.download_rules import DownloadRefused, DownloadRules, current_rules, download
+from faceswap_flows.flows.media.video import VideoError, VideoFacts, trim_video, video_facts
+from faceswap_flows.flows.provenance.content_credentials import SigningPlan, sign_bytes, sign_file
+from faceswap_flows.flows.provenance.labels import (
+    SyntheticLabel,
+    WatermarkCorner,
+    draw_watermark,
+    label_image,
+    label_video,
+)
 
 DOWNLOAD_CHUNK = 1024 * 1024
 INPUT_LIMITS = DownloadRules(hosts=(), max_bytes=2 * 1024**3, timeout_seconds=600.0)

@@ -15,9 +15,9 @@ from pydantic import BaseModel
 
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.blocks_config import DEFAULT_STORAGE
-from faceswap_flows.flows.outcome import SwapOutcome, fetch_and_record
-from faceswap_flows.flows.provenance import JobFacts, OutputOptions, submission_facts
-from faceswap_flows.flows.waiting import stored_event
+from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, submission_facts
+from faceswap_flows.flows.tasks.job import SwapOutcome, fetch_and_record
+from faceswap_flows.flows.tasks.waiting import stored_event
 from faceswap_flows.receiver.events import task_resource_id
 from faceswap_flows.receiver.unparsed import UNPARSED
 

@@ -31,7 +31,7 @@ def _say(credits: int, detail: str) -> None:
 
 
 def _video_seconds(video: Path, trim_start: float | None, trim_end: float | None) -> float:
-    from faceswap_flows.flows.video_tools import VideoError, video_facts
+    from faceswap_flows.flows.media.video import VideoError, video_facts
 
     try:
         duration = video_facts(video).duration
@@ -199,7 +199,7 @@ def signing_dev_cert(
 
     Example: faceswap-flows signing dev-cert
     """
-    from faceswap_flows.flows.signing_certs import save_dev_signing
+    from faceswap_flows.devstack.signing_certs import save_dev_signing
 
     paths = save_dev_signing(folder, block, organisation=organisation, days=days)
     typer.echo(f"signing key {paths['key']} (owner-only), chain {paths['chain']}, CA {paths['ca']}")
@@ -226,7 +226,7 @@ def init(
 
     Example: faceswap-flows init my-project --git-repository https://github.com/me/my-project.git
     """
-    from faceswap_flows.flows.project_init import write_project
+    from faceswap_flows.cli.project_init import write_project
 
     try:
         done = write_project(

@@ -16,17 +16,17 @@ from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import ApiRequest, FaceBox
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-from faceswap_flows.flows.artifacts import credits_artifact
-from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome, PaidAttempts, call_paid_sync
-from faceswap_flows.flows.provenance import JobFacts, run_facts
-from faceswap_flows.flows.submission import (
+from faceswap_flows.flows.provenance.records import JobFacts, run_facts
+from faceswap_flows.flows.tasks.artifacts import credits_artifact
+from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome, PaidAttempts, call_paid_sync
+from faceswap_flows.flows.tasks.submission import (
     Submission,
     SubmissionOutcomeUnknown,
     SubmittedJob,
     attempted_before,
     take_api_slot,
 )
-from faceswap_flows.flows.waiting import ArrivedCallback, wait_for_task_callback
+from faceswap_flows.flows.tasks.waiting import ArrivedCallback, wait_for_task_callback
 from faceswap_flows.receiver.events import SUBMITTED, related_flow_run, task_resource_id
 from faceswap_flows.receiver.tokens import JobToken
 

@@ -14,7 +14,18 @@ from pydantic import BaseModel
 from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import SubmitRequest, validate_model
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
-from faceswap_flows.flows.api_tasks import (
+from faceswap_flows.flows.blocks_config import Services
+from faceswap_flows.flows.provenance.content_credentials import signing_plan
+from faceswap_flows.flows.provenance.labels import SyntheticLabel
+from faceswap_flows.flows.provenance.records import (
+    JobFacts,
+    OutputOptions,
+    is_stored,
+    output_parameters,
+    record_key,
+    record_provenance,
+)
+from faceswap_flows.flows.tasks.api import (
     JobFailed,
     SubmissionOutcomeUnknown,
     SubmittedJob,
@@ -24,21 +35,10 @@ from faceswap_flows.flows.api_tasks import (
     submit,
     wait_for_callback,
 )
-from faceswap_flows.flows.artifacts import before_after_artifact, credits_artifact
-from faceswap_flows.flows.blocks_config import Services
-from faceswap_flows.flows.content_credentials import signing_plan
-from faceswap_flows.flows.labels import SyntheticLabel
-from faceswap_flows.flows.media_tasks import fetch_result
-from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
-from faceswap_flows.flows.provenance import (
-    JobFacts,
-    OutputOptions,
-    is_stored,
-    output_parameters,
-    record_key,
-    record_provenance,
-)
-from faceswap_flows.flows.waiting import CallbackTimeout
+from faceswap_flows.flows.tasks.artifacts import before_after_artifact, credits_artifact
+from faceswap_flows.flows.tasks.media import fetch_result
+from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
+from faceswap_flows.flows.tasks.waiting import CallbackTimeout
 from faceswap_flows.receiver.tokens import JobToken
 
 
