@@ -18,11 +18,11 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import c2pa
+from cryptography import x509
 from pydantic import BaseModel, Field
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import ContentSigningKey
-from faceswap_flows.devstack.signing_certs import certificate_subject
 from faceswap_flows.flows.provenance.labels import DIGITAL_SOURCE_TYPE
 
 if TYPE_CHECKING:
@@ -265,3 +265,8 @@ async def signing_plan(
     )
     key = await load_signing_key(output.signing_block)
     return SigningPlan(block=output.signing_block, key=key, facts=manifest_facts)
+
+
+def certificate_subject(chain_pem: str) -> str:
+    """The subject of the first (signing) certificate of a PEM chain."""
+    return x509.load_pem_x509_certificates(chain_pem.encode())[0].subject.rfc4514_string()

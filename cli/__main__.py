@@ -1,0 +1,5 @@
+"""``python -m faceswap_flows.cli``: the faceswap-flows command."""
+
+from faceswap_flows.cli.main import main
+
+main()
