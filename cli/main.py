@@ -68,11 +68,12 @@ def _console_without_tracebacks() -> None:
 
 def _run_flow(coroutine: object) -> None:
     from faceswap_flows.aifaceswap.errors import AIFaceSwapError
+    from faceswap_flows.flows.exceptions import FaceSwapFlowError
 
     _console_without_tracebacks()
     try:
         outcome = asyncio.run(coroutine)  # type: ignore[arg-type]
-    except (AIFaceSwapError, ValueError, TimeoutError, RuntimeError) as error:
+    except (FaceSwapFlowError, AIFaceSwapError, ValueError, TimeoutError, RuntimeError) as error:
         from faceswap_flows.devstack.prefect_server import drain_prefect_workers
 
         drain_prefect_workers()

@@ -15,15 +15,12 @@ from pydantic import BaseModel
 
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.blocks_config import DEFAULT_STORAGE
+from faceswap_flows.flows.exceptions import ResultNotAvailable
 from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, submission_facts
 from faceswap_flows.flows.tasks.job import SwapOutcome, fetch_and_record
 from faceswap_flows.flows.tasks.waiting import stored_event
 from faceswap_flows.receiver.events import task_resource_id
 from faceswap_flows.receiver.unparsed import UNPARSED
-
-
-class ResultNotAvailable(RuntimeError):
-    """The job has no stored callback event (yet), or it failed."""
 
 
 class FinishedJob(BaseModel):
@@ -69,7 +66,8 @@ async def unparsed_callback(subject: str) -> dict[str, Any] | None:
     if not payload.get("result_image"):
         raise ResultNotAvailable(
             f"the callback of {subject} could not be read ({payload.get('error')}) and names no result URL: "
-            "see its aifaceswap.task.unparsed event for the raw body"
+            "see its aifaceswap.task.unparsed event for the raw body",
+            task_id=subject,
         )
     get_run_logger().warning("%s: storing the result_image found in an unparsed callback", subject)
     return payload
@@ -149,16 +147,21 @@ async def store_result(
         event = await stored_event(job_id, by_job=True)
         if event is None:
             raise ResultNotAvailable(
-                f"no callback event for job {job_id}: the service did not accept it, or it has not finished yet"
+                f"no callback event for job {job_id}: the service did not accept it, or it has not finished yet",
+                job_id=job_id,
             )
         task_id = event["task_id"]
     job_id = None
     if not (result_image and result_key):
         event = await stored_event(task_id) or await unparsed_callback(task_id)
         if event is None:
-            raise ResultNotAvailable(f"no callback event for task_id {task_id} yet: try again once the job finished")
+            raise ResultNotAvailable(
+                f"no callback event for task_id {task_id} yet: try again once the job finished", task_id=task_id
+            )
         if not event.get("success"):
-            raise ResultNotAvailable(f"task {task_id} failed on the service's side (success 0): nothing to store")
+            raise ResultNotAvailable(
+                f"task {task_id} failed on the service's side (success 0): nothing to store", task_id=task_id
+            )
         result_image = result_image or event["result_image"]
         result_key = result_key or event.get("result_key") or f"results/collected/{task_id}"
         storage_block = storage_block or event.get("storage_block")

@@ -36,6 +36,7 @@ from pydantic import BaseModel, Field, ValidationError
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
 from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
 from faceswap_flows.flows.collect import FinishedJob, store_job, submitted_facts
+from faceswap_flows.flows.exceptions import ResultsNotStored
 from faceswap_flows.flows.provenance.records import is_stored
 from faceswap_flows.flows.tasks.waiting import received_callbacks
 from faceswap_flows.receiver.events import SUBMITTED, SUCCEEDED, task_resource_id
@@ -74,19 +75,6 @@ class StoreResultsReport(BaseModel):
     @property
     def done(self) -> int:
         return self.stored + self.already_stored + self.failed
-
-
-class ResultsNotStored(RuntimeError):
-    """Some results of the sweep could not be stored; ``report`` says which."""
-
-    def __init__(self, report: StoreResultsReport) -> None:
-        names = ", ".join(report.failed_task_ids[:20]) + (" ..." if report.failed > 20 else "")
-        super().__init__(
-            f"{report.failed} of {report.found} result(s) could not be stored (task_ids: {names}); "
-            f"{report.stored} stored, {report.already_stored} already stored. Run store-results again, or "
-            "`faceswap-flows collect TASK_ID` per job, once the cause is fixed"
-        )
-        self.report = report
 
 
 def sweep_filter(since: datetime, until: datetime) -> EventFilter:

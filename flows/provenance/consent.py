@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.exceptions import ConsentRefused
 from faceswap_flows.flows.provenance.labels import utc_now
 
 if TYPE_CHECKING:
@@ -26,10 +26,6 @@ if TYPE_CHECKING:
     from faceswap_flows.flows.tasks.media import StagedMedia
 
 PREFIX = "consent/"
-
-
-class ConsentRefused(InputValidationError):
-    """A face photo without valid consent, with require_consent on."""
 
 
 class ConsentRecord(BaseModel):

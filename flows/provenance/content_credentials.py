@@ -21,8 +21,8 @@ import c2pa
 from cryptography import x509
 from pydantic import BaseModel, Field
 
-from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import ContentSigningKey
+from faceswap_flows.flows.exceptions import SigningNotConfigured
 from faceswap_flows.flows.provenance.labels import DIGITAL_SOURCE_TYPE
 
 if TYPE_CHECKING:
@@ -33,10 +33,6 @@ JOB_ASSERTION = "io.github.faceswap-flows.job"
 SOFTWARE_AGENT = {"name": "aifaceswap.io face swap API, via faceswap-flows"}
 PARENT_FIELDS = ("source_image", "source_video")
 CredentialsState = Literal["trusted", "untrusted", "invalid", "absent"]
-
-
-class SigningNotConfigured(InputValidationError):
-    """Signing is on but its block cannot be loaded: refused before any credit is spent."""
 
 
 class ManifestFacts(BaseModel):

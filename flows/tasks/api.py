@@ -16,6 +16,7 @@ from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import ApiRequest, FaceBox
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+from faceswap_flows.flows.exceptions import JobFailed
 from faceswap_flows.flows.provenance.records import JobFacts, run_facts
 from faceswap_flows.flows.tasks.artifacts import credits_artifact
 from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome, PaidAttempts, call_paid_sync
@@ -29,10 +30,6 @@ from faceswap_flows.flows.tasks.submission import (
 from faceswap_flows.flows.tasks.waiting import ArrivedCallback, wait_for_task_callback
 from faceswap_flows.receiver.events import SUBMITTED, related_flow_run, task_resource_id
 from faceswap_flows.receiver.tokens import JobToken
-
-
-class JobFailed(RuntimeError):
-    """The service called back with ``success: 0``: the job failed on its side (credits are its business)."""
 
 
 def plan_job(
@@ -222,7 +219,11 @@ async def wait_for_callback(
         job_id=job_id,
     )
     if not callback.succeeded:
-        raise JobFailed(f"the service reported that task {callback.task_id} failed (success 0)")
+        raise JobFailed(
+            f"the service reported that task {callback.task_id} failed (success 0)",
+            job_id=job_id,
+            task_id=callback.task_id,
+        )
     if callback.task_id != task_id:
         get_run_logger().warning("job %s: taking the result of its other task %s", job_id, callback.task_id)
     get_run_logger().info("callback of %s: result at %s", callback.task_id, callback.result_image)
