@@ -137,12 +137,31 @@ async def store_result(
     label_outputs: bool | None = None,
     job_id: str | None = None,
 ) -> SwapOutcome:
-    """Fetch a finished job's result into storage, labelled as synthetic media, with its provenance record. With
-    only ``task_id``, the rest is read from the job's callback event (so a timed-out wait can be resumed:
-    ``faceswap-flows collect TASK_ID``). Inputs, parameters, credits and the label/watermark choice come from
-    the job's submitted event; ``label_outputs`` overrides the choice made at submission. With ``job_id`` instead of
-    a task_id (a SubmissionOutcomeUnknown names the job, not a task), the job's first successful callback is used:
-    ``faceswap-flows collect --job JOB_ID``."""
+    """Fetch a finished job's result into storage, labelled as synthetic media, with its provenance record.
+
+    With only `task_id`, the rest is read from the job's callback event, so a timed-out wait can be resumed
+    (`faceswap-flows collect TASK_ID`). Inputs, parameters, credits and the label/watermark choice come from the
+    job's submitted event. With `job_id` instead of a task_id (a SubmissionOutcomeUnknown names the job, not a
+    task), the job's first successful callback is used (`faceswap-flows collect --job JOB_ID`).
+
+    Args:
+        task_id: The service's task whose result is stored (empty when `job_id` is given).
+        result_image: The temporary URL of the result. None: read from the job's callback event.
+        result_key: The storage key to store the result under. None: from the event, else
+            `results/collected/<task_id>`.
+        storage_block: Name of the MediaStorage block to store into. None: the one the job's event names.
+        operation: The API operation of the job (faceswap, video_faceswap...). None: from its event.
+        label_outputs: Override the label choice made at submission. None: keep that choice.
+        job_id: The job (as a SubmissionOutcomeUnknown names it) whose first successful callback is stored, instead
+            of a task_id.
+
+    Returns:
+        The stored result: its task_id, job_id, credits, key and URL.
+
+    Raises:
+        ResultNotAvailable: The job has no callback event yet, failed, or its callback names no result URL.
+        DownloadRefused: The result URL is not allowed, or too large or slow to download.
+    """
     if job_id and not task_id:
         event = await stored_event(job_id, by_job=True)
         if event is None:

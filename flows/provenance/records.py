@@ -279,8 +279,25 @@ async def record_provenance(
     submitted_by: dict[str, Any] | None = None,
     signing: dict[str, Any] | None = None,
 ) -> ProvenanceRecord:
-    """Hash the stored result as storage holds it and write its record next to it (``signing``: what the
-    signing plan says of the embedded manifest; None when signing was off)."""
+    """Hash the stored result as storage holds it and write its provenance record next to it.
+
+    Args:
+        storage: The MediaStorage block the media is read from and written to.
+        key: The stored result's key.
+        operation: The API operation.
+        task_id: The service's task.
+        job_id: The job, if known.
+        credits: Credits charged, if known.
+        credits_estimated: Whether `credits` is an estimate.
+        facts: The job's provenance facts (inputs, their SHA-256, parameters).
+        options: The output choices (label, watermark, signing).
+        label: The embedded synthetic-media label, if any.
+        submitted_by: Who submitted the job (flow run, deployment, user).
+        signing: What the signing plan says of the embedded manifest. None: signing was off.
+
+    Returns:
+        The record written.
+    """
     options = options or OutputOptions()
     facts = facts or JobFacts()
     sha256, size, head = await asyncio.to_thread(stored_hash, storage, key)

@@ -393,5 +393,22 @@ async def collect_result(
     facts: JobFacts | None,
     output: OutputOptions,
 ) -> str:
-    """Wait, fetch and record in one task run (batch items: one task run where a single swap shows three)."""
+    """Wait, fetch and record in one task run (batch items: one task run where a single swap shows three).
+
+    Args:
+        job: The submitted job.
+        storage: The MediaStorage block the media is read from and written to.
+        receiver: The WebhookReceiver block the service calls back.
+        timeout_seconds: How long to wait for the callback.
+        kind: `image` or `video`.
+        facts: The job's provenance facts, if any.
+        output: Labelling, watermark and signing choices.
+
+    Returns:
+        The storage key of the stored result.
+
+    Raises:
+        CallbackTimeout: No callback within `timeout_seconds`.
+        JobFailed: The service reported that the job failed.
+    """
     return await _collect(job, storage, receiver, timeout_seconds, kind, facts, output, as_tasks=False)
