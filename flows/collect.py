@@ -17,7 +17,8 @@ from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.blocks_config import DEFAULT_STORAGE
 from faceswap_flows.flows.exceptions import ResultNotAvailable
 from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, submission_facts
-from faceswap_flows.flows.tasks.job import SwapOutcome, fetch_and_record
+from faceswap_flows.flows.tasks.job import SwapOutcome
+from faceswap_flows.flows.tasks.store import fetch_and_record
 from faceswap_flows.flows.tasks.waiting import stored_event
 from faceswap_flows.receiver.events import task_resource_id
 from faceswap_flows.receiver.unparsed import UNPARSED

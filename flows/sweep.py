@@ -293,11 +293,8 @@ async def store_results(
 ) -> StoreResultsReport:
     """Store the results of every succeeded job labelled `aifaceswap.store-by: sweep` in one run.
 
-    Events from `lookback_seconds` before `since` are read (late or missed events), and sweeps go on until
-    `window_seconds + settle_seconds` after it and until a sweep finds nothing new. Results already stored
-    (their provenance record exists) are skipped; each other is stored as store-result would. Jobs are found in
-    the inbox of the receiver as they arrive, and in the stored events (every receiver's) when that inbox cannot
-    be read and before the run ends.
+    Sweeps go on until a sweep finds nothing new; results already stored (with a provenance record) are skipped,
+    each other is stored as store-result would. Jobs come from the receiver's inbox, and from the stored events.
 
     Args:
         since: The triggering event's time. None: now; a naive time means UTC.
