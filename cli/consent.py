@@ -89,7 +89,10 @@ def consent_list(
     storage_block: StorageOption = "faceswap-media",
     all_records: Annotated[bool, typer.Option("--all", help="Include revoked and expired consents.")] = False,
 ) -> None:
-    """The registered face photos, one a line: sha256, photo, person, who consented, scope, until, status."""
+    """The registered face photos, one a line: sha256, photo, person, who consented, scope, until, status.
+
+    Example: faceswap-flows consent list --storage-block faceswap-media
+    """
     from faceswap_flows.flows.provenance.consent import list_consents
 
     today = date.today()
@@ -114,7 +117,10 @@ def consent_revoke(
     photo: Annotated[str, typer.Argument(help="The face photo (a file), or its SHA-256.")],
     storage_block: StorageOption = "faceswap-media",
 ) -> None:
-    """Revoke a face photo's consent: flows with require_consent refuse it from now on (the record stays)."""
+    """Revoke a face photo's consent: flows with require_consent refuse it from now on (the record stays).
+
+    Example: faceswap-flows consent revoke me.jpg
+    """
     from faceswap_flows.flows.provenance.consent import revoke_consent
 
     sha256 = _photo_sha256(photo)

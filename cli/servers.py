@@ -120,7 +120,10 @@ def media_server(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8702,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
-    """Publish a local storage folder over HTTP so the sandbox can fetch inputs (set public_base_url to it)."""
+    """Publish a local storage folder over HTTP so the sandbox can fetch inputs (set public_base_url to it).
+
+    Example: faceswap-flows media-server faceswap-media --port 8702
+    """
     import uvicorn
 
     from faceswap_flows.devstack.media_server import media_app

@@ -51,7 +51,7 @@ def estimate_faceswap() -> None:
 
 @estimate_app.command("extract-faces")
 def estimate_extract() -> None:
-    """Finding the faces of one image."""
+    """Finding the faces of one image. Example: faceswap-flows estimate extract-faces"""
     _say(estimate_credits("extract_face"), "extract_face")
 
 
@@ -90,7 +90,10 @@ def estimate_multi_video(
     trim_start: Annotated[float | None, typer.Option(help="Cut from (seconds).")] = None,
     trim_end: Annotated[float | None, typer.Option(help="Cut to (seconds).")] = None,
 ) -> None:
-    """Up to three faces through a video (plus the frame's face extraction)."""
+    """Up to three faces through a video (plus the frame's face extraction).
+
+    Example: faceswap-flows estimate multi-video-faceswap clip.mp4 --faces 2 --enhance 1
+    """
     seconds = _video_seconds(video, trim_start, trim_end)
     try:
         swap = estimate_credits("multi_video_faceswap", duration=seconds, enhance=enhance, face_count=faces)
@@ -114,7 +117,10 @@ def estimate_batch(manifest: Annotated[Path, typer.Argument(help="CSV or JSONL m
 
 @blocks_app.command("register")
 def register_blocks() -> None:
-    """Register the block types with the Prefect API (what `prefect block register -m faceswap_flows.blocks` does)."""
+    """Register the block types with the Prefect API (what `prefect block register -m faceswap_flows.blocks` does).
+
+    Example: PREFECT_API_URL=http://127.0.0.1:4200/api faceswap-flows blocks register
+    """
     from faceswap_flows.blocks import AIFaceSwapCredentials, ContentSigningKey, MediaStorage, WebhookReceiver
 
     for block in (AIFaceSwapCredentials, MediaStorage, WebhookReceiver, ContentSigningKey):

@@ -92,6 +92,15 @@ class ResultsNotStored(FaceSwapFlowError, RuntimeError):
         self.task_ids = list(report.failed_task_ids)
 
 
+class BlockNotFound(FaceSwapFlowError, ValueError):
+    """A block the flow needs is not saved on this Prefect server; the message names it and how to create it."""
+
+    def __init__(self, message: str, *, block_type: str = "", block_name: str = "") -> None:
+        super().__init__(message)
+        self.block_type = block_type
+        self.block_name = block_name
+
+
 class VideoError(FaceSwapFlowError, ValueError):
     """A video the flows cannot use; the message names the field and the fix."""
 
@@ -109,6 +118,7 @@ class SigningNotConfigured(FaceSwapFlowError, InputValidationError):
 
 
 __all__ = [
+    "BlockNotFound",
     "BudgetExceeded",
     "CallbackTimeout",
     "ConsentRefused",
