@@ -107,7 +107,7 @@ FLOW_CASES = [
         "unknown credentials block",
         lambda s, x: faceswap(f(x, "astronaut"), f(x, "grace"), credentials_block="nope"),
         ValueError,
-        "named nope",
+        "AIFaceSwapCredentials block named 'nope'",
     ),
     Case(
         "storage key leaving basepath",
