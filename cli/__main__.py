@@ -2,4 +2,5 @@
 
 from faceswap_flows.cli.main import main
 
-main()
+if __name__ == "__main__":
+    main()
