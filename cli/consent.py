@@ -1,5 +1,5 @@
 """``faceswap-flows consent add | list | revoke``: the consent register of face photos (records in the storage
-block, see ``flows.consent``)."""
+block, see ``flows.provenance.consent``)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 blocks saved under the flows' default names, and a development Content Credentials signing key (a local CA in
 ``.faceswap/signing``, see ``devstack.signing_certs``). The demo, the tests and the benchmarks all start it this way.
 
-The Prefect API must be chosen (PREFECT_API_URL) before Prefect is imported; see ``flows.local_prefect``.
+The Prefect API must be chosen (PREFECT_API_URL) before Prefect is imported; see ``devstack.prefect_server``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Provenance records: for every stored result, a JSON record next to it (``<result_key>.provenance.json``) that
 says what made it (operation, inputs and their SHA-256, parameters, task_id, credits), in which flow run and
 deployment, on whose behalf, with whose consent, how it was signed, and the SHA-256 of the stored (labelled,
-signed) file. The labels inside the files are written by :mod:`flows.labels`, the signed manifests by
-:mod:`flows.content_credentials`; :mod:`flows.audit` checks a file against both.
+signed) file. The labels inside the files are written by :mod:`flows.provenance.labels`, the signed manifests by
+:mod:`flows.provenance.content_credentials`; :mod:`flows.provenance.audit` checks a file against both.
 
 Records never hold secrets: no API key, no webhook URL or token, no image bytes, and URLs lose their query
 string (a presigned URL's query is a credential) and any user:password.

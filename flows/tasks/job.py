@@ -150,7 +150,7 @@ async def submit_and_finish(
     ``steps``: a task run each for submit, wait, fetch and record (``tasks``); submit, then wait + fetch + record
     as one ``collect-result`` task run (``collect-task``); or everything as steps of the caller's task run
     (``inline``: no task run of its own; a re-attempt finds the submission and a result already stored).
-    ``on_unknown_outcome``: what the submission does when its outcome stays unknown (:mod:`flows.paid_calls`);
+    ``on_unknown_outcome``: what the submission does when its outcome stays unknown (:mod:`flows.tasks.paid_calls`);
     it is recorded in the job's parameters, hence in its submitted event and provenance record."""
     job = plan_job(
         request_model.operation,

@@ -328,7 +328,7 @@ def _store_image(
 
 
 async def _download_result(result_url: str, sink: BinaryIO, kind: str) -> int:
-    """Stream the result into ``sink`` under the credentials' host rules and limits (flows.download_rules),
+    """Stream the result into ``sink`` under the credentials' host rules and limits (flows.media.download_rules),
     checking its first bytes are an image/video; returns its size."""
     head = bytearray()
 

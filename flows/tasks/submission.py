@@ -105,7 +105,7 @@ MIN_RECHECK_SECONDS = 5.0
 
 
 class Submission:
-    """Sends one job under the rules of :mod:`flows.paid_calls`; :meth:`run` returns the accepted job."""
+    """Sends one job under the rules of :mod:`flows.tasks.paid_calls`; :meth:`run` returns the accepted job."""
 
     def __init__(
         self,
