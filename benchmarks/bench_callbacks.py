@@ -40,7 +40,7 @@ def row(name: str, values: list[float], target: str = "") -> str:
 async def waiting_latency(stack, jobs: int) -> tuple[list[float], list[float]]:
     import httpx
 
-    from faceswap_flows.flows.waiting import wait_for_task_callback
+    from faceswap_flows.flows.tasks.waiting import wait_for_task_callback
     from faceswap_flows.receiver import JobToken, sign
 
     latencies, round_trips = [], []
@@ -65,7 +65,7 @@ async def trigger_latency(stack, count: int) -> tuple[list[float], list[float]]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
-    from faceswap_flows.flows.image_flows import faceswap
+    from faceswap_flows.flows.image import faceswap
 
     env = {**os.environ, "PREFECT_RUNNER_POLL_FREQUENCY": "1"}
     served = subprocess.Popen(
@@ -123,8 +123,8 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace) -> None:
-    from faceswap_flows.flows.demo import write_demo_photos
-    from faceswap_flows.flows.local_stack import LocalStack
+    from faceswap_flows.devstack.demo import write_demo_photos
+    from faceswap_flows.devstack.stack import LocalStack
 
     with tempfile.TemporaryDirectory() as folder, LocalStack(folder, credits=10_000) as stack:
         stack.photos = dict(zip(("astronaut", "grace"), write_demo_photos(stack.media_dir / "bench"), strict=True))

@@ -96,8 +96,8 @@ async def bare_script(stack: dict[str, Any], jobs: int, concurrency: int, out: P
 def serve_stack(folder: str, environment: dict[str, str], ready: Any, stop: Any) -> None:
     """The sandbox, receiver and media server with the blocks saved (in a child process)."""
     os.environ.update(environment)
-    from faceswap_flows.flows.demo import write_demo_photos
-    from faceswap_flows.flows.local_stack import LocalStack
+    from faceswap_flows.devstack.demo import write_demo_photos
+    from faceswap_flows.devstack.stack import LocalStack
 
     with LocalStack(folder, credits=10**7) as stack:
         source_path, face_path = write_demo_photos(stack.media_dir / "bench")

@@ -86,7 +86,7 @@ def write_inputs(stack: Stack, folder: Path, jobs: int) -> tuple[Path, list[tupl
     """The demo photos (and their mirror images) in storage; a JSONL manifest cycling through 4 distinct pairs."""
     from PIL import Image, ImageOps
 
-    from faceswap_flows.flows.demo import write_demo_photos
+    from faceswap_flows.devstack.demo import write_demo_photos
 
     astronaut, grace = write_demo_photos(stack.media_dir / "bench")
     mirrored = []

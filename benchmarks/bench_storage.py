@@ -64,7 +64,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--size-mb", type=int, default=1024)
     args = parser.parse_args()
-    from faceswap_flows.flows.local_prefect import free_port
+    from faceswap_flows.devstack.prefect_server import free_port
 
     port = free_port()
     moto = subprocess.Popen(

@@ -11,7 +11,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from faceswap_flows.flows.local_prefect import LocalPrefectServer
+from faceswap_flows.devstack.prefect_server import LocalPrefectServer
 
 
 def start_prefect(database_url: str | None = None, **environment: str) -> LocalPrefectServer:

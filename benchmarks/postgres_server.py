@@ -22,7 +22,7 @@ from pathlib import Path
 
 from local_prefect_env import ROOT  # noqa: F401  (puts the project on sys.path)
 
-from faceswap_flows.flows.local_prefect import free_port
+from faceswap_flows.devstack.prefect_server import free_port
 
 SERVICE_USER = "postgres"
 

@@ -19,7 +19,7 @@ import httpx
 import yaml
 from local_prefect_env import ROOT
 
-from faceswap_flows.flows.local_prefect import free_port
+from faceswap_flows.devstack.prefect_server import free_port
 
 POOL = "bench-pool"
 BATCH_DEPLOYMENT = "bench-batch"

@@ -6,6 +6,7 @@ from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
 from faceswap_flows.aifaceswap.client import DEFAULT_BASE_URL, AIFaceSwapClient, shared_http_client
+from faceswap_flows.blocks.documentation import DOCUMENTATION_URL
 
 
 class AIFaceSwapCredentials(Block):
@@ -24,7 +25,16 @@ class AIFaceSwapCredentials(Block):
     _block_type_name = "AIFaceSwap Credentials"
     _block_type_slug = "aifaceswap-credentials"
     _description = "API key and base URL of the aifaceswap.io API (or of its offline sandbox)."
-    _documentation_url = "https://aifaceswap.io"
+    _documentation_url = DOCUMENTATION_URL
+    _code_example = """
+        ```python
+        from faceswap_flows.blocks import AIFaceSwapCredentials
+
+        credentials = AIFaceSwapCredentials.load("BLOCK_NAME")
+        async with credentials.get_client() as client:
+            faces = await client.extract_face("https://example.com/team.jpg")
+        ```
+    """
 
     api_key: SecretStr = Field(description="The API key from the aifaceswap API management page.")
     base_url: str = Field(

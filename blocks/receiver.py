@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from faceswap_flows.blocks.documentation import DOCUMENTATION_URL
 from faceswap_flows.receiver.app import CALLBACK_PATH
 from faceswap_flows.receiver.tokens import JobToken, sign
 
@@ -23,6 +24,15 @@ class WebhookReceiver(Block):
     _block_type_name = "Faceswap Webhook Receiver"
     _block_type_slug = "faceswap-webhook-receiver"
     _description = "Where the aifaceswap API calls back (the receiver's public URL) and the job-token secret."
+    _documentation_url = DOCUMENTATION_URL
+    _code_example = """
+        ```python
+        from faceswap_flows.blocks import WebhookReceiver
+
+        receiver = WebhookReceiver.load("BLOCK_NAME")
+        print(receiver.public_url)
+        ```
+    """
 
     public_url: str = Field(
         default="http://127.0.0.1:8701",

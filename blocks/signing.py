@@ -7,6 +7,8 @@ from typing import Literal
 from prefect.blocks.core import Block
 from pydantic import Field, SecretStr
 
+from faceswap_flows.blocks.documentation import DOCUMENTATION_URL
+
 SigningAlgorithm = Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"]
 
 
@@ -29,6 +31,14 @@ class ContentSigningKey(Block):
     _block_type_name = "Content Signing Key"
     _block_type_slug = "content-signing-key"
     _description = "Private key and certificate chain that sign the C2PA manifests (Content Credentials) of results."
+    _documentation_url = DOCUMENTATION_URL
+    _code_example = """
+        ```python
+        from faceswap_flows.blocks import ContentSigningKey
+
+        signing_key = ContentSigningKey.load("BLOCK_NAME")
+        ```
+    """
 
     private_key: SecretStr = Field(description="The signing certificate's private key, PEM (PKCS#8).")
     certificate_chain: str = Field(description="PEM certificates: the signing certificate first, then its CA(s).")

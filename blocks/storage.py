@@ -17,6 +17,8 @@ import fsspec
 from prefect.filesystems import WritableFileSystem
 from pydantic import Field, PrivateAttr, SecretStr, field_validator
 
+from faceswap_flows.blocks.documentation import DOCUMENTATION_URL
+
 UPLOAD_PART_BYTES = 8 * 2**20
 UPLOAD_PARTS_IN_FLIGHT = 4
 
@@ -55,6 +57,16 @@ class MediaStorage(WritableFileSystem):
     _block_type_name = "Faceswap Media Storage"
     _block_type_slug = "faceswap-media-storage"
     _description = "A local folder or s3:// prefix for face-swap inputs and results, with URLs the API can fetch."
+    _documentation_url = DOCUMENTATION_URL
+    _code_example = """
+        ```python
+        from faceswap_flows.blocks import MediaStorage
+
+        storage = MediaStorage.load("BLOCK_NAME")
+        key = storage.upload("photos/team.jpg", "inputs/team.jpg")
+        url = storage.url_for(key)
+        ```
+    """
 
     basepath: str = Field(
         default="faceswap-media",

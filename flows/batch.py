@@ -33,12 +33,12 @@ from faceswap_flows.flows.blocks_config import (
     Services,
     load_services,
 )
-from faceswap_flows.flows.consent import preflight
-from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
-from faceswap_flows.flows.labels import WatermarkCorner
-from faceswap_flows.flows.outcome import worth_another_attempt
-from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
-from faceswap_flows.flows.provenance import OutputOptions
+from faceswap_flows.flows.provenance.consent import preflight
+from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
+from faceswap_flows.flows.provenance.labels import WatermarkCorner
+from faceswap_flows.flows.provenance.records import OutputOptions
+from faceswap_flows.flows.tasks.job import worth_another_attempt
+from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 
 ITEMS_PER_TASK = 25
 __all__ = ["BatchPlan", "BatchReport", "ItemOutcome", "batch_faceswap", "swap_items"]

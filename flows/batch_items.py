@@ -23,20 +23,20 @@ from faceswap_flows.aifaceswap.models import (
 )
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.api_tasks import extract_faces, extract_frame_faces
 from faceswap_flows.flows.batch_names import remember
 from faceswap_flows.flows.batch_plan import PlannedItem
 from faceswap_flows.flows.batch_report import ItemOutcome
 from faceswap_flows.flows.batch_rows import BatchRow
 from faceswap_flows.flows.blocks_config import Services
-from faceswap_flows.flows.consent import check_consent
-from faceswap_flows.flows.image_flows import select_faces
-from faceswap_flows.flows.media_tasks import StagedMedia, stage
-from faceswap_flows.flows.outcome import submit_and_finish
-from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
-from faceswap_flows.flows.provenance import OutputOptions, job_facts
-from faceswap_flows.flows.video_flows import crop_face_refs
-from faceswap_flows.flows.video_tools import VideoError, grab_frame, image_bytes
+from faceswap_flows.flows.image import select_faces
+from faceswap_flows.flows.media.video import VideoError, grab_frame, image_bytes
+from faceswap_flows.flows.provenance.consent import check_consent
+from faceswap_flows.flows.provenance.records import OutputOptions, job_facts
+from faceswap_flows.flows.tasks.api import extract_faces, extract_frame_faces
+from faceswap_flows.flows.tasks.job import submit_and_finish
+from faceswap_flows.flows.tasks.media import StagedMedia, stage
+from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
+from faceswap_flows.flows.video import crop_face_refs
 
 STAGING_CONCURRENCY = 8
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.provenance import is_stored
+from faceswap_flows.flows.provenance.records import is_stored
 
 DEFAULT_OUTPUT_TEMPLATE = "results/batch/{operation}/{source_stem}__{face_stem}-{fingerprint}.{ext}"
 TEMPLATE_FIELDS = ("date", "operation", "source_stem", "face_stem", "ext", "id", "fingerprint", "line")

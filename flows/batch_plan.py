@@ -31,9 +31,9 @@ from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.batch_names import fingerprint, render_key, stored_result
 from faceswap_flows.flows.batch_rows import BatchRow, ManifestLine
 from faceswap_flows.flows.batch_sources import is_uri, open_input
-from faceswap_flows.flows.media_tasks import _url_sha256, is_url
-from faceswap_flows.flows.provenance import OutputOptions, output_parameters
-from faceswap_flows.flows.video_tools import VideoError, trim_video, video_facts
+from faceswap_flows.flows.media.video import VideoError, trim_video, video_facts
+from faceswap_flows.flows.provenance.records import OutputOptions, output_parameters
+from faceswap_flows.flows.tasks.media import _url_sha256, is_url
 
 PLAN_THREADS = 8
 PLACEHOLDER_URL = "https://plan.invalid/input"

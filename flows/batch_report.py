@@ -16,9 +16,9 @@ from pydantic import BaseModel
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage, StorageError
-from faceswap_flows.flows.artifacts import artifact_key
 from faceswap_flows.flows.batch_plan import BatchPlan
-from faceswap_flows.flows.provenance import write_manifest
+from faceswap_flows.flows.provenance.records import write_manifest
+from faceswap_flows.flows.tasks.artifacts import artifact_key
 
 ItemStatus = Literal["stored", "submitted", "done", "failed", "skipped", "refused"]
 REPORT_COLUMNS = ("item", "line", "operation", "status", "credits", "task_id", "result_key", "error")

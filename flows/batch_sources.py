@@ -16,7 +16,7 @@ from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.batch_rows import BatchRow, ManifestLine, parse_row
-from faceswap_flows.flows.media_tasks import is_url
+from faceswap_flows.flows.tasks.media import is_url
 
 MediaKind = Literal["image", "video"]
 GLOB_CHARACTERS = "*?["

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
+
+from prefect.blocks.core import Block
 
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-from faceswap_flows.flows.download_rules import CURRENT_RULES, DownloadRules
+from faceswap_flows.flows.exceptions import BlockNotFound
+from faceswap_flows.flows.media.download_rules import CURRENT_RULES, DownloadRules
 
 DEFAULT_CREDENTIALS = "aifaceswap"
 DEFAULT_STORAGE = "faceswap-media"
 DEFAULT_RECEIVER = "faceswap-receiver"
+CREATE_BLOCKS = (
+    "create the flows' blocks with `AIFACESWAP_API_KEY=... faceswap-flows blocks create` (options: "
+    "`faceswap-flows blocks create --help`)"
+)
+
+B = TypeVar("B", bound=Block)
 
 
 @dataclass(frozen=True)
@@ -27,11 +37,28 @@ async def load_services(
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> Services:
-    credentials = await AIFaceSwapCredentials.aload(credentials_block)
+    """The flow's three blocks, by name; BlockNotFound names the first one missing and the command that creates it."""
+    credentials = await load_block(AIFaceSwapCredentials, credentials_block, "credentials_block")
     CURRENT_RULES.set(DownloadRules.for_credentials(credentials))  # the result downloads of this run follow them
     return Services(
         credentials=credentials,
-        storage=await MediaStorage.aload(storage_block),
-        receiver=await WebhookReceiver.aload(receiver_block),
+        storage=await load_block(MediaStorage, storage_block, "storage_block"),
+        receiver=await load_block(WebhookReceiver, receiver_block, "receiver_block"),
         storage_block=storage_block,
     )
+
+
+async def load_block(block_type: type[B], name: str, field: str) -> B:
+    """The saved block ``name`` of ``block_type``; BlockNotFound (naming ``field``, the block and the command that
+    creates it) instead of Prefect's "Unable to find block document" when it is not saved."""
+    try:
+        return await block_type.aload(name)
+    except ValueError as error:
+        if "Unable to find block document" not in str(error):
+            raise
+        raise BlockNotFound(
+            f"{field}: there is no {block_type.__name__} block named {name!r} on this Prefect server: "
+            f"{CREATE_BLOCKS}, or pass {field}=<the name of your {block_type.__name__} block>",
+            block_type=block_type.__name__,
+            block_name=name,
+        ) from None

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-
-class BudgetExceeded(ValueError):
-    """The estimate is over the budget; nothing was submitted."""
+from faceswap_flows.flows.exceptions import BudgetExceeded
 
 
 def check_budget(estimate: int, max_credits: int | None, *, spent: int = 0) -> None:

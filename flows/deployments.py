@@ -37,7 +37,7 @@ def declared_triggers(name: str, project_file: Path = PROJECT_FILE) -> list[Depl
 
 
 def module_entrypoint(entrypoint: str) -> str:
-    """``faceswap_flows.flows.image_flows:faceswap`` for a checkout's ``flows/image_flows.py:faceswap`` (module paths
+    """``faceswap_flows.flows.image:faceswap`` for a checkout's ``flows/image.py:faceswap`` (module paths
     pass unchanged): the form that runs from an installed package."""
     path, _, attribute = entrypoint.partition(":")
     if not path.endswith(".py"):
@@ -46,7 +46,7 @@ def module_entrypoint(entrypoint: str) -> str:
 
 
 def load_flow(entrypoint: str) -> Flow[..., Any]:
-    """The flow object of an entrypoint like ``faceswap_flows.flows.image_flows:faceswap``."""
+    """The flow object of an entrypoint like ``faceswap_flows.flows.image:faceswap``."""
     path, _, attribute = module_entrypoint(entrypoint).partition(":")
     return getattr(importlib.import_module(path), attribute)
 

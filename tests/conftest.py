@@ -9,19 +9,58 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from faceswap_flows.flows.local_prefect import LocalPrefectServer
+from faceswap_flows.devstack.prefect_server import LocalPrefectServer
 
 # Points this process at the session's Prefect server; nothing above imports Prefect.
 from tests.support import PREFECT_SERVER, RECEIVER_SECRET, S3_KEY_ID, S3_SECRET, SANDBOX_KEY, STACK_BLOCKS
 
 if TYPE_CHECKING:
-    from faceswap_flows.flows.local_stack import LocalStack
+    from faceswap_flows.devstack.stack import LocalStack
     from tests.sandbox_helpers import WebhookCatcher
 
 
+# The fast tier (``make test-fast``, ``-m fast``): the tests of these modules that need no server of the session,
+# no sandbox, media or video; each gets the ``fast`` mark at collection. A session server started during a fast run
+# fails the run (see _not_in_the_fast_tier).
+FAST_MODULES = {
+    "test_block_standards",
+    "test_cli",
+    "test_cli_help",
+    "test_client",
+    "test_docstrings",
+    "test_download_rules",
+    "test_exceptions",
+    "test_layout",
+    "test_models",
+    "test_packaging",
+    "test_pricing",
+    "test_project_init",
+    "test_readme_security",
+    "test_receiver",
+}
+# In a fast module but not fast: the sandbox's own input loader against a hostile server.
+NOT_FAST = {"test_the_sandbox_cuts_off_a_slow_input"}
+SESSION_SERVERS = {"prefect_server", "prefect_api", "s3_endpoint", "s3_storage", "stack", "faults", "media", "catcher"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.module.__name__.rpartition(".")[2] if getattr(item, "module", None) else ""
+        heavy = item.get_closest_marker("slow") or item.get_closest_marker("drill") or item.get_closest_marker("ui")
+        light = not heavy and not SESSION_SERVERS & set(item.fixturenames) and item.originalname not in NOT_FAST
+        if module in FAST_MODULES and light:
+            item.add_marker(pytest.mark.fast)
+
+
+def _not_in_the_fast_tier(config: pytest.Config, what: str) -> None:
+    if config.getoption("markexpr") == "fast":
+        pytest.fail(f"the fast tier started {what}: a test marked fast needs a session server", pytrace=False)
+
+
 @pytest.fixture(scope="session")
-def prefect_server() -> Iterator[LocalPrefectServer]:
+def prefect_server(pytestconfig: pytest.Config) -> Iterator[LocalPrefectServer]:
     """``prefect server start`` on loopback (all its services, triggers included); drills may restart it."""
+    _not_in_the_fast_tier(pytestconfig, "the Prefect server")
     PREFECT_SERVER.start()
     try:
         yield PREFECT_SERVER
@@ -40,8 +79,9 @@ def prefect_api(prefect_server: LocalPrefectServer) -> str:
 
 
 @pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
+def s3_endpoint(pytestconfig: pytest.Config) -> Iterator[str]:
     """moto's S3-compatible server over real HTTP on loopback."""
+    _not_in_the_fast_tier(pytestconfig, "the S3 server")
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
@@ -72,7 +112,7 @@ def s3_storage(s3_endpoint: str):
 @pytest.fixture(scope="module")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, Path]]]:
     """The test photos behind a file server on loopback: (its URL, the files by name)."""
-    from faceswap_flows.blocks.media_server import MediaServer
+    from faceswap_flows.devstack.media_server import MediaServer
     from tests.media import make_photo_folder
 
     folder = tmp_path_factory.mktemp("media")
@@ -94,7 +134,7 @@ def catcher() -> Iterator[WebhookCatcher]:
 def stack(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """Everything a flow needs, running for real on loopback: sandbox, receiver, media server, the blocks saved
     under the default names; plus ``files`` (test photos) and ``folder``."""
-    from faceswap_flows.flows.local_stack import LocalStack
+    from faceswap_flows.devstack.stack import LocalStack
     from tests.media import make_photo_folder
 
     root = tmp_path_factory.mktemp("stack")

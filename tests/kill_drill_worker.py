@@ -12,7 +12,7 @@ async def run(flow_run_id: str) -> None:
     from prefect.client.orchestration import get_client
     from prefect.flow_engine import run_flow
 
-    from faceswap_flows.flows.image_flows import faceswap
+    from faceswap_flows.flows.image import faceswap
 
     async with get_client() as client:
         flow_run = await client.read_flow_run(UUID(flow_run_id))

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from faceswap_flows.flows.local_prefect import LocalPrefectServer, free_port
+from faceswap_flows.devstack.prefect_server import LocalPrefectServer, free_port
 
 PREFECT_SERVER = LocalPrefectServer(tempfile.mkdtemp(prefix="faceswap-tests-prefect-"), port=free_port())
 os.environ["PREFECT_HOME"] = str(PREFECT_SERVER.home)
@@ -65,7 +65,7 @@ def served_deployments(names: list[str], prefect_api: str, log: Path) -> Iterato
 
 def sweep_now(since: Any, **options: Any) -> Any:
     """A store-results sweep run of what has already happened since ``since`` (no window to wait for)."""
-    from faceswap_flows.flows.store_results import store_results
+    from faceswap_flows.flows.sweep import store_results
 
     settings = {"lookback_seconds": 0, "window_seconds": 0, "settle_seconds": 0, "poll_seconds": 0.5}
     return store_results(since=since, **{**settings, **options})

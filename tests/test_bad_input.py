@@ -17,11 +17,11 @@ import pytest
 
 from faceswap_flows.aifaceswap import AIFaceSwapClient, InputValidationError, InvalidRequestError
 from faceswap_flows.blocks import StorageError
-from faceswap_flows.flows.api_tasks import JobFailed
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.budget import BudgetExceeded
-from faceswap_flows.flows.image_flows import extract_faces, faceswap, multi_faceswap
-from faceswap_flows.flows.video_flows import multi_video_faceswap, video_faceswap
+from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
+from faceswap_flows.flows.tasks.api import JobFailed
+from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
 from faceswap_flows.receiver import JobToken, sign
 from tests.support import RECEIVER_SECRET, SANDBOX_KEY
 
@@ -107,7 +107,7 @@ FLOW_CASES = [
         "unknown credentials block",
         lambda s, x: faceswap(f(x, "astronaut"), f(x, "grace"), credentials_block="nope"),
         ValueError,
-        "named nope",
+        "AIFaceSwapCredentials block named 'nope'",
     ),
     Case(
         "storage key leaving basepath",

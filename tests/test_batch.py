@@ -14,7 +14,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 
 from faceswap_flows.flows.batch import batch_faceswap, swap_items
-from faceswap_flows.flows.waiting import stored_event
+from faceswap_flows.flows.tasks.waiting import stored_event
 from tests.media import likeness, read_image
 from tests.support import sweep_now
 from tests.vision import photos

@@ -17,9 +17,9 @@ from prefect.deployments import run_deployment
 
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.batch import BatchReport, batch_faceswap
-from faceswap_flows.flows.consent import ConsentRecord, file_sha256, save_consent
 from faceswap_flows.flows.deployments import declared_deployment
-from faceswap_flows.flows.waiting import stored_event
+from faceswap_flows.flows.provenance.consent import ConsentRecord, file_sha256, save_consent
+from faceswap_flows.flows.tasks.waiting import stored_event
 from tests.media import likeness, read_image
 from tests.support import served_deployments, sweep_now
 from tests.vision import photos

@@ -14,7 +14,7 @@ import pytest
 
 from faceswap_flows.aifaceswap.pricing import billed_seconds
 from faceswap_flows.flows.batch import batch_faceswap
-from faceswap_flows.flows.video_tools import video_facts
+from faceswap_flows.flows.media.video import video_facts
 from tests.media import likeness, read_image, write_png
 from tests.vision import photos
 

@@ -15,7 +15,7 @@ from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, check_temp
 from faceswap_flows.flows.batch_plan import Planner, plan_rows
 from faceswap_flows.flows.batch_rows import parse_manifest_lines
 from faceswap_flows.flows.batch_sources import kind_of, source_rows
-from faceswap_flows.flows.provenance import OutputOptions
+from faceswap_flows.flows.provenance.records import OutputOptions
 from tests.media import make_photo_folder
 from tests.vision import photos
 

@@ -10,7 +10,7 @@ import pytest
 
 from faceswap_flows.aifaceswap import AIFaceSwapClient
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, StorageError
-from faceswap_flows.blocks.media_server import MediaServer
+from faceswap_flows.devstack.media_server import MediaServer
 from tests.support import S3_SECRET
 
 
@@ -111,3 +111,18 @@ def test_storage_errors_name_the_fix(tmp_path: Path) -> None:
         MediaStorage(basepath="s3://")
     with pytest.raises(ValueError, match="local folder or s3"):
         MediaStorage(basepath="gcs://bucket/x")
+
+
+async def test_a_missing_block_names_itself_and_the_command_that_creates_it(prefect_api: str) -> None:
+    """What `run faceswap` says before the blocks exist: which block, of which type, and how to create it."""
+    from faceswap_flows.flows.blocks_config import load_services
+    from faceswap_flows.flows.exceptions import BlockNotFound
+
+    with pytest.raises(BlockNotFound) as missing:
+        await load_services(credentials_block="never-saved-credentials")
+    message = str(missing.value)
+    assert message.startswith(
+        "credentials_block: there is no AIFaceSwapCredentials block named 'never-saved-credentials'"
+    )
+    assert "faceswap-flows blocks create" in message and "Unable to find block document" not in message
+    assert (missing.value.block_type, missing.value.block_name) == ("AIFaceSwapCredentials", "never-saved-credentials")

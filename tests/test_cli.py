@@ -15,8 +15,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from faceswap_flows.flows.cli import app
-from faceswap_flows.flows.local_prefect import free_port
+from faceswap_flows.cli.main import app
+from faceswap_flows.devstack.prefect_server import free_port
 from tests.vision import photos
 
 runner = CliRunner()

@@ -16,12 +16,12 @@ import cv2
 import pytest
 from typer.testing import CliRunner
 
+from faceswap_flows.cli.main import app
 from faceswap_flows.flows.batch import batch_faceswap
-from faceswap_flows.flows.cli import app
-from faceswap_flows.flows.consent import ConsentRefused, file_sha256
-from faceswap_flows.flows.content_credentials import JOB_ASSERTION
-from faceswap_flows.flows.image_flows import faceswap
-from faceswap_flows.flows.video_flows import video_faceswap
+from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.provenance.consent import ConsentRefused, file_sha256
+from faceswap_flows.flows.provenance.content_credentials import JOB_ASSERTION
+from faceswap_flows.flows.video import video_faceswap
 from tests.vision import photos
 
 

@@ -19,8 +19,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from faceswap_flows.blocks import ContentSigningKey
-from faceswap_flows.flows.cli import app
-from faceswap_flows.flows.content_credentials import (
+from faceswap_flows.cli.main import app
+from faceswap_flows.devstack.signing_certs import DOCUMENT_SIGNING, make_dev_certificates
+from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.provenance.content_credentials import (
     JOB_ASSERTION,
     ManifestFacts,
     SigningPlan,
@@ -28,10 +30,8 @@ from faceswap_flows.flows.content_credentials import (
     sign_bytes,
     sign_file,
 )
-from faceswap_flows.flows.image_flows import faceswap
-from faceswap_flows.flows.labels import DIGITAL_SOURCE_TYPE, SyntheticLabel, label_image, label_video
-from faceswap_flows.flows.provenance import RECORD_SUFFIX
-from faceswap_flows.flows.signing_certs import DOCUMENT_SIGNING, make_dev_certificates
+from faceswap_flows.flows.provenance.labels import DIGITAL_SOURCE_TYPE, SyntheticLabel, label_image, label_video
+from faceswap_flows.flows.provenance.records import RECORD_SUFFIX
 from tests.vision import photos
 
 CERTS = make_dev_certificates()
@@ -118,7 +118,7 @@ def test_a_self_signed_signer_is_only_ever_untrusted() -> None:
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    from faceswap_flows.flows.signing_certs import _certificate, _name
+    from faceswap_flows.devstack.signing_certs import _certificate, _name
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name("self-signed", "nobody")

@@ -7,8 +7,8 @@ from pathlib import Path
 import c2pa
 import pytest
 
-from faceswap_flows.flows.content_credentials import JOB_ASSERTION
-from faceswap_flows.flows.demo import run_demo
+from faceswap_flows.devstack.demo import run_demo
+from faceswap_flows.flows.provenance.content_credentials import JOB_ASSERTION
 from tests.media import likeness, read_image
 from tests.vision import photos
 

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from faceswap_flows.aifaceswap.http_server import BackgroundServer
 from faceswap_flows.aifaceswap.sandbox.inputs import InputError, InputLoader
 from faceswap_flows.blocks import AIFaceSwapCredentials
-from faceswap_flows.flows.download_rules import DownloadRefused, DownloadRules, download
+from faceswap_flows.flows.media.download_rules import DownloadRefused, DownloadRules, download
 
 PNG_HEAD = b"\x89PNG\r\n\x1a\n"
 
@@ -125,7 +125,7 @@ async def test_the_sandbox_cuts_off_a_slow_input(hostile: str, tmp_path: Path) -
 async def test_a_refused_result_fails_the_collect_flow_naming_the_url_and_the_option(stack) -> None:
     """The store-result flow (what `faceswap-flows collect` runs) with a result URL outside the service's hosts:
     it fails at once (not retried) with the URL, the host and the option that allows it; nothing is stored."""
-    from faceswap_flows.flows.store_result import store_result
+    from faceswap_flows.flows.collect import store_result
 
     key = f"results/refused/{uuid.uuid4().hex}.png"
     state = await store_result(

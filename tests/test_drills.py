@@ -20,9 +20,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.deployments import run_deployment
 from prefect.states import Scheduled
 
-from faceswap_flows.flows.image_flows import faceswap
-from faceswap_flows.flows.store_result import store_result
-from faceswap_flows.flows.waiting import CallbackTimeout
+from faceswap_flows.flows.collect import store_result
+from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.tasks.waiting import CallbackTimeout
 from tests.drill_report import record
 from tests.support import SANDBOX_KEY
 

@@ -20,8 +20,8 @@ from prefect.client.orchestration import get_client
 from prefect.states import Scheduled
 
 from faceswap_flows.blocks import WebhookReceiver
-from faceswap_flows.flows.image_flows import faceswap, multi_faceswap
-from faceswap_flows.flows.video_flows import video_faceswap
+from faceswap_flows.flows.image import faceswap, multi_faceswap
+from faceswap_flows.flows.video import video_faceswap
 from tests.drill_report import record
 from tests.support import RECEIVER_SECRET
 from tests.test_drills import Ledger, acked

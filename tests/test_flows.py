@@ -13,7 +13,7 @@ from faceswap_flows.aifaceswap.errors import InvalidRequestError
 from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.budget import BudgetExceeded
-from faceswap_flows.flows.image_flows import extract_faces, faceswap, multi_faceswap
+from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
 from tests.media import likeness, read_image
 from tests.vision import photos
 

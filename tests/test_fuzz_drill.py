@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from faceswap_flows.aifaceswap.sandbox import SandboxConfig, SandboxServer
-from faceswap_flows.blocks.media_server import MediaServer
+from faceswap_flows.devstack.media_server import MediaServer
 from faceswap_flows.receiver import JobToken, ReceiverServer, sign
 
 pytestmark = pytest.mark.drill

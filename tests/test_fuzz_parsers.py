@@ -30,9 +30,9 @@ from faceswap_flows.aifaceswap.models import (
     describe_validation_error,
 )
 from faceswap_flows.blocks import MediaStorage, StorageError
-from faceswap_flows.flows.artifacts import artifact_key
 from faceswap_flows.flows.batch_rows import ManifestLine, decode_manifest, parse_manifest_lines
-from faceswap_flows.flows.media_tasks import local_name
+from faceswap_flows.flows.tasks.artifacts import artifact_key
+from faceswap_flows.flows.tasks.media import local_name
 from faceswap_flows.receiver.parsing import UnreadableCallback, parse_callback
 from faceswap_flows.receiver.tokens import JobToken, TokenError, sign, verify
 

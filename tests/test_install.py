@@ -23,7 +23,7 @@ import yaml
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 
-from faceswap_flows.flows.local_prefect import LocalPrefectServer
+from faceswap_flows.devstack.prefect_server import LocalPrefectServer
 from tests.media import likeness, read_image
 from tests.support import RECEIVER_SECRET, SANDBOX_KEY, restore_stack_blocks
 from tests.vision import photos
@@ -85,13 +85,13 @@ def test_the_wheel_and_the_sdist(dist: Path) -> None:
     (sdist,) = dist.glob("faceswap_flows-*.tar.gz")
     names = zipfile.ZipFile(wheel).namelist()
     assert {name.split("/")[0] for name in names} == {"faceswap_flows", wheel.name.split("-py3")[0] + ".dist-info"}
-    assert "faceswap_flows/prefect.yaml" in names and "faceswap_flows/flows/image_flows.py" in names
+    assert "faceswap_flows/prefect.yaml" in names and "faceswap_flows/flows/image.py" in names
     metadata = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     for extra in ("sandbox", "photos", "dev"):
         assert f"Provides-Extra: {extra}" in metadata
     with tarfile.open(sdist) as archive:
         members = {Path(name).relative_to(Path(name).parts[0]).as_posix() for name in archive.getnames() if "/" in name}
-    assert {"pyproject.toml", "prefect.yaml", "flows/image_flows.py", "aifaceswap/sandbox/__init__.py"} <= members
+    assert {"pyproject.toml", "prefect.yaml", "flows/image.py", "aifaceswap/sandbox/__init__.py"} <= members
 
 
 IMPORT_ALL = """
@@ -122,11 +122,12 @@ def test_the_core_install_imports_every_flow_and_names_the_missing_extras(core: 
     assert len(lines) == len(imported) + len(needs_extra)
     site = str(core.bin.parent / "lib")
     assert all(path.startswith(site) for path in imported.values()), "imported from the checkout, not the wheel"
-    for flows in ("image_flows", "video_flows", "batch", "store_result", "store_results", "deployments", "cli"):
+    for flows in ("image", "video", "batch", "collect", "sweep", "deployments"):
         assert f"faceswap_flows.flows.{flows}" in imported
+    assert "faceswap_flows.cli.main" in imported
     assert {"faceswap_flows.blocks", "faceswap_flows.receiver.app", "faceswap_flows.aifaceswap.client"} <= set(imported)
     # what needs the sandbox extra is the sandbox itself and the embedded stack that starts it, nothing else
-    assert set(needs_extra) == {"faceswap_flows.aifaceswap.sandbox", "faceswap_flows.flows.local_stack"}
+    assert set(needs_extra) == {"faceswap_flows.aifaceswap.sandbox", "faceswap_flows.devstack.stack"}
     assert all("pip install 'faceswap-flows[sandbox]'" in line for line in needs_extra.values())
 
     # `faceswap-flows serve` and `init` read the prefect.yaml that ships inside the package
@@ -147,7 +148,7 @@ USER_PROJECT = {
 BOTH = """
 import flows, blocks
 from flows.nightly import nightly
-from faceswap_flows.flows.image_flows import faceswap
+from faceswap_flows.flows.image import faceswap
 from faceswap_flows.blocks import MediaStorage
 import faceswap_flows.flows, faceswap_flows.blocks
 print(flows.WHO, "|", blocks.WHO, "|", nightly.name, "|", faceswap.name, "|", MediaStorage.get_block_type_slug())

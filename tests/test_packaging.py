@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FOLDERS = {"aifaceswap", "blocks", "flows", "receiver"}
+FOLDERS = {"aifaceswap", "blocks", "cli", "devstack", "flows", "receiver"}
 
 
 def _setuptools() -> dict:

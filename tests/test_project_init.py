@@ -12,7 +12,7 @@ from prefect import Flow
 from prefect.flows import load_flow_from_entrypoint
 from typer.testing import CliRunner
 
-from faceswap_flows.flows.cli import app
+from faceswap_flows.cli.main import app
 from faceswap_flows.flows.deployments import PROJECT_FILE, declared_deployments, module_entrypoint
 
 runner = CliRunner()
@@ -82,4 +82,4 @@ def test_deploy_needs_a_project_folder(tmp_path: Path) -> None:
 def test_the_checkout_and_the_package_declare_module_entrypoints() -> None:
     assert PROJECT_FILE.name == "prefect.yaml" and PROJECT_FILE.is_file()
     assert all(d["entrypoint"].startswith("faceswap_flows.") for d in declared_deployments().values())
-    assert module_entrypoint("flows/image_flows.py:faceswap") == "faceswap_flows.flows.image_flows:faceswap"
+    assert module_entrypoint("flows/image.py:faceswap") == "faceswap_flows.flows.image:faceswap"

@@ -24,11 +24,11 @@ from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from typer.testing import CliRunner
 
-from faceswap_flows.flows import labels
+from faceswap_flows.cli.main import app
 from faceswap_flows.flows.batch import batch_faceswap
-from faceswap_flows.flows.cli import app
-from faceswap_flows.flows.image_flows import faceswap
-from faceswap_flows.flows.labels import (
+from faceswap_flows.flows.collect import store_result
+from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.provenance.labels import (
     DIGITAL_SOURCE_TYPE,
     SyntheticLabel,
     draw_watermark,
@@ -36,11 +36,10 @@ from faceswap_flows.flows.labels import (
     label_video,
     watermark_box,
 )
-from faceswap_flows.flows.media_tasks import StagedMedia
-from faceswap_flows.flows.outcome import SwapOutcome
-from faceswap_flows.flows.provenance import RECORD_SUFFIX, job_facts, strip_query
-from faceswap_flows.flows.store_result import store_result
-from faceswap_flows.flows.video_flows import video_faceswap
+from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, job_facts, labels, strip_query
+from faceswap_flows.flows.tasks.job import SwapOutcome
+from faceswap_flows.flows.tasks.media import StagedMedia
+from faceswap_flows.flows.video import video_faceswap
 from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 from tests.optional import IN_CI, unavailable
 from tests.support import RECEIVER_SECRET, SANDBOX_KEY

@@ -12,7 +12,7 @@ from faceswap_flows.aifaceswap.sandbox import SandboxConfig
 from faceswap_flows.aifaceswap.sandbox.app import ENDPOINTS
 from faceswap_flows.aifaceswap.sandbox.openapi import sandbox_openapi
 from faceswap_flows.blocks import AIFaceSwapCredentials
-from faceswap_flows.flows.media_tasks import INPUT_LIMITS
+from faceswap_flows.flows.tasks.media import INPUT_LIMITS
 from faceswap_flows.receiver.openapi import receiver_openapi
 from tests import test_fuzz_drill, test_fuzz_parsers, test_fuzz_receiver, test_openapi
 

@@ -13,7 +13,12 @@ from prefect.client.orchestration import get_client
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from faceswap_flows.flows.waiting import CallbackTimeout, received_callbacks, task_event_filter, wait_for_task_callback
+from faceswap_flows.flows.tasks.waiting import (
+    CallbackTimeout,
+    received_callbacks,
+    task_event_filter,
+    wait_for_task_callback,
+)
 from faceswap_flows.receiver import JobToken, sign
 from faceswap_flows.receiver.events import Emitter
 from faceswap_flows.receiver.inbox import Inbox

@@ -12,11 +12,11 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from faceswap_flows.blocks import AIFaceSwapCredentials, WebhookReceiver
-from faceswap_flows.flows.api_tasks import SubmissionOutcomeUnknown
-from faceswap_flows.flows.image_flows import faceswap
-from faceswap_flows.flows.paid_calls import SubmissionIntent
-from faceswap_flows.flows.store_result import store_result
-from faceswap_flows.flows.waiting import CallbackTimeout
+from faceswap_flows.flows.collect import store_result
+from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.tasks.api import SubmissionOutcomeUnknown
+from faceswap_flows.flows.tasks.paid_calls import SubmissionIntent
+from faceswap_flows.flows.tasks.waiting import CallbackTimeout
 from faceswap_flows.receiver.tokens import JobToken
 from tests.media import read_image
 from tests.support import RECEIVER_SECRET, SANDBOX_KEY
@@ -186,7 +186,7 @@ async def test_the_global_rate_limit_spaces_api_calls(stack, prefect_api) -> Non
     import subprocess
     import sys
 
-    from faceswap_flows.flows.image_flows import extract_faces
+    from faceswap_flows.flows.image import extract_faces
 
     name = f"aifaceswap-api-{uuid.uuid4().hex[:6]}"
     created = subprocess.run(
@@ -217,7 +217,7 @@ async def test_a_synchronous_paid_call_retries_unknown_outcomes_a_bounded_number
     import logging
 
     from faceswap_flows.aifaceswap.errors import ServerError
-    from faceswap_flows.flows.image_flows import extract_faces
+    from faceswap_flows.flows.image import extract_faces
 
     lines: list[str] = []
 
@@ -254,8 +254,8 @@ async def test_an_intent_without_an_answer_is_an_unknown_outcome(stack, impatien
     from prefect import flow
 
     from faceswap_flows.aifaceswap.models import FaceSwapRequest, validate_model
-    from faceswap_flows.flows.api_tasks import submit
-    from faceswap_flows.flows.paid_calls import write_intent
+    from faceswap_flows.flows.tasks.api import submit
+    from faceswap_flows.flows.tasks.paid_calls import write_intent
 
     receiver = await WebhookReceiver.aload(impatient[1])
     credentials = await AIFaceSwapCredentials.aload(impatient[0])

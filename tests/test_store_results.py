@@ -22,15 +22,15 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from prefect.events import Event
 
-import faceswap_flows.flows.store_results as store_results_module
+import faceswap_flows.flows.sweep as store_results_module
 from faceswap_flows.aifaceswap.models import FaceSwapRequest, TaskCallback, validate_model
-from faceswap_flows.flows.api_tasks import SubmittedJob, plan_job, submit
 from faceswap_flows.flows.blocks_config import load_services
-from faceswap_flows.flows.media_tasks import upload
-from faceswap_flows.flows.provenance import RECORD_SUFFIX, OutputOptions, job_facts, output_parameters
-from faceswap_flows.flows.store_result import store_result
-from faceswap_flows.flows.store_results import JobSource, ResultsNotStored, StoreResultsReport, jobs_in, store_results
-from faceswap_flows.flows.waiting import stored_event
+from faceswap_flows.flows.collect import store_result
+from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, OutputOptions, job_facts, output_parameters
+from faceswap_flows.flows.sweep import JobSource, ResultsNotStored, StoreResultsReport, jobs_in, store_results
+from faceswap_flows.flows.tasks.api import SubmittedJob, plan_job, submit
+from faceswap_flows.flows.tasks.media import upload
+from faceswap_flows.flows.tasks.waiting import stored_event
 from faceswap_flows.receiver.events import SUCCEEDED, post_events, task_resource_id
 from faceswap_flows.receiver.tokens import JobToken
 from tests.support import served_deployments, sweep_now

@@ -14,7 +14,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
 
-from faceswap_flows.flows.image_flows import faceswap
+from faceswap_flows.flows.image import faceswap
 from tests.media import read_image
 from tests.support import served_deployments
 

@@ -16,7 +16,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from faceswap_flows.flows.image_flows import faceswap
+from faceswap_flows.flows.image import faceswap
 from tests.optional import unavailable
 
 pytestmark = pytest.mark.ui

@@ -12,8 +12,8 @@ import pytest
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 from faceswap_flows.flows.budget import BudgetExceeded
-from faceswap_flows.flows.video_flows import multi_video_faceswap, video_faceswap
-from faceswap_flows.flows.video_tools import VideoFacts, video_facts
+from faceswap_flows.flows.media.video import VideoFacts, video_facts
+from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
 from tests.vision import photos
 
 FPS = 25

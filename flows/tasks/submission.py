@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import ApiRequest
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-from faceswap_flows.flows.paid_calls import (
+from faceswap_flows.flows.exceptions import SubmissionOutcomeUnknown
+from faceswap_flows.flows.tasks.paid_calls import (
     AT_MOST_ONCE,
     MAX_RESUBMISSIONS,
     OnUnknownOutcome,
@@ -25,24 +26,8 @@ from faceswap_flows.flows.paid_calls import (
     read_intent,
     write_intent,
 )
-from faceswap_flows.flows.waiting import CallbackTimeout, arrived_callback, wait_for_task_callback
+from faceswap_flows.flows.tasks.waiting import CallbackTimeout, arrived_callback, wait_for_task_callback
 from faceswap_flows.receiver.tokens import JobToken
-
-
-class SubmissionOutcomeUnknown(RuntimeError):
-    """A submission's outcome stayed unknown (a 5xx, an answer that is not the API's, a lost answer, or an earlier
-    attempt that recorded no answer) and no callback of its job came within the grace period.
-
-    With the default ``at-most-once`` policy it is not sent again (that could charge twice). If the service did
-    accept it, its callback still reaches the receiver under the job's id: collect it then (the message says how).
-    """
-
-    def __init__(self, message: str, job_id: str = "") -> None:
-        super().__init__(message)
-        self.job_id = job_id
-
-    def __reduce__(self) -> tuple[type[SubmissionOutcomeUnknown], tuple[str, str]]:
-        return type(self), (str(self), self.job_id)
 
 
 class SubmittedJob(BaseModel):
@@ -120,7 +105,7 @@ MIN_RECHECK_SECONDS = 5.0
 
 
 class Submission:
-    """Sends one job under the rules of :mod:`flows.paid_calls`; :meth:`run` returns the accepted job."""
+    """Sends one job under the rules of :mod:`flows.tasks.paid_calls`; :meth:`run` returns the accepted job."""
 
     def __init__(
         self,

@@ -15,18 +15,18 @@ from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.api_tasks import extract_faces as extract_faces_task
-from faceswap_flows.flows.artifacts import artifact_key, faces_artifact
 from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
 from faceswap_flows.flows.budget import check_budget
-from faceswap_flows.flows.consent import preflight
-from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
-from faceswap_flows.flows.face_matching import crop, load_image, most_similar
-from faceswap_flows.flows.labels import WatermarkCorner
-from faceswap_flows.flows.media_tasks import is_url, upload
-from faceswap_flows.flows.outcome import SwapOutcome, submit_and_finish
-from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
-from faceswap_flows.flows.provenance import OutputOptions, job_facts
+from faceswap_flows.flows.media.faces import crop, load_image, most_similar
+from faceswap_flows.flows.provenance.consent import preflight
+from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
+from faceswap_flows.flows.provenance.labels import WatermarkCorner
+from faceswap_flows.flows.provenance.records import OutputOptions, job_facts
+from faceswap_flows.flows.tasks.api import extract_faces as extract_faces_task
+from faceswap_flows.flows.tasks.artifacts import artifact_key, faces_artifact
+from faceswap_flows.flows.tasks.job import SwapOutcome, submit_and_finish
+from faceswap_flows.flows.tasks.media import is_url, upload
+from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 
 
 class DetectedFaces(BaseModel):
@@ -53,17 +53,50 @@ async def faceswap(
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> SwapOutcome:
-    """Put the face of ``face_image`` on the main face of ``source_image`` (2 credits).
+    """Put the face of `face_image` on the main face of `source_image` (2 credits).
 
-    Inputs are local paths, storage keys or http(s) URLs. The result is labelled as synthetic media, carries a
-    C2PA manifest signed with the ``signing_block`` key and gets a provenance record (``label_outputs=False``
-    and ``sign_outputs=False`` turn them off, logged); ``watermark`` draws a visible text in
-    ``watermark_corner``. ``require_consent``: the face photo must be in the consent register (``faceswap-flows
-    consent add``), or the flow stops before spending a credit. ``on_unknown_outcome``: when the submission's
-    outcome is unknown (a 5xx, an answer that is not the API's, a lost answer) and no callback comes within the
-    receiver's grace, ``at-most-once`` (default) fails with SubmissionOutcomeUnknown naming the job to collect
-    later; ``resubmit`` sends it again (it may be charged twice). Example:
-        ``asyncio.run(faceswap("photos/team.jpg", "photos/me.jpg"))``
+    The result is labelled as synthetic media, carries a C2PA manifest and gets a provenance record.
+
+    Example:
+        ```python
+        asyncio.run(faceswap("photos/team.jpg", "photos/me.jpg"))
+        ```
+
+    Args:
+        source_image: The image whose main face is replaced: a local path, a storage key or an http(s) URL.
+        face_image: The photo of the face to put in: a local path, a storage key or an http(s) URL.
+        wait: Wait for the job's callback and store the result in this run. False ends the run once the job is
+            submitted; the store-result deployment stores the result when its callback arrives.
+        timeout_seconds: How long to wait for the callback before failing with CallbackTimeout (the job may still
+            finish: collect it later with `faceswap-flows collect TASK_ID`).
+        max_credits: Refuse, before anything is spent, when the estimated credits exceed this. None: no limit.
+        on_unknown_outcome: When the submission's answer proves nothing (a 5xx, a lost answer) and no callback comes
+            within the receiver's grace: `at-most-once` fails with SubmissionOutcomeUnknown naming the job to collect
+            later; `resubmit` sends it again (it may be charged twice).
+        label_outputs: Label the result as synthetic media (embedded metadata) and write its provenance record. False
+            stores it unlabelled (logged).
+        watermark: A visible text drawn on the result image. None: no visible watermark.
+        watermark_corner: The corner of the image the watermark is drawn in.
+        sign_outputs: Embed a C2PA manifest (Content Credentials) signed with the `signing_block` key. False:
+            unsigned.
+        signing_block: Name of the ContentSigningKey block that signs the results.
+        require_consent: Refuse face photos missing from the consent register (`faceswap-flows consent add`), before
+            any credit is spent.
+        credentials_block: Name of the AIFaceSwapCredentials block (API key, base URL).
+        storage_block: Name of the MediaStorage block that stages the inputs and stores the results.
+        receiver_block: Name of the WebhookReceiver block whose URL the service calls back.
+
+    Returns:
+        The job's outcome (task_id, job_id, credits): `stored`, with the result's key, URL and provenance record, or
+        `submitted` when `wait` is False.
+
+    Raises:
+        InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
+        BudgetExceeded: The estimate is over `max_credits`; nothing was submitted.
+        ConsentRefused: `require_consent` is on and a face photo is not registered.
+        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `on_unknown_outcome`).
+        CallbackTimeout: No callback within `timeout_seconds` (with `wait`).
+        JobFailed: The service reported that the job failed.
     """
     check_budget(estimate_credits("faceswap"), max_credits)
     services = await load_services(credentials_block, storage_block, receiver_block)
@@ -96,7 +129,19 @@ async def faceswap(
 async def extract_faces(
     image: str, credentials_block: str = DEFAULT_CREDENTIALS, storage_block: str = DEFAULT_STORAGE
 ) -> DetectedFaces:
-    """Find and number every face of an image (2 credits); the run shows them as an artifact."""
+    """Find and number every face of an image (2 credits); the run shows them as an artifact.
+
+    Args:
+        image: The image to search: a local path, a storage key or an http(s) URL.
+        credentials_block: Name of the AIFaceSwapCredentials block (API key, base URL).
+        storage_block: Name of the MediaStorage block that stages the inputs and stores the results.
+
+    Returns:
+        The staged image's URL, its faces numbered left to right (boxes) and the key of the numbered picture.
+
+    Raises:
+        InputValidationError: The image is unusable (the message says why); nothing was spent.
+    """
     services = await load_services(credentials_block, storage_block)
     staged = await upload(services.storage, image, "image")
     faces = await extract_faces_task(services.credentials, staged.url, staged.name)
@@ -106,6 +151,17 @@ async def extract_faces(
 
 @task(name="show-faces", task_run_name="number the faces of {name}")
 async def show_faces(storage: MediaStorage, image: str, faces: list[FaceBox], name: str) -> str | None:
+    """Draw the numbered faces on the image, store the picture and show it as an artifact.
+
+    Args:
+        storage: The MediaStorage block the media is read from and written to.
+        image: The image (URL, local path or storage key).
+        faces: The detected faces, in the API's order.
+        name: The image's name, for the artifact.
+
+    Returns:
+        The storage key of the numbered picture, or None when it could not be made.
+    """
     data = await asyncio.to_thread(_read_media, storage, image)
     key = f"artifacts/{artifact_key(name)}-faces.png"
     return await faces_artifact(storage, load_image(data), faces, key, name)
@@ -132,8 +188,26 @@ async def select_faces(
     indexes: list[int] | None = None,
     references: dict[str, list[FaceBox]] | None = None,
 ) -> list[int]:
-    """The indexes of the faces to replace: given (checked against ``faces`` when they were extracted), or for
-    each reference photo (with its detected faces) the face of ``source`` most like the reference's largest."""
+    """The indexes of the faces to replace.
+
+    Given indexes are checked against `faces` when they were extracted; with reference photos, each reference's
+    largest face is matched to the most similar face of `source`.
+
+    Args:
+        storage: The MediaStorage block the media is read from and written to.
+        source: The source image (URL, local path or storage key).
+        faces: The faces detected in the source, or None when they were not extracted.
+        name: The source's name, for logs.
+        indexes: The face indexes asked for, if any.
+        references: Per reference photo (its URL), its detected faces, if choosing by reference.
+
+    Returns:
+        One face index per face image, in order.
+
+    Raises:
+        InputValidationError: An index is out of range, a reference has no face, or two references match the same
+            face.
+    """
     if indexes is not None:
         if faces is None:
             return indexes
@@ -183,11 +257,52 @@ async def multi_faceswap(
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> SwapOutcome:
-    """Replace several faces of one image: ``face_images[i]`` goes on face ``face_indexes[i]`` (numbered left to
-    right by extract_face: run the extract-faces flow to see them), or on the face most like
-    ``reference_images[i]``. Costs 5 credits; choosing by reference also costs 2 for finding the faces of the
-    source and 2 per reference photo. Indexes are checked by the service, which refuses a wrong one for free.
-    Labelling, provenance and watermark: as the faceswap flow."""
+    """Replace several faces of one image, by index or by reference photo.
+
+    Costs 5 credits; choosing by reference also costs 2 for finding the faces of the source and 2 per reference
+    photo. Indexes are checked by the service, which refuses a wrong one for free. Labelling, provenance and
+    watermark: as the faceswap flow.
+
+    Args:
+        source_image: The image whose faces are replaced: a local path, a storage key or an http(s) URL.
+        face_images: One face photo per face to replace (local paths, storage keys or http(s) URLs).
+        face_indexes: The faces to replace, numbered left to right as the extract-faces flow shows them:
+            `face_images[i]` goes on face `face_indexes[i]`.
+        reference_images: Instead of `face_indexes`: per face image, a photo of the person to replace; the detected
+            face most like it is replaced.
+        wait: Wait for the job's callback and store the result in this run. False ends the run once the job is
+            submitted; the store-result deployment stores the result when its callback arrives.
+        timeout_seconds: How long to wait for the callback before failing with CallbackTimeout (the job may still
+            finish: collect it later with `faceswap-flows collect TASK_ID`).
+        max_credits: Refuse, before anything is spent, when the estimated credits exceed this. None: no limit.
+        on_unknown_outcome: When the submission's answer proves nothing (a 5xx, a lost answer) and no callback comes
+            within the receiver's grace: `at-most-once` fails with SubmissionOutcomeUnknown naming the job to collect
+            later; `resubmit` sends it again (it may be charged twice).
+        label_outputs: Label the result as synthetic media (embedded metadata) and write its provenance record. False
+            stores it unlabelled (logged).
+        watermark: A visible text drawn on the result image. None: no visible watermark.
+        watermark_corner: The corner of the image the watermark is drawn in.
+        sign_outputs: Embed a C2PA manifest (Content Credentials) signed with the `signing_block` key. False:
+            unsigned.
+        signing_block: Name of the ContentSigningKey block that signs the results.
+        require_consent: Refuse face photos missing from the consent register (`faceswap-flows consent add`), before
+            any credit is spent.
+        credentials_block: Name of the AIFaceSwapCredentials block (API key, base URL).
+        storage_block: Name of the MediaStorage block that stages the inputs and stores the results.
+        receiver_block: Name of the WebhookReceiver block whose URL the service calls back.
+
+    Returns:
+        The job's outcome (task_id, job_id, credits): `stored`, with the result's key, URL and provenance record, or
+        `submitted` when `wait` is False.
+
+    Raises:
+        InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
+        BudgetExceeded: The estimate is over `max_credits`; nothing was submitted.
+        ConsentRefused: `require_consent` is on and a face photo is not registered.
+        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `on_unknown_outcome`).
+        CallbackTimeout: No callback within `timeout_seconds` (with `wait`).
+        JobFailed: The service reported that the job failed.
+    """
     extracts = 0 if face_indexes is not None else 1 + len(reference_images or [])
     check_budget(extracts * estimate_credits("extract_face") + estimate_credits("multi_faceswap"), max_credits)
     wanted = face_indexes if face_indexes is not None else reference_images

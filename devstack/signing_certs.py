@@ -121,11 +121,6 @@ def write_dev_certificates(folder: Path, certificates: DevCertificates) -> dict[
     return paths
 
 
-def certificate_subject(chain_pem: str) -> str:
-    """The subject of the first (signing) certificate of a PEM chain."""
-    return x509.load_pem_x509_certificates(chain_pem.encode())[0].subject.rfc4514_string()
-
-
 def dev_signing_key(folder: Path, organisation: str = "faceswap-flows development", days: int = 365) -> Any:
     """The ContentSigningKey of the development CA in ``folder``: made (and written) the first time, read back
     afterwards, so results signed earlier keep verifying against the same CA."""

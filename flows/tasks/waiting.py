@@ -24,6 +24,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 
 from faceswap_flows.aifaceswap.client import shared_http_client
 from faceswap_flows.aifaceswap.models import TaskCallback
+from faceswap_flows.flows.exceptions import CallbackTimeout
 from faceswap_flows.receiver.events import FAILED, SUCCEEDED, task_resource_id
 
 logger = logging.getLogger("faceswap.flows")
@@ -37,17 +38,6 @@ class ArrivedCallback(TaskCallback):
     flow_run_id: str | None = None
     storage_block: str | None = None
     result_key: str | None = None
-
-
-class CallbackTimeout(TimeoutError):
-    """No callback arrived in time. The job may still finish: collect it later by its task_id."""
-
-    def __init__(self, task_id: str, timeout: float) -> None:
-        super().__init__(
-            f"no callback for task_id {task_id} within {timeout:.0f}s; the job may still finish: "
-            f"collect it later with `faceswap-flows collect {task_id}` (or the store-result flow)"
-        )
-        self.task_id = task_id
 
 
 def task_event_filter(task_id: str) -> EventFilter:
@@ -268,7 +258,7 @@ async def wait_for_task_callback(
         while found is None:
             remaining = deadline - loop.time()
             if remaining <= 0:
-                raise CallbackTimeout(named, timeout)
+                raise CallbackTimeout(named, timeout, job_id=job_id)
             done, _ = await asyncio.wait({arrival}, timeout=min(remaining, recheck_every))
             if done:
                 found = arrival.result()

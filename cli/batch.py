@@ -90,9 +90,9 @@ def plan(
 
     Example: faceswap-flows plan --source s3://catalogue/2026-12/ --face faces/ambassador.jpg --max-credits 200
     """
+    from faceswap_flows.cli.main import _console_without_tracebacks, fail
     from faceswap_flows.flows.batch import batch_faceswap
     from faceswap_flows.flows.batch_report import PLAN_COLUMNS, plan_rows_table, to_csv
-    from faceswap_flows.flows.cli import _console_without_tracebacks, fail
 
     chosen = selection(manifest, source, face, face_map, include, exclude, enhance, trim_start, trim_end,
                        retry_failed, force, output_template, max_credits)  # fmt: skip
@@ -152,8 +152,8 @@ def run_batch(
 
     Example: faceswap-flows run batch manifest.csv --max-credits 100
     """
+    from faceswap_flows.cli.main import _console_without_tracebacks, _policy, fail
     from faceswap_flows.flows.batch import batch_faceswap
-    from faceswap_flows.flows.cli import _console_without_tracebacks, _policy, fail
 
     chosen = selection(manifest, source, face, face_map, include, exclude, enhance, trim_start, trim_end,
                        retry_failed, force, output_template, max_credits)  # fmt: skip

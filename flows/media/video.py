@@ -10,9 +10,7 @@ from pathlib import Path
 import av
 from PIL import Image
 
-
-class VideoError(ValueError):
-    """A video the flows cannot use; the message names the field and the fix."""
+from faceswap_flows.flows.exceptions import VideoError
 
 
 @dataclass(frozen=True)

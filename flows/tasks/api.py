@@ -16,23 +16,20 @@ from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import ApiRequest, FaceBox
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-from faceswap_flows.flows.artifacts import credits_artifact
-from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome, PaidAttempts, call_paid_sync
-from faceswap_flows.flows.provenance import JobFacts, run_facts
-from faceswap_flows.flows.submission import (
+from faceswap_flows.flows.exceptions import JobFailed
+from faceswap_flows.flows.provenance.records import JobFacts, run_facts
+from faceswap_flows.flows.tasks.artifacts import credits_artifact
+from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome, PaidAttempts, call_paid_sync
+from faceswap_flows.flows.tasks.submission import (
     Submission,
     SubmissionOutcomeUnknown,
     SubmittedJob,
     attempted_before,
     take_api_slot,
 )
-from faceswap_flows.flows.waiting import ArrivedCallback, wait_for_task_callback
+from faceswap_flows.flows.tasks.waiting import ArrivedCallback, wait_for_task_callback
 from faceswap_flows.receiver.events import SUBMITTED, related_flow_run, task_resource_id
 from faceswap_flows.receiver.tokens import JobToken
-
-
-class JobFailed(RuntimeError):
-    """The service called back with ``success: 0``: the job failed on its side (credits are its business)."""
 
 
 def plan_job(
@@ -92,8 +89,21 @@ def submit_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
     retry_condition_fn=retry_if_safe,
 )
 async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: str) -> list[FaceBox]:
-    """Every face of an image (URL or file), in the order the API numbers them (2 credits). An unknown outcome is
-    retried a bounded number of times, each such attempt counted as possibly charged."""
+    """Every face of an image (URL or file), in the order the API numbers them (2 credits).
+
+    An unknown outcome is retried a bounded number of times, each such attempt counted as possibly charged.
+
+    Args:
+        credentials: The AIFaceSwapCredentials block the API client is built from.
+        image: The image: a URL the API can fetch, or a file.
+        name: The image's name, for the task run.
+
+    Returns:
+        The detected faces (boxes), numbered left to right.
+
+    Raises:
+        AIFaceSwapError: The API refused the call or its answer proves nothing after the retries.
+    """
     await take_api_slot(credentials)
     logger, cost = get_run_logger(), PaidAttempts(operation="extract_face")
     try:
@@ -115,7 +125,18 @@ async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: st
     retry_condition_fn=retry_if_safe,
 )
 async def extract_frame_faces(credentials: AIFaceSwapCredentials, frame_png: bytes) -> list[FaceBox]:
-    """The faces of one video frame, through extract_base64_face (2 credits; unknown outcomes as extract_faces)."""
+    """The faces of one video frame, through extract_base64_face (2 credits; unknown outcomes as extract_faces).
+
+    Args:
+        credentials: The AIFaceSwapCredentials block the API client is built from.
+        frame_png: The frame, PNG-encoded.
+
+    Returns:
+        The detected faces (boxes), numbered left to right.
+
+    Raises:
+        AIFaceSwapError: The API refused the call or its answer proves nothing after the retries.
+    """
     await take_api_slot(credentials)
     logger, cost = get_run_logger(), PaidAttempts(operation="extract_base64_face")
     try:
@@ -172,17 +193,32 @@ async def submit(
     storage: MediaStorage | None = None,
     on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
 ) -> SubmittedJob:
-    """Start the paid job (its task run named ``title`` if given). Cached by job: a retry of the flow run
-    re-attaches to the recorded task_id.
+    """Start the paid job. Cached by job: a retry of the flow run re-attaches to the recorded task_id.
 
-    Before sending, the intent is written to ``storage`` (next to the submission record). When the outcome is
+    Before sending, the intent is written to `storage` (next to the submission record). When the outcome is
     unknown (a 5xx, an answer that is not the API's envelope, a reset or timeout after sending, or an earlier
     attempt's intent without a recorded answer), the job is not sent again blindly: its callback is awaited by
-    job id for the receiver block's ``lost_answer_grace_seconds``, which tells the task_id if the service accepted
-    it. After the grace, ``on_unknown_outcome`` decides: ``at-most-once`` fails with SubmissionOutcomeUnknown,
-    ``resubmit`` sends it again (logged, counted in the record; it may be charged twice).
-    The ``aifaceswap.task.submitted`` event carries the job's provenance ``facts`` (inputs, their SHA-256,
-    parameters), its flow run, deployment and who ran it: the audit trail (no secrets, bytes or webhook URL).
+    job id for the receiver block's `lost_answer_grace_seconds`, which tells the task_id if the service accepted
+    it. After the grace, `on_unknown_outcome` decides. The `aifaceswap.task.submitted` event carries the job's
+    provenance `facts`, its flow run, deployment and who ran it: the audit trail (no secrets, bytes or webhook URL).
+
+    Args:
+        credentials: The AIFaceSwapCredentials block the API client is built from.
+        receiver: The WebhookReceiver block the service calls back.
+        job: The job's identity (signed into the webhook URL).
+        request: The validated API request to send.
+        facts: The job's provenance facts for the submitted event, if any.
+        title: The task run's name. None: named after the operation.
+        storage: Where the intent and submission record are written. None: not recorded.
+        on_unknown_outcome: `at-most-once` fails with SubmissionOutcomeUnknown after the grace; `resubmit` sends the
+            job again (it may be charged twice).
+
+    Returns:
+        The submitted job: its task_id, credits charged and when it was sent.
+
+    Raises:
+        SubmissionOutcomeUnknown: The outcome stayed unknown and the job was not sent again.
+        AIFaceSwapError: The API refused the job (nothing was charged).
     """
     logger = get_run_logger()
     submission = Submission(credentials, receiver, job, request, storage, on_unknown_outcome)
@@ -210,9 +246,26 @@ async def wait_for_callback(
     sent_at: float | None = None,
     job_id: str | None = None,
 ) -> ArrivedCallback:
-    """The job's callback, whenever it arrives; JobFailed when the service reports failure. ``sent_at``: when the
-    job was submitted (SubmittedJob.sent_at), which can spare a look-up in the receiver's inbox. With ``job_id``,
-    the first successful callback of that job is taken, whatever its task_id (a job sent twice has two)."""
+    """The job's callback, whenever it arrives.
+
+    With `job_id`, the first successful callback of that job is taken, whatever its task_id (a job sent twice has
+    two).
+
+    Args:
+        task_id: The service's task to wait for.
+        receiver: The WebhookReceiver block the service calls back.
+        timeout_seconds: How long to wait.
+        sent_at: When the job was submitted (SubmittedJob.sent_at), which can spare a look-up in the receiver's
+            inbox.
+        job_id: Wait by this job instead of by task.
+
+    Returns:
+        The arrived callback: task_id, success and the result URL.
+
+    Raises:
+        JobFailed: The service reported that the job failed.
+        CallbackTimeout: No callback came within `timeout_seconds`.
+    """
     callback = await wait_for_task_callback(
         task_id,
         timeout_seconds,
@@ -222,7 +275,11 @@ async def wait_for_callback(
         job_id=job_id,
     )
     if not callback.succeeded:
-        raise JobFailed(f"the service reported that task {callback.task_id} failed (success 0)")
+        raise JobFailed(
+            f"the service reported that task {callback.task_id} failed (success 0)",
+            job_id=job_id,
+            task_id=callback.task_id,
+        )
     if callback.task_id != task_id:
         get_run_logger().warning("job %s: taking the result of its other task %s", job_id, callback.task_id)
     get_run_logger().info("callback of %s: result at %s", callback.task_id, callback.result_image)

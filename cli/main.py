@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -13,11 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
-from faceswap_flows.flows.cli_batch import plan as plan_batch
-from faceswap_flows.flows.cli_batch import run_batch
-from faceswap_flows.flows.cli_consent import consent_app
-from faceswap_flows.flows.cli_setup import blocks_app, deploy, estimate_app, signing_app
-from faceswap_flows.flows.cli_setup import init as init_project
+from faceswap_flows.cli.batch import plan as plan_batch
+from faceswap_flows.cli.batch import run_batch
+from faceswap_flows.cli.common import fail
+from faceswap_flows.cli.consent import consent_app
+from faceswap_flows.cli.servers import demo, media_server, receiver, sandbox
+from faceswap_flows.cli.setup import blocks_app, deploy, estimate_app, signing_app
+from faceswap_flows.cli.setup import init as init_project
 
 app = typer.Typer(
     help="Face-swap pipelines on Prefect 3 over the aifaceswap API, with an offline sandbox of the API.",
@@ -32,142 +33,10 @@ app.add_typer(signing_app, name="signing")
 app.add_typer(consent_app, name="consent")
 app.command()(deploy)
 app.command("init")(init_project)
-
-
-def fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
-
-
-def require_extras(command: str, *extras: str) -> None:
-    """One line naming the pip install of the missing extras, and exit 1 (before anything starts)."""
-    from faceswap_flows.aifaceswap.extras import MissingExtra, require_extras
-
-    try:
-        require_extras(f"faceswap-flows {command}", *extras)
-    except MissingExtra as error:
-        fail(str(error))
-
-
-@app.command()
-def demo(
-    workdir: Annotated[Path, typer.Option(help="Where .faceswap/ and faceswap-media/ are made.")] = Path("."),
-) -> None:
-    """Run one real swap end to end on the embedded default (sandbox, receiver, local Prefect, local storage).
-
-    Example: faceswap-flows demo
-    """
-    require_extras("demo", "sandbox", "photos")
-    from faceswap_flows.flows.demo import run_demo
-
-    try:
-        run_demo(workdir)
-    except Exception as error:  # one readable line, not a traceback
-        fail(f"{type(error).__name__}: {error}")
-
-
-@app.command()
-def sandbox(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8700,
-    host: Annotated[str, typer.Option(help="Address to listen on (loopback by default).")] = "127.0.0.1",
-    api_key: Annotated[list[str], typer.Option(help="Accepted API key (repeatable).")] = ["sandbox-key"],  # noqa: B006
-    credits: Annotated[int, typer.Option(help="Starting balance of each key.")] = 1000,
-    processing_delay: Annotated[float, typer.Option(help="Seconds each job waits before working.")] = 0.0,
-    concurrency: Annotated[int, typer.Option(help="Jobs processed at once.")] = 2,
-    result_ttl: Annotated[float, typer.Option(help="Seconds result URLs stay valid.")] = 3600.0,
-    public_url: Annotated[str | None, typer.Option(help="Base URL of result links, if not host:port.")] = None,
-    fail_rate: Annotated[float, typer.Option(help="Fault: share of jobs that fail.")] = 0.0,
-    drop_webhook_rate: Annotated[float, typer.Option(help="Fault: share of callbacks never sent.")] = 0.0,
-    duplicate_webhook_rate: Annotated[float, typer.Option(help="Fault: share of callbacks sent twice.")] = 0.0,
-    delay_webhook_seconds: Annotated[float, typer.Option(help="Fault: delay every callback this long.")] = 0.0,
-    server_error_rate: Annotated[float, typer.Option(help="Fault: share of calls answered 500.")] = 0.0,
-    rate_limit_rate: Annotated[float, typer.Option(help="Fault: share of calls answered 429.")] = 0.0,
-    error_after_accept_rate: Annotated[
-        float, typer.Option(help="Fault: share of paid calls answered 500 after being accepted and charged.")
-    ] = 0.0,
-    bad_gateway_after_accept_rate: Annotated[
-        float, typer.Option(help="Fault: share of paid calls answered 502 with an HTML page after being accepted.")
-    ] = 0.0,
-    close_after_accept_rate: Annotated[
-        float, typer.Option(help="Fault: share of paid calls whose connection is closed after being accepted.")
-    ] = 0.0,
-    result_cache: Annotated[
-        bool, typer.Option(help="Identical image swaps (same input bytes, same options) reuse the first result.")
-    ] = False,
-    hold_callbacks: Annotated[bool, typer.Option(help="Hold callbacks until released (PUT /sandbox/callbacks).")] = (
-        False
-    ),
-    release_concurrency: Annotated[int, typer.Option(help="Held callbacks delivered at once after a release.")] = 64,
-) -> None:
-    """Serve the offline sandbox of the aifaceswap API.
-
-    Example: faceswap-flows sandbox --port 8700 --api-key KEY --credits 1000
-    """
-    require_extras("sandbox", "sandbox")
-    from faceswap_flows.aifaceswap.sandbox import FaultConfig, SandboxConfig, serve_forever
-
-    faults = FaultConfig(
-        fail_rate=fail_rate,
-        drop_webhook_rate=drop_webhook_rate,
-        duplicate_webhook_rate=duplicate_webhook_rate,
-        delay_webhook_rate=1.0 if delay_webhook_seconds else 0.0,
-        delay_webhook_seconds=delay_webhook_seconds,
-        server_error_rate=server_error_rate,
-        rate_limit_rate=rate_limit_rate,
-        error_after_accept_rate=error_after_accept_rate,
-        bad_gateway_after_accept_rate=bad_gateway_after_accept_rate,
-        close_after_accept_rate=close_after_accept_rate,
-    )
-    config = SandboxConfig(
-        keys=dict.fromkeys(api_key, credits),
-        processing_delay=processing_delay,
-        concurrency=concurrency,
-        result_ttl_seconds=result_ttl,
-        public_url=public_url,
-        faults=faults,
-        result_cache=result_cache,
-        hold_callbacks=hold_callbacks,
-        release_concurrency=release_concurrency,
-    )
-    serve_forever(config, host=host, port=port)
-
-
-@app.command()
-def receiver(
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8701,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    inbox: Annotated[Path, typer.Option(help="The durable inbox (SQLite file).")] = Path(".faceswap/inbox.sqlite"),
-    secret: Annotated[str | None, typer.Option(help="Job-token secret (default: $FACESWAP_RECEIVER_SECRET).")] = None,
-    access_log: Annotated[
-        bool, typer.Option(help="Log every HTTP request (the inbox already keeps every callback).")
-    ] = False,
-) -> None:
-    """Serve the webhook receiver: callbacks become Prefect events (needs PREFECT_API_URL).
-
-    Example: FACESWAP_RECEIVER_SECRET=... faceswap-flows receiver --port 8701
-    """
-    import uvicorn
-
-    from faceswap_flows.receiver import create_app
-
-    secret = secret or os.environ.get("FACESWAP_RECEIVER_SECRET")
-    if not secret:
-        fail("the receiver needs the job-token secret: pass --secret or set FACESWAP_RECEIVER_SECRET")
-    uvicorn.run(create_app(inbox, secret or ""), host=host, port=port, log_level="info", access_log=access_log)
-
-
-@app.command("media-server")
-def media_server(
-    folder: Annotated[Path, typer.Argument(help="The MediaStorage folder to publish.")] = Path("faceswap-media"),
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8702,
-    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-) -> None:
-    """Publish a local storage folder over HTTP so the sandbox can fetch inputs (set public_base_url to it)."""
-    import uvicorn
-
-    from faceswap_flows.blocks.media_server import media_app
-
-    uvicorn.run(media_app(folder), host=host, port=port, log_level="info")
+app.command()(demo)
+app.command()(sandbox)
+app.command()(receiver)
+app.command("media-server")(media_server)
 
 
 class _WithoutTraceback(logging.Formatter):
@@ -201,12 +70,13 @@ def _console_without_tracebacks() -> None:
 
 def _run_flow(coroutine: object) -> None:
     from faceswap_flows.aifaceswap.errors import AIFaceSwapError
+    from faceswap_flows.flows.exceptions import FaceSwapFlowError
 
     _console_without_tracebacks()
     try:
         outcome = asyncio.run(coroutine)  # type: ignore[arg-type]
-    except (AIFaceSwapError, ValueError, TimeoutError, RuntimeError) as error:
-        from faceswap_flows.flows.local_prefect import drain_prefect_workers
+    except (FaceSwapFlowError, AIFaceSwapError, ValueError, TimeoutError, RuntimeError) as error:
+        from faceswap_flows.devstack.prefect_server import drain_prefect_workers
 
         drain_prefect_workers()
         fail(f"{type(error).__name__}: {error}")
@@ -222,7 +92,7 @@ def run_faceswap(
     on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Run the faceswap flow. Example: faceswap-flows run faceswap --source a.jpg --face b.jpg"""
-    from faceswap_flows.flows.image_flows import faceswap
+    from faceswap_flows.flows.image import faceswap
 
     _run_flow(
         faceswap(source, face, wait=wait, max_credits=max_credits, on_unknown_outcome=_policy(on_unknown_outcome))
@@ -246,7 +116,7 @@ TrimEnd = Annotated[float | None, typer.Option(help="Keep the video up to this s
 @run_app.command("extract-faces")
 def run_extract_faces(image: Annotated[str, typer.Argument(help="The image (path, storage key or URL).")]) -> None:
     """Find and number the faces of an image. Example: faceswap-flows run extract-faces team.jpg"""
-    from faceswap_flows.flows.image_flows import extract_faces
+    from faceswap_flows.flows.image import extract_faces
 
     _run_flow(extract_faces(image))
 
@@ -262,7 +132,7 @@ def run_multi_faceswap(
     on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Replace several faces. Example: faceswap-flows run multi-faceswap --source team.jpg --face me.jpg --index 2"""
-    from faceswap_flows.flows.image_flows import multi_faceswap
+    from faceswap_flows.flows.image import multi_faceswap
 
     _run_flow(
         multi_faceswap(
@@ -289,7 +159,7 @@ def run_video_faceswap(
     on_unknown_outcome: OnUnknown = "at-most-once",
 ) -> None:
     """Swap one face through a video. Example: faceswap-flows run video-faceswap --video a.mp4 --face me.jpg"""
-    from faceswap_flows.flows.video_flows import video_faceswap
+    from faceswap_flows.flows.video import video_faceswap
 
     _run_flow(
         video_faceswap(
@@ -322,7 +192,7 @@ def run_multi_video_faceswap(
 
     Example: faceswap-flows run multi-video-faceswap --video panel.mp4 --face a.jpg --face b.jpg --frame-time 2
     """
-    from faceswap_flows.flows.video_flows import multi_video_faceswap
+    from faceswap_flows.flows.video import multi_video_faceswap
 
     _run_flow(
         multi_video_faceswap(
@@ -362,7 +232,7 @@ def run_store_results(
 
     Example: faceswap-flows run store-results --since 2024-05-01T00:00:00
     """
-    from faceswap_flows.flows.store_results import store_results
+    from faceswap_flows.flows.sweep import store_results
 
     _run_flow(
         store_results(
@@ -402,7 +272,7 @@ def collect(
 
     Example: faceswap-flows collect --job 0123abcd...
     """
-    from faceswap_flows.flows.store_result import store_result
+    from faceswap_flows.flows.collect import store_result
 
     if bool(task_id) == bool(job):
         fail("collect: give a TASK_ID or --job JOB_ID (one of them)")
@@ -438,7 +308,7 @@ def audit(
 
     Example: faceswap-flows audit results/faceswap/0123456789abcdef.png --trust-anchors .faceswap/signing/ca.pem
     """
-    from faceswap_flows.flows.audit import audit_report
+    from faceswap_flows.flows.provenance.audit import audit_report
 
     if trust_anchors is not None and not trust_anchors.is_file():
         fail(f"trust_anchors: {trust_anchors} does not exist: give the PEM file of your CA")

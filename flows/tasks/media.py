@@ -20,10 +20,16 @@ from faceswap_flows.aifaceswap.client import shared_http_client, tls_context
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.content_credentials import SigningPlan, sign_bytes, sign_file
-from faceswap_flows.flows.download_rules import DownloadRefused, DownloadRules, current_rules, download
-from faceswap_flows.flows.labels import SyntheticLabel, WatermarkCorner, draw_watermark, label_image, label_video
-from faceswap_flows.flows.video_tools import VideoError, VideoFacts, trim_video, video_facts
+from faceswap_flows.flows.media.download_rules import DownloadRefused, DownloadRules, current_rules, download
+from faceswap_flows.flows.media.video import VideoError, VideoFacts, trim_video, video_facts
+from faceswap_flows.flows.provenance.content_credentials import SigningPlan, sign_bytes, sign_file
+from faceswap_flows.flows.provenance.labels import (
+    SyntheticLabel,
+    WatermarkCorner,
+    draw_watermark,
+    label_image,
+    label_video,
+)
 
 DOWNLOAD_CHUNK = 1024 * 1024
 INPUT_LIMITS = DownloadRules(hosts=(), max_bytes=2 * 1024**3, timeout_seconds=600.0)
@@ -125,7 +131,20 @@ def stage(storage: MediaStorage, source: str, field: str, kind: str = "image") -
     retry_condition_fn=lambda task, run, state: not isinstance(state.data, InputValidationError),
 )
 async def upload(storage: MediaStorage, source: str, field: str, kind: str = "image") -> StagedMedia:
-    """Stage one input in storage and return the URL the API fetches it from."""
+    """Stage one input in storage and return the URL the API fetches it from.
+
+    Args:
+        storage: The MediaStorage block the media is read from and written to.
+        source: A local path, a storage key or an http(s) URL.
+        field: The flow parameter it came from (named in errors).
+        kind: `image` or `video`: what the input must be.
+
+    Returns:
+        The staged input: its URL, storage key, name and SHA-256.
+
+    Raises:
+        InputValidationError: The input does not exist or is not an image/video (names `field`).
+    """
     staged = await asyncio.to_thread(stage, storage, source, field, kind)
     get_run_logger().info("%s: %s -> %s", field, source, storage.uri(staged.key) if staged.key else staged.url)
     return staged
@@ -162,8 +181,23 @@ async def prepare_video(
     trim_end: float | None = None,
     field: str = "source_video",
 ) -> tuple[Path, VideoFacts]:
-    """A local copy of the video (downloaded if it is a URL or a storage key), trimmed when asked, with its
-    duration read from the file itself."""
+    """A local copy of the video (downloaded if it is a URL or a storage key), trimmed when asked, with its duration
+    read from the file itself.
+
+    Args:
+        storage: The MediaStorage block the media is read from and written to.
+        source: The video: a local path, a storage key or an http(s) URL.
+        workdir: The folder the local copy is written to.
+        trim_start: Start of the cut, in seconds. None: the start.
+        trim_end: End of the cut, in seconds. None: the end.
+        field: The flow parameter it came from (named in errors).
+
+    Returns:
+        The local file and its facts (duration, size, fps, audio).
+
+    Raises:
+        VideoError: The video cannot be read or trimmed as asked.
+    """
     folder = Path(workdir)
     local = Path(source).expanduser()
     if is_url(source):
@@ -215,9 +249,27 @@ async def fetch_result(
     watermark_corner: WatermarkCorner = "bottom-right",
     signing: SigningPlan | None = None,
 ) -> str:
-    """Download the result from its temporary URL, check it is a real image/video, draw the watermark (images),
-    embed the synthetic-media ``label`` (None: stored unlabelled) and the C2PA manifest signed as ``signing``
-    says (None: unsigned), then store it whole; returns its key."""
+    """Download the result from its temporary URL and store it whole.
+
+    The download is checked to be a real image/video, the watermark is drawn (images), and the synthetic-media
+    label and the C2PA manifest are embedded.
+
+    Args:
+        storage: The MediaStorage block the media is read from and written to.
+        result_url: The service's temporary URL of the result.
+        key: The storage key to store it under.
+        kind: `image` or `video`.
+        label: The synthetic-media label to embed. None: stored unlabelled.
+        watermark: A visible text to draw (images). None: none.
+        watermark_corner: The corner the watermark is drawn in.
+        signing: How to sign the C2PA manifest. None: unsigned.
+
+    Returns:
+        The storage key of the stored result.
+
+    Raises:
+        DownloadRefused: The URL is not allowed, or the download is too large or too slow.
+    """
     logger = get_run_logger()
     if kind == "image":  # small: kept in memory, finished and stored in one step
         buffer = io.BytesIO()
@@ -276,7 +328,7 @@ def _store_image(
 
 
 async def _download_result(result_url: str, sink: BinaryIO, kind: str) -> int:
-    """Stream the result into ``sink`` under the credentials' host rules and limits (flows.download_rules),
+    """Stream the result into ``sink`` under the credentials' host rules and limits (flows.media.download_rules),
     checking its first bytes are an image/video; returns its size."""
     head = bytearray()
 

@@ -1,8 +1,8 @@
 """Provenance records: for every stored result, a JSON record next to it (``<result_key>.provenance.json``) that
 says what made it (operation, inputs and their SHA-256, parameters, task_id, credits), in which flow run and
 deployment, on whose behalf, with whose consent, how it was signed, and the SHA-256 of the stored (labelled,
-signed) file. The labels inside the files are written by :mod:`flows.labels`, the signed manifests by
-:mod:`flows.content_credentials`; :mod:`flows.audit` checks a file against both.
+signed) file. The labels inside the files are written by :mod:`flows.provenance.labels`, the signed manifests by
+:mod:`flows.provenance.content_credentials`; :mod:`flows.provenance.audit` checks a file against both.
 
 Records never hold secrets: no API key, no webhook URL or token, no image bytes, and URLs lose their query
 string (a presigned URL's query is a credential) and any user:password.
@@ -33,13 +33,13 @@ from pydantic import BaseModel, Field, field_validator
 
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.labels import (
+from faceswap_flows.flows.provenance.labels import (
     DIGITAL_SOURCE_TYPE,
     SyntheticLabel,
     WatermarkCorner,
     utc_now,
 )
-from faceswap_flows.flows.media_tasks import StagedMedia
+from faceswap_flows.flows.tasks.media import StagedMedia
 from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 
 RECORD_SUFFIX = ".provenance.json"
@@ -279,8 +279,25 @@ async def record_provenance(
     submitted_by: dict[str, Any] | None = None,
     signing: dict[str, Any] | None = None,
 ) -> ProvenanceRecord:
-    """Hash the stored result as storage holds it and write its record next to it (``signing``: what the
-    signing plan says of the embedded manifest; None when signing was off)."""
+    """Hash the stored result as storage holds it and write its provenance record next to it.
+
+    Args:
+        storage: The MediaStorage block the media is read from and written to.
+        key: The stored result's key.
+        operation: The API operation.
+        task_id: The service's task.
+        job_id: The job, if known.
+        credits: Credits charged, if known.
+        credits_estimated: Whether `credits` is an estimate.
+        facts: The job's provenance facts (inputs, their SHA-256, parameters).
+        options: The output choices (label, watermark, signing).
+        label: The embedded synthetic-media label, if any.
+        submitted_by: Who submitted the job (flow run, deployment, user).
+        signing: What the signing plan says of the embedded manifest. None: signing was off.
+
+    Returns:
+        The record written.
+    """
     options = options or OutputOptions()
     facts = facts or JobFacts()
     sha256, size, head = await asyncio.to_thread(stored_hash, storage, key)

@@ -15,15 +15,13 @@ from pydantic import BaseModel
 
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.blocks_config import DEFAULT_STORAGE
-from faceswap_flows.flows.outcome import SwapOutcome, fetch_and_record
-from faceswap_flows.flows.provenance import JobFacts, OutputOptions, submission_facts
-from faceswap_flows.flows.waiting import stored_event
+from faceswap_flows.flows.exceptions import ResultNotAvailable
+from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, submission_facts
+from faceswap_flows.flows.tasks.job import SwapOutcome
+from faceswap_flows.flows.tasks.store import fetch_and_record
+from faceswap_flows.flows.tasks.waiting import stored_event
 from faceswap_flows.receiver.events import task_resource_id
 from faceswap_flows.receiver.unparsed import UNPARSED
-
-
-class ResultNotAvailable(RuntimeError):
-    """The job has no stored callback event (yet), or it failed."""
 
 
 class FinishedJob(BaseModel):
@@ -69,7 +67,8 @@ async def unparsed_callback(subject: str) -> dict[str, Any] | None:
     if not payload.get("result_image"):
         raise ResultNotAvailable(
             f"the callback of {subject} could not be read ({payload.get('error')}) and names no result URL: "
-            "see its aifaceswap.task.unparsed event for the raw body"
+            "see its aifaceswap.task.unparsed event for the raw body",
+            task_id=subject,
         )
     get_run_logger().warning("%s: storing the result_image found in an unparsed callback", subject)
     return payload
@@ -139,26 +138,50 @@ async def store_result(
     label_outputs: bool | None = None,
     job_id: str | None = None,
 ) -> SwapOutcome:
-    """Fetch a finished job's result into storage, labelled as synthetic media, with its provenance record. With
-    only ``task_id``, the rest is read from the job's callback event (so a timed-out wait can be resumed:
-    ``faceswap-flows collect TASK_ID``). Inputs, parameters, credits and the label/watermark choice come from
-    the job's submitted event; ``label_outputs`` overrides the choice made at submission. With ``job_id`` instead of
-    a task_id (a SubmissionOutcomeUnknown names the job, not a task), the job's first successful callback is used:
-    ``faceswap-flows collect --job JOB_ID``."""
+    """Fetch a finished job's result into storage, labelled as synthetic media, with its provenance record.
+
+    With only `task_id`, the rest is read from the job's callback event, so a timed-out wait can be resumed
+    (`faceswap-flows collect TASK_ID`). Inputs, parameters, credits and the label/watermark choice come from the
+    job's submitted event. With `job_id` instead of a task_id (a SubmissionOutcomeUnknown names the job, not a
+    task), the job's first successful callback is used (`faceswap-flows collect --job JOB_ID`).
+
+    Args:
+        task_id: The service's task whose result is stored (empty when `job_id` is given).
+        result_image: The temporary URL of the result. None: read from the job's callback event.
+        result_key: The storage key to store the result under. None: from the event, else
+            `results/collected/<task_id>`.
+        storage_block: Name of the MediaStorage block to store into. None: the one the job's event names.
+        operation: The API operation of the job (faceswap, video_faceswap...). None: from its event.
+        label_outputs: Override the label choice made at submission. None: keep that choice.
+        job_id: The job (as a SubmissionOutcomeUnknown names it) whose first successful callback is stored, instead
+            of a task_id.
+
+    Returns:
+        The stored result: its task_id, job_id, credits, key and URL.
+
+    Raises:
+        ResultNotAvailable: The job has no callback event yet, failed, or its callback names no result URL.
+        DownloadRefused: The result URL is not allowed, or too large or slow to download.
+    """
     if job_id and not task_id:
         event = await stored_event(job_id, by_job=True)
         if event is None:
             raise ResultNotAvailable(
-                f"no callback event for job {job_id}: the service did not accept it, or it has not finished yet"
+                f"no callback event for job {job_id}: the service did not accept it, or it has not finished yet",
+                job_id=job_id,
             )
         task_id = event["task_id"]
     job_id = None
     if not (result_image and result_key):
         event = await stored_event(task_id) or await unparsed_callback(task_id)
         if event is None:
-            raise ResultNotAvailable(f"no callback event for task_id {task_id} yet: try again once the job finished")
+            raise ResultNotAvailable(
+                f"no callback event for task_id {task_id} yet: try again once the job finished", task_id=task_id
+            )
         if not event.get("success"):
-            raise ResultNotAvailable(f"task {task_id} failed on the service's side (success 0): nothing to store")
+            raise ResultNotAvailable(
+                f"task {task_id} failed on the service's side (success 0): nothing to store", task_id=task_id
+            )
         result_image = result_image or event["result_image"]
         result_key = result_key or event.get("result_key") or f"results/collected/{task_id}"
         storage_block = storage_block or event.get("storage_block")

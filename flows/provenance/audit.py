@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from faceswap_flows.blocks import ContentSigningKey, MediaStorage
-from faceswap_flows.flows.content_credentials import CredentialsCheck, read_credentials
-from faceswap_flows.flows.labels import DIGITAL_SOURCE_TYPE, LEGACY_DIGITAL_SOURCE_TYPES, embedded_label
-from faceswap_flows.flows.provenance import RECORD_SUFFIX, _media_type, hash_stream, record_key
+from faceswap_flows.flows.provenance.content_credentials import CredentialsCheck, read_credentials
+from faceswap_flows.flows.provenance.labels import DIGITAL_SOURCE_TYPE, LEGACY_DIGITAL_SOURCE_TYPES, embedded_label
+from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, _media_type, hash_stream, record_key
 
 
 @dataclass(frozen=True)

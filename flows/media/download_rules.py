@@ -18,7 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from faceswap_flows.aifaceswap.client import DEFAULT_BASE_URL
-from faceswap_flows.aifaceswap.errors import AIFaceSwapError
+from faceswap_flows.flows.exceptions import DownloadRefused
 
 if TYPE_CHECKING:
     from faceswap_flows.blocks import AIFaceSwapCredentials
@@ -31,10 +31,6 @@ MAX_REDIRECTS = 5
 CACHE_SECONDS = 30.0
 
 CURRENT_RULES: contextvars.ContextVar[DownloadRules | None] = contextvars.ContextVar("download_rules", default=None)
-
-
-class DownloadRefused(AIFaceSwapError, ValueError):
-    """A result URL the rules do not allow, or a download over its size or time limit. Not retried."""
 
 
 def _is_private(address: str) -> bool:

@@ -31,7 +31,7 @@ def _say(credits: int, detail: str) -> None:
 
 
 def _video_seconds(video: Path, trim_start: float | None, trim_end: float | None) -> float:
-    from faceswap_flows.flows.video_tools import VideoError, video_facts
+    from faceswap_flows.flows.media.video import VideoError, video_facts
 
     try:
         duration = video_facts(video).duration
@@ -51,7 +51,7 @@ def estimate_faceswap() -> None:
 
 @estimate_app.command("extract-faces")
 def estimate_extract() -> None:
-    """Finding the faces of one image."""
+    """Finding the faces of one image. Example: faceswap-flows estimate extract-faces"""
     _say(estimate_credits("extract_face"), "extract_face")
 
 
@@ -90,7 +90,10 @@ def estimate_multi_video(
     trim_start: Annotated[float | None, typer.Option(help="Cut from (seconds).")] = None,
     trim_end: Annotated[float | None, typer.Option(help="Cut to (seconds).")] = None,
 ) -> None:
-    """Up to three faces through a video (plus the frame's face extraction)."""
+    """Up to three faces through a video (plus the frame's face extraction).
+
+    Example: faceswap-flows estimate multi-video-faceswap clip.mp4 --faces 2 --enhance 1
+    """
     seconds = _video_seconds(video, trim_start, trim_end)
     try:
         swap = estimate_credits("multi_video_faceswap", duration=seconds, enhance=enhance, face_count=faces)
@@ -114,7 +117,10 @@ def estimate_batch(manifest: Annotated[Path, typer.Argument(help="CSV or JSONL m
 
 @blocks_app.command("register")
 def register_blocks() -> None:
-    """Register the block types with the Prefect API (what `prefect block register -m faceswap_flows.blocks` does)."""
+    """Register the block types with the Prefect API (what `prefect block register -m faceswap_flows.blocks` does).
+
+    Example: PREFECT_API_URL=http://127.0.0.1:4200/api faceswap-flows blocks register
+    """
     from faceswap_flows.blocks import AIFaceSwapCredentials, ContentSigningKey, MediaStorage, WebhookReceiver
 
     for block in (AIFaceSwapCredentials, MediaStorage, WebhookReceiver, ContentSigningKey):
@@ -199,7 +205,7 @@ def signing_dev_cert(
 
     Example: faceswap-flows signing dev-cert
     """
-    from faceswap_flows.flows.signing_certs import save_dev_signing
+    from faceswap_flows.devstack.signing_certs import save_dev_signing
 
     paths = save_dev_signing(folder, block, organisation=organisation, days=days)
     typer.echo(f"signing key {paths['key']} (owner-only), chain {paths['chain']}, CA {paths['ca']}")
@@ -226,7 +232,7 @@ def init(
 
     Example: faceswap-flows init my-project --git-repository https://github.com/me/my-project.git
     """
-    from faceswap_flows.flows.project_init import write_project
+    from faceswap_flows.cli.project_init import write_project
 
     try:
         done = write_project(

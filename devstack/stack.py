@@ -1,8 +1,8 @@
 """The embedded default, in one piece: sandbox, webhook receiver and media server on loopback, with the three
 blocks saved under the flows' default names, and a development Content Credentials signing key (a local CA in
-``.faceswap/signing``, see ``flows.signing_certs``). The demo, the tests and the benchmarks all start it this way.
+``.faceswap/signing``, see ``devstack.signing_certs``). The demo, the tests and the benchmarks all start it this way.
 
-The Prefect API must be chosen (PREFECT_API_URL) before Prefect is imported; see ``flows.local_prefect``.
+The Prefect API must be chosen (PREFECT_API_URL) before Prefect is imported; see ``devstack.prefect_server``.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 
 from faceswap_flows.aifaceswap.sandbox import SandboxConfig, SandboxServer
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-from faceswap_flows.blocks.media_server import MediaServer
+from faceswap_flows.devstack.media_server import MediaServer
+from faceswap_flows.devstack.prefect_server import port_is_free
+from faceswap_flows.devstack.signing_certs import dev_signing_key
 from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
-from faceswap_flows.flows.content_credentials import DEFAULT_SIGNING
-from faceswap_flows.flows.local_prefect import port_is_free
-from faceswap_flows.flows.signing_certs import dev_signing_key
+from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
 from faceswap_flows.receiver import ReceiverServer
 
 

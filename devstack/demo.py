@@ -16,7 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from faceswap_flows.flows.local_prefect import drain_prefect_workers
+from faceswap_flows.devstack.prefect_server import drain_prefect_workers
 
 DEMO_KEY = "demo-key"
 
@@ -53,7 +53,7 @@ def write_demo_manifest(source: Path, face: Path) -> Path:
 
 def content_credentials_line(result: Path, ca: Path) -> str:
     """What the demo says of the result's signed C2PA manifest, checked against the development CA."""
-    from faceswap_flows.flows.content_credentials import read_credentials
+    from faceswap_flows.flows.provenance.content_credentials import read_credentials
 
     with result.open("rb") as handle:
         check = read_credentials(handle, "image/png", ca.read_text())
@@ -65,7 +65,7 @@ def content_credentials_line(result: Path, ca: Path) -> str:
 
 def _prefect_api(state_dir: Path, stack: ExitStack) -> tuple[str, str]:
     """The Prefect API to use: $PREFECT_API_URL if it answers, else a local server started here."""
-    from faceswap_flows.flows.local_prefect import LocalPrefectServer, is_healthy, port_is_free
+    from faceswap_flows.devstack.prefect_server import LocalPrefectServer, is_healthy, port_is_free
 
     api_url = os.environ.get("PREFECT_API_URL", "")
     if api_url and is_healthy(api_url):
@@ -86,8 +86,8 @@ def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> D
         os.environ["PREFECT_API_URL"] = api_url
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-        from faceswap_flows.flows.image_flows import faceswap
-        from faceswap_flows.flows.local_stack import LocalStack
+        from faceswap_flows.devstack.stack import LocalStack
+        from faceswap_flows.flows.image import faceswap
 
         local = stack.enter_context(LocalStack(workdir, api_key=DEMO_KEY, ports=(8700, 8701, 8702)))
         print(f"Sandbox API: {local.sandbox.url}   receiver: {local.receiver.url}   media: {local.media_server.url}")

@@ -17,19 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
-from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.labels import utc_now
+from faceswap_flows.flows.exceptions import ConsentRefused
+from faceswap_flows.flows.provenance.labels import utc_now
 
 if TYPE_CHECKING:
-    from faceswap_flows.flows.media_tasks import StagedMedia
-    from faceswap_flows.flows.provenance import OutputOptions
+    from faceswap_flows.flows.provenance.records import OutputOptions
+    from faceswap_flows.flows.tasks.media import StagedMedia
 
 PREFIX = "consent/"
-
-
-class ConsentRefused(InputValidationError):
-    """A face photo without valid consent, with require_consent on."""
 
 
 class ConsentRecord(BaseModel):
@@ -125,7 +121,7 @@ async def preflight(
     """What a flow checks after staging its inputs and before any paid call: the signing key loads (when
     signing is on) and the face photos have consent (when required). Returns the consent records found."""
     if output.sign:
-        from faceswap_flows.flows.content_credentials import load_signing_key
+        from faceswap_flows.flows.provenance.content_credentials import load_signing_key
 
         await load_signing_key(output.signing_block)
     return await asyncio.to_thread(check_consent, storage, faces, require_consent)

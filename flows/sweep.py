@@ -35,9 +35,10 @@ from pydantic import BaseModel, Field, ValidationError
 
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
 from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
-from faceswap_flows.flows.provenance import is_stored
-from faceswap_flows.flows.store_result import FinishedJob, store_job, submitted_facts
-from faceswap_flows.flows.waiting import received_callbacks
+from faceswap_flows.flows.collect import FinishedJob, store_job, submitted_facts
+from faceswap_flows.flows.exceptions import ResultsNotStored
+from faceswap_flows.flows.provenance.records import is_stored
+from faceswap_flows.flows.tasks.waiting import received_callbacks
 from faceswap_flows.receiver.events import SUBMITTED, SUCCEEDED, task_resource_id
 
 STORE_BY_LABEL = "aifaceswap.store-by"
@@ -74,19 +75,6 @@ class StoreResultsReport(BaseModel):
     @property
     def done(self) -> int:
         return self.stored + self.already_stored + self.failed
-
-
-class ResultsNotStored(RuntimeError):
-    """Some results of the sweep could not be stored; ``report`` says which."""
-
-    def __init__(self, report: StoreResultsReport) -> None:
-        names = ", ".join(report.failed_task_ids[:20]) + (" ..." if report.failed > 20 else "")
-        super().__init__(
-            f"{report.failed} of {report.found} result(s) could not be stored (task_ids: {names}); "
-            f"{report.stored} stored, {report.already_stored} already stored. Run store-results again, or "
-            "`faceswap-flows collect TASK_ID` per job, once the cause is fixed"
-        )
-        self.report = report
 
 
 def sweep_filter(since: datetime, until: datetime) -> EventFilter:
@@ -208,7 +196,19 @@ async def store_chunk(
     max_concurrency: int = 8,
     attempts: int = 3,
 ) -> ChunkOutcome:
-    """Store a chunk of results, ``max_concurrency`` at a time; a failure is logged and reported, never raised."""
+    """Store a chunk of results, `max_concurrency` at a time; a failure is logged and reported, never raised.
+
+    Args:
+        jobs: The finished jobs to store.
+        storages: MediaStorage blocks by name.
+        number: The chunk's number (for the task run's name).
+        count: How many jobs it holds.
+        max_concurrency: How many results are stored at a time.
+        attempts: Tries per result before it is reported as failed.
+
+    Returns:
+        The keys stored, how many were already stored, and the failures by task_id.
+    """
     logger = get_run_logger()
     facts = await bulk_submitted_facts([job.task_id for job in jobs])
     slots = asyncio.Semaphore(max_concurrency)
@@ -291,16 +291,29 @@ async def store_results(
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str | None = DEFAULT_RECEIVER,
 ) -> StoreResultsReport:
-    """Store the results of every succeeded job labelled ``aifaceswap.store-by: sweep`` in one run.
+    """Store the results of every succeeded job labelled `aifaceswap.store-by: sweep` in one run.
 
-    ``since``: the triggering event's time (default now; naive means UTC). Events from ``lookback_seconds``
-    before it are read (late or missed events), and sweeps go on until ``window_seconds + settle_seconds``
-    after it and until a sweep finds nothing new. Results already stored (their provenance record exists) are
-    skipped; each other is stored as store-result would, ``max_concurrency`` at a time, in tasks of
-    ``chunk_size`` jobs (``attempts`` tries each), into the storage block its event names (``storage_block``
-    when it names none). Jobs are found in the inbox of ``receiver_block``'s receiver as they arrive, and in the
-    stored events (every receiver's) when that inbox cannot be read and before the run ends.
-    Ends Failed (ResultsNotStored) when some result could not be stored."""
+    Sweeps go on until a sweep finds nothing new; results already stored (with a provenance record) are skipped,
+    each other is stored as store-result would. Jobs come from the receiver's inbox, and from the stored events.
+
+    Args:
+        since: The triggering event's time. None: now; a naive time means UTC.
+        window_seconds: How long after `since` jobs are still collected.
+        lookback_seconds: How long before `since` events are read (late or missed ones).
+        settle_seconds: Extra time after the window for late callbacks.
+        poll_seconds: Seconds between two looks at the receiver's inbox.
+        max_concurrency: How many results are stored at a time.
+        chunk_size: How many jobs each store-chunk task run stores.
+        attempts: Tries per result before it is reported as not stored.
+        storage_block: Name of the MediaStorage block for jobs whose event names none.
+        receiver_block: Name of the WebhookReceiver block whose inbox is read. None: stored events only.
+
+    Returns:
+        The sweep's report: found, stored, already stored and failed jobs.
+
+    Raises:
+        ResultsNotStored: Some results could not be stored (the report lists their task_ids).
+    """
     logger = get_run_logger()
     started = datetime.now(UTC)
     anchor = since or started

@@ -18,25 +18,21 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import c2pa
+from cryptography import x509
 from pydantic import BaseModel, Field
 
-from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import ContentSigningKey
-from faceswap_flows.flows.labels import DIGITAL_SOURCE_TYPE
-from faceswap_flows.flows.signing_certs import certificate_subject
+from faceswap_flows.flows.exceptions import SigningNotConfigured
+from faceswap_flows.flows.provenance.labels import DIGITAL_SOURCE_TYPE
 
 if TYPE_CHECKING:
-    from faceswap_flows.flows.provenance import JobFacts, OutputOptions
+    from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions
 
 DEFAULT_SIGNING = "faceswap-signing"
 JOB_ASSERTION = "io.github.faceswap-flows.job"
 SOFTWARE_AGENT = {"name": "aifaceswap.io face swap API, via faceswap-flows"}
 PARENT_FIELDS = ("source_image", "source_video")
 CredentialsState = Literal["trusted", "untrusted", "invalid", "absent"]
-
-
-class SigningNotConfigured(InputValidationError):
-    """Signing is on but its block cannot be loaded: refused before any credit is spent."""
 
 
 class ManifestFacts(BaseModel):
@@ -249,7 +245,7 @@ async def signing_plan(
     """How this result is signed (None: signing off). The flow run and deployment are the submitting run's."""
     if not output.sign:
         return None
-    from faceswap_flows.flows.provenance import run_facts
+    from faceswap_flows.flows.provenance.records import run_facts
 
     run = submitted_by if submitted_by and submitted_by.get("flow_run") else await run_facts()
     manifest_facts = ManifestFacts(
@@ -265,3 +261,8 @@ async def signing_plan(
     )
     key = await load_signing_key(output.signing_block)
     return SigningPlan(block=output.signing_block, key=key, facts=manifest_facts)
+
+
+def certificate_subject(chain_pem: str) -> str:
+    """The subject of the first (signing) certificate of a PEM chain."""
+    return x509.load_pem_x509_certificates(chain_pem.encode())[0].subject.rfc4514_string()

@@ -1,5 +1,5 @@
 """``faceswap-flows consent add | list | revoke``: the consent register of face photos (records in the storage
-block, see ``flows.consent``)."""
+block, see ``flows.provenance.consent``)."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _storage(block: str) -> MediaStorage:
 
 def _photo_sha256(photo: str) -> str:
     """The SHA-256 of a photo given as a file, or given directly as 64 hex digits."""
-    from faceswap_flows.flows.consent import file_sha256
+    from faceswap_flows.flows.provenance.consent import file_sha256
 
     if re.fullmatch(r"[0-9a-fA-F]{64}", photo):
         return photo.lower()
@@ -61,7 +61,7 @@ def consent_add(
     faceswap-flows consent add me.jpg --by "Ada Lovelace" --scope "marketing video 2027" --until 2027-12-31"""
     from pydantic import ValidationError
 
-    from faceswap_flows.flows.consent import ConsentRecord, save_consent
+    from faceswap_flows.flows.provenance.consent import ConsentRecord, save_consent
 
     sha256 = _photo_sha256(photo)
     try:
@@ -89,8 +89,11 @@ def consent_list(
     storage_block: StorageOption = "faceswap-media",
     all_records: Annotated[bool, typer.Option("--all", help="Include revoked and expired consents.")] = False,
 ) -> None:
-    """The registered face photos, one a line: sha256, photo, person, who consented, scope, until, status."""
-    from faceswap_flows.flows.consent import list_consents
+    """The registered face photos, one a line: sha256, photo, person, who consented, scope, until, status.
+
+    Example: faceswap-flows consent list --storage-block faceswap-media
+    """
+    from faceswap_flows.flows.provenance.consent import list_consents
 
     today = date.today()
     shown = 0
@@ -114,8 +117,11 @@ def consent_revoke(
     photo: Annotated[str, typer.Argument(help="The face photo (a file), or its SHA-256.")],
     storage_block: StorageOption = "faceswap-media",
 ) -> None:
-    """Revoke a face photo's consent: flows with require_consent refuse it from now on (the record stays)."""
-    from faceswap_flows.flows.consent import revoke_consent
+    """Revoke a face photo's consent: flows with require_consent refuse it from now on (the record stays).
+
+    Example: faceswap-flows consent revoke me.jpg
+    """
+    from faceswap_flows.flows.provenance.consent import revoke_consent
 
     sha256 = _photo_sha256(photo)
     try:

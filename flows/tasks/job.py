@@ -14,7 +14,15 @@ from pydantic import BaseModel
 from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import SubmitRequest, validate_model
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
-from faceswap_flows.flows.api_tasks import (
+from faceswap_flows.flows.blocks_config import Services
+from faceswap_flows.flows.provenance.records import (
+    JobFacts,
+    OutputOptions,
+    is_stored,
+    output_parameters,
+    record_key,
+)
+from faceswap_flows.flows.tasks.api import (
     JobFailed,
     SubmissionOutcomeUnknown,
     SubmittedJob,
@@ -24,21 +32,10 @@ from faceswap_flows.flows.api_tasks import (
     submit,
     wait_for_callback,
 )
-from faceswap_flows.flows.artifacts import before_after_artifact, credits_artifact
-from faceswap_flows.flows.blocks_config import Services
-from faceswap_flows.flows.content_credentials import signing_plan
-from faceswap_flows.flows.labels import SyntheticLabel
-from faceswap_flows.flows.media_tasks import fetch_result
-from faceswap_flows.flows.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
-from faceswap_flows.flows.provenance import (
-    JobFacts,
-    OutputOptions,
-    is_stored,
-    output_parameters,
-    record_key,
-    record_provenance,
-)
-from faceswap_flows.flows.waiting import CallbackTimeout
+from faceswap_flows.flows.tasks.artifacts import before_after_artifact, credits_artifact
+from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
+from faceswap_flows.flows.tasks.store import fetch_and_record
+from faceswap_flows.flows.tasks.waiting import CallbackTimeout
 from faceswap_flows.receiver.tokens import JobToken
 
 
@@ -154,7 +151,7 @@ async def submit_and_finish(
     ``steps``: a task run each for submit, wait, fetch and record (``tasks``); submit, then wait + fetch + record
     as one ``collect-result`` task run (``collect-task``); or everything as steps of the caller's task run
     (``inline``: no task run of its own; a re-attempt finds the submission and a result already stored).
-    ``on_unknown_outcome``: what the submission does when its outcome stays unknown (:mod:`flows.paid_calls`);
+    ``on_unknown_outcome``: what the submission does when its outcome stays unknown (:mod:`flows.tasks.paid_calls`);
     it is recorded in the job's parameters, hence in its submitted event and provenance record. ``result_key``:
     where the result is stored (default: named by the job)."""
     job = plan_job(
@@ -315,59 +312,6 @@ def with_submission(facts: JobFacts | None, job: SubmittedJob) -> JobFacts:
     return facts.model_copy(update={"parameters": {**facts.parameters, **submission}})
 
 
-async def fetch_and_record(
-    storage: MediaStorage,
-    *,
-    task_id: str,
-    operation: str,
-    job_id: str | None,
-    result_image: str,
-    result_key: str,
-    kind: Literal["image", "video"],
-    output: OutputOptions,
-    credits: int | None,
-    credits_estimated: bool,
-    facts: JobFacts | None,
-    submitted_by: dict[str, Any] | None = None,
-    as_tasks: bool = True,
-) -> str:
-    """Fetch a finished job's result into ``storage`` under ``result_key`` (labelled as synthetic media unless
-    ``output`` says not, watermarked if asked) and write its provenance record next to it; returns the key.
-    Two task runs (``as_tasks``), or two steps of the caller's task run."""
-    fetch, record = (fetch_result, record_provenance) if as_tasks else (fetch_result.fn, record_provenance.fn)
-    label = None
-    if output.label:
-        label = SyntheticLabel(task_id=task_id, operation=operation, job_id=job_id, record_key=record_key(result_key))
-    signing = await signing_plan(
-        output,
-        task_id=task_id,
-        operation=operation,
-        job_id=job_id,
-        credits=credits,
-        credits_estimated=credits_estimated,
-        facts=facts,
-        submitted_by=submitted_by,
-    )
-    key = await fetch(
-        storage, result_image, result_key, kind, label, output.watermark, output.watermark_corner, signing
-    )
-    await record(
-        storage,
-        key,
-        operation=operation,
-        task_id=task_id,
-        job_id=job_id,
-        credits=credits,
-        credits_estimated=credits_estimated,
-        facts=facts,
-        options=output,
-        label=label,
-        submitted_by=submitted_by,
-        signing=signing.summary() if signing else None,
-    )
-    return key
-
-
 def worth_another_attempt(error: BaseException) -> bool:
     """Whether running a job's steps again may succeed where this attempt failed: not when the service reported
     the job failed, its callback never came, the submission's fate is unknown, or the request itself is wrong."""
@@ -397,5 +341,22 @@ async def collect_result(
     facts: JobFacts | None,
     output: OutputOptions,
 ) -> str:
-    """Wait, fetch and record in one task run (batch items: one task run where a single swap shows three)."""
+    """Wait, fetch and record in one task run (batch items: one task run where a single swap shows three).
+
+    Args:
+        job: The submitted job.
+        storage: The MediaStorage block the media is read from and written to.
+        receiver: The WebhookReceiver block the service calls back.
+        timeout_seconds: How long to wait for the callback.
+        kind: `image` or `video`.
+        facts: The job's provenance facts, if any.
+        output: Labelling, watermark and signing choices.
+
+    Returns:
+        The storage key of the stored result.
+
+    Raises:
+        CallbackTimeout: No callback within `timeout_seconds`.
+        JobFailed: The service reported that the job failed.
+    """
     return await _collect(job, storage, receiver, timeout_seconds, kind, facts, output, as_tasks=False)

@@ -1,0 +1,133 @@
+"""Every error a flow raises: one family under ``FaceSwapFlowError``, each naming the job or task it is about.
+
+``except FaceSwapFlowError`` catches them all; each also keeps the builtin kind it always had (a ``ValueError`` for
+refused input, a ``TimeoutError`` for a wait, ``AIFaceSwapError`` for refusals the client's callers expect), so
+older ``except`` clauses still work. Prefect pickles a failed state's exception: every member pickles with its
+message, ``job_id``, ``task_id`` and other attributes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from faceswap_flows.aifaceswap.errors import AIFaceSwapError, InputValidationError
+
+if TYPE_CHECKING:
+    from faceswap_flows.flows.sweep import StoreResultsReport
+
+
+def _restore(cls: type[FaceSwapFlowError], args: tuple[Any, ...], state: dict[str, Any]) -> FaceSwapFlowError:
+    error = cls.__new__(cls)
+    BaseException.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
+
+
+class FaceSwapFlowError(Exception):
+    """Base of every flow-level error.
+
+    Attributes:
+        job_id: The job (one submission's identity, stable across retries) the error is about, if any.
+        task_id: The service's task the error is about, if one was assigned.
+    """
+
+    def __init__(self, message: str, *, job_id: str | None = None, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.task_id = task_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return _restore, (type(self), self.args, dict(self.__dict__))
+
+
+class JobFailed(FaceSwapFlowError, RuntimeError):
+    """The service called back with ``success: 0``: the job failed on its side (credits are its business)."""
+
+
+class SubmissionOutcomeUnknown(FaceSwapFlowError, RuntimeError):
+    """A submission's outcome stayed unknown (a 5xx, an answer that is not the API's, a lost answer, or an earlier
+    attempt that recorded no answer) and no callback of its job came within the grace period.
+
+    With the default ``at-most-once`` policy it is not sent again (that could charge twice). If the service did
+    accept it, its callback still reaches the receiver under the job's id: collect it then (the message says how).
+    """
+
+    def __init__(self, message: str, job_id: str = "", *, task_id: str | None = None) -> None:
+        super().__init__(message, job_id=job_id, task_id=task_id)
+
+
+class CallbackTimeout(FaceSwapFlowError, TimeoutError):
+    """No callback arrived in time. The job may still finish: collect it later by its task_id."""
+
+    def __init__(self, task_id: str, timeout: float, *, job_id: str | None = None) -> None:
+        super().__init__(
+            f"no callback for task_id {task_id} within {timeout:.0f}s; the job may still finish: "
+            f"collect it later with `faceswap-flows collect {task_id}` (or the store-result flow)",
+            job_id=job_id,
+            task_id=task_id,
+        )
+        self.timeout = timeout
+
+
+class BudgetExceeded(FaceSwapFlowError, ValueError):
+    """The estimate is over the budget; nothing was submitted (so there is no job yet)."""
+
+
+class ResultNotAvailable(FaceSwapFlowError, RuntimeError):
+    """The job has no stored callback event (yet), or it failed."""
+
+
+class ResultsNotStored(FaceSwapFlowError, RuntimeError):
+    """Some results of the sweep could not be stored; ``report`` says which (``task_ids`` lists them)."""
+
+    def __init__(self, report: StoreResultsReport) -> None:
+        names = ", ".join(report.failed_task_ids[:20]) + (" ..." if report.failed > 20 else "")
+        super().__init__(
+            f"{report.failed} of {report.found} result(s) could not be stored (task_ids: {names}); "
+            f"{report.stored} stored, {report.already_stored} already stored. Run store-results again, or "
+            "`faceswap-flows collect TASK_ID` per job, once the cause is fixed",
+            task_id=report.failed_task_ids[0] if report.failed_task_ids else None,
+        )
+        self.report = report
+        self.task_ids = list(report.failed_task_ids)
+
+
+class BlockNotFound(FaceSwapFlowError, ValueError):
+    """A block the flow needs is not saved on this Prefect server; the message names it and how to create it."""
+
+    def __init__(self, message: str, *, block_type: str = "", block_name: str = "") -> None:
+        super().__init__(message)
+        self.block_type = block_type
+        self.block_name = block_name
+
+
+class VideoError(FaceSwapFlowError, ValueError):
+    """A video the flows cannot use; the message names the field and the fix."""
+
+
+class DownloadRefused(FaceSwapFlowError, AIFaceSwapError, ValueError):
+    """A result URL the rules do not allow, or a download over its size or time limit. Not retried."""
+
+
+class ConsentRefused(FaceSwapFlowError, InputValidationError):
+    """A face photo without valid consent, with require_consent on."""
+
+
+class SigningNotConfigured(FaceSwapFlowError, InputValidationError):
+    """Signing is on but its block cannot be loaded: refused before any credit is spent."""
+
+
+__all__ = [
+    "BlockNotFound",
+    "BudgetExceeded",
+    "CallbackTimeout",
+    "ConsentRefused",
+    "DownloadRefused",
+    "FaceSwapFlowError",
+    "JobFailed",
+    "ResultNotAvailable",
+    "ResultsNotStored",
+    "SigningNotConfigured",
+    "SubmissionOutcomeUnknown",
+    "VideoError",
+]

@@ -1,0 +1,96 @@
+"""One error family: every flow-level error derives from FaceSwapFlowError, names its job or task, keeps its
+builtin kind, and survives pickling (Prefect persists a failed state's exception)."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import pickle
+from pathlib import Path
+
+import pytest
+
+from faceswap_flows.aifaceswap.errors import AIFaceSwapError, InputValidationError
+from faceswap_flows.flows import exceptions
+from faceswap_flows.flows.exceptions import (
+    BudgetExceeded,
+    CallbackTimeout,
+    ConsentRefused,
+    DownloadRefused,
+    FaceSwapFlowError,
+    JobFailed,
+    ResultNotAvailable,
+    SubmissionOutcomeUnknown,
+    VideoError,
+)
+
+FLOWS = Path(__file__).resolve().parent.parent / "flows"
+# The batch's retry signal is internal to the batch flow (issue 20 owns flows/batch.py).
+NOT_FLOW_LEVEL = {"ItemsToRetry"}
+
+
+def test_every_error_class_under_flows_is_in_the_family() -> None:
+    outside = []
+    for path in FLOWS.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            is_error = isinstance(node, ast.ClassDef) and any(
+                isinstance(base, ast.Name) and base.id.endswith(("Error", "Exception", "Timeout"))
+                for base in node.bases
+            )
+            if is_error and node.name not in NOT_FLOW_LEVEL and path.name != "exceptions.py":
+                outside.append(f"{path.relative_to(FLOWS)}: {node.name}")
+    assert outside == [], "define flow-level errors in flows/exceptions.py"
+    members = [getattr(exceptions, name) for name in exceptions.__all__]
+    assert all(issubclass(error, FaceSwapFlowError) for error in members)
+    assert len(members) == 12
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        JobFailed("task t-1 failed", job_id="j-1", task_id="t-1"),
+        SubmissionOutcomeUnknown("unknown outcome", "j-2"),
+        CallbackTimeout("t-3", 900, job_id="j-3"),
+        ResultNotAvailable("not yet", task_id="t-4"),
+        BudgetExceeded("max_credits: over"),
+        VideoError("source_video: empty"),
+        DownloadRefused("result URL refused", task_id="t-5"),
+        ConsentRefused("face_image: no consent", job_id=None),
+    ],
+)
+def test_pickles_with_its_job_and_task(error: FaceSwapFlowError) -> None:
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error)
+    assert str(back) == str(error)
+    assert (back.job_id, back.task_id) == (error.job_id, error.task_id)
+    assert back.__dict__ == error.__dict__
+
+
+def test_keeps_the_builtin_kind_older_except_clauses_catch() -> None:
+    timeout = CallbackTimeout("t-6", 30)
+    assert isinstance(timeout, TimeoutError) and timeout.task_id == "t-6" and "t-6" in str(timeout)
+    assert isinstance(BudgetExceeded("x"), ValueError) and isinstance(VideoError("x"), ValueError)
+    refused = DownloadRefused("x")
+    assert isinstance(refused, AIFaceSwapError) and not refused.retryable and refused.message == "x"
+    consent = ConsentRefused("face_image: no consent")
+    assert isinstance(consent, InputValidationError) and consent.errors == []
+    assert SubmissionOutcomeUnknown("m", "j-7").job_id == "j-7"
+
+
+@pytest.mark.parametrize(
+    ("module", "name"),
+    [
+        ("faceswap_flows.flows.tasks.submission", "SubmissionOutcomeUnknown"),
+        ("faceswap_flows.flows.tasks.api", "JobFailed"),
+        ("faceswap_flows.flows.tasks.waiting", "CallbackTimeout"),
+        ("faceswap_flows.flows.media.download_rules", "DownloadRefused"),
+        ("faceswap_flows.flows.media.video", "VideoError"),
+        ("faceswap_flows.flows.collect", "ResultNotAvailable"),
+        ("faceswap_flows.flows.budget", "BudgetExceeded"),
+        ("faceswap_flows.flows.sweep", "ResultsNotStored"),
+        ("faceswap_flows.flows.provenance.consent", "ConsentRefused"),
+        ("faceswap_flows.flows.provenance.content_credentials", "SigningNotConfigured"),
+    ],
+)
+def test_the_modules_that_raise_them_still_export_them(module: str, name: str) -> None:
+    assert getattr(importlib.import_module(module), name) is getattr(exceptions, name)
