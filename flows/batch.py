@@ -74,7 +74,20 @@ def batch_lines(
 @task(name="plan-batch", task_run_name="plan {count} items", cache_policy=NO_CACHE)
 async def plan_batch(planner: Planner, lines: list[ManifestLine], count: int, max_credits: int | None) -> BatchPlan:
     """Read every input (SHA-256, kind, video seconds), validate every row, find what is already done, price the
-    rest, and mark what goes over ``max_credits``: no API call."""
+    rest, and mark what goes over ``max_credits``: no API call.
+
+    Args:
+        planner: Reads inputs from the storage block and names results after the output template.
+        lines: The manifest's lines (or the rows made from a source), each with its line number.
+        count: How many lines, for the task run's name.
+        max_credits: The budget; items beyond it are marked skipped (None: no budget).
+
+    Returns:
+        The plan: every item with its status (run, done, refused, skipped), credits and result key.
+
+    Raises:
+        InputValidationError: Every line was refused (nothing to run), naming the first lines and why.
+    """
     items = await asyncio.to_thread(plan_rows, planner, lines, max_credits)
     if lines and all(item.status == "refused" for item in items) and all(line.row is None for line in lines):
         raise InputValidationError("; ".join(item.reason or "" for item in items[:5]))
@@ -200,9 +213,46 @@ async def batch_faceswap(
     ``plan=True`` returns the plan (a table artifact and a CSV). Otherwise the items to run are stored under
     ``output_template``, ``items_per_task`` to a ``swap-items`` task run, each submitted exactly once; the
     report is written as JSON, CSV and table artifact. The run ends Failed, after its report, when any item
-    failed, was refused or skipped. Each result is labelled, signed (``sign_outputs``, with the
-    ``signing_block`` key) and recorded as the single flows do; ``require_consent``: an item whose face photo is
-    not in the consent register fails, unpaid."""
+    failed, was refused or skipped.
+
+    Args:
+        manifest: A CSV (with a header) or JSONL manifest, a local path or a key in the storage block.
+        source: Instead of a manifest: a local folder, a storage prefix or a glob (``s3://bucket/prefix/*.jpg``).
+        face_image: With ``source``: the face put onto every image and video found.
+        face_map: With ``source``, instead of ``face_image``: face index or reference photo -> new face.
+        include: With ``source``: only file names matching one of these glob patterns.
+        exclude: With ``source``: leave out file names matching one of these glob patterns.
+        enhance: With ``source``: video face enhancement, 0 none, 1 up to 1080p, 2 up to 2k.
+        trim_start: With ``source``: keep videos from this second (cut here before submitting).
+        trim_end: With ``source``: keep videos up to this second.
+        retry_failed: Instead of a manifest: the report (storage key or path) whose failed and skipped items to run.
+        plan: Only plan: list what would run, what is done or refused, and the credits; call no API.
+        force: Redo work whose result is already stored (stored under a new key; nothing is overwritten).
+        output_template: Where results go, e.g. ``results/{date}/{source_stem}__{face_stem}.{ext}``.
+        max_concurrency: Items in flight at once.
+        max_credits: The budget: items beyond it are skipped, never submitted.
+        items_per_task: Items per ``swap-items`` task run; 1 gives each item its own submit and collect runs.
+        concurrency_limit: A Prefect global concurrency limit every item also takes a slot of.
+        wait: Wait for the results (else the store-results sweep stores them).
+        timeout_seconds: How long an item waits for its callback.
+        on_unknown_outcome: ``at-most-once`` (default) or ``resubmit`` when a submission's outcome stays unknown.
+        label_outputs: Label every result as synthetic media (IPTC digital source type); off is logged.
+        watermark: A visible text drawn on image results (None: none).
+        watermark_corner: Where the watermark goes.
+        sign_outputs: Embed a C2PA manifest signed with the ``signing_block`` key in every result.
+        signing_block: The ContentSigningKey block that signs results.
+        require_consent: Swap only face photos in the consent register; others fail, unpaid.
+        credentials_block: The AIFaceSwapCredentials block.
+        storage_block: The MediaStorage block holding inputs, results, reports and records.
+        receiver_block: The WebhookReceiver block the callbacks go to.
+
+    Returns:
+        The batch report (the plan with ``plan=True``); a Failed state holding the report when any item was not
+        done.
+
+    Raises:
+        InputValidationError: The manifest, source or template is unusable, before anything is spent.
+    """
     check_template(output_template)
     services = await load_services(credentials_block, storage_block, receiver_block)
     sources = {"face_image": face_image, "face_map": face_map, "include": include, "exclude": exclude}

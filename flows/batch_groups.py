@@ -51,7 +51,17 @@ async def swap_items(
     When items fail in a way another attempt may fix (a 5xx, a lost connection, a failed download), the others
     finish, then the task run fails and Prefect retries it: items already submitted are re-attached (never paid
     twice), results already stored are kept, only the rest runs again. The last attempt reports what still fails
-    as failed items."""
+    as failed items.
+
+    Args:
+        first: The position of the group's first item.
+        last: The position of its last item.
+        run_item: Runs one item (by position) as steps of this task run.
+        positions: Those of the group's items to run (None: all).
+
+    Returns:
+        Each item's outcome.
+    """
     context = TaskRunContext.get()
     last_attempt = context is None or context.task_run.run_count > (swap_items.retries or 0)
     wanted = positions if positions is not None else list(range(first, last + 1))

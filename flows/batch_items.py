@@ -51,7 +51,16 @@ class StagedInputs(BaseModel):
 @task(name="stage-inputs", task_run_name="stage {count} distinct inputs", cache_policy=NO_CACHE)
 async def stage_inputs(storage: MediaStorage, fields: dict[str, tuple[str, str]], count: int) -> StagedInputs:
     """Stage every distinct input of the items to run once (an input many items share is hashed and uploaded
-    once), before anything is submitted. ``fields`` maps each input to the field its errors cite and its kind."""
+    once), before anything is submitted.
+
+    Args:
+        storage: The MediaStorage block inputs are uploaded to.
+        fields: Each distinct input -> (the field its errors cite, its kind).
+        count: How many inputs, for the task run's name.
+
+    Returns:
+        The staged inputs, and why each input that could not be staged was refused.
+    """
     slots = asyncio.Semaphore(STAGING_CONCURRENCY)
     found = StagedInputs()
 
