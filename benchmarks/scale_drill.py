@@ -24,7 +24,7 @@ from typing import Any
 
 from bench_scale import held, inbox_times, run_batch, stored_results, wait_until, write_inputs
 from multi_server import MultiServerStack
-from scale_stack import pool_active
+from scale_stack import memory_mb, pool_active
 from write_watch import WriteWatch
 
 NOT_FINAL = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]
@@ -138,8 +138,12 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
         timer.join()
     from faceswap_flows.aifaceswap.sandbox.admin import release_callbacks
 
+    released_at = time.time()
     release_callbacks(stack.sandbox_url, stack.api_key, concurrency=64)
-    wait_until("every callback received", lambda: inbox_times(stack.inbox)[0] >= expected, args.timeout, 0.5)
+    wait_until("every callback received", lambda: inbox_times(stack.inbox)[0] >= expected, args.timeout, 0.2)
+    count, _first, last = inbox_times(stack.inbox)
+    figures["callbacks_per_s"] = round(count / max(last - released_at, 1e-6), 1)
+    figures["receiver_peak_rss_mb"] = round(memory_mb(topology.procs.pid("receiver"))[1], 1)
     wait_until(
         "every result stored",
         lambda: stored_results(stack.media_dir) >= expected and not pool_active(),
