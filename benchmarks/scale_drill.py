@@ -71,6 +71,7 @@ async def run_counts() -> dict[str, int]:
     from prefect.client.orchestration import get_client
 
     not_final = {"state": {"type": {"any_": NOT_FINAL}}}
+    failed = {"state": {"type": {"any_": ["FAILED", "CRASHED"]}}}
     async with get_client() as client:
         http = client._client
         return {
@@ -78,6 +79,7 @@ async def run_counts() -> dict[str, int]:
             "task_runs_not_final": (await http.post("/task_runs/count", json={"task_runs": not_final})).json(),
             "flow_runs": (await http.post("/flow_runs/count", json={})).json(),
             "flow_runs_not_final": (await http.post("/flow_runs/count", json={"flow_runs": not_final})).json(),
+            "flow_runs_failed": (await http.post("/flow_runs/count", json={"flow_runs": failed})).json(),
         }
 
 
@@ -98,7 +100,7 @@ def settle_runs(timeout: float) -> dict[str, int]:
     deadline = time.monotonic() + timeout
     while True:
         counts = asyncio.run(run_counts())
-        if counts["task_runs_not_final"] == 0 and counts["flow_runs_not_final"] == 0:
+        if counts["task_runs_not_final"] == 0 and counts["flow_runs_not_final"] == 0:  # Failed runs are final
             return counts
         if time.monotonic() > deadline:
             return counts
