@@ -42,6 +42,8 @@ def test_mixed_batch_on_the_multi_server_topology_drops_nothing(tmp_path: Path) 
     expected = JOBS + TRIGGER_JOBS
     assert figures["killed"]["process"] == "api-2"
     assert (figures["submitted"], figures["failed"], figures["jobs"]) == (JOBS, 0, expected)
+    # the batch run ended while every job still waited for its callback, holding no worker
+    assert figures["batch_before_callbacks"] and figures["running_after_batch"] == 0
     # every result written once, with its provenance record
     assert figures["stored"] == figures["results_written"] == expected
     assert figures["results_written_twice"] == []
