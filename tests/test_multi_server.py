@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.optional import unavailable
+
 ROOT = Path(__file__).resolve().parents[1]
 JOBS, TRIGGER_JOBS = 200, 6
 
@@ -30,7 +32,7 @@ def missing() -> list[str]:
 @pytest.mark.timeout(600)
 def test_mixed_batch_on_the_multi_server_topology_drops_nothing(tmp_path: Path) -> None:
     if absent := missing():
-        pytest.skip(f"Debian packages missing: {' '.join(absent)} (make ci-deps installs them)")
+        unavailable(f"Debian packages missing: {' '.join(absent)} (make ci-deps installs them)")
     figures_file = tmp_path / "figures.json"
     done = subprocess.run(
         [sys.executable, "scale_drill.py", "--jobs", str(JOBS), "--trigger-jobs", str(TRIGGER_JOBS),
