@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-slow test-ui ci-deps dist lint format benchmark benchmark-scale clean
+.PHONY: demo test test-fast test-slow test-ui ci-deps dist lint format benchmark benchmark-scale scale-stack scale-drill clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || (echo "Python 3.11+ is needed (set PYTHON=...)"; exit 1)
@@ -35,12 +35,14 @@ test-ui: $(STAMP)
 		$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; }
 	$(BIN)/python -m pytest tests/test_ui.py -m ui -rs
 
-# What the optional checks need, from Debian's packages: chromium for tests/test_ui.py, exiftool for the label checks
-# (.ci/run installs them; on a laptop without them `make test` skips those tests).
+# What the optional checks need, from Debian's packages: chromium for tests/test_ui.py, exiftool for the label checks,
+# postgresql, redis-server and nginx-light for tests/test_multi_server.py (.ci/run installs them; on a laptop without
+# them `make test` skips those tests).
 ci-deps:
-	command -v exiftool >/dev/null && test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	command -v exiftool >/dev/null && test -x /usr/bin/chromium && test -x /usr/bin/redis-server && test -x /usr/sbin/nginx \
+		&& ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-			chromium libimage-exiftool-perl; }
+			chromium libimage-exiftool-perl postgresql redis-server nginx-light; }
 
 # The wheel and the sdist, in dist/.
 dist: $(STAMP)
@@ -62,6 +64,15 @@ benchmark: $(STAMP)
 
 benchmark-scale: $(STAMP)
 	cd benchmarks && $(abspath $(BIN))/python bench_scale.py --jobs 10000
+
+# Prefect's self-hosted multi-server topology on loopback (PostgreSQL, Redis messaging, 2 API servers behind nginx,
+# 1 services process, 2 process workers, sandbox, receiver, media server), up until Ctrl-C (docs/scale.md).
+scale-stack: $(STAMP)
+	cd benchmarks && $(abspath $(BIN))/python multi_server.py
+
+# The nothing-dropped drill on that topology (tests/test_multi_server.py runs it with 200 + 6 jobs).
+scale-drill: $(STAMP)
+	cd benchmarks && $(abspath $(BIN))/python scale_drill.py --jobs 200 --trigger-jobs 6 --kill-api 8
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache faceswap-media dist build

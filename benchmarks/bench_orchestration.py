@@ -80,7 +80,8 @@ async def bare_script(stack: dict[str, Any], jobs: int, concurrency: int, out: P
 
             async def one(i: int) -> None:
                 async with slots:
-                    body = {"source_image": stack["source"], "face_image": stack["face"], "webhook": hook_url}
+                    source, face = item_inputs(stack, i)
+                    body = {"source_image": source, "face_image": face, "webhook": hook_url}
                     answer = await http.post(
                         f"{stack['sandbox']}/api/aifaceswap/v1/faceswap",
                         json=body,
@@ -93,20 +94,37 @@ async def bare_script(stack: dict[str, Any], jobs: int, concurrency: int, out: P
             await asyncio.gather(*(one(i) for i in range(jobs)))
 
 
-def serve_stack(folder: str, environment: dict[str, str], ready: Any, stop: Any) -> None:
-    """The sandbox, receiver and media server with the blocks saved (in a child process)."""
+def item_inputs(stack: dict[str, Any], i: int) -> tuple[str, str]:
+    """Item ``i``'s (source, face) URLs: its own photos when the workload has distinct ones."""
+    sources, faces = stack["sources"] or [stack["source"]], stack["faces"] or [stack["face"]]
+    return sources[i % len(sources)], faces[i % len(faces)]
+
+
+def serve_stack(
+    folder: str, environment: dict[str, str], ready: Any, stop: Any, distinct: str = "none", count: int = 0
+) -> None:
+    """The sandbox, receiver and media server with the blocks saved (in a child process); with ``distinct``
+    ("source" or "both"), ``count`` distinct source (and face) photos made from the package photos."""
     os.environ.update(environment)
+    from distinct_photos import write_distinct
+
     from faceswap_flows.devstack.demo import write_demo_photos
     from faceswap_flows.devstack.stack import LocalStack
 
     with LocalStack(folder, credits=10**7) as stack:
         source_path, face_path = write_demo_photos(stack.media_dir / "bench")
+        base = f"{stack.media_server.url}/bench"
+        made = stack.media_dir / "bench" / "distinct"
+        sources = write_distinct([source_path, face_path], made, count, "source") if distinct != "none" else []
+        faces = write_distinct([face_path, source_path], made, count, "face") if distinct == "both" else []
         ready.put(
             {
                 "sandbox": stack.sandbox.url,
                 "api_key": stack.api_key,
-                "source": f"{stack.media_server.url}/bench/{source_path.name}",
-                "face": f"{stack.media_server.url}/bench/{face_path.name}",
+                "source": f"{base}/{source_path.name}",
+                "face": f"{base}/{face_path.name}",
+                "sources": [f"{base}/distinct/{path.name}" for path in sources],
+                "faces": [f"{base}/distinct/{path.name}" for path in faces],
                 "pid": os.getpid(),
             }
         )
@@ -174,6 +192,12 @@ def main() -> None:
     parser.add_argument(
         "--database", choices=["postgresql", "sqlite"], default="postgresql", help="the Prefect server's database"
     )
+    parser.add_argument(
+        "--distinct",
+        choices=["none", "source", "both"],
+        default="source",
+        help="each item's own source photo (and face photo: both), made from the package photos; none: one pair",
+    )
     args = parser.parse_args()
     with contextlib.ExitStack() as resources:
         database_url, database_pid = None, None
@@ -189,13 +213,18 @@ def main() -> None:
         if database_pid:
             pids["database"] = database_pid
         options = {} if args.items_per_task is None else {"items_per_task": args.items_per_task}
-        rows = measure(pids, args.jobs, args.concurrency, args.rounds, options)
+        rows = measure(pids, args.jobs, args.concurrency, args.rounds, options, args.distinct)
         server.stop()
-    report(rows, args.concurrency, args.database, options)
+    report(rows, args.concurrency, args.database, {**options, "distinct photos": args.distinct})
 
 
 def measure(
-    pids: dict[str, int], job_counts: list[int], concurrency: int, rounds: int, options: dict[str, Any]
+    pids: dict[str, int],
+    job_counts: list[int],
+    concurrency: int,
+    rounds: int,
+    options: dict[str, Any],
+    distinct: str = "none",
 ) -> list[tuple[int, list[Round]]]:
     """Each N through the bare script and through the batch flow, ``rounds`` times each, alternating which side
     goes first, with the stack in its own process."""
@@ -204,15 +233,20 @@ def measure(
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         environment = {k: v for k, v in os.environ.items() if k.startswith("PREFECT_")}
-        child = spawn.Process(target=serve_stack, args=(folder, environment, ready, stop), daemon=True)
+        child = spawn.Process(
+            target=serve_stack, args=(folder, environment, ready, stop, distinct, max(job_counts)), daemon=True
+        )
         child.start()
         try:
             stack = ready.get(timeout=120)
             pids = {**pids, "stack": stack["pid"]}
             for jobs in job_counts:
                 manifest = Path(folder) / f"manifest-{jobs}.jsonl"
-                line = json.dumps({"source_image": stack["source"], "face_image": stack["face"]})
-                manifest.write_text("\n".join([line] * jobs))
+                lines = (
+                    json.dumps(dict(zip(("source_image", "face_image"), item_inputs(stack, i), strict=True)))
+                    for i in range(jobs)
+                )
+                manifest.write_text("\n".join(lines))
 
                 done = []
                 for number in range(rounds):
@@ -268,7 +302,14 @@ def report(rows: list[tuple[int, list[Round]]], concurrency: int, database: str,
             per_job = " ".join(f"{1000 * median.cpu[n] / jobs:14.0f}" for n in names)
             print(f"{jobs:6d} {name:>12} {median.wall:7.1f} {ratio}  {100 * median.steal:4.0f}%   {'':16}{per_job}")
         print(f"{'':6} {'each round':>12}: " + ", ".join(f"{flow.wall / bare.wall:.2f}" for flow, bare in done))
-    print("median of the rounds (CPU and steal: the median run's); target: ratio <= 1.3 at 500 jobs")
+    workload = {
+        "none": "every item the same pair of photos",
+        "source": "a distinct source photo per item (crop, mirror, colour shift of 2 package photos), one face photo",
+        "both": "a distinct source photo and a distinct face photo per item",
+    }[str(options.get("distinct photos", "none"))]
+    print(f"workload: {workload}; load average {Path('/proc/loadavg').read_text().split()[:3]}")
+    print("median of the rounds (CPU and steal: the median run's); targets at 500 jobs: ratio <= 1.25 (groups),")
+    print("<= 1.6 (items_per_task=1)")
 
 
 def median_wall(done: list[Round], side: int) -> float:

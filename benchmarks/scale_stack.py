@@ -176,9 +176,12 @@ def store_deployment() -> dict[str, Any]:
     return dict(declared.get("store-results") or declared["store-result"])
 
 
-def deploy(folder: Path, env: dict[str, str], *, max_concurrency: int) -> str:
-    """Create the process work pool and deploy the batch flow (wait=False) and the store deployment to it."""
+def deploy(folder: Path, env: dict[str, str], *, max_concurrency: int, also: tuple[str, ...] = ()) -> str:
+    """Create the process work pool and deploy the batch flow (wait=False) and the store deployment to it, and
+    the deployments of prefect.yaml named in ``also``."""
     store = {**store_deployment(), "work_pool": {"name": POOL, "work_queue_name": "default"}}
+    declared = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
+    extra = [{**declared[name], "work_pool": {"name": POOL, "work_queue_name": "default"}} for name in also]
     project = {
         "name": "faceswap-bench-scale",
         "prefect-version": "3.9.1",
@@ -193,6 +196,7 @@ def deploy(folder: Path, env: dict[str, str], *, max_concurrency: int) -> str:
                 "parameters": {"wait": False, "max_concurrency": max_concurrency, "force": True},
             },
             store,
+            *extra,
         ],
     }
     project_file = folder / "bench-prefect.yaml"

@@ -1,0 +1,202 @@
+"""Nothing dropped on the multi-server topology (multi_server.py): a mixed batch of ``wait=False`` jobs, most
+submitted by the batch deployment (stored by the ``store-results`` sweep) and a few by ``faceswap`` flow runs
+(``store-by: trigger``: one ``store-result`` run each), optionally with one API server killed (SIGKILL) mid-run.
+
+Checked once every callback is in and the results are stored: every job's result written exactly once (inotify
+on the storage folder), every job's ``aifaceswap.task.submitted`` event in the API, every task run and flow run
+in a final state, one triggered ``store-result`` run per trigger job, and no broker drop or ack failure in the
+API servers' or the services' logs. Prints the figures and writes them as JSON (``--json``).
+
+Run: ``cd benchmarks && ../.venv/bin/python scale_drill.py --jobs 200 --trigger-jobs 6 [--kill-api 20]``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from bench_scale import held, inbox_times, run_batch, stored_results, wait_until, write_inputs
+from multi_server import MultiServerStack
+from scale_stack import memory_mb, pool_active
+from write_watch import WriteWatch
+
+NOT_FINAL = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]
+
+
+async def trigger_jobs(pairs: list[tuple[str, str]], count: int) -> list[str]:
+    """``count`` faceswap flow runs with wait=False in this process; their task ids."""
+    from faceswap_flows.flows.image import faceswap
+
+    async def one(i: int) -> str:
+        source, face = pairs[i % len(pairs)]
+        outcome = await faceswap(source_image=source, face_image=face, wait=False)
+        return str(outcome.task_id)
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def submitted_events(since: float) -> set[str]:
+    """Task ids of every ``aifaceswap.task.submitted`` event the API stored since ``since``."""
+    from datetime import UTC, datetime
+
+    from prefect.client.orchestration import get_client
+
+    body = {
+        "filter": {
+            "event": {"name": ["aifaceswap.task.submitted"]},
+            "occurred": {"since": datetime.fromtimestamp(since - 60, tz=UTC).isoformat()},
+            "order": "ASC",
+        },
+        "limit": 50,
+    }
+    found: set[str] = set()
+    async with get_client() as client:
+        page = (await client._client.post("/events/filter", json=body)).json()
+        while True:
+            found.update(event["resource"]["prefect.resource.id"].rsplit(".", 1)[-1] for event in page["events"])
+            if not page.get("next_page"):
+                return found
+            page = (await client._client.get(page["next_page"])).json()
+
+
+async def run_counts() -> dict[str, int]:
+    """Task runs and flow runs in the API, and how many of them are not in a final state."""
+    from prefect.client.orchestration import get_client
+
+    not_final = {"state": {"type": {"any_": NOT_FINAL}}}
+    failed = {"state": {"type": {"any_": ["FAILED", "CRASHED"]}}}
+    async with get_client() as client:
+        http = client._client
+        return {
+            "task_runs": (await http.post("/task_runs/count", json={})).json(),
+            "task_runs_not_final": (await http.post("/task_runs/count", json={"task_runs": not_final})).json(),
+            "flow_runs": (await http.post("/flow_runs/count", json={})).json(),
+            "flow_runs_not_final": (await http.post("/flow_runs/count", json={"flow_runs": not_final})).json(),
+            "flow_runs_failed": (await http.post("/flow_runs/count", json={"flow_runs": failed})).json(),
+        }
+
+
+async def store_result_runs() -> list[dict[str, Any]]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    async with get_client() as client:
+        runs = await client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["store-result"])), limit=200
+        )
+    return [{"task_id": run.parameters.get("task_id"), "state": run.state.name if run.state else "?"} for run in runs]
+
+
+def settle_runs(timeout: float) -> dict[str, int]:
+    """Run counts once nothing is left unfinished (task-run states reach the API through the broker), or at
+    ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = asyncio.run(run_counts())
+        if counts["task_runs_not_final"] == 0 and counts["flow_runs_not_final"] == 0:  # Failed runs are final
+            return counts
+        if time.monotonic() > deadline:
+            return counts
+        time.sleep(2)
+
+
+def kill_later(topology: MultiServerStack, name: str, delay: float, figures: dict) -> threading.Timer:
+    def kill() -> None:
+        topology.kill(name)
+        figures["killed"] = {"process": name, "after_seconds": delay}
+        print(f"  killed {name} (SIGKILL) {delay:.0f} s into the batch", flush=True)
+
+    timer = threading.Timer(delay, kill)
+    timer.daemon = True
+    timer.start()
+    return timer
+
+
+def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -> None:
+    stack = topology.stack
+    assert stack is not None
+    manifest, pairs = write_inputs(stack, topology.folder, args.jobs)
+    watch = WriteWatch(stack.media_dir / "results").start()
+    started = time.time()
+    timer = kill_later(topology, "api-2", args.kill_api, figures) if args.kill_api else None
+
+    async def submit() -> list[str]:
+        batch = asyncio.create_task(run_batch(stack, manifest, args.jobs, figures))
+        triggered = await trigger_jobs(pairs, args.trigger_jobs) if args.trigger_jobs else []
+        await batch
+        return triggered
+
+    trigger_ids = asyncio.run(submit())
+    expected = figures["submitted"] + len(trigger_ids)
+    wait_until("every callback held", lambda: held(stack)["held"] >= expected, args.timeout)
+    if timer is not None:
+        timer.join()
+    from faceswap_flows.aifaceswap.sandbox.admin import release_callbacks
+
+    released_at = time.time()
+    release_callbacks(stack.sandbox_url, stack.api_key, concurrency=64)
+    wait_until("every callback received", lambda: inbox_times(stack.inbox)[0] >= expected, args.timeout, 0.2)
+    count, _first, last = inbox_times(stack.inbox)
+    figures["callbacks_per_s"] = round(count / max(last - released_at, 1e-6), 1)
+    figures["receiver_peak_rss_mb"] = round(memory_mb(topology.procs.pid("receiver"))[1], 1)
+    wait_until(
+        "every result stored",
+        lambda: stored_results(stack.media_dir) >= expected and not pool_active(),
+        args.timeout,
+        2,
+    )
+    figures["seconds"] = time.time() - started
+    counts = watch.stop()
+    # A result is the file its provenance record is named after (temporary files renamed into place aside).
+    results = {path: n for path, n in counts.items() if f"{path}.provenance.json" in counts}
+    figures.update(
+        jobs=expected,
+        trigger_jobs=len(trigger_ids),
+        stored=stored_results(stack.media_dir),
+        results_written=len(results),
+        results_written_twice=sorted(path for path, n in results.items() if n > 1),
+        submitted_events=len(asyncio.run(submitted_events(started))),
+        **settle_runs(args.timeout),
+        dropped=topology.dropped_messages(),
+    )
+    runs = asyncio.run(store_result_runs())
+    figures["store_result_runs"] = len(runs)
+    figures["store_result_runs_completed"] = sum(1 for run in runs if run["state"] == "Completed")
+    figures["trigger_jobs_with_run"] = len(set(trigger_ids) & {run["task_id"] for run in runs})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=200, help="items of the batch deployment (store-by: sweep)")
+    parser.add_argument("--trigger-jobs", type=int, default=6, help="faceswap flow runs (store-by: trigger)")
+    parser.add_argument("--kill-api", type=float, default=0, help="SIGKILL API server 2 this many s into the batch")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--json", type=Path, help="write the figures here")
+    args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    folder = Path(tempfile.mkdtemp(prefix="faceswap-scale-drill-"))
+    print(f"work folder and logs: {folder}", flush=True)
+    figures: dict[str, Any] = {"topology": "PostgreSQL + Redis messaging, 2 API servers behind nginx, 1 services"}
+    started = time.monotonic()
+    try:
+        with MultiServerStack(folder, workers=args.workers) as topology:
+            figures["start_seconds"] = time.monotonic() - started
+            figures["topology"] += f", {args.workers} process workers"
+            drill(args, topology, figures)
+    finally:
+        figures["logs"] = str(folder / "logs")
+        print(json.dumps(figures, indent=1, default=str), flush=True)
+        if args.json:
+            args.json.write_text(json.dumps(figures, default=str))
+
+
+if __name__ == "__main__":
+    main()
