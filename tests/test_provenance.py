@@ -28,6 +28,7 @@ from faceswap_flows.cli.main import app
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.provenance import labels
 from faceswap_flows.flows.provenance.labels import (
     DIGITAL_SOURCE_TYPE,
     SyntheticLabel,
@@ -36,7 +37,7 @@ from faceswap_flows.flows.provenance.labels import (
     label_video,
     watermark_box,
 )
-from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, job_facts, labels, strip_query
+from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, job_facts, strip_query
 from faceswap_flows.flows.tasks.job import SwapOutcome
 from faceswap_flows.flows.tasks.media import StagedMedia
 from faceswap_flows.flows.video import video_faceswap
