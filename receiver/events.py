@@ -123,6 +123,8 @@ async def post_events(client: PrefectClient, events: list[Event]) -> None:
 class Emitter:
     """Emits pending callbacks as events, oldest first; when the API is unreachable it keeps them and retries."""
 
+    what = "callback events"
+
     def __init__(self, inbox: Inbox, *, max_backoff: float = 10.0) -> None:
         self.inbox = inbox
         self.max_backoff = max_backoff
@@ -155,7 +157,7 @@ class Emitter:
                     backoff = 0.25
                     continue
             except Exception as error:  # the API is down or refused: keep the callbacks, try again later
-                logger.warning("could not emit callback events (%s); retrying in %.1fs", error, backoff)
+                logger.warning("could not emit %s (%s); retrying in %.1fs", self.what, error, backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
                 continue

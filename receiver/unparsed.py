@@ -6,7 +6,6 @@ database (table ``unparsed``), answered 200 so the service does not give up, and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -19,10 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import PrefectClient
 from prefect.events import Event
 
-from faceswap_flows.receiver.events import EVENT_ID_NAMESPACE, EVENT_PREFIX, post_events, related_flow_run
+from faceswap_flows.receiver.events import EVENT_ID_NAMESPACE, EVENT_PREFIX, Emitter, post_events, related_flow_run
 from faceswap_flows.receiver.parsing import found_result_image, found_task_id
 from faceswap_flows.receiver.tokens import JobToken
 
@@ -158,17 +157,17 @@ def unparsed_event(entry: UnparsedEntry) -> Event:
     )
 
 
-class UnparsedEmitter:
-    """Emits the pending unparsed callbacks; keeps them and retries while the Prefect API is unreachable."""
+class UnparsedEmitter(Emitter):
+    """Emits the pending unparsed callbacks; like the callbacks' Emitter, it keeps them and retries while the
+    Prefect API is unreachable."""
+
+    what = "unparsed callbacks"
 
     def __init__(self, store: UnparsedInbox, *, max_backoff: float = 10.0) -> None:
         self.store = store
         self.max_backoff = max_backoff
         self._wake = asyncio.Event()
         self.emitted = 0
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def emit_pending(self, client: PrefectClient) -> int:
         pending = await asyncio.to_thread(self.store.pending)
@@ -177,20 +176,3 @@ class UnparsedEmitter:
             await asyncio.to_thread(self.store.mark_emitted, [entry.id for entry in pending])
             self.emitted += len(pending)
         return len(pending)
-
-    async def run(self) -> None:
-        backoff = 0.25
-        async with get_client() as client:
-            while True:
-                self._wake.clear()
-                try:
-                    if await self.emit_pending(client):
-                        backoff = 0.25
-                        continue
-                except Exception as error:  # the API is down or refused: keep them, try again later
-                    logger.warning("could not emit unparsed callbacks (%s); retrying in %.1fs", error, backoff)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, self.max_backoff)
-                    continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=5.0)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Literal
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
 
 from prefect import task
 from prefect.context import TaskRunContext
@@ -12,6 +13,7 @@ from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run, task_run
 
+from faceswap_flows.aifaceswap.client import AIFaceSwapClient
 from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import ApiRequest, FaceBox
 from faceswap_flows.aifaceswap.pricing import estimate_credits
@@ -30,6 +32,8 @@ from faceswap_flows.flows.tasks.submission import (
 from faceswap_flows.flows.tasks.waiting import ArrivedCallback, wait_for_task_callback
 from faceswap_flows.receiver.events import SUBMITTED, related_flow_run, task_resource_id
 from faceswap_flows.receiver.tokens import JobToken
+
+T = TypeVar("T")
 
 
 def plan_job(
@@ -104,16 +108,8 @@ async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: st
     Raises:
         AIFaceSwapError: The API refused the call or its answer proves nothing after the retries.
     """
-    await take_api_slot(credentials)
-    logger, cost = get_run_logger(), PaidAttempts(operation="extract_face")
-    try:
-        async with credentials.get_client() as client:
-            found = await call_paid_sync(
-                estimate_credits("extract_face"), lambda: client.extract_face(image), logger, cost
-            )
-    finally:
-        await paid_sync_artifact(cost, name)
-    logger.info("%s: %d face(s), %d credits", name, len(found.faces), found.points)
+    found = await _paid_extract(credentials, "extract_face", lambda client: client.extract_face(image), name)
+    get_run_logger().info("%s: %d face(s), %d credits", name, len(found.faces), found.points)
     return found.faces
 
 
@@ -137,17 +133,28 @@ async def extract_frame_faces(credentials: AIFaceSwapCredentials, frame_png: byt
     Raises:
         AIFaceSwapError: The API refused the call or its answer proves nothing after the retries.
     """
+    found = await _paid_extract(
+        credentials, "extract_base64_face", lambda client: client.extract_base64_face(frame_png), "video frame"
+    )
+    get_run_logger().info("video frame: %d face(s)", len(found.pos))
+    return found.pos
+
+
+async def _paid_extract(
+    credentials: AIFaceSwapCredentials,
+    operation: Literal["extract_face", "extract_base64_face"],
+    call: Callable[[AIFaceSwapClient], Awaitable[T]],
+    name: str,
+) -> T:
+    """A synchronous paid call within the API's rate limit, each possibly-charged attempt counted, logged and shown
+    in the run's credits artifact (call_paid_sync)."""
     await take_api_slot(credentials)
-    logger, cost = get_run_logger(), PaidAttempts(operation="extract_base64_face")
+    logger, cost = get_run_logger(), PaidAttempts(operation=operation)
     try:
         async with credentials.get_client() as client:
-            found = await call_paid_sync(
-                estimate_credits("extract_base64_face"), lambda: client.extract_base64_face(frame_png), logger, cost
-            )
+            return await call_paid_sync(estimate_credits(operation), lambda: call(client), logger, cost)
     finally:
-        await paid_sync_artifact(cost, "video frame")
-    logger.info("video frame: %d face(s)", len(found.pos))
-    return found.pos
+        await paid_sync_artifact(cost, name)
 
 
 async def paid_sync_artifact(cost: PaidAttempts, name: str) -> None:
