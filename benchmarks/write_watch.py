@@ -27,16 +27,23 @@ class WriteWatch:
         if self._fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1 failed")
         self._dirs: dict[int, Path] = {}
+        self._scanned: set[str] = set()  # written before their new folder was watched; counted by the scan
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _watch(self, folder: Path) -> None:
+    def _watch(self, folder: Path, *, new: bool = False) -> None:
+        """Watch ``folder`` and the folders in it; in a ``new`` folder (made during the watch), a file already there
+        was written before its watch existed: counted once here (its own event, if it still comes, is not)."""
         wd = self._libc.inotify_add_watch(self._fd, str(folder).encode(), IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE)
         if wd >= 0:
             self._dirs[wd] = folder
         for child in folder.iterdir():  # made before the watch was in place
             if child.is_dir() and child not in self._dirs.values():
-                self._watch(child)
+                self._watch(child, new=new)
+            elif new and child.is_file() and not child.name.startswith("."):
+                relative = str(child.relative_to(self.root))
+                self.counts[relative] += 1
+                self._scanned.add(relative)
 
     def start(self) -> WriteWatch:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -65,9 +72,13 @@ class WriteWatch:
                 continue
             path = folder / name
             if mask & IN_ISDIR and mask & (IN_CREATE | IN_MOVED_TO):
-                self._watch(path)
+                self._watch(path, new=True)
             elif mask & (IN_CLOSE_WRITE | IN_MOVED_TO) and not name.startswith("."):
-                self.counts[str(path.relative_to(self.root))] += 1
+                relative = str(path.relative_to(self.root))
+                if relative in self._scanned:  # the scan of its new folder counted this write already
+                    self._scanned.discard(relative)
+                else:
+                    self.counts[relative] += 1
 
     def stop(self) -> Counter[str]:
         self._stop.set()
