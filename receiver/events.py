@@ -14,6 +14,7 @@ from prefect.events import Event
 
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.receiver.inbox import Inbox, InboxEntry
+from faceswap_flows.receiver.tokens import JobToken
 
 logger = logging.getLogger("faceswap.receiver")
 
@@ -35,6 +36,17 @@ def related_flow_run(flow_run_id: str | None) -> list[dict[str, str]]:
     return [{"prefect.resource.id": f"prefect.flow-run.{flow_run_id}", "prefect.resource.role": "flow-run"}]
 
 
+def job_payload(job: JobToken) -> dict[str, Any]:
+    """The job's facts every callback event carries: who submitted it and where its result goes."""
+    return {
+        "job_id": job.job_id,
+        "operation": job.operation,
+        "flow_run_id": job.flow_run_id,
+        "storage_block": job.storage_block,
+        "result_key": job.result_key,
+    }
+
+
 def callback_event(entry: InboxEntry) -> Event:
     """The event of one callback. Its id derives from the task_id, so re-emitting it is recognised."""
     callback, job = entry.callback, entry.job
@@ -43,11 +55,7 @@ def callback_event(entry: InboxEntry) -> Event:
         "success": callback.success,
         "type": callback.type,
         "result_image": callback.result_image,
-        "job_id": job.job_id,
-        "operation": job.operation,
-        "flow_run_id": job.flow_run_id,
-        "storage_block": job.storage_block,
-        "result_key": job.result_key,
+        **job_payload(job),
     }
     return Event(
         id=uuid.uuid5(EVENT_ID_NAMESPACE, f"callback:{callback.task_id}"),

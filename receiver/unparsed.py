@@ -21,7 +21,14 @@ from typing import Any
 from prefect.client.orchestration import PrefectClient
 from prefect.events import Event
 
-from faceswap_flows.receiver.events import EVENT_ID_NAMESPACE, EVENT_PREFIX, Emitter, post_events, related_flow_run
+from faceswap_flows.receiver.events import (
+    EVENT_ID_NAMESPACE,
+    EVENT_PREFIX,
+    Emitter,
+    job_payload,
+    post_events,
+    related_flow_run,
+)
 from faceswap_flows.receiver.parsing import found_result_image, found_task_id
 from faceswap_flows.receiver.tokens import JobToken
 
@@ -135,11 +142,7 @@ def unparsed_event(entry: UnparsedEntry) -> Event:
         "content_type": entry.content_type,
         "fields": entry.fields,
         "error": entry.error,
-        "job_id": job.job_id,
-        "operation": job.operation,
-        "flow_run_id": job.flow_run_id,
-        "storage_block": job.storage_block,
-        "result_key": job.result_key,
+        **job_payload(job),
     }
     return Event(
         id=uuid.uuid5(EVENT_ID_NAMESPACE, f"unparsed:{entry.id}:{job.job_id}"),

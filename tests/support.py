@@ -54,13 +54,18 @@ def served_deployments(names: list[str], prefect_api: str, log: Path) -> Iterato
     try:
         yield process
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(10)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
+        stop_group(process)
+
+
+def stop_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a process started with ``start_new_session=True`` and everything it started: SIGTERM, then SIGKILL."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+            process.wait(10)
+            break
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            continue
 
 
 def sweep_now(since: Any, **options: Any) -> Any:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 import tarfile
@@ -25,7 +24,7 @@ from prefect.deployments import run_deployment
 
 from faceswap_flows.devstack.prefect_server import LocalPrefectServer
 from tests.media import likeness, read_image
-from tests.support import RECEIVER_SECRET, SANDBOX_KEY, restore_stack_blocks
+from tests.support import RECEIVER_SECRET, SANDBOX_KEY, restore_stack_blocks, stop_group
 from tests.vision import photos
 
 pytestmark = pytest.mark.slow
@@ -233,13 +232,7 @@ def worker(
     try:
         yield Worker(pool, log)
     finally:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.killpg(process.pid, sig)
-                process.wait(10)
-                break
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                continue
+        stop_group(process)
 
 
 def git_project(folder: Path, core: Venv, dist: Path, pool: str) -> str:
