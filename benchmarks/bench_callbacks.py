@@ -86,7 +86,7 @@ async def trigger_latency(stack, count: int) -> tuple[list[float], list[float]]:
             created, running = [], []
             for i in range(count):
                 source, face = ("astronaut", "grace") if i % 2 else ("grace", "astronaut")
-                outcome = await faceswap(str(stack.photos[source]), str(stack.photos[face]), wait=False)
+                outcome = await faceswap(str(stack.photos[source]), str(stack.photos[face]), options={"wait": False})
                 while (entry := stack.receiver.inbox.get(outcome.task_id)) is None:
                     await asyncio.sleep(0.01)
                 received = entry.received_at

@@ -36,7 +36,7 @@ async def trigger_jobs(pairs: list[tuple[str, str]], count: int) -> list[str]:
 
     async def one(i: int) -> str:
         source, face = pairs[i % len(pairs)]
-        outcome = await faceswap(source_image=source, face_image=face, wait=False)
+        outcome = await faceswap(source_image=source, face_image=face, options={"wait": False})
         return str(outcome.task_id)
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))

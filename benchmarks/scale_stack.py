@@ -193,7 +193,7 @@ def deploy(folder: Path, env: dict[str, str], *, max_concurrency: int, also: tup
                 "name": BATCH_DEPLOYMENT,
                 "entrypoint": "flows/batch.py:batch_faceswap",
                 "work_pool": {"name": POOL, "work_queue_name": "default"},
-                "parameters": {"wait": False, "max_concurrency": max_concurrency, "force": True},
+                "parameters": {"options": {"wait": False}, "max_concurrency": max_concurrency, "force": True},
             },
             store,
             *extra,

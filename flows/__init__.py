@@ -24,14 +24,22 @@ _EXPORTS = {
     "store_results": "sweep",
     "StoreResultsReport": "sweep",
     "SwapOutcome": "tasks.job",
+    "SwapOptions": "options",
+    "OutputOptions": "options",
+    "VideoOptions": "options",
+    "BlockNames": "options",
 }
 
 __all__ = [
     "BatchReport",
+    "BlockNames",
     "DetectedFaces",
     "ItemOutcome",
+    "OutputOptions",
     "StoreResultsReport",
+    "SwapOptions",
     "SwapOutcome",
+    "VideoOptions",
     "batch_faceswap",
     "extract_faces",
     "faceswap",
@@ -46,6 +54,7 @@ if TYPE_CHECKING:
     from faceswap_flows.flows.batch import BatchReport, ItemOutcome, batch_faceswap
     from faceswap_flows.flows.collect import store_result
     from faceswap_flows.flows.image import DetectedFaces, extract_faces, faceswap, multi_faceswap
+    from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
     from faceswap_flows.flows.sweep import StoreResultsReport, store_results
     from faceswap_flows.flows.tasks.job import SwapOutcome
     from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap

@@ -26,19 +26,10 @@ from faceswap_flows.flows.batch_plan import BatchPlan, PlannedItem, Planner, pla
 from faceswap_flows.flows.batch_report import BatchReport, ItemOutcome, failed_rows, show_plan, write_report
 from faceswap_flows.flows.batch_rows import ManifestLine, parse_row, read_manifest
 from faceswap_flows.flows.batch_sources import source_rows
-from faceswap_flows.flows.blocks_config import (
-    DEFAULT_CREDENTIALS,
-    DEFAULT_RECEIVER,
-    DEFAULT_STORAGE,
-    Services,
-    load_services,
-)
+from faceswap_flows.flows.blocks_config import Services, load_services
+from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
 from faceswap_flows.flows.provenance.consent import preflight
-from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
-from faceswap_flows.flows.provenance.labels import WatermarkCorner
-from faceswap_flows.flows.provenance.records import OutputOptions
 from faceswap_flows.flows.tasks.job import worth_another_attempt
-from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 
 ITEMS_PER_TASK = 25
 __all__ = ["BatchPlan", "BatchReport", "ItemOutcome", "batch_faceswap", "swap_items"]
@@ -177,29 +168,17 @@ async def batch_faceswap(
     face_map: dict[str, str] | None = None,
     include: list[str] | None = None,
     exclude: list[str] | None = None,
-    enhance: int = 0,
-    trim_start: float | None = None,
-    trim_end: float | None = None,
+    video_options: VideoOptions = VideoOptions(),
     retry_failed: str | None = None,
     plan: bool = False,
     force: bool = False,
     output_template: str = DEFAULT_OUTPUT_TEMPLATE,
     max_concurrency: int = 4,
-    max_credits: int | None = None,
     items_per_task: Annotated[int, Field(ge=1)] = ITEMS_PER_TASK,
     concurrency_limit: str | None = None,
-    wait: bool = True,
-    timeout_seconds: float = 3600,
-    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
-    label_outputs: bool = True,
-    watermark: str | None = None,
-    watermark_corner: WatermarkCorner = "bottom-right",
-    sign_outputs: bool = True,
-    signing_block: str = DEFAULT_SIGNING,
-    require_consent: bool = False,
-    credentials_block: str = DEFAULT_CREDENTIALS,
-    storage_block: str = DEFAULT_STORAGE,
-    receiver_block: str = DEFAULT_RECEIVER,
+    options: SwapOptions = SwapOptions(),
+    output: OutputOptions = OutputOptions(),
+    blocks: BlockNames = BlockNames(),
 ) -> BatchReport | BatchPlan | State[BatchReport]:
     """Run a batch of swaps of any operation (see docs/flows/batch-faceswap.md). Rows come from a CSV/JSONL
     ``manifest`` (an ``operation`` column: faceswap, multi_faceswap, video_faceswap, multi_video_faceswap), or
@@ -222,29 +201,19 @@ async def batch_faceswap(
         face_map: With ``source``, instead of ``face_image``: face index or reference photo -> new face.
         include: With ``source``: only file names matching one of these glob patterns.
         exclude: With ``source``: leave out file names matching one of these glob patterns.
-        enhance: With ``source``: video face enhancement, 0 none, 1 up to 1080p, 2 up to 2k.
-        trim_start: With ``source``: keep videos from this second (cut here before submitting).
-        trim_end: With ``source``: keep videos up to this second.
+        video_options: With ``source``: face enhancement and cut of every video found.
         retry_failed: Instead of a manifest: the report (storage key or path) whose failed and skipped items to run.
         plan: Only plan: list what would run, what is done or refused, and the credits; call no API.
         force: Redo work whose result is already stored (stored under a new key; nothing is overwritten).
         output_template: Where results go, e.g. ``results/{date}/{source_stem}__{face_stem}.{ext}``.
         max_concurrency: Items in flight at once.
-        max_credits: The budget: items beyond it are skipped, never submitted.
         items_per_task: Items per ``swap-items`` task run; 1 gives each item its own submit and collect runs.
         concurrency_limit: A Prefect global concurrency limit every item also takes a slot of.
-        wait: Wait for the results (else the store-results sweep stores them).
-        timeout_seconds: How long an item waits for its callback.
-        on_unknown_outcome: ``at-most-once`` (default) or ``resubmit`` when a submission's outcome stays unknown.
-        label_outputs: Label every result as synthetic media (IPTC digital source type); off is logged.
-        watermark: A visible text drawn on image results (None: none).
-        watermark_corner: Where the watermark goes.
-        sign_outputs: Embed a C2PA manifest signed with the ``signing_block`` key in every result.
-        signing_block: The ContentSigningKey block that signs results.
-        require_consent: Swap only face photos in the consent register; others fail, unpaid.
-        credentials_block: The AIFaceSwapCredentials block.
-        storage_block: The MediaStorage block holding inputs, results, reports and records.
-        receiver_block: The WebhookReceiver block the callbacks go to.
+        options: How every item runs: wait for the results (else the store-results sweep stores them), callback
+            timeout (default 3600 s), the budget (items beyond ``max_credits`` are skipped, never submitted), the
+            unknown-outcome policy, consent (others fail, unpaid).
+        output: What is done to every result: synthetic-media label, signed C2PA manifest, watermark (images).
+        blocks: The names of the credentials, storage and receiver blocks.
 
     Returns:
         The batch report (the plan with ``plan=True``); a Failed state holding the report when any item was not
@@ -254,27 +223,21 @@ async def batch_faceswap(
         InputValidationError: The manifest, source or template is unusable, before anything is spent.
     """
     check_template(output_template)
-    services = await load_services(credentials_block, storage_block, receiver_block)
+    services = await load_services(blocks.credentials, blocks.storage, blocks.receiver)
     sources = {"face_image": face_image, "face_map": face_map, "include": include, "exclude": exclude}
-    sources.update(enhance=enhance, trim_start=trim_start, trim_end=trim_end)
+    sources.update(enhance=int(video_options.enhance), trim_start=video_options.trim_start)
+    sources.update(trim_end=video_options.trim_end)
     lines, ignored, name = await asyncio.to_thread(batch_lines, services, manifest, source, retry_failed, sources)
-    output = OutputOptions(
-        label=label_outputs,
-        watermark=watermark,
-        watermark_corner=watermark_corner,
-        sign=sign_outputs,
-        signing_block=signing_block,
-    )
     if not plan:
         await preflight(services.storage, output, False, [])  # the signing key loads, before any credit
     with tempfile.TemporaryDirectory(prefix="faceswap-batch-") as workdir:
         planner = Planner(services.storage, Path(workdir), output_template, output, force)
-        the_plan = await plan_batch(planner, lines, len(lines), max_credits)
+        the_plan = await plan_batch(planner, lines, len(lines), options.max_credits)
         await show(services, the_plan, ignored, name)
         if plan:
             return the_plan
-        swap = {"wait": wait, "timeout_seconds": timeout_seconds, "output": output}
-        swap.update(on_unknown_outcome=on_unknown_outcome, require_consent=require_consent)
+        swap = {"wait": options.wait, "timeout_seconds": options.timeout_for("video"), "output": output}
+        swap.update(on_unknown_outcome=options.on_unknown_outcome, require_consent=options.require_consent)
         limits = {"max_concurrency": max_concurrency, "concurrency_limit": concurrency_limit}
         outcomes = await run_plan(services, the_plan, items_per_task=items_per_task, swap=swap, **limits)
     return await finish(services, the_plan, outcomes, name)

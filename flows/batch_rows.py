@@ -13,8 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
-from faceswap_flows.aifaceswap.models import MAX_VIDEO_REFS, describe_validation_error
+from faceswap_flows.aifaceswap.models import describe_validation_error
 from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.media.video import chosen_faces
 
 BatchOperation = Literal["faceswap", "multi_faceswap", "video_faceswap", "multi_video_faceswap"]
 LIST_SEPARATOR = "|"
@@ -82,15 +83,7 @@ class BatchRow(BaseModel):
             return
         if self.reference_images:
             raise ValueError("reference_images: multi_video_faceswap chooses faces by face_indexes of its frame")
-        indexes = self.face_indexes if self.face_indexes is not None else list(range(len(faces)))
-        if not 1 <= len(faces) <= MAX_VIDEO_REFS or len(indexes) != len(faces):
-            raise ValueError(
-                f"face_images: give 1 to {MAX_VIDEO_REFS} face images and one face index each; "
-                f"got {len(faces)} image(s) and {len(indexes)} index(es)"
-            )
-        if len(set(indexes)) != len(indexes):
-            raise ValueError(f"face_indexes: {indexes} repeats a face: each face may be replaced once")
-        self.face_indexes = indexes
+        self.face_indexes = chosen_faces(faces, self.face_indexes)
 
     @property
     def source(self) -> str:

@@ -38,12 +38,12 @@ async def load_services(
     receiver_block: str = DEFAULT_RECEIVER,
 ) -> Services:
     """The flow's three blocks, by name; BlockNotFound names the first one missing and the command that creates it."""
-    credentials = await load_block(AIFaceSwapCredentials, credentials_block, "credentials_block")
+    credentials = await load_block(AIFaceSwapCredentials, credentials_block, "blocks.credentials")
     CURRENT_RULES.set(DownloadRules.for_credentials(credentials))  # the result downloads of this run follow them
     return Services(
         credentials=credentials,
-        storage=await load_block(MediaStorage, storage_block, "storage_block"),
-        receiver=await load_block(WebhookReceiver, receiver_block, "receiver_block"),
+        storage=await load_block(MediaStorage, storage_block, "blocks.storage"),
+        receiver=await load_block(WebhookReceiver, receiver_block, "blocks.receiver"),
         storage_block=storage_block,
     )
 
@@ -58,7 +58,7 @@ async def load_block(block_type: type[B], name: str, field: str) -> B:
             raise
         raise BlockNotFound(
             f"{field}: there is no {block_type.__name__} block named {name!r} on this Prefect server: "
-            f"{CREATE_BLOCKS}, or pass {field}=<the name of your {block_type.__name__} block>",
+            f"{CREATE_BLOCKS}, or set {field} to the name of your {block_type.__name__} block",
             block_type=block_type.__name__,
             block_name=name,
         ) from None

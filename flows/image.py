@@ -15,18 +15,16 @@ from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
+from faceswap_flows.flows.blocks_config import load_services
 from faceswap_flows.flows.budget import check_budget
 from faceswap_flows.flows.media.faces import crop, load_image, most_similar
+from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions
 from faceswap_flows.flows.provenance.consent import preflight
-from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
-from faceswap_flows.flows.provenance.labels import WatermarkCorner
-from faceswap_flows.flows.provenance.records import OutputOptions, job_facts
+from faceswap_flows.flows.provenance.records import job_facts
 from faceswap_flows.flows.tasks.api import extract_faces as extract_faces_task
 from faceswap_flows.flows.tasks.artifacts import artifact_key, faces_artifact
 from faceswap_flows.flows.tasks.job import SwapOutcome, submit_and_finish
 from faceswap_flows.flows.tasks.media import is_url, upload
-from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 
 
 class DetectedFaces(BaseModel):
@@ -39,19 +37,9 @@ class DetectedFaces(BaseModel):
 async def faceswap(
     source_image: str,
     face_image: str,
-    wait: bool = True,
-    timeout_seconds: float = 900,
-    max_credits: int | None = None,
-    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
-    label_outputs: bool = True,
-    watermark: str | None = None,
-    watermark_corner: WatermarkCorner = "bottom-right",
-    sign_outputs: bool = True,
-    signing_block: str = DEFAULT_SIGNING,
-    require_consent: bool = False,
-    credentials_block: str = DEFAULT_CREDENTIALS,
-    storage_block: str = DEFAULT_STORAGE,
-    receiver_block: str = DEFAULT_RECEIVER,
+    options: SwapOptions = SwapOptions(),
+    output: OutputOptions = OutputOptions(),
+    blocks: BlockNames = BlockNames(),
 ) -> SwapOutcome:
     """Put the face of `face_image` on the main face of `source_image` (2 credits).
 
@@ -65,76 +53,49 @@ async def faceswap(
     Args:
         source_image: The image whose main face is replaced: a local path, a storage key or an http(s) URL.
         face_image: The photo of the face to put in: a local path, a storage key or an http(s) URL.
-        wait: Wait for the job's callback and store the result in this run. False ends the run once the job is
-            submitted; the store-result deployment stores the result when its callback arrives.
-        timeout_seconds: How long to wait for the callback before failing with CallbackTimeout (the job may still
-            finish: collect it later with `faceswap-flows collect TASK_ID`).
-        max_credits: Refuse, before anything is spent, when the estimated credits exceed this. None: no limit.
-        on_unknown_outcome: When the submission's answer proves nothing (a 5xx, a lost answer) and no callback comes
-            within the receiver's grace: `at-most-once` fails with SubmissionOutcomeUnknown naming the job to collect
-            later; `resubmit` sends it again (it may be charged twice).
-        label_outputs: Label the result as synthetic media (embedded metadata) and write its provenance record. False
-            stores it unlabelled (logged).
-        watermark: A visible text drawn on the result image. None: no visible watermark.
-        watermark_corner: The corner of the image the watermark is drawn in.
-        sign_outputs: Embed a C2PA manifest (Content Credentials) signed with the `signing_block` key. False:
-            unsigned.
-        signing_block: Name of the ContentSigningKey block that signs the results.
-        require_consent: Refuse face photos missing from the consent register (`faceswap-flows consent add`), before
-            any credit is spent.
-        credentials_block: Name of the AIFaceSwapCredentials block (API key, base URL).
-        storage_block: Name of the MediaStorage block that stages the inputs and stores the results.
-        receiver_block: Name of the WebhookReceiver block whose URL the service calls back.
+        options: How the swap runs: wait for the result, callback timeout, budget, unknown-outcome policy, consent.
+        output: What is done to the result: synthetic-media label, signed C2PA manifest, visible watermark.
+        blocks: The names of the credentials, storage and receiver blocks.
 
     Returns:
         The job's outcome (task_id, job_id, credits): `stored`, with the result's key, URL and provenance record, or
-        `submitted` when `wait` is False.
+        `submitted` when `options.wait` is False.
 
     Raises:
         InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
-        BudgetExceeded: The estimate is over `max_credits`; nothing was submitted.
-        ConsentRefused: `require_consent` is on and a face photo is not registered.
-        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `on_unknown_outcome`).
-        CallbackTimeout: No callback within `timeout_seconds` (with `wait`).
+        BudgetExceeded: The estimate is over `options.max_credits`; nothing was submitted.
+        ConsentRefused: `options.require_consent` is on and a face photo is not registered.
+        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `options.on_unknown_outcome`).
+        CallbackTimeout: No callback within `options.timeout_seconds` (with `options.wait`).
         JobFailed: The service reported that the job failed.
     """
-    check_budget(estimate_credits("faceswap"), max_credits)
-    services = await load_services(credentials_block, storage_block, receiver_block)
+    check_budget(estimate_credits("faceswap"), options.max_credits)
+    services = await load_services(blocks.credentials, blocks.storage, blocks.receiver)
     source, face = await asyncio.gather(
         upload(services.storage, source_image, "source_image"), upload(services.storage, face_image, "face_image")
     )
-    output = OutputOptions(
-        label=label_outputs,
-        watermark=watermark,
-        watermark_corner=watermark_corner,
-        sign=sign_outputs,
-        signing_block=signing_block,
-    )
-    consent = await preflight(services.storage, output, require_consent, [("face_image", face)])
+    consent = await preflight(services.storage, output, options.require_consent, [("face_image", face)])
     return await submit_and_finish(
         services,
         FaceSwapRequest,
         {"source_image": source.url, "face_image": face.url},
         identity={"source_image": source.key or source.url, "face_image": face.key or face.url},
-        wait=wait,
-        timeout_seconds=timeout_seconds,
+        wait=options.wait,
+        timeout_seconds=options.timeout_for("image"),
         before_url=source.url,
         facts=job_facts({"source_image": source, "face_image": face}, consent),
-        on_unknown_outcome=on_unknown_outcome,
+        on_unknown_outcome=options.on_unknown_outcome,
         output=output,
     )
 
 
 @flow(name="extract-faces")
-async def extract_faces(
-    image: str, credentials_block: str = DEFAULT_CREDENTIALS, storage_block: str = DEFAULT_STORAGE
-) -> DetectedFaces:
+async def extract_faces(image: str, blocks: BlockNames = BlockNames()) -> DetectedFaces:
     """Find and number every face of an image (2 credits); the run shows them as an artifact.
 
     Args:
         image: The image to search: a local path, a storage key or an http(s) URL.
-        credentials_block: Name of the AIFaceSwapCredentials block (API key, base URL).
-        storage_block: Name of the MediaStorage block that stages the inputs and stores the results.
+        blocks: The names of the credentials and storage blocks (the receiver is not used).
 
     Returns:
         The staged image's URL, its faces numbered left to right (boxes) and the key of the numbered picture.
@@ -142,7 +103,7 @@ async def extract_faces(
     Raises:
         InputValidationError: The image is unusable (the message says why); nothing was spent.
     """
-    services = await load_services(credentials_block, storage_block)
+    services = await load_services(blocks.credentials, blocks.storage)
     staged = await upload(services.storage, image, "image")
     faces = await extract_faces_task(services.credentials, staged.url, staged.name)
     picture = await show_faces(services.storage, staged.key or staged.url, faces, staged.name)
@@ -243,19 +204,9 @@ async def multi_faceswap(
     face_images: list[str],
     face_indexes: list[int] | None = None,
     reference_images: list[str] | None = None,
-    wait: bool = True,
-    timeout_seconds: float = 900,
-    max_credits: int | None = None,
-    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
-    label_outputs: bool = True,
-    watermark: str | None = None,
-    watermark_corner: WatermarkCorner = "bottom-right",
-    sign_outputs: bool = True,
-    signing_block: str = DEFAULT_SIGNING,
-    require_consent: bool = False,
-    credentials_block: str = DEFAULT_CREDENTIALS,
-    storage_block: str = DEFAULT_STORAGE,
-    receiver_block: str = DEFAULT_RECEIVER,
+    options: SwapOptions = SwapOptions(),
+    output: OutputOptions = OutputOptions(),
+    blocks: BlockNames = BlockNames(),
 ) -> SwapOutcome:
     """Replace several faces of one image, by index or by reference photo.
 
@@ -270,61 +221,37 @@ async def multi_faceswap(
             `face_images[i]` goes on face `face_indexes[i]`.
         reference_images: Instead of `face_indexes`: per face image, a photo of the person to replace; the detected
             face most like it is replaced.
-        wait: Wait for the job's callback and store the result in this run. False ends the run once the job is
-            submitted; the store-result deployment stores the result when its callback arrives.
-        timeout_seconds: How long to wait for the callback before failing with CallbackTimeout (the job may still
-            finish: collect it later with `faceswap-flows collect TASK_ID`).
-        max_credits: Refuse, before anything is spent, when the estimated credits exceed this. None: no limit.
-        on_unknown_outcome: When the submission's answer proves nothing (a 5xx, a lost answer) and no callback comes
-            within the receiver's grace: `at-most-once` fails with SubmissionOutcomeUnknown naming the job to collect
-            later; `resubmit` sends it again (it may be charged twice).
-        label_outputs: Label the result as synthetic media (embedded metadata) and write its provenance record. False
-            stores it unlabelled (logged).
-        watermark: A visible text drawn on the result image. None: no visible watermark.
-        watermark_corner: The corner of the image the watermark is drawn in.
-        sign_outputs: Embed a C2PA manifest (Content Credentials) signed with the `signing_block` key. False:
-            unsigned.
-        signing_block: Name of the ContentSigningKey block that signs the results.
-        require_consent: Refuse face photos missing from the consent register (`faceswap-flows consent add`), before
-            any credit is spent.
-        credentials_block: Name of the AIFaceSwapCredentials block (API key, base URL).
-        storage_block: Name of the MediaStorage block that stages the inputs and stores the results.
-        receiver_block: Name of the WebhookReceiver block whose URL the service calls back.
+        options: How the swap runs: wait for the result, callback timeout, budget, unknown-outcome policy, consent.
+        output: What is done to the result: synthetic-media label, signed C2PA manifest, visible watermark.
+        blocks: The names of the credentials, storage and receiver blocks.
 
     Returns:
         The job's outcome (task_id, job_id, credits): `stored`, with the result's key, URL and provenance record, or
-        `submitted` when `wait` is False.
+        `submitted` when `options.wait` is False.
 
     Raises:
         InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
-        BudgetExceeded: The estimate is over `max_credits`; nothing was submitted.
-        ConsentRefused: `require_consent` is on and a face photo is not registered.
-        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `on_unknown_outcome`).
-        CallbackTimeout: No callback within `timeout_seconds` (with `wait`).
+        BudgetExceeded: The estimate is over `options.max_credits`; nothing was submitted.
+        ConsentRefused: `options.require_consent` is on and a face photo is not registered.
+        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `options.on_unknown_outcome`).
+        CallbackTimeout: No callback within `options.timeout_seconds` (with `options.wait`).
         JobFailed: The service reported that the job failed.
     """
     extracts = 0 if face_indexes is not None else 1 + len(reference_images or [])
-    check_budget(extracts * estimate_credits("extract_face") + estimate_credits("multi_faceswap"), max_credits)
+    check_budget(extracts * estimate_credits("extract_face") + estimate_credits("multi_faceswap"), options.max_credits)
     wanted = face_indexes if face_indexes is not None else reference_images
     if not face_images or wanted is None or len(wanted) != len(face_images):
         raise InputValidationError(
             f"face_images: give one face image per face to replace, and as many face_indexes (or reference_images); "
             f"got {len(face_images)} face image(s) and {len(wanted or [])} index(es)"
         )
-    services = await load_services(credentials_block, storage_block, receiver_block)
+    services = await load_services(blocks.credentials, blocks.storage, blocks.receiver)
     source, *faces = await asyncio.gather(
         upload(services.storage, source_image, "source_image"),
         *(upload(services.storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
     )
-    output = OutputOptions(
-        label=label_outputs,
-        watermark=watermark,
-        watermark_corner=watermark_corner,
-        sign=sign_outputs,
-        signing_block=signing_block,
-    )
     consent = await preflight(
-        services.storage, output, require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
+        services.storage, output, options.require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
     )
     staged_references = None
     if face_indexes is not None:
@@ -351,14 +278,14 @@ async def multi_faceswap(
             "face_images": [f.key or f.url for f in faces],
             "index": indexes,
         },
-        wait=wait,
-        timeout_seconds=timeout_seconds,
+        wait=options.wait,
+        timeout_seconds=options.timeout_for("image"),
         before_url=source.url,
         facts=job_facts(
             {"source_image": source, "face_images": faces, "reference_images": staged_references},
             consent,
             index=indexes,
         ),
-        on_unknown_outcome=on_unknown_outcome,
+        on_unknown_outcome=options.on_unknown_outcome,
         output=output,
     )

@@ -17,33 +17,25 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from prefect import flow, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.events import Event
 from prefect.events.filters import (
     EventFilter,
     EventNameFilter,
-    EventOccurredFilter,
-    EventOrder,
     EventResourceFilter,
 )
 from prefect.logging import get_run_logger
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
 from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
 from faceswap_flows.flows.collect import FinishedJob, store_job, submitted_facts
 from faceswap_flows.flows.exceptions import ResultsNotStored
 from faceswap_flows.flows.provenance.records import is_stored
-from faceswap_flows.flows.tasks.waiting import received_callbacks
-from faceswap_flows.receiver.events import SUBMITTED, SUCCEEDED, task_resource_id
+from faceswap_flows.flows.sweep_jobs import JobSource, jobs_in, read_all_events
+from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 
-STORE_BY_LABEL = "aifaceswap.store-by"
-SWEEP = "sweep"
-PAGE_SIZE = 50  # the most /events/filter returns per page
 SHOWN_FAILURES = 50
 RETRY_DELAYS = (1.0, 5.0, 15.0)
 
@@ -75,84 +67,6 @@ class StoreResultsReport(BaseModel):
     @property
     def done(self) -> int:
         return self.stored + self.already_stored + self.failed
-
-
-def sweep_filter(since: datetime, until: datetime) -> EventFilter:
-    """Success events labelled store-by=sweep that occurred in [since, until], oldest first."""
-    return EventFilter(
-        occurred=EventOccurredFilter(since=since, until=until),
-        event=EventNameFilter(name=[SUCCEEDED]),
-        resource=EventResourceFilter(id_prefix=[task_resource_id("")], labels={STORE_BY_LABEL: [SWEEP]}),
-        order=EventOrder.ASC,
-    )
-
-
-async def read_all_events(event_filter: EventFilter) -> list[Event]:
-    """Every event the filter matches, following the pages' next_page links."""
-    found: list[Event] = []
-    async with get_client() as client:
-        page = await client.read_events(filter=event_filter, limit=PAGE_SIZE)
-        found += page.events
-        while page.next_page and page.events:
-            page = await client.read_events_page(str(page.next_page))
-            found += page.events
-    return found
-
-
-def finished_job(payload: dict[str, Any]) -> FinishedJob | None:
-    payload = dict(payload)
-    payload.setdefault("result_key", None)
-    payload["result_key"] = payload["result_key"] or f"results/collected/{payload.get('task_id')}"
-    try:
-        return FinishedJob.model_validate(payload)
-    except ValidationError:
-        return None
-
-
-def jobs_in(payloads: list[dict[str, Any]]) -> tuple[list[FinishedJob], list[str]]:
-    """The finished jobs the payloads name (one per task_id), and the task_ids of those that name no result."""
-    jobs: dict[str, FinishedJob] = {}
-    unusable = []
-    for payload in payloads:
-        job = finished_job(payload)
-        if job is None:
-            unusable.append(str(payload.get("task_id")))
-        else:
-            jobs.setdefault(job.task_id, job)
-    return list(jobs.values()), unusable
-
-
-class JobSource:
-    """Where a sweep finds the succeeded sweep jobs of [since, until]: the receiver's inbox, exact at once and
-    read on from where the previous read ended; and the stored events, which hold every receiver's jobs but lag
-    under load and are read whole (when there is no inbox to read, and before a run ends)."""
-
-    def __init__(self, since: datetime, until: datetime, receiver: WebhookReceiver | None = None) -> None:
-        self.since, self.until = since, until
-        self.receiver = receiver if receiver is not None and receiver.public_url else None
-        self._inbox_from = since.timestamp()
-
-    async def from_inbox(self) -> list[dict[str, Any]] | None:
-        """The callbacks received since the previous read; None when there is no inbox or it cannot be read."""
-        if self.receiver is None:
-            return None
-        try:
-            received = await received_callbacks(
-                self.receiver.public_url,
-                self.receiver.signing_secret.get_secret_value(),
-                self._inbox_from,
-                store_by=SWEEP,
-            )
-        except httpx.HTTPError as error:
-            get_run_logger().warning("the receiver's inbox could not be read (%r): stored events only", error)
-            return None
-        if received:
-            self._inbox_from = max(entry["received_at"] for entry in received)
-        last = self.until.timestamp()
-        return [entry for entry in received if entry.get("success") and entry["received_at"] <= last]
-
-    async def from_stored_events(self) -> list[dict[str, Any]]:
-        return [dict(event.payload) for event in await read_all_events(sweep_filter(self.since, self.until))]
 
 
 async def bulk_submitted_facts(task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
@@ -278,6 +192,69 @@ def summary_markdown(report: StoreResultsReport, errors: dict[str, str], since: 
     return text
 
 
+async def optional_receiver(name: str | None) -> WebhookReceiver | None:
+    """The receiver block whose inbox the sweep reads; None (stored events only) when unnamed or not loadable."""
+    if not name:
+        return None
+    try:
+        return await WebhookReceiver.aload(name)
+    except Exception as error:
+        get_run_logger().warning("receiver block %r not loaded (%s): jobs are found in stored events only", name, error)
+        return None
+
+
+class Sweeper:
+    """The state of one store-results run: the jobs seen, the storages loaded, the failures; stores new jobs in
+    chunks (one store-chunk task run each)."""
+
+    def __init__(self, default_storage: str, chunk_size: int, max_concurrency: int, attempts: int) -> None:
+        self.default_storage, self.chunk_size = default_storage, chunk_size
+        self.max_concurrency, self.attempts = max_concurrency, attempts
+        self.report = StoreResultsReport()
+        self.errors: dict[str, str] = {}
+        self.seen: set[str] = set()
+        self.storages: dict[str, MediaStorage] = {}
+        self.bad_blocks: dict[str, str] = {}
+        self.chunks = 0
+
+    def fail(self, task_id: str, reason: str) -> None:
+        self.errors[task_id] = reason
+        self.report.add(ChunkOutcome(failed={task_id: reason}))
+
+    def take_new(self, jobs: list[FinishedJob], unusable: list[str]) -> list[FinishedJob]:
+        """The jobs not seen before (those naming no result fail at once); all are seen from now on."""
+        new = [job for job in jobs if job.task_id not in self.seen]
+        for task_id in (t for t in unusable if t not in self.seen):
+            self.fail(task_id, "its success event names no result_image")
+        self.seen.update([job.task_id for job in new] + unusable)
+        self.report.found = len(self.seen)
+        return new
+
+    async def store(self, new: list[FinishedJob]) -> None:
+        """Store the new jobs not stored yet, ``chunk_size`` to a store-chunk task run."""
+        logger, report = get_run_logger(), self.report
+        logger.info("sweep %d: %d new job(s)", report.sweeps, len(new))
+        blocks = {job.storage_block or "" for job in new}
+        await load_storages(blocks, self.default_storage, self.storages, self.bad_blocks)
+        for job in new:
+            if (job.storage_block or "") in self.bad_blocks:
+                self.fail(job.task_id, self.bad_blocks[job.storage_block or ""])
+        candidates = [job for job in new if (job.storage_block or "") in self.storages]
+        storable = await not_stored(candidates, self.storages)
+        report.add(ChunkOutcome(already_stored=len(candidates) - len(storable)))
+        logger.info(
+            "sweep %d: %d already stored, %d to store", report.sweeps, len(candidates) - len(storable), len(storable)
+        )
+        for start in range(0, len(storable), self.chunk_size):
+            chunk = storable[start : start + self.chunk_size]
+            self.chunks += 1
+            outcome = await store_chunk(
+                chunk, self.storages, self.chunks, len(chunk), self.max_concurrency, self.attempts
+            )
+            report.add(outcome)
+            self.errors.update(outcome.failed)
+
+
 @flow(name="store-results")
 async def store_results(
     since: datetime | None = None,
@@ -323,64 +300,28 @@ async def store_results(
     until = max(
         anchor + timedelta(seconds=window_seconds + settle_seconds), started + timedelta(seconds=settle_seconds)
     )
-    report = StoreResultsReport()
-    errors: dict[str, str] = {}
-    seen: set[str] = set()
-    storages: dict[str, MediaStorage] = {}
-    bad_blocks: dict[str, str] = {}
-    chunks = 0
-
-    def fail(task_id: str, reason: str) -> None:
-        errors[task_id] = reason
-        report.add(ChunkOutcome(failed={task_id: reason}))
-
-    receiver = None
-    if receiver_block:
-        try:
-            receiver = await WebhookReceiver.aload(receiver_block)
-        except Exception as error:
-            logger.warning(
-                "receiver block %r not loaded (%s): jobs are found in stored events only", receiver_block, error
-            )
+    receiver = await optional_receiver(receiver_block)
+    sweeper = Sweeper(storage_block, chunk_size, max_concurrency, attempts)
     progress = await acreate_progress_artifact(
         0.0, key="store-results-progress", description="store-results: share of the jobs found so far handled"
     )
+    report, errors = sweeper.report, sweeper.errors
     source = JobSource(read_from, until, receiver)
     while True:
         final = datetime.now(UTC) >= until
         received = await source.from_inbox()
         jobs, unusable = jobs_in(received if received is not None else await source.from_stored_events())
-        if final and received is not None and not any(job.task_id not in seen for job in jobs):
+        if final and received is not None and not any(job.task_id not in sweeper.seen for job in jobs):
             jobs, unusable = jobs_in(await source.from_stored_events())  # before ending: other receivers' jobs too
         report.sweeps += 1
-        new = [job for job in jobs if job.task_id not in seen]
-        for task_id in (t for t in unusable if t not in seen):
-            fail(task_id, "its success event names no result_image")
-        seen.update([job.task_id for job in new] + unusable)
-        report.found = len(seen)
+        new = sweeper.take_new(jobs, unusable)
         if not new:
             if final:
                 break
             await asyncio.sleep(poll_seconds)
             continue
-        logger.info("sweep %d: %d new job(s)", report.sweeps, len(new))
-        await load_storages({job.storage_block or "" for job in new}, storage_block, storages, bad_blocks)
-        for job in new:
-            if (job.storage_block or "") in bad_blocks:
-                fail(job.task_id, bad_blocks[job.storage_block or ""])
-        candidates = [job for job in new if (job.storage_block or "") in storages]
-        storable = await not_stored(candidates, storages)
-        report.add(ChunkOutcome(already_stored=len(candidates) - len(storable)))
-        logger.info(
-            "sweep %d: %d already stored, %d to store", report.sweeps, len(candidates) - len(storable), len(storable)
-        )
-        for start in range(0, len(storable), chunk_size):
-            chunk = storable[start : start + chunk_size]
-            chunks += 1
-            outcome = await store_chunk(chunk, storages, chunks, len(chunk), max_concurrency, attempts)
-            report.add(outcome)
-            errors.update(outcome.failed)
-            await aupdate_progress_artifact(progress, 100.0 * report.done / max(report.found, 1))
+        await sweeper.store(new)
+        await aupdate_progress_artifact(progress, 100.0 * report.done / max(report.found, 1))
     await aupdate_progress_artifact(progress, 100.0)
     await acreate_markdown_artifact(
         key="store-results",

@@ -10,45 +10,37 @@ import tempfile
 from prefect import flow, task
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
-from faceswap_flows.aifaceswap.models import MAX_VIDEO_REFS, FaceBox, MultiVideoFaceSwapRequest, VideoFaceSwapRequest
+from faceswap_flows.aifaceswap.models import FaceBox, MultiVideoFaceSwapRequest, VideoFaceSwapRequest
 from faceswap_flows.aifaceswap.pricing import estimate_credits
-from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE, load_services
+from faceswap_flows.flows.blocks_config import load_services
 from faceswap_flows.flows.budget import check_budget
 from faceswap_flows.flows.media.faces import crop
-from faceswap_flows.flows.media.video import grab_frame, image_bytes
+from faceswap_flows.flows.media.video import chosen_faces, grab_frame, image_bytes
+from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
 from faceswap_flows.flows.provenance.consent import preflight
-from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
-from faceswap_flows.flows.provenance.records import OutputOptions, job_facts
+from faceswap_flows.flows.provenance.records import job_facts
 from faceswap_flows.flows.tasks.api import extract_frame_faces
 from faceswap_flows.flows.tasks.job import SwapOutcome, submit_and_finish
 from faceswap_flows.flows.tasks.media import prepare_video, upload
-from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 
 
-def _enhance(enhance: int) -> int:
-    if enhance not in (0, 1, 2):
-        raise InputValidationError(f"enhance: must be 0 (none), 1 (up to 1080p) or 2 (up to 2k), got {enhance}")
-    return enhance
+def check_no_watermark(output: OutputOptions) -> None:
+    """Videos get no visible watermark (drawing one means re-encoding every frame): refuse one, before any cost."""
+    if output.watermark:
+        raise InputValidationError(
+            f"output.watermark: videos get no visible watermark (asked for {output.watermark!r}); leave it empty: "
+            "the result is still labelled as synthetic media and carries its signed C2PA manifest"
+        )
 
 
 @flow(name="video-faceswap")
 async def video_faceswap(
     source_video: str,
     face_image: str,
-    enhance: int = 0,
-    trim_start: float | None = None,
-    trim_end: float | None = None,
-    wait: bool = True,
-    timeout_seconds: float = 3600,
-    max_credits: int | None = None,
-    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
-    label_outputs: bool = True,
-    sign_outputs: bool = True,
-    signing_block: str = DEFAULT_SIGNING,
-    require_consent: bool = False,
-    credentials_block: str = DEFAULT_CREDENTIALS,
-    storage_block: str = DEFAULT_STORAGE,
-    receiver_block: str = DEFAULT_RECEIVER,
+    video_options: VideoOptions = VideoOptions(),
+    options: SwapOptions = SwapOptions(),
+    output: OutputOptions = OutputOptions(),
+    blocks: BlockNames = BlockNames(),
 ) -> SwapOutcome:
     """Swap one face through a video (optionally cut to [trim_start, trim_end) s first), charged per second.
 
@@ -58,59 +50,43 @@ async def video_faceswap(
     Args:
         source_video: The video whose face is replaced: a local MP4 path, a storage key or an http(s) URL.
         face_image: The photo of the face to put in: a local path, a storage key or an http(s) URL.
-        enhance: Resolution boost, priced per second: 0 none, 1 up to 1080p, 2 up to 2k.
-        trim_start: Cut the video to start at this second before submitting. None: from the start.
-        trim_end: Cut the video to end at this second before submitting. None: to the end.
-        wait: Wait for the job's callback and store the result in this run. False ends the run once the job is
-            submitted; the store-result deployment stores the result when its callback arrives.
-        timeout_seconds: How long to wait for the callback before failing with CallbackTimeout (the job may still
-            finish: collect it later with `faceswap-flows collect TASK_ID`).
-        max_credits: Refuse, before anything is spent, when the estimated credits exceed this. None: no limit.
-        on_unknown_outcome: When the submission's answer proves nothing (a 5xx, a lost answer) and no callback comes
-            within the receiver's grace: `at-most-once` fails with SubmissionOutcomeUnknown naming the job to collect
-            later; `resubmit` sends it again (it may be charged twice).
-        label_outputs: Label the result as synthetic media (embedded metadata) and write its provenance record. False
-            stores it unlabelled (logged).
-        sign_outputs: Embed a C2PA manifest (Content Credentials) signed with the `signing_block` key. False:
-            unsigned.
-        signing_block: Name of the ContentSigningKey block that signs the results.
-        require_consent: Refuse face photos missing from the consent register (`faceswap-flows consent add`), before
-            any credit is spent.
-        credentials_block: Name of the AIFaceSwapCredentials block (API key, base URL).
-        storage_block: Name of the MediaStorage block that stages the inputs and stores the results.
-        receiver_block: Name of the WebhookReceiver block whose URL the service calls back.
+        video_options: Face enhancement (priced per second) and the cut made before submitting.
+        options: How the swap runs: wait for the result, callback timeout, budget, unknown-outcome policy, consent.
+        output: What is done to the result: synthetic-media label and signed C2PA manifest (videos get no visible
+            watermark: drawing one means re-encoding every frame).
+        blocks: The names of the credentials, storage and receiver blocks.
 
     Returns:
         The job's outcome (task_id, job_id, credits): `stored`, with the result's key, URL and provenance record, or
-        `submitted` when `wait` is False.
+        `submitted` when `options.wait` is False.
 
     Raises:
         VideoError: The video cannot be read or trimmed as asked (the message names the field).
         InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
-        BudgetExceeded: The estimate is over `max_credits`; nothing was submitted.
-        ConsentRefused: `require_consent` is on and a face photo is not registered.
-        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `on_unknown_outcome`).
-        CallbackTimeout: No callback within `timeout_seconds` (with `wait`).
+        BudgetExceeded: The estimate is over `options.max_credits`; nothing was submitted.
+        ConsentRefused: `options.require_consent` is on and a face photo is not registered.
+        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `options.on_unknown_outcome`).
+        CallbackTimeout: No callback within `options.timeout_seconds` (with `options.wait`).
         JobFailed: The service reported that the job failed.
     """
-    enhance = _enhance(enhance)
-    services = await load_services(credentials_block, storage_block, receiver_block)
+    enhance, trim_start, trim_end = int(video_options.enhance), video_options.trim_start, video_options.trim_end
+    check_no_watermark(output)
+    services = await load_services(blocks.credentials, blocks.storage, blocks.receiver)
     with tempfile.TemporaryDirectory(prefix="faceswap-video-") as workdir:
         local, facts = await prepare_video(services.storage, source_video, workdir, trim_start, trim_end)
-        check_budget(estimate_credits("video_faceswap", duration=facts.duration, enhance=enhance), max_credits)
+        check_budget(estimate_credits("video_faceswap", duration=facts.duration, enhance=enhance), options.max_credits)
         video, face = await asyncio.gather(
             upload(services.storage, str(local), "source_video", "video"),
             upload(services.storage, face_image, "face_image"),
         )
-    output = OutputOptions(label=label_outputs, sign=sign_outputs, signing_block=signing_block)
-    consent = await preflight(services.storage, output, require_consent, [("face_image", face)])
+    consent = await preflight(services.storage, output, options.require_consent, [("face_image", face)])
     return await submit_and_finish(
         services,
         VideoFaceSwapRequest,
         {"source_video": video.url, "face_image": face.url, "duration": round(facts.duration, 3), "enhance": enhance},
         identity={"source_video": video.key or video.url, "face_image": face.key or face.url, "enhance": enhance},
-        wait=wait,
-        timeout_seconds=timeout_seconds,
+        wait=options.wait,
+        timeout_seconds=options.timeout_for("video"),
         before_url=video.url,
         kind="video",
         facts=job_facts(
@@ -122,9 +98,19 @@ async def video_faceswap(
             duration=round(facts.duration, 3),
             enhance=enhance,
         ),
-        on_unknown_outcome=on_unknown_outcome,
+        on_unknown_outcome=options.on_unknown_outcome,
         output=output,
     )
+
+
+def check_in_frame(indexes: list[int], found: list[FaceBox], frame_time: float) -> None:
+    """Every chosen index names a face found in the frame."""
+    wrong = [i for i in indexes if not 0 <= i < len(found)]
+    if wrong:
+        raise InputValidationError(
+            f"face_indexes: {wrong} out of range: the frame at {frame_time} s has {len(found)} face(s), "
+            f"numbered 0 to {len(found) - 1} from left to right: choose among them or another frame_time"
+        )
 
 
 @task(name="crop-face-refs", task_run_name="crop {count} face refs from the frame")
@@ -152,20 +138,10 @@ async def multi_video_faceswap(
     face_images: list[str],
     face_indexes: list[int] | None = None,
     frame_time: float = 0.0,
-    enhance: int = 0,
-    trim_start: float | None = None,
-    trim_end: float | None = None,
-    wait: bool = True,
-    timeout_seconds: float = 3600,
-    max_credits: int | None = None,
-    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
-    label_outputs: bool = True,
-    sign_outputs: bool = True,
-    signing_block: str = DEFAULT_SIGNING,
-    require_consent: bool = False,
-    credentials_block: str = DEFAULT_CREDENTIALS,
-    storage_block: str = DEFAULT_STORAGE,
-    receiver_block: str = DEFAULT_RECEIVER,
+    video_options: VideoOptions = VideoOptions(),
+    options: SwapOptions = SwapOptions(),
+    output: OutputOptions = OutputOptions(),
+    blocks: BlockNames = BlockNames(),
 ) -> SwapOutcome:
     """Replace up to three people through a video.
 
@@ -177,57 +153,35 @@ async def multi_video_faceswap(
         face_images: One face photo per person to replace, at most three (paths, storage keys or URLs).
         face_indexes: The faces of the frame to replace, numbered left to right; None: 0, 1, ...
         frame_time: The second of the (trimmed) video whose frame the faces are found and numbered in.
-        enhance: Resolution boost, priced per second: 0 none, 1 up to 1080p, 2 up to 2k.
-        trim_start: Cut the video to start at this second before submitting. None: from the start.
-        trim_end: Cut the video to end at this second before submitting. None: to the end.
-        wait: Wait for the job's callback and store the result in this run. False ends the run once the job is
-            submitted; the store-result deployment stores the result when its callback arrives.
-        timeout_seconds: How long to wait for the callback before failing with CallbackTimeout (the job may still
-            finish: collect it later with `faceswap-flows collect TASK_ID`).
-        max_credits: Refuse, before anything is spent, when the estimated credits exceed this. None: no limit.
-        on_unknown_outcome: When the submission's answer proves nothing (a 5xx, a lost answer) and no callback comes
-            within the receiver's grace: `at-most-once` fails with SubmissionOutcomeUnknown naming the job to collect
-            later; `resubmit` sends it again (it may be charged twice).
-        label_outputs: Label the result as synthetic media (embedded metadata) and write its provenance record. False
-            stores it unlabelled (logged).
-        sign_outputs: Embed a C2PA manifest (Content Credentials) signed with the `signing_block` key. False:
-            unsigned.
-        signing_block: Name of the ContentSigningKey block that signs the results.
-        require_consent: Refuse face photos missing from the consent register (`faceswap-flows consent add`), before
-            any credit is spent.
-        credentials_block: Name of the AIFaceSwapCredentials block (API key, base URL).
-        storage_block: Name of the MediaStorage block that stages the inputs and stores the results.
-        receiver_block: Name of the WebhookReceiver block whose URL the service calls back.
+        video_options: Face enhancement (priced per second) and the cut made before submitting.
+        options: How the swap runs: wait for the result, callback timeout, budget, unknown-outcome policy, consent.
+        output: What is done to the result: synthetic-media label and signed C2PA manifest (videos get no visible
+            watermark: drawing one means re-encoding every frame).
+        blocks: The names of the credentials, storage and receiver blocks.
 
     Returns:
         The job's outcome (task_id, job_id, credits): `stored`, with the result's key, URL and provenance record, or
-        `submitted` when `wait` is False.
+        `submitted` when `options.wait` is False.
 
     Raises:
         VideoError: The video cannot be read or trimmed as asked (the message names the field).
         InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
-        BudgetExceeded: The estimate is over `max_credits`; nothing was submitted.
-        ConsentRefused: `require_consent` is on and a face photo is not registered.
-        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `on_unknown_outcome`).
-        CallbackTimeout: No callback within `timeout_seconds` (with `wait`).
+        BudgetExceeded: The estimate is over `options.max_credits`; nothing was submitted.
+        ConsentRefused: `options.require_consent` is on and a face photo is not registered.
+        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `options.on_unknown_outcome`).
+        CallbackTimeout: No callback within `options.timeout_seconds` (with `options.wait`).
         JobFailed: The service reported that the job failed.
     """
-    enhance = _enhance(enhance)
-    indexes = list(face_indexes) if face_indexes is not None else list(range(len(face_images)))
-    if not 1 <= len(face_images) <= MAX_VIDEO_REFS or len(indexes) != len(face_images):
-        raise InputValidationError(
-            f"face_images: give 1 to {MAX_VIDEO_REFS} face images and one face index each; "
-            f"got {len(face_images)} image(s) and {len(indexes)} index(es)"
-        )
-    if len(set(indexes)) != len(indexes):
-        raise InputValidationError(f"face_indexes: {indexes} repeats a face: each face may be replaced once")
-    services = await load_services(credentials_block, storage_block, receiver_block)
+    enhance, trim_start, trim_end = int(video_options.enhance), video_options.trim_start, video_options.trim_end
+    check_no_watermark(output)
+    indexes = chosen_faces(face_images, face_indexes)
+    services = await load_services(blocks.credentials, blocks.storage, blocks.receiver)
     with tempfile.TemporaryDirectory(prefix="faceswap-video-") as workdir:
         local, facts = await prepare_video(services.storage, source_video, workdir, trim_start, trim_end)
         price = estimate_credits(
             "multi_video_faceswap", duration=facts.duration, enhance=enhance, face_count=len(indexes)
         )
-        check_budget(estimate_credits("extract_base64_face") + price, max_credits)
+        check_budget(estimate_credits("extract_base64_face") + price, options.max_credits)
         try:
             frame_png = image_bytes(await asyncio.to_thread(grab_frame, local, frame_time))
         except ValueError as error:
@@ -236,17 +190,11 @@ async def multi_video_faceswap(
             upload(services.storage, str(local), "source_video", "video"),
             *(upload(services.storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
         )
-    output = OutputOptions(label=label_outputs, sign=sign_outputs, signing_block=signing_block)
     consent = await preflight(
-        services.storage, output, require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
+        services.storage, output, options.require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
     )
     found = await extract_frame_faces(services.credentials, frame_png)
-    wrong = [i for i in indexes if not 0 <= i < len(found)]
-    if wrong:
-        raise InputValidationError(
-            f"face_indexes: {wrong} out of range: the frame at {frame_time} s has {len(found)} face(s), "
-            f"numbered 0 to {len(found) - 1} from left to right: choose among them or another frame_time"
-        )
+    check_in_frame(indexes, found, frame_time)
     refs = crop_face_refs(frame_png, found, indexes, len(indexes))
     return await submit_and_finish(
         services,
@@ -264,8 +212,8 @@ async def multi_video_faceswap(
             "frame_time": frame_time,
             "enhance": enhance,
         },
-        wait=wait,
-        timeout_seconds=timeout_seconds,
+        wait=options.wait,
+        timeout_seconds=options.timeout_for("video"),
         before_url=video.url,
         kind="video",
         facts=job_facts(
@@ -280,6 +228,6 @@ async def multi_video_faceswap(
             frame_time=frame_time,
             face_ref_sha256=[hashlib.sha256(base64.b64decode(ref)).hexdigest() for ref in refs],
         ),
-        on_unknown_outcome=on_unknown_outcome,
+        on_unknown_outcome=options.on_unknown_outcome,
         output=output,
     )

@@ -64,19 +64,22 @@ def _described(entry: InboxEntry) -> dict[str, object]:
     }
 
 
-def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DEFAULT_MAX_AGE_SECONDS) -> Starlette:
-    """The receiver as an ASGI app. ``app.state.inbox`` / ``app.state.emitter`` expose its state."""
-    if not secret:
-        raise ValueError("the receiver needs a signing secret: set FACESWAP_RECEIVER_SECRET or pass --secret")
-    inbox = Inbox(inbox_path)
-    committer = GroupCommitter(inbox)
-    emitter = Emitter(inbox)
-    unparsed = UnparsedInbox(inbox_path)
-    unparsed_emitter = UnparsedEmitter(unparsed)
+class ReceiverApp:
+    """The receiver's state (inbox, group committer, event emitters) and its routes' handlers."""
 
-    async def callback(request: Request) -> Response:
+    def __init__(self, inbox_path: str | Path, secret: str, max_token_age: float) -> None:
+        if not secret:
+            raise ValueError("the receiver needs a signing secret: set FACESWAP_RECEIVER_SECRET or pass --secret")
+        self.secret, self.max_token_age = secret, max_token_age
+        self.inbox = Inbox(inbox_path)
+        self.committer = GroupCommitter(self.inbox)
+        self.emitter = Emitter(self.inbox)
+        self.unparsed = UnparsedInbox(inbox_path)
+        self.unparsed_emitter = UnparsedEmitter(self.unparsed)
+
+    async def callback(self, request: Request) -> Response:
         try:
-            job = verify(request.path_params["token"], secret, max_age_seconds=max_token_age)
+            job = verify(request.path_params["token"], self.secret, max_age_seconds=self.max_token_age)
         except TokenError as error:
             logger.warning("callback refused: %s", error)
             return _refuse(error.status, str(error))
@@ -87,43 +90,43 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
         try:
             parsed = await parse_callback(body, content_type)
         except UnreadableCallback as error:
-            return await keep_unparsed(job, body, content_type, error)
-        outcome = await committer.record(job, parsed)
+            return await self.keep_unparsed(job, body, content_type, error)
+        outcome = await self.committer.record(job, parsed)
         if outcome is Outcome.CONFLICT:
             logger.warning("callback of %s refused: task is bound to another job than %s", parsed.task_id, job.job_id)
             return _refuse(409, "this task_id already belongs to another job (replayed callback)")
         if outcome is Outcome.DUPLICATE_JOB:
             logger.warning("job %s called back from a second task %s: kept, duplicate-job", job.job_id, parsed.task_id)
         if outcome in (Outcome.NEW, Outcome.DUPLICATE_JOB):
-            emitter.wake()
+            self.emitter.wake()
         return JSONResponse({"status": outcome.value, "task_id": parsed.task_id})
 
-    async def keep_unparsed(job: JobToken, body: bytes, content_type: str, error: UnreadableCallback) -> Response:
+    async def keep_unparsed(self, job: JobToken, body: bytes, content_type: str, error: UnreadableCallback) -> Response:
         """A verified callback that cannot be read: kept raw, answered 200 (the service must not give up on it)."""
-        if await asyncio.to_thread(unparsed.record, job, body, content_type, error.fields, str(error)):
-            unparsed_emitter.wake()
+        if await asyncio.to_thread(self.unparsed.record, job, body, content_type, error.fields, str(error)):
+            self.unparsed_emitter.wake()
         logger.error("unparsed callback of job %s kept raw (%d bytes): %s", job.job_id, len(body), error)
         return JSONResponse({"status": "unparsed", "task_id": found_task_id(error.fields), "error": str(error)})
 
-    def authorized(request: Request) -> bool:
+    def authorized(self, request: Request) -> bool:
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), secret.encode())
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), self.secret.encode())
 
-    async def task_status(request: Request) -> Response:
-        if not authorized(request):
+    async def task_status(self, request: Request) -> Response:
+        if not self.authorized(request):
             return _refuse(401, UNAUTHORIZED)
         if "job_id" in request.path_params:
-            entry = await asyncio.to_thread(inbox.get_by_job, request.path_params["job_id"])
+            entry = await asyncio.to_thread(self.inbox.get_by_job, request.path_params["job_id"])
         else:
-            entry = await asyncio.to_thread(inbox.get, request.path_params["task_id"])
+            entry = await asyncio.to_thread(self.inbox.get, request.path_params["task_id"])
         if entry is None:
             return _refuse(404, "no callback received for this task yet")
         return JSONResponse(_described(entry))
 
-    async def received(request: Request) -> Response:
+    async def received(self, request: Request) -> Response:
         """``GET /callbacks?since=<epoch seconds>&store_by=sweep&limit=500``: what arrived since then, oldest
         first (the store-results sweep reads it: exact and immediate, where stored events may lag)."""
-        if not authorized(request):
+        if not self.authorized(request):
             return _refuse(401, UNAUTHORIZED)
         try:
             since = float(request.query_params.get("since", "0"))
@@ -131,16 +134,16 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
         except ValueError:
             return _refuse(422, "since must be epoch seconds and limit a whole number")
         store_by = request.query_params.get("store_by")
-        entries = await asyncio.to_thread(inbox.received_since, since, store_by=store_by, limit=limit)
+        entries = await asyncio.to_thread(self.inbox.received_since, since, store_by=store_by, limit=limit)
         return JSONResponse({"callbacks": [_described(entry) for entry in entries]})
 
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok", **inbox.counts()})
+    async def health(self, request: Request) -> Response:
+        return JSONResponse({"status": "ok", **self.inbox.counts()})
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(emitter.run(), name="emit-callback-events")
-        unparsed_task = asyncio.create_task(unparsed_emitter.run(), name="emit-unparsed-callbacks")
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(self.emitter.run(), name="emit-callback-events")
+        unparsed_task = asyncio.create_task(self.unparsed_emitter.run(), name="emit-unparsed-callbacks")
         try:
             yield
         finally:
@@ -150,25 +153,29 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
                 await task
             with contextlib.suppress(asyncio.CancelledError):
                 await unparsed_task
-            unparsed.close()
-            await committer.close()
-            inbox.close()
+            self.unparsed.close()
+            await self.committer.close()
+            self.inbox.close()
 
+
+def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DEFAULT_MAX_AGE_SECONDS) -> Starlette:
+    """The receiver as an ASGI app. ``app.state.inbox`` / ``app.state.emitter`` expose its state."""
+    receiver = ReceiverApp(inbox_path, secret, max_token_age)
     app = Starlette(
         routes=[
-            Route(f"{CALLBACK_PATH}/{{token}}", callback, methods=["POST"]),
-            Route(CALLBACK_PATH, received, methods=["GET"]),
-            Route("/tasks/{task_id}", task_status, methods=["GET"]),
-            Route("/jobs/{job_id}", task_status, methods=["GET"]),
-            Route("/health", health, methods=["GET"]),
+            Route(f"{CALLBACK_PATH}/{{token}}", receiver.callback, methods=["POST"]),
+            Route(CALLBACK_PATH, receiver.received, methods=["GET"]),
+            Route("/tasks/{task_id}", receiver.task_status, methods=["GET"]),
+            Route("/jobs/{job_id}", receiver.task_status, methods=["GET"]),
+            Route("/health", receiver.health, methods=["GET"]),
             Route("/openapi.json", openapi_route, methods=["GET"]),
         ],
-        lifespan=lifespan,
+        lifespan=receiver.lifespan,
         exception_handlers={HTTPException: _http_refusal},
     )
-    app.state.inbox = inbox
-    app.state.emitter = emitter
-    app.state.unparsed = unparsed
+    app.state.inbox = receiver.inbox
+    app.state.emitter = receiver.emitter
+    app.state.unparsed = receiver.unparsed
     return app
 
 

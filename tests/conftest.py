@@ -30,6 +30,7 @@ FAST_MODULES = {
     "test_docstrings",
     "test_download_rules",
     "test_exceptions",
+    "test_flow_options",
     "test_layout",
     "test_models",
     "test_packaging",

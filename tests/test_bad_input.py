@@ -20,6 +20,7 @@ from faceswap_flows.blocks import StorageError
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.budget import BudgetExceeded
 from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
+from faceswap_flows.flows.options import BlockNames, SwapOptions
 from faceswap_flows.flows.tasks.api import JobFailed
 from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
 from faceswap_flows.receiver import JobToken, sign
@@ -99,13 +100,13 @@ FLOW_CASES = [
     ),
     Case(
         "budget too small",
-        lambda s, x: faceswap(f(x, "astronaut"), f(x, "grace"), max_credits=1),
+        lambda s, x: faceswap(f(x, "astronaut"), f(x, "grace"), options=SwapOptions(max_credits=1)),
         BudgetExceeded,
         "max_credits: this needs 2",
     ),
     Case(
         "unknown credentials block",
-        lambda s, x: faceswap(f(x, "astronaut"), f(x, "grace"), credentials_block="nope"),
+        lambda s, x: faceswap(f(x, "astronaut"), f(x, "grace"), blocks=BlockNames(credentials="nope")),
         ValueError,
         "AIFaceSwapCredentials block named 'nope'",
     ),

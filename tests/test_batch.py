@@ -14,6 +14,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 
 from faceswap_flows.flows.batch import batch_faceswap, swap_items
+from faceswap_flows.flows.options import SwapOptions
 from faceswap_flows.flows.tasks.waiting import stored_event
 from tests.media import likeness, read_image
 from tests.support import sweep_now
@@ -137,7 +138,9 @@ async def test_items_per_task_must_be_positive(stack, tmp_path: Path, items_per_
 async def test_without_waiting_groups_submit_and_the_sweep_stores_every_result(stack, tmp_path: Path) -> None:
     since = datetime.now(UTC) - timedelta(seconds=2)
     before = stack.spent()
-    report = await batch_faceswap(str(write_manifest(stack, tmp_path, 3)), force=True, items_per_task=2, wait=False)
+    report = await batch_faceswap(
+        str(write_manifest(stack, tmp_path, 3)), options=SwapOptions(wait=False), force=True, items_per_task=2
+    )
     assert [item.status for item in report.items] == ["submitted"] * 3
     assert report.credits == 6 and stack.spent() == before + 6
     await asyncio.to_thread(stack.sandbox.wait_idle)
@@ -160,7 +163,11 @@ async def test_without_waiting_groups_submit_and_the_sweep_stores_every_result(s
 async def test_a_batch_with_items_skipped_for_budget_ends_failed_after_its_report(stack, tmp_path: Path) -> None:
     before = stack.spent()
     state = await batch_faceswap(
-        str(write_manifest(stack, tmp_path, 3)), force=True, max_credits=2, max_concurrency=1, return_state=True
+        str(write_manifest(stack, tmp_path, 3)),
+        options=SwapOptions(max_credits=2),
+        force=True,
+        max_concurrency=1,
+        return_state=True,
     )
     assert state.is_failed() and "1 stored" in state.message and "2 skipped" in state.message
     report = await state.result(raise_on_failure=False)

@@ -18,6 +18,7 @@ from prefect.deployments import run_deployment
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.batch import BatchReport, batch_faceswap
 from faceswap_flows.flows.deployments import declared_deployment
+from faceswap_flows.flows.options import BlockNames
 from faceswap_flows.flows.provenance.consent import ConsentRecord, file_sha256, save_consent
 from faceswap_flows.flows.tasks.waiting import stored_event
 from tests.media import likeness, read_image
@@ -40,7 +41,7 @@ async def test_a_prefix_pays_only_for_new_files(stack, s3_storage: MediaStorage)
     s3_storage.write_bytes("catalogue/2026-12/team", png(photos.tiled()[0]))  # an image without an extension
     s3_storage.write_bytes("catalogue/2026-12/notes.txt", b"shoot notes, not an image")
     s3_storage.write_bytes("catalogue/2026-12/drafts/astronaut-draft.png", png(photos.astronaut()[:, ::-1]))
-    options = {"face_image": "faces/ambassador.png", "exclude": ["drafts/*"], "storage_block": block}
+    options = {"face_image": "faces/ambassador.png", "exclude": ["drafts/*"], "blocks": BlockNames(storage=block)}
     before = stack.spent()
 
     first = await batch_faceswap(source="catalogue/2026-12/", **options)
@@ -113,7 +114,7 @@ async def test_the_nightly_deployment_over_a_prefix_pays_only_for_new_files(stac
     head = photos.crop_resize(photos.grace_hopper(), photos.GRACE_HEAD, photos.GRACE_FACE, 300)[0]
     face_bytes = cv2.imencode(".jpg", head)[1].tobytes()
     stack.storage.write_bytes(face, face_bytes)
-    assert declared["require_consent"] is True, "the nightly deployment swaps only registered face photos"
+    assert declared["options"]["require_consent"] is True, "the nightly deployment swaps only registered face photos"
     consent = ConsentRecord(
         sha256=file_sha256(face_bytes), consented_by="the ambassador", consented_at=date.today(), scope="catalogue"
     )

@@ -15,6 +15,7 @@ import pytest
 from faceswap_flows.aifaceswap.pricing import billed_seconds
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.media.video import video_facts
+from faceswap_flows.flows.options import SwapOptions
 from tests.media import likeness, read_image, write_png
 from tests.vision import photos
 
@@ -78,7 +79,7 @@ async def test_a_mixed_manifest_runs_all_four_operations_for_the_planned_credits
     assert [row["status"] for row in planned_csv] == ["run"] * 5
     assert [int(row["credits"]) for row in planned_csv] == [item.credits for item in plan.items]
 
-    report = await batch_faceswap(manifest, force=True, max_credits=plan.credits)
+    report = await batch_faceswap(manifest, options=SwapOptions(max_credits=plan.credits), force=True)
     assert [item.status for item in report.items] == ["stored"] * 5, [item.error for item in report.items]
     assert report.credits == plan.credits == stack.spent() - before
     assert [item.credits for item in report.items] == [item.credits for item in plan.items]

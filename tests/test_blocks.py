@@ -122,7 +122,7 @@ async def test_a_missing_block_names_itself_and_the_command_that_creates_it(pref
         await load_services(credentials_block="never-saved-credentials")
     message = str(missing.value)
     assert message.startswith(
-        "credentials_block: there is no AIFaceSwapCredentials block named 'never-saved-credentials'"
+        "blocks.credentials: there is no AIFaceSwapCredentials block named 'never-saved-credentials'"
     )
     assert "faceswap-flows blocks create" in message and "Unable to find block document" not in message
     assert (missing.value.block_type, missing.value.block_name) == ("AIFaceSwapCredentials", "never-saved-credentials")

@@ -217,5 +217,5 @@ def test_run_batch_refuses_items_per_task_below_one(tmp_path: Path) -> None:
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("source_image,face_image\na.png,b.png\n")
     result = runner.invoke(app, ["run", "batch", str(manifest), "--items-per-task", "0"], env={"COLUMNS": "200"})
-    assert result.exit_code == 2, "refused by the option check, before any flow runs"
-    assert "'--items-per-task': Input should be greater than or equal to 1" in result.output
+    assert result.exit_code == 1, "refused by the option check, before any flow runs"
+    assert "--items-per-task: Input should be greater than or equal to 1 (got 0)" in result.output

@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 from faceswap_flows.cli.main import app
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.options import SwapOptions
 from faceswap_flows.flows.provenance.consent import ConsentRefused, file_sha256
 from faceswap_flows.flows.provenance.content_credentials import JOB_ASSERTION
 from faceswap_flows.flows.video import video_faceswap
@@ -83,7 +84,7 @@ def test_bad_consent_input_names_the_field(stack, tmp_path: Path) -> None:
 async def test_a_registered_face_is_swapped_with_its_consent_recorded(stack, tmp_path: Path) -> None:
     face = face_photo(tmp_path, "registered", 3)
     await registered("add", str(face), "--by", "Grace Hopper", "--scope", "flow test", "--until", future())
-    outcome = await faceswap(str(stack.files["astronaut"]), str(face), require_consent=True)
+    outcome = await faceswap(str(stack.files["astronaut"]), str(face), options=SwapOptions(require_consent=True))
     record = json.loads(stack.storage.read_bytes(outcome.provenance_key))
     [consent] = record["consent"]
     assert consent["field"] == "face_image" and consent["consented_by"] == "Grace Hopper"
@@ -109,7 +110,7 @@ async def test_faces_without_valid_consent_are_refused_unpaid(stack, tmp_path: P
         await registered("add", str(face), "--by", "G", "--scope", "s", "--at", future(30))
     before = stack.spent()
     with pytest.raises(ConsentRefused) as refused:
-        await faceswap(str(stack.files["astronaut"]), str(face), require_consent=True)
+        await faceswap(str(stack.files["astronaut"]), str(face), options=SwapOptions(require_consent=True))
     message = str(refused.value)
     assert message.startswith("face_image:") and face.name in message and "faceswap-flows consent add" in message
     expected = {"unregistered": "no consent record", "expired": "expired on 2020-12-31", "revoked": "revoked at"}
@@ -121,7 +122,9 @@ async def test_video_flow_refuses_an_unregistered_face_unpaid(stack, tmp_path: P
     video = photos.write_video(tmp_path / "clip.mp4", lambda i: photos.face_video_frame(i)[0], 10)
     before = stack.spent()
     with pytest.raises(ConsentRefused, match="face_image: the face photo"):
-        await video_faceswap(str(video), str(face_photo(tmp_path, "video-face", 5)), require_consent=True)
+        await video_faceswap(
+            str(video), str(face_photo(tmp_path, "video-face", 5)), options=SwapOptions(require_consent=True)
+        )
     assert stack.spent() == before
 
 
@@ -139,7 +142,9 @@ async def test_the_batch_fails_only_the_unconsented_item(stack, tmp_path: Path) 
         f"source_image,face_image\n{stack.files['astronaut']},{ok_face}\n{stack.files['astronaut']},{no_face}\n"
     )
     before = stack.spent()
-    state = await batch_faceswap(str(manifest), max_concurrency=2, require_consent=True, return_state=True)
+    state = await batch_faceswap(
+        str(manifest), options=SwapOptions(require_consent=True), max_concurrency=2, return_state=True
+    )
     assert state.is_failed() and "1 failed" in state.message, "a refused item makes the batch end Failed"
     report = await state.result(raise_on_failure=False)
     by_position = {item.position: item for item in report.items}

@@ -22,6 +22,7 @@ from faceswap_flows.blocks import ContentSigningKey
 from faceswap_flows.cli.main import app
 from faceswap_flows.devstack.signing_certs import DOCUMENT_SIGNING, make_dev_certificates
 from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.options import BlockNames, OutputOptions
 from faceswap_flows.flows.provenance.content_credentials import (
     JOB_ASSERTION,
     ManifestFacts,
@@ -178,7 +179,9 @@ def audit_cli(*args: str) -> tuple[int, str]:
 
 async def test_a_flow_result_is_signed_and_audited(stack, s3_storage, tmp_path: Path) -> None:
     await s3_storage.asave("credentials-s3", overwrite=True)
-    outcome = await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), storage_block="credentials-s3")
+    outcome = await faceswap(
+        str(stack.files["astronaut"]), str(stack.files["grace"]), blocks=BlockNames(storage="credentials-s3")
+    )
     result = s3_storage.read_bytes(outcome.result_key)
     record = json.loads(s3_storage.read_bytes(outcome.result_key + RECORD_SUFFIX))
     state, manifest, failures = c2pa_read(result, "image/png", (stack.signing_dir / "ca.pem").read_text())
@@ -212,15 +215,17 @@ async def test_a_flow_result_is_signed_and_audited(stack, s3_storage, tmp_path: 
 
 async def test_signing_off_is_logged_and_recorded(stack, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
-        outcome = await faceswap(str(stack.files["grace"]), str(stack.files["astronaut"]), sign_outputs=False)
+        outcome = await faceswap(
+            str(stack.files["grace"]), str(stack.files["astronaut"]), output=OutputOptions(sign=False)
+        )
     result = stack.storage.read_bytes(outcome.result_key)
     assert c2pa.Reader.try_create("image/png", io.BytesIO(result)) is None, "no manifest"
     record = json.loads(stack.storage.read_bytes(outcome.provenance_key))
-    assert record["output"]["content_credentials"] == {"signed": False, "reason": "sign_outputs=False"}
+    assert record["output"]["content_credentials"] == {"signed": False, "reason": "output.sign=False"}
     assert record["parameters"]["sign_outputs"] is False
     assert "WITHOUT a signed C2PA manifest" in caplog.text
     code, output = await asyncio.to_thread(audit_cli, outcome.result_key)
-    assert code == 0 and "C2PA manifest: none (signing was off: sign_outputs=False)" in output, output
+    assert code == 0 and "C2PA manifest: none (signing was off: output.sign=False)" in output, output
 
 
 async def test_a_missing_signing_block_is_refused_before_any_credit(stack) -> None:
@@ -228,7 +233,11 @@ async def test_a_missing_signing_block_is_refused_before_any_credit(stack) -> No
 
     spent = stack.spent()
     with pytest.raises(InputValidationError, match="faceswap-flows signing dev-cert"):
-        await faceswap(str(stack.files["grace"]), str(stack.files["astronaut"]), signing_block="no-such-signing")
+        await faceswap(
+            str(stack.files["grace"]),
+            str(stack.files["astronaut"]),
+            output=OutputOptions(signing_block="no-such-signing"),
+        )
     assert stack.spent() == spent
 
 

@@ -22,6 +22,7 @@ from prefect.states import Scheduled
 
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.options import BlockNames, SwapOptions
 from faceswap_flows.flows.tasks.waiting import CallbackTimeout
 from tests.drill_report import record
 from tests.support import SANDBOX_KEY
@@ -94,7 +95,8 @@ async def test_drill_webhooks_dropped(stack, faults) -> None:
     faults(drop_webhook_rate=0.5, seed=11)
     ledger = Ledger(stack)
     outcomes = await asyncio.gather(
-        *(faceswap(*swap_args(stack, i), timeout_seconds=4) for i in range(JOBS)), return_exceptions=True
+        *(faceswap(*swap_args(stack, i), options=SwapOptions(timeout_seconds=4)) for i in range(JOBS)),
+        return_exceptions=True,
     )
     stored = [o for o in outcomes if not isinstance(o, BaseException)]
     timed_out = [o for o in outcomes if isinstance(o, CallbackTimeout)]
@@ -123,7 +125,8 @@ async def test_drill_callbacks_delayed_past_the_wait(stack, faults) -> None:
     faults(delay_webhook_rate=1.0, delay_webhook_seconds=2.5)
     ledger = Ledger(stack)
     outcomes = await asyncio.gather(
-        *(faceswap(*swap_args(stack, i), timeout_seconds=0.5) for i in range(JOBS)), return_exceptions=True
+        *(faceswap(*swap_args(stack, i), options=SwapOptions(timeout_seconds=0.5)) for i in range(JOBS)),
+        return_exceptions=True,
     )
     assert all(isinstance(o, CallbackTimeout) for o in outcomes), outcomes
     stack.sandbox.wait_idle()
@@ -150,7 +153,11 @@ async def test_drill_5xx_and_429_bursts(stack, faults) -> None:
     ledger = Ledger(stack)
     outcomes = await asyncio.gather(
         *(
-            faceswap(*swap_args(stack, i), on_unknown_outcome="resubmit", receiver_block="drill-receiver-3s")
+            faceswap(
+                *swap_args(stack, i),
+                options=SwapOptions(on_unknown_outcome="resubmit"),
+                blocks=BlockNames(receiver="drill-receiver-3s"),
+            )
             for i in range(JOBS)
         )
     )
@@ -166,7 +173,9 @@ async def test_drill_5xx_and_429_bursts(stack, faults) -> None:
 async def test_drill_prefect_api_restarted_while_callbacks_arrive(stack, faults, prefect_server) -> None:
     faults(delay_webhook_rate=1.0, delay_webhook_seconds=8.0)
     ledger = Ledger(stack)
-    submitted = await asyncio.gather(*(faceswap(*swap_args(stack, i), wait=False) for i in range(JOBS)))
+    submitted = await asyncio.gather(
+        *(faceswap(*swap_args(stack, i), options=SwapOptions(wait=False)) for i in range(JOBS))
+    )
     tasks = [o.task_id for o in submitted]
     stopping = time.monotonic()
     await asyncio.to_thread(prefect_server.stop)
@@ -185,11 +194,13 @@ async def test_drill_prefect_api_restarted_while_callbacks_arrive(stack, faults,
 
 async def test_drill_receiver_restarted(stack, faults) -> None:
     ledger = Ledger(stack)
-    first = await faceswap(*swap_args(stack, 0), wait=False)
+    first = await faceswap(*swap_args(stack, 0), options=SwapOptions(wait=False))
     stack.sandbox.wait_idle()
     assert stack.receiver.inbox.get(first.task_id) is not None
     faults(delay_webhook_rate=1.0, delay_webhook_seconds=2.0)
-    later = await asyncio.gather(*(faceswap(*swap_args(stack, i), wait=False) for i in range(1, JOBS)))
+    later = await asyncio.gather(
+        *(faceswap(*swap_args(stack, i), options=SwapOptions(wait=False)) for i in range(1, JOBS))
+    )
     stack.restart_receiver()
     stack.sandbox.wait_idle()
     tasks = [first.task_id, *(o.task_id for o in later)]

@@ -21,6 +21,7 @@ from prefect.states import Scheduled
 
 from faceswap_flows.blocks import WebhookReceiver
 from faceswap_flows.flows.image import faceswap, multi_faceswap
+from faceswap_flows.flows.options import BlockNames
 from faceswap_flows.flows.video import video_faceswap
 from tests.drill_report import record
 from tests.support import RECEIVER_SECRET
@@ -53,9 +54,11 @@ async def three_flows(stack, clip: Path, receiver: str) -> list[object]:
     """faceswap, multi_faceswap and video_faceswap at once, each its own job."""
     files = stack.files
     return await asyncio.gather(
-        faceswap(str(files["astronaut"]), str(files["grace"]), receiver_block=receiver),
-        multi_faceswap(str(files["group"]), [str(files["grace"])], face_indexes=[1], receiver_block=receiver),
-        video_faceswap(str(clip), str(files["grace"]), receiver_block=receiver),
+        faceswap(str(files["astronaut"]), str(files["grace"]), blocks=BlockNames(receiver=receiver)),
+        multi_faceswap(
+            str(files["group"]), [str(files["grace"])], blocks=BlockNames(receiver=receiver), face_indexes=[1]
+        ),
+        video_faceswap(str(clip), str(files["grace"]), blocks=BlockNames(receiver=receiver)),
         return_exceptions=True,
     )
 
@@ -147,7 +150,12 @@ async def new_run(stack, receiver: str, i: int) -> UUID:
     async with get_client() as client:
         run = await client.create_flow_run(
             faceswap,
-            parameters={"source_image": source, "face_image": face, "receiver_block": receiver, "timeout_seconds": 120},
+            parameters={
+                "source_image": source,
+                "face_image": face,
+                "blocks": {"receiver": receiver},
+                "options": {"timeout_seconds": 120},
+            },
             state=Scheduled(),
         )
     return run.id

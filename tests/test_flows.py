@@ -14,6 +14,7 @@ from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.budget import BudgetExceeded
 from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
+from faceswap_flows.flows.options import SwapOptions
 from tests.media import likeness, read_image
 from tests.vision import photos
 
@@ -88,7 +89,7 @@ async def test_multi_faceswap_index_out_of_range_spends_nothing(stack) -> None:
 async def test_budget_guard_refuses_before_spending(stack) -> None:
     before = stack.spent()
     with pytest.raises(BudgetExceeded, match="max_credits"):
-        await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), max_credits=1)
+        await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), options=SwapOptions(max_credits=1))
     assert stack.spent() == before
 
 
@@ -118,7 +119,9 @@ async def test_batch_with_a_bad_item_and_a_budget(stack, tmp_path: Path) -> None
             f"{files[a]},{files[b]}" for a, b in (("astronaut", "grace"), ("grace", "astronaut"), ("group", "grace"))
         )
     )
-    limited = await batch_faceswap(str(csv_manifest), max_credits=4, max_concurrency=1, force=True, return_state=True)
+    limited = await batch_faceswap(
+        str(csv_manifest), options=SwapOptions(max_credits=4), max_concurrency=1, force=True, return_state=True
+    )
     assert limited.is_failed() and "1 skipped" in limited.message
     report = await limited.result(raise_on_failure=False)
     assert [item.status for item in report.items] == ["stored", "stored", "skipped"]

@@ -28,6 +28,7 @@ from faceswap_flows.cli.main import app
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions
 from faceswap_flows.flows.provenance import labels
 from faceswap_flows.flows.provenance.labels import (
     DIGITAL_SOURCE_TYPE,
@@ -267,19 +268,23 @@ def warnings_logged() -> Iterator[list[str]]:
 
 
 async def test_turning_the_label_off_is_explicit_and_logged(stack, warnings_logged: list[str]) -> None:
-    outcome = await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), label_outputs=False)
+    outcome = await faceswap(
+        str(stack.files["astronaut"]), str(stack.files["grace"]), output=OutputOptions(label=False)
+    )
     result = stack.storage.read_bytes(outcome.result_key)
     assert b"x:xmpmeta" not in result and b"DigitalSourceType" not in result
     record = stored_record(stack.storage, outcome)
     assert record["output"]["labelled"] is False and record["parameters"]["label_outputs"] is False
     assert record["output"]["sha256"] == sha256(result)
-    assert any("label_outputs=False" in line and outcome.task_id in line for line in warnings_logged), warnings_logged
+    assert any("output.label=False" in line and outcome.task_id in line for line in warnings_logged), warnings_logged
 
 
 async def test_a_watermark_marks_only_the_chosen_corner(stack, swapped) -> None:
     plain, _ = swapped
     outcome = await faceswap(
-        str(stack.files["astronaut"]), str(stack.files["grace"]), watermark="AI-GENERATED", watermark_corner="top-left"
+        str(stack.files["astronaut"]),
+        str(stack.files["grace"]),
+        output=OutputOptions(watermark="AI-GENERATED", watermark_corner="top-left"),
     )
     result = stack.storage.read_bytes(outcome.result_key)
     assert f'fsf:TaskId="{outcome.task_id}"' in pillow_xmp(result), "a watermarked result is labelled too"
@@ -324,7 +329,9 @@ def audit_cli(*args: str) -> tuple[int, str]:
 
 async def test_the_label_survives_s3(stack, s3_storage) -> None:
     await s3_storage.asave("provenance-s3", overwrite=True)
-    outcome = await faceswap(str(stack.files["grace"]), str(stack.files["astronaut"]), storage_block="provenance-s3")
+    outcome = await faceswap(
+        str(stack.files["grace"]), str(stack.files["astronaut"]), blocks=BlockNames(storage="provenance-s3")
+    )
     assert outcome.result_uri.startswith("s3://")
     result = s3_storage.read_bytes(outcome.result_key)
     assert f'Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE}"' in pillow_xmp(result)
@@ -360,7 +367,7 @@ async def test_audit_tells_a_good_output_from_a_tampered_one(stack, swapped) -> 
 
 async def test_store_result_labels_and_records_from_the_submitted_event(stack, swapped) -> None:
     submitted_state = await faceswap(
-        str(stack.files["astronaut"]), str(stack.files["grace"]), wait=False, return_state=True
+        str(stack.files["astronaut"]), str(stack.files["grace"]), options=SwapOptions(wait=False), return_state=True
     )
     submitted = await submitted_state.result()
     stack.sandbox.wait_idle()

@@ -14,6 +14,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from faceswap_flows.blocks import AIFaceSwapCredentials, WebhookReceiver
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.options import BlockNames, SwapOptions
 from faceswap_flows.flows.tasks.api import SubmissionOutcomeUnknown
 from faceswap_flows.flows.tasks.paid_calls import SubmissionIntent
 from faceswap_flows.flows.tasks.waiting import CallbackTimeout
@@ -44,8 +45,7 @@ async def test_a_lost_answer_is_found_by_its_callback_not_resubmitted(stack, fau
     outcome = await faceswap(
         str(stack.files["astronaut"]),
         str(stack.files["grace"]),
-        credentials_block=impatient[0],
-        receiver_block=impatient[1],
+        blocks=BlockNames(credentials=impatient[0], receiver=impatient[1]),
     )
     assert outcome.status == "stored" and read_image(stack.storage.read_bytes(outcome.result_key)) is not None
     assert submissions(stack) == jobs + 1 and stack.spent() == spent + 2
@@ -58,8 +58,7 @@ async def test_a_lost_answer_without_callback_fails_without_resubmitting(stack, 
         await faceswap(
             str(stack.files["astronaut"]),
             str(stack.files["grace"]),
-            credentials_block=impatient[0],
-            receiver_block=impatient[1],
+            blocks=BlockNames(credentials=impatient[0], receiver=impatient[1]),
         )
     assert submissions(stack) == jobs + 1
 
@@ -71,7 +70,10 @@ async def test_a_flow_retry_after_the_submission_reattaches(stack, faults) -> No
     spent, jobs = stack.spent(), submissions(stack)
     retrying = faceswap.with_options(retries=2, retry_delay_seconds=1)
     state = await retrying(
-        str(stack.files["grace"]), str(stack.files["astronaut"]), timeout_seconds=1.5, return_state=True
+        str(stack.files["grace"]),
+        str(stack.files["astronaut"]),
+        options=SwapOptions(timeout_seconds=1.5),
+        return_state=True,
     )
     outcome = await state.result()
     assert outcome.status == "stored"
@@ -88,7 +90,9 @@ async def test_a_flow_retry_after_the_submission_reattaches(stack, faults) -> No
 async def test_a_timed_out_wait_is_collected_later_by_task_id(stack, faults) -> None:
     faults(delay_webhook_rate=1.0, delay_webhook_seconds=2.0)
     with pytest.raises(CallbackTimeout) as timed_out:
-        await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), timeout_seconds=0.5)
+        await faceswap(
+            str(stack.files["astronaut"]), str(stack.files["grace"]), options=SwapOptions(timeout_seconds=0.5)
+        )
     task_id = timed_out.value.task_id
     assert task_id in str(timed_out.value)
     stack.sandbox.wait_idle()
@@ -142,8 +146,7 @@ async def test_a_5xx_is_an_unknown_outcome_never_resent_by_default(stack, faults
         await faceswap(
             str(stack.files["astronaut"]),
             str(stack.files["grace"]),
-            credentials_block=impatient[0],
-            receiver_block=impatient[1],
+            blocks=BlockNames(credentials=impatient[0], receiver=impatient[1]),
         )
     assert unknown.value.job_id in str(unknown.value) and "at-most-once" in str(unknown.value)
     assert submissions(stack) == jobs and stack.spent() == spent
@@ -155,9 +158,8 @@ async def test_resubmit_policy_sends_again_after_the_grace_and_records_it(stack,
     outcome = await faceswap(
         str(stack.files["grace"]),
         str(stack.files["astronaut"]),
-        on_unknown_outcome="resubmit",
-        credentials_block=impatient[0],
-        receiver_block=impatient[1],
+        options=SwapOptions(on_unknown_outcome="resubmit"),
+        blocks=BlockNames(credentials=impatient[0], receiver=impatient[1]),
     )
     assert outcome.status == "stored" and read_image(stack.storage.read_bytes(outcome.result_key)) is not None
     assert submissions(stack) == jobs + 1 and stack.spent() == spent + 2
@@ -173,7 +175,10 @@ async def test_permanent_errors_fail_at_once(stack) -> None:
         "wrong-key", overwrite=True
     )
     state = await faceswap(
-        str(stack.files["astronaut"]), str(stack.files["grace"]), credentials_block="wrong-key", return_state=True
+        str(stack.files["astronaut"]),
+        str(stack.files["grace"]),
+        blocks=BlockNames(credentials="wrong-key"),
+        return_state=True,
     )
     with pytest.raises(AuthenticationError, match="invalid API key"):
         await state.result()
@@ -204,7 +209,7 @@ async def test_the_global_rate_limit_spaces_api_calls(stack, prefect_api) -> Non
 
     started = len(stack.sandbox.ledger(SANDBOX_KEY)["entries"])
     await asyncio.gather(
-        *(extract_faces(str(stack.files["astronaut"]), credentials_block="rate-limited") for _ in range(3))
+        *(extract_faces(str(stack.files["astronaut"]), blocks=BlockNames(credentials="rate-limited")) for _ in range(3))
     )
     calls = sorted(e["at"] for e in stack.sandbox.ledger(SANDBOX_KEY)["entries"][started:])
     assert len(calls) == 3
@@ -289,8 +294,7 @@ async def test_an_accepted_job_whose_outcome_stayed_unknown_is_collected_by_its_
         await faceswap(
             str(stack.files["astronaut"]),
             str(stack.files["grace"]),
-            credentials_block=impatient[0],
-            receiver_block=impatient[1],
+            blocks=BlockNames(credentials=impatient[0], receiver=impatient[1]),
         )
     assert f"collect --job {unknown.value.job_id}" in str(unknown.value)
     assert submissions(stack) == jobs + 1 and stack.spent() == spent + 2, "accepted once, never sent again"

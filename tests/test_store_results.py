@@ -22,7 +22,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from prefect.events import Event
 
-import faceswap_flows.flows.sweep as store_results_module
+import faceswap_flows.flows.sweep_jobs as sweep_jobs_module
 from faceswap_flows.aifaceswap.models import FaceSwapRequest, TaskCallback, validate_model
 from faceswap_flows.flows.blocks_config import load_services
 from faceswap_flows.flows.collect import store_result
@@ -104,7 +104,7 @@ def xmp(data: bytes) -> str:
 
 
 async def test_the_sweep_reads_every_page_of_sweep_events(submitted, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(store_results_module, "PAGE_SIZE", 2)
+    monkeypatch.setattr(sweep_jobs_module, "PAGE_SIZE", 2)
     source = JobSource(submitted["since"], datetime.now(UTC) + timedelta(minutes=1))
     jobs, unusable = jobs_in(await source.from_stored_events())
     task_ids = [job.task_id for job in jobs]
@@ -278,7 +278,7 @@ async def test_each_sweep_reads_the_inbox_on_from_the_last_and_the_stored_events
     """Read whole at every sweep, the stored events (50 a page) cost the Prefect server most while a flood of
     callbacks arrives: sweeps read the inbox from where they left off; the stored events are read once, at the end."""
     inbox_reads: list[tuple[float, list[dict[str, Any]]]] = []
-    read_inbox = store_results_module.received_callbacks
+    read_inbox = sweep_jobs_module.received_callbacks
 
     async def spied_inbox(url: str, secret: str, since: float, **options: Any) -> list[dict[str, Any]]:
         found = await read_inbox(url, secret, since, **options)
@@ -293,7 +293,7 @@ async def test_each_sweep_reads_the_inbox_on_from_the_last_and_the_stored_events
         event_reads += 1
         return await read_events(self)
 
-    monkeypatch.setattr(store_results_module, "received_callbacks", spied_inbox)
+    monkeypatch.setattr(sweep_jobs_module, "received_callbacks", spied_inbox)
     monkeypatch.setattr(JobSource, "from_stored_events", counted_events)
     task_id = f"sweep-late-{uuid.uuid4().hex[:8]}"
     real_result = (await stored_event(submitted["sweep"][0].task_id))["result_image"]

@@ -15,6 +15,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName, FlowRunFilter
 
 from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.options import SwapOptions
 from tests.media import read_image
 from tests.support import served_deployments
 
@@ -46,7 +47,7 @@ async def wait_for_deployment(name: str, timeout: float = 90) -> str:
 async def test_wait_false_then_the_trigger_stores_the_result(stack, served_store_result) -> None:
     process, log = served_store_result
     deployment_id = await wait_for_deployment("store-result")
-    outcome = await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), wait=False)
+    outcome = await faceswap(str(stack.files["astronaut"]), str(stack.files["grace"]), options=SwapOptions(wait=False))
     assert outcome.status == "submitted" and outcome.result_uri is None
     deadline = time.monotonic() + 120
     while not stack.storage.exists(outcome.result_key):
@@ -98,7 +99,9 @@ def test_prefect_yaml_deploys(prefect_api: str) -> None:
                 assert all(deployments[name].work_pool_name == "faceswap-pool" for name in expected)
                 nightly = deployments["nightly-batch"]
                 assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
-                assert nightly.parameters["require_consent"] is True, "the nightly batch swaps consented faces only"
+                assert nightly.parameters["options"]["require_consent"] is True, (
+                    "the nightly batch swaps consented faces only"
+                )
                 automations = await client.read_automations_by_name("store-result__automation_1")
                 assert automations and automations[0].trigger.expect == {"aifaceswap.task.succeeded"}
                 sweeps = await client.read_automations_by_name("store-results__automation_1")

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prefect.exceptions import ParameterTypeError
+from pydantic import ValidationError
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 from faceswap_flows.flows.budget import BudgetExceeded
 from faceswap_flows.flows.media.video import VideoFacts, video_facts
+from faceswap_flows.flows.options import SwapOptions, VideoOptions
 from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
 from tests.vision import photos
 
@@ -99,7 +102,9 @@ async def test_video_faceswap_trims_and_charges_the_trimmed_duration(stack, long
     full = video_facts(long_video)
     assert 2 * math.ceil(full.duration) >= 4
     before = stack.spent()
-    outcome = await video_faceswap(str(long_video), str(stack.files["grace"]), trim_start=start, trim_end=end)
+    outcome = await video_faceswap(
+        str(long_video), str(stack.files["grace"]), video_options=VideoOptions(trim_start=start, trim_end=end)
+    )
     expected = 2 * math.ceil(end - start)
     assert outcome.credits == expected == 2
     assert stack.spent() == before + expected
@@ -170,19 +175,25 @@ async def test_trim_outside_the_video_is_refused(stack, face_video: Path) -> Non
         stack,
         InputValidationError,
         r"trim_end: 5\.0 s is past the end of the video, which lasts 1\.2\d s: choose trim_end <=",
-        video_faceswap(video, grace, trim_end=5.0),
+        video_faceswap(video, grace, video_options=VideoOptions(trim_end=5.0)),
     )
     await refused(
-        stack, InputValidationError, r"trim_start: 3\.0 s is past the end", video_faceswap(video, grace, trim_start=3.0)
+        stack,
+        InputValidationError,
+        r"trim_start: 3\.0 s is past the end",
+        video_faceswap(video, grace, video_options=VideoOptions(trim_start=3.0)),
     )
     await refused(
         stack,
         InputValidationError,
         r"trim_start: 1\.0 s is not before trim_end 0\.5",
-        video_faceswap(video, grace, trim_start=1.0, trim_end=0.5),
+        video_faceswap(video, grace, video_options=VideoOptions(trim_start=1.0, trim_end=0.5)),
     )
     await refused(
-        stack, InputValidationError, r"trim_start: must be 0 s or later", video_faceswap(video, grace, trim_start=-1.0)
+        stack,
+        InputValidationError,
+        r"trim_start: must be 0 s or later",
+        video_faceswap(video, grace, video_options=VideoOptions(trim_start=-1.0)),
     )
 
 
@@ -202,10 +213,22 @@ async def test_unreadable_videos_are_refused(stack, bad_videos: dict[str, Path],
 
 
 async def test_enhance_must_be_0_1_or_2(stack, face_video: Path, pair_video: Path) -> None:
+    """A wrong level is refused by the parameter model, naming the field, before anything is spent: typed in code,
+    or given as a deployment's JSON parameters."""
+    with pytest.raises(ValidationError, match=r"enhance\n.*must be 0 .*got 3"):
+        VideoOptions(enhance=3)
     grace = str(stack.files["grace"])
-    await refused(stack, InputValidationError, "enhance: .*got 3", video_faceswap(str(face_video), grace, enhance=3))
     await refused(
-        stack, InputValidationError, "enhance: .*got 3", multi_video_faceswap(str(pair_video), [grace], enhance=3)
+        stack,
+        ParameterTypeError,
+        r"video_options\.enhance.*got 3",
+        video_faceswap(str(face_video), grace, video_options={"enhance": 3}),  # type: ignore[arg-type]
+    )
+    await refused(
+        stack,
+        ParameterTypeError,
+        r"video_options\.enhance.*got 3",
+        multi_video_faceswap(str(pair_video), [grace], video_options={"enhance": 3}),  # type: ignore[arg-type]
     )
 
 
@@ -241,11 +264,11 @@ async def test_budget_guard_refuses_video_before_spending(stack, face_video: Pat
         stack,
         BudgetExceeded,
         "max_credits: this needs 4 credits",
-        video_faceswap(str(face_video), grace, max_credits=3),
+        video_faceswap(str(face_video), grace, options=SwapOptions(max_credits=3)),
     )
     await refused(
         stack,
         BudgetExceeded,
         "max_credits: this needs 10 credits",
-        multi_video_faceswap(str(pair_video), [grace], max_credits=9),
+        multi_video_faceswap(str(pair_video), [grace], options=SwapOptions(max_credits=9)),
     )

@@ -10,6 +10,8 @@ from pathlib import Path
 import av
 from PIL import Image
 
+from faceswap_flows.aifaceswap.errors import InputValidationError
+from faceswap_flows.aifaceswap.models import MAX_VIDEO_REFS
 from faceswap_flows.flows.exceptions import VideoError
 
 
@@ -120,3 +122,17 @@ def image_bytes(image: Image.Image, fmt: str = "PNG") -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format=fmt)
     return buffer.getvalue()
+
+
+def chosen_faces(face_images: list[str], face_indexes: list[int] | None) -> list[int]:
+    """The faces of a multi_video_faceswap frame to replace, one per face image (default 0, 1, ...), checked
+    before any cost."""
+    indexes = list(face_indexes) if face_indexes is not None else list(range(len(face_images)))
+    if not 1 <= len(face_images) <= MAX_VIDEO_REFS or len(indexes) != len(face_images):
+        raise InputValidationError(
+            f"face_images: give 1 to {MAX_VIDEO_REFS} face images and one face index each; "
+            f"got {len(face_images)} image(s) and {len(indexes)} index(es)"
+        )
+    if len(set(indexes)) != len(indexes):
+        raise InputValidationError(f"face_indexes: {indexes} repeats a face: each face may be replaced once")
+    return indexes

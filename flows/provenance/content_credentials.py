@@ -225,9 +225,9 @@ async def load_signing_key(block: str) -> ContentSigningKey:
         return await ContentSigningKey.aload(block)
     except (ValueError, KeyError) as error:
         raise SigningNotConfigured(
-            f"sign_outputs: the Content Credentials signing block {block!r} cannot be loaded ({error}). Create one "
-            f"with `faceswap-flows signing dev-cert` (development) or save your certificate in a ContentSigningKey "
-            f"block (see README, Responsible use); or pass sign_outputs=False to store results unsigned"
+            f"output.signing_block: the Content Credentials signing block {block!r} cannot be loaded ({error}). "
+            f"Create one with `faceswap-flows signing dev-cert` (development) or save your certificate in a "
+            f"ContentSigningKey block (see README, Responsible use); or set output.sign=False to store results unsigned"
         ) from None
 
 

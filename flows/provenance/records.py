@@ -29,14 +29,14 @@ from prefect.context import FlowRunContext
 from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.options import OutputOptions
 from faceswap_flows.flows.provenance.labels import (
     DIGITAL_SOURCE_TYPE,
     SyntheticLabel,
-    WatermarkCorner,
     utc_now,
 )
 from faceswap_flows.flows.tasks.media import StagedMedia
@@ -83,24 +83,8 @@ class InputRecord(BaseModel):
     sha256: str | None = None
 
 
-class OutputOptions(BaseModel):
-    """What is done to a result before it is stored: the synthetic-media label and the signed C2PA manifest
-    (both on unless explicitly turned off), and an optional visible watermark (images only)."""
-
-    label: bool = True
-    watermark: str | None = None
-    watermark_corner: WatermarkCorner = "bottom-right"
-    sign: bool = True
-    signing_block: str = "faceswap-signing"
-
-    @field_validator("watermark")
-    @classmethod
-    def _blank_is_none(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
-
-
 def output_parameters(options: OutputOptions) -> dict[str, Any]:
-    """The output options as the flow parameters that set them."""
+    """The output options as the job's recorded parameters (the keys records and submitted events have always had)."""
     return {
         "label_outputs": options.label,
         "watermark": options.watermark,
@@ -323,7 +307,7 @@ async def record_provenance(
             labelled=label is not None,
             label=label.tags() if label else None,
             watermark=watermark,
-            content_credentials=signing or {"signed": False, "reason": "sign_outputs=False"},
+            content_credentials=signing or {"signed": False, "reason": "output.sign=False"},
         ),
         submitted_by=submitted_by,
         software=_software(),

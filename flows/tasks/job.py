@@ -246,7 +246,7 @@ async def finish(
     output = output or OutputOptions()
     if not output.label:
         get_run_logger().warning(
-            "label_outputs=False: the result of %s task %s will NOT be labelled as synthetic media "
+            "output.label=False: the result of %s task %s will NOT be labelled as synthetic media "
             "(an explicit choice, kept in its provenance record)",
             job.operation,
             job.task_id,

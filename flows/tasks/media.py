@@ -297,13 +297,11 @@ async def fetch_result(
                 local = signed
             await asyncio.to_thread(storage.upload, local, key)
     if label is None:
-        logger.warning(
-            "stored %s (%s) WITHOUT the synthetic-media label: label_outputs=False", storage.uri(key), detail
-        )
+        logger.warning("stored %s (%s) WITHOUT the synthetic-media label: output.label=False", storage.uri(key), detail)
     else:
         logger.info("stored %s (%s), labelled as synthetic (task %s)", storage.uri(key), detail, label.task_id)
     if signing is None:
-        logger.warning("stored %s WITHOUT a signed C2PA manifest: sign_outputs=False", storage.uri(key))
+        logger.warning("stored %s WITHOUT a signed C2PA manifest: output.sign=False", storage.uri(key))
     else:
         logger.info("%s carries a C2PA manifest signed by %s", storage.uri(key), signing.summary()["signer"])
     return key

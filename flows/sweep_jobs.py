@@ -1,0 +1,107 @@
+"""Where the store-results sweep finds succeeded ``store-by: sweep`` jobs: the receiver's inbox (exact at once)
+and Prefect's stored events (every receiver's jobs, lagging under load), as :class:`FinishedJob` records."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import httpx
+from prefect.client.orchestration import get_client
+from prefect.events import Event
+from prefect.events.filters import (
+    EventFilter,
+    EventNameFilter,
+    EventOccurredFilter,
+    EventOrder,
+    EventResourceFilter,
+)
+from prefect.logging import get_run_logger
+from pydantic import ValidationError
+
+from faceswap_flows.blocks import WebhookReceiver
+from faceswap_flows.flows.collect import FinishedJob
+from faceswap_flows.flows.tasks.waiting import received_callbacks
+from faceswap_flows.receiver.events import SUCCEEDED, task_resource_id
+
+STORE_BY_LABEL = "aifaceswap.store-by"
+SWEEP = "sweep"
+PAGE_SIZE = 50  # the most /events/filter returns per page
+
+
+def sweep_filter(since: datetime, until: datetime) -> EventFilter:
+    """Success events labelled store-by=sweep that occurred in [since, until], oldest first."""
+    return EventFilter(
+        occurred=EventOccurredFilter(since=since, until=until),
+        event=EventNameFilter(name=[SUCCEEDED]),
+        resource=EventResourceFilter(id_prefix=[task_resource_id("")], labels={STORE_BY_LABEL: [SWEEP]}),
+        order=EventOrder.ASC,
+    )
+
+
+async def read_all_events(event_filter: EventFilter) -> list[Event]:
+    """Every event the filter matches, following the pages' next_page links."""
+    found: list[Event] = []
+    async with get_client() as client:
+        page = await client.read_events(filter=event_filter, limit=PAGE_SIZE)
+        found += page.events
+        while page.next_page and page.events:
+            page = await client.read_events_page(str(page.next_page))
+            found += page.events
+    return found
+
+
+def finished_job(payload: dict[str, Any]) -> FinishedJob | None:
+    payload = dict(payload)
+    payload.setdefault("result_key", None)
+    payload["result_key"] = payload["result_key"] or f"results/collected/{payload.get('task_id')}"
+    try:
+        return FinishedJob.model_validate(payload)
+    except ValidationError:
+        return None
+
+
+def jobs_in(payloads: list[dict[str, Any]]) -> tuple[list[FinishedJob], list[str]]:
+    """The finished jobs the payloads name (one per task_id), and the task_ids of those that name no result."""
+    jobs: dict[str, FinishedJob] = {}
+    unusable = []
+    for payload in payloads:
+        job = finished_job(payload)
+        if job is None:
+            unusable.append(str(payload.get("task_id")))
+        else:
+            jobs.setdefault(job.task_id, job)
+    return list(jobs.values()), unusable
+
+
+class JobSource:
+    """Where a sweep finds the succeeded sweep jobs of [since, until]: the receiver's inbox, exact at once and
+    read on from where the previous read ended; and the stored events, which hold every receiver's jobs but lag
+    under load and are read whole (when there is no inbox to read, and before a run ends)."""
+
+    def __init__(self, since: datetime, until: datetime, receiver: WebhookReceiver | None = None) -> None:
+        self.since, self.until = since, until
+        self.receiver = receiver if receiver is not None and receiver.public_url else None
+        self._inbox_from = since.timestamp()
+
+    async def from_inbox(self) -> list[dict[str, Any]] | None:
+        """The callbacks received since the previous read; None when there is no inbox or it cannot be read."""
+        if self.receiver is None:
+            return None
+        try:
+            received = await received_callbacks(
+                self.receiver.public_url,
+                self.receiver.signing_secret.get_secret_value(),
+                self._inbox_from,
+                store_by=SWEEP,
+            )
+        except httpx.HTTPError as error:
+            get_run_logger().warning("the receiver's inbox could not be read (%r): stored events only", error)
+            return None
+        if received:
+            self._inbox_from = max(entry["received_at"] for entry in received)
+        last = self.until.timestamp()
+        return [entry for entry in received if entry.get("success") and entry["received_at"] <= last]
+
+    async def from_stored_events(self) -> list[dict[str, Any]]:
+        return [dict(event.payload) for event in await read_all_events(sweep_filter(self.since, self.until))]
