@@ -11,18 +11,19 @@ import typer
 
 from faceswap_flows.cli.common import fail, run_flow
 from faceswap_flows.cli.consent import consent_app
-from faceswap_flows.cli.run import PLAN_COMMAND, run_app
+from faceswap_flows.cli.lazy import lazy_group
+from faceswap_flows.cli.run import plan_command, run_app
 from faceswap_flows.cli.servers import demo, media_server, receiver, sandbox
 from faceswap_flows.cli.setup import blocks_app, deploy, estimate_app, signing_app
 from faceswap_flows.cli.setup import init as init_project
 
 app = typer.Typer(
+    cls=lazy_group({"plan": plan_command}),
     help="Face-swap pipelines on Prefect 3 over the aifaceswap API, with an offline sandbox of the API.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 app.add_typer(run_app, name="run")
-app.command("plan")(PLAN_COMMAND)
 app.add_typer(estimate_app, name="estimate")
 app.add_typer(blocks_app, name="blocks")
 app.add_typer(signing_app, name="signing")

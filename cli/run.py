@@ -3,63 +3,87 @@ signature by :mod:`faceswap_flows.cli.flow_options`, so the command line and the
 
 from __future__ import annotations
 
+import functools
+import importlib
 from datetime import datetime
 from typing import Annotated, Any
 
 import typer
 
-from faceswap_flows.cli.batch import plan_command, run_batch_command
 from faceswap_flows.cli.common import run_flow
 from faceswap_flows.cli.flow_options import flow_command
-from faceswap_flows.flows.batch import batch_faceswap
-from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
-from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
+from faceswap_flows.cli.lazy import lazy_group
 
-run_app = typer.Typer(help="Run a flow here, now, with one option per flow parameter.", no_args_is_help=True)
-
-
-def _runs(flow: Any) -> Any:
-    return lambda parameters: run_flow(flow(**parameters))
-
-
+# name -> (module of faceswap_flows.flows, flow, parameters given positionally, help with an example)
 SWAP_COMMANDS = {
     "faceswap": (
-        faceswap,
+        "image",
+        "faceswap",
         (),
         "Put the face of --face-image on the main face of --source-image (2 credits).\n\n"
         "Example: faceswap-flows run faceswap --source team.jpg --face me.jpg --max-credits 2 --watermark AI",
     ),
     "extract-faces": (
-        extract_faces,
+        "image",
+        "extract_faces",
         ("image",),
         "Find and number the faces of an image (2 credits).\n\nExample: faceswap-flows run extract-faces team.jpg",
     ),
     "multi-faceswap": (
-        multi_faceswap,
+        "image",
+        "multi_faceswap",
         (),
         "Replace several faces of one image, by --index or by --reference photo.\n\n"
         "Example: faceswap-flows run multi-faceswap --source team.jpg --face me.jpg --index 2",
     ),
     "video-faceswap": (
-        video_faceswap,
+        "video",
+        "video_faceswap",
         (),
         "Swap one face through a video (cut to --trim-start/--trim-end first), charged per second.\n\n"
         "Example: faceswap-flows run video-faceswap --video a.mp4 --face me.jpg --trim-end 4 --enhance 1",
     ),
     "multi-video-faceswap": (
-        multi_video_faceswap,
+        "video",
+        "multi_video_faceswap",
         (),
         "Replace up to three people through a video.\n\n"
         "Example: faceswap-flows run multi-video-faceswap --video panel.mp4 --face a.jpg --face b.jpg --frame-time 2",
     ),
 }
 
-for _name, (_flow, _arguments, _help) in SWAP_COMMANDS.items():
-    run_app.command(_name)(flow_command(_flow, _runs(_flow), help=_help, arguments=_arguments))
 
-# the batch: a progress bar and its report, and its plan (no API call), from the same flow's parameters
-run_app.command("batch")(run_batch_command(batch_faceswap))
-PLAN_COMMAND = plan_command(batch_faceswap)
+def the_flow(module: str, name: str) -> Any:
+    return getattr(importlib.import_module(f"faceswap_flows.flows.{module}"), name)
+
+
+def swap_command(name: str) -> Any:
+    """The ``run`` command of a swap flow: one option per parameter; runs the flow and prints its outcome."""
+    module, flow_name, arguments, help_text = SWAP_COMMANDS[name]
+    flow = the_flow(module, flow_name)
+    return flow_command(flow, lambda parameters: run_flow(flow(**parameters)), help=help_text, arguments=arguments)
+
+
+def batch_command() -> Any:
+    from faceswap_flows.cli.batch import run_batch_command
+
+    return run_batch_command(the_flow("batch", "batch_faceswap"))
+
+
+def plan_command() -> Any:
+    """``faceswap-flows plan``: the batch flow's choice of items, output and blocks, planned without an API call."""
+    from faceswap_flows.cli.batch import plan_command as from_the_batch
+
+    return from_the_batch(the_flow("batch", "batch_faceswap"))
+
+
+LAZY_RUN_COMMANDS = {name: functools.partial(swap_command, name) for name in SWAP_COMMANDS}
+LAZY_RUN_COMMANDS["batch"] = batch_command
+run_app = typer.Typer(
+    cls=lazy_group(LAZY_RUN_COMMANDS),
+    help="Run a flow here, now, with one option per flow parameter.",
+    no_args_is_help=True,
+)
 
 
 @run_app.command("store-results")

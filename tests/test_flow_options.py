@@ -129,3 +129,17 @@ def test_a_face_map_is_given_as_key_value_items() -> None:
     assert received[0]["face_map"] == {"0": "a.jpg", "ref.jpg": "b.jpg"}
     result = CliRunner().invoke(cli, ["--source", "shoot/", "--face-map", "a.jpg"])
     assert result.exit_code != 0 and "KEY=VALUE" in result.output
+
+
+def test_the_command_line_imports_a_flow_only_for_its_command() -> None:
+    """`faceswap-flows receiver` (or any command but run/plan) does not pay for importing the flows."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from faceswap_flows.cli.main import app; import typer; "
+        "group = typer.main.get_command(app); group.get_command(None, 'receiver'); "
+        "print(sorted(m for m in sys.modules if m.startswith('faceswap_flows.flows.')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert not any(name in loaded for name in ("flows.image", "flows.video", "flows.batch'")), loaded
