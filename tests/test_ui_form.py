@@ -28,13 +28,14 @@ def test_the_walk_finds_the_fields_of_model_parameters() -> None:
         ("source_image",),
         ("waiting",),
         ("waiting", "Wait"),
+        ("waiting", "Level"),
         ("waiting", "Timeout Seconds"),
         ("mark",),
         ("mark", "Text"),
         ("mark", "Corner"),
     ]
     assert FormField(("mark", "Corner"), "The corner it is drawn in.") in form_fields(schema)
-    assert group_titles(schema) == {"CallbackWait", "Watermark"}
+    assert group_titles(schema) == {"CallbackWait", "Watermark"}  # the enum Level is a field, not a group
 
 
 def test_every_parameter_of_the_swap_flows_is_a_described_field() -> None:

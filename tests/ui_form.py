@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, Literal
 
 from prefect import flow
@@ -145,10 +146,18 @@ def shown_fields(rows: list[dict[str, Any]]) -> list[ShownField]:
 # A flow whose parameters are pydantic models, as the UI shows them: a group always there, and an optional one whose
 # fields show once its model is chosen. It keeps the form check honest for nested fields (the swap flows' own
 # parameter groups are checked by the same walk).
+class Level(IntEnum):
+    """An enhancement level."""
+
+    NONE = 0
+    HIGH = 1
+
+
 class CallbackWait(BaseModel):
     """How long a swap waits."""
 
     wait: bool = Field(True, description="Wait for the job's callback and store the result in this run.")
+    level: Level = Field(Level.NONE, description="Enhancement: 0 none, 1 high.")
     timeout_seconds: float | None = Field(None, description="How long to wait for a `callback`. None: the default.")
 
 
