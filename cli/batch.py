@@ -153,6 +153,7 @@ def run_batch(
     Example: faceswap-flows run batch manifest.csv --max-credits 100
     """
     from faceswap_flows.cli.main import _console_without_tracebacks, _policy, fail
+    from faceswap_flows.cli.progress import batch_progress
     from faceswap_flows.flows.batch import batch_faceswap
 
     chosen = selection(manifest, source, face, face_map, include, exclude, enhance, trim_start, trim_end,
@@ -168,7 +169,8 @@ def run_batch(
         return_state=True,
     )
     try:
-        state = asyncio.run(flow_run)  # type: ignore[arg-type]
+        with batch_progress():  # a live bar in a terminal, plain lines otherwise
+            state = asyncio.run(flow_run)  # type: ignore[arg-type]
         report = state.result(raise_on_failure=False)
     except (ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")
