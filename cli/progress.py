@@ -5,10 +5,13 @@ output is a terminal, else one plain line per finished item with the running cou
 
 from __future__ import annotations
 
+import io
+import logging
+import sys
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from contextlib import ExitStack, contextmanager
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -85,5 +88,47 @@ def batch_progress(console: Console | None = None) -> Iterator[BatchListener]:
             yield listener
         return
     live = LiveBar(console)
-    with live.bar, listening(live) as listener:
-        yield listener
+    with ExitStack() as stack:
+        stack.enter_context(live.bar)
+        stack.enter_context(logs_above_the_bar())
+        yield stack.enter_context(listening(live))
+
+
+class _Above(io.TextIOBase):
+    """Writes to the bar's stand-in for standard error (rich unwraps its proxy when given it as a file)."""
+
+    def __init__(self, proxy: TextIO) -> None:
+        self.proxy = proxy
+
+    def write(self, text: str) -> int:
+        self.proxy.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        self.proxy.flush()
+
+    def isatty(self) -> bool:
+        return True
+
+
+@contextmanager
+def logs_above_the_bar() -> Iterator[None]:
+    """Prefect's console log lines printed above the live bar, not through it: its handlers' consoles hold the
+    standard error of their start, so they are pointed at the one the bar redirects while it is shown."""
+    from prefect.logging.configuration import ensure_logging_setup
+
+    ensure_logging_setup()  # as the flow's start would, so its handlers exist now
+    consoles = {
+        id(handler.console): handler.console
+        for name in ("", "prefect", "prefect.flow_runs", "prefect.task_runs")
+        for handler in logging.getLogger(name).handlers
+        if isinstance(getattr(handler, "console", None), Console)
+    }
+    saved = {key: console.file for key, console in consoles.items()}
+    for console in consoles.values():
+        console.file = _Above(sys.stderr)
+    try:
+        yield
+    finally:
+        for key, console in consoles.items():
+            console.file = saved[key]

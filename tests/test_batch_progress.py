@@ -98,8 +98,10 @@ async def test_on_a_terminal_run_batch_shows_a_live_bar(stack, tmp_path: Path) -
     assert task.fields["planned"] == report.planned_credits
     drawn = ANSI.sub("", screen.getvalue())
     assert "\x1b[" in screen.getvalue(), "a terminal gets a drawn bar"
-    last = drawn.rsplit("batch", 1)[1]
-    assert re.search(rf"4/4 +3 done 1 failed +{report.credits}/{report.planned_credits} credits", last), last
+    bars = re.findall(r"(\d+)/(\d+) +(\d+) done (\d+) failed +(\d+)/(\d+) credits", drawn)
+    assert bars[-1] == tuple(str(n) for n in (4, 4, 3, 1, report.credits, report.planned_credits)), bars[-3:]
+    logged = [line for line in drawn.splitlines() if "item 3 failed" in line]
+    assert logged and not [line for line in logged if "credits" in line], "the log line is above the bar, not in it"
 
 
 def outcome(position: int, status: str, credits: int) -> ItemOutcome:
