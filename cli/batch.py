@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Console
 
 from faceswap_flows.cli.common import console_without_tracebacks, fail
 from faceswap_flows.cli.flow_options import flow_command
@@ -72,12 +73,15 @@ def show_plan(batch_flow: Any, parameters: dict[str, Any]) -> None:
 
 
 def run_batch(batch_flow: Any, parameters: dict[str, Any]) -> None:
-    """Run the batch here and print its report; exit 1 when any item was not done."""
+    """Run the batch here and print its report; exit 1 when any item was not done. Its progress goes to standard
+    error: a live bar in a terminal, plain lines otherwise (standard output holds only the report)."""
+    from faceswap_flows.cli.progress import batch_progress
 
     console_without_tracebacks()
     flow_run = batch_flow(**parameters, return_state=True)
     try:
-        state = asyncio.run(flow_run)  # type: ignore[arg-type]
+        with batch_progress(Console(stderr=True)):
+            state = asyncio.run(flow_run)  # type: ignore[arg-type]
         report = state.result(raise_on_failure=False)
     except (ValueError, RuntimeError) as error:
         fail(f"{type(error).__name__}: {error}")

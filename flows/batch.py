@@ -28,6 +28,7 @@ from faceswap_flows.flows.batch_rows import ManifestLine, parse_row, read_manife
 from faceswap_flows.flows.batch_sources import source_rows
 from faceswap_flows.flows.blocks_config import Services, load_services
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
+from faceswap_flows.flows.progress import BatchProgress
 from faceswap_flows.flows.provenance.consent import preflight
 from faceswap_flows.flows.tasks.job import worth_another_attempt
 
@@ -128,6 +129,7 @@ async def run_plan(
     progress = Progress(
         await acreate_progress_artifact(progress=0.0, description=f"batch of {len(to_run)} items to run"), len(to_run)
     )
+    reporter = BatchProgress.start(plan)  # to the command line's progress bar, when it listens
 
     async def run(position: int, last_attempt: bool = True) -> ItemOutcome:
         item = by_position[position]
@@ -150,12 +152,14 @@ async def run_plan(
                     row=item.row,
                 )
         await progress.advance(position)
+        reporter.finished(outcome)
         return outcome
 
     if items_per_task == 1:
         ran = list(await asyncio.gather(*(run(item.position) for item in to_run)))
     else:
         ran = await run_in_groups(run, to_run, items_per_task) if to_run else []
+    reporter.settle(ran)
     outcomes = {o.position: o for o in ran}
     return [outcomes.get(item.position) or not_run(item) for item in plan.items]
 

@@ -38,6 +38,7 @@ FAST_MODULES = {
     "test_project_init",
     "test_readme_security",
     "test_receiver",
+    "test_ui_form",
 }
 # In a fast module but not fast: the sandbox's own input loader against a hostile server.
 NOT_FAST = {"test_the_sandbox_cuts_off_a_slow_input"}

@@ -1,4 +1,5 @@
-"""The Prefect UI in a real headless Chromium: the demo swap's run, its tasks and its before/after artifact.
+"""The Prefect UI in a real headless Chromium: the demo swap's run, its tasks and its before/after artifact; and
+each swap flow's deployment form (Run -> Custom run), every parameter shown with its description.
 
 Skipped when Chromium or Playwright's Python package is missing (under ``CI=true`` it fails instead); ``make test-ui``
 installs Chromium from Debian's packages (Playwright, a dev dependency, drives the system browser; it downloads
@@ -11,13 +12,16 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.utilities.callables import parameter_schema
 
-from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows import batch_faceswap, faceswap, multi_faceswap, multi_video_faceswap, video_faceswap
 from tests.optional import unavailable
+from tests.ui_form import OPTIONAL, SHOWN_FIELDS_JS, described_groups, group_titles, missing, shown_fields
 
 pytestmark = pytest.mark.ui
 
@@ -113,3 +117,68 @@ async def test_prefect_ui_shows_the_run_its_tasks_and_the_before_after(stack, pr
         finally:
             await browser.close()
     assert not page_errors, f"the UI raised errors: {page_errors}"
+
+
+FORM_FLOWS = [faceswap, multi_faceswap, video_faceswap, multi_video_faceswap, batch_faceswap, described_groups]
+
+
+async def open_custom_run(page: playwright.Page, ui_url: str, deployment_id: UUID) -> None:
+    """The deployment's page, then Run -> Custom run: the form of a new run's parameters."""
+    await page.goto(f"{ui_url}/deployments/deployment/{deployment_id}")
+    await page.get_by_role("button", name="Run", exact=True).click()
+    await page.get_by_text("Custom run", exact=True).click()
+    await playwright.expect(page).to_have_url(re.compile(rf"/deployments/deployment/{deployment_id}/run"))
+    await playwright.expect(page.locator(".schema-form-property").first).to_be_visible(timeout=SHOWN_WITHIN_MS)
+
+
+async def show_every_group(page: playwright.Page, titles: set[str]) -> None:
+    """Choose the model in every "model or None" switch, so the model's fields show (again for nested ones)."""
+    for _ in range(10):
+        choices = page.locator(".schema-form-property-any-of-input .p-button-group button[aria-selected='false']")
+        hidden = [button for button in await choices.all() if (await button.inner_text()).strip() in titles]
+        if not hidden:
+            return
+        for button in hidden:
+            await button.click()
+
+
+async def test_the_deployment_form_describes_every_parameter(prefect_server, tmp_path: Path) -> None:
+    deployment_ids = {}
+    async with get_client() as client:
+        for swap_flow in FORM_FLOWS:
+            deployment_id = await (await swap_flow.to_deployment(name=f"form-{swap_flow.name}")).apply()
+            stored = (await client.read_deployment(deployment_id)).parameter_openapi_schema
+            schema = parameter_schema(swap_flow).model_dump_for_openapi()
+            assert stored["properties"] == schema["properties"]  # the form is built from what the server holds
+            assert stored.get("definitions", {}) == schema.get("definitions", {})
+            deployment_ids[swap_flow.name] = deployment_id
+    shots = screenshot_folder(tmp_path)
+    page_errors: list[str] = []
+    problems: dict[str, list[str]] = {}
+
+    async with playwright.async_playwright() as driver:
+        browser = await driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1400, "height": 1240})
+            page.on("pageerror", lambda error: page_errors.append(str(error)))
+            for swap_flow in FORM_FLOWS:
+                schema = parameter_schema(swap_flow).model_dump_for_openapi()
+                await open_custom_run(page, prefect_server.ui_url, deployment_ids[swap_flow.name])
+                await show_every_group(page, group_titles(schema))
+                shown = shown_fields(await page.evaluate(SHOWN_FIELDS_JS, OPTIONAL))
+                problems[swap_flow.name] = missing(schema, shown)
+                if swap_flow is faceswap:
+                    await full_page_screenshot(page, shots / "ui-deployment-form.png")
+        finally:
+            await browser.close()
+    assert problems == {swap_flow.name: [] for swap_flow in FORM_FLOWS}
+    assert not page_errors, f"the UI raised errors: {page_errors}"
+
+
+async def full_page_screenshot(page: playwright.Page, path: Path) -> None:
+    """The whole form: the UI scrolls inside its own layout, so the window grows to the content's height first."""
+    height = await page.evaluate("() => Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))")
+    await page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 16_000)})
+    await page.wait_for_timeout(300)
+    await page.screenshot(path=str(path), full_page=True)
+    await page.set_viewport_size({"width": 1400, "height": 1240})
