@@ -35,6 +35,7 @@ FAST_MODULES = {
     "test_models",
     "test_packaging",
     "test_pricing",
+    "test_sweep_jobs",
     "test_project_init",
     "test_readme_security",
     "test_receiver",
