@@ -370,6 +370,11 @@ def report(
             per_job = " ".join(f"{1000 * median.cpu[n] / jobs:14.0f}" for n in names)
             print(f"{jobs:6d} {name:>12} {median.wall:7.1f} {ratio}  {100 * median.steal:4.0f}%   {'':16}{per_job}")
         print(f"{'':6} {'each round':>12}: " + ", ".join(f"{flow.wall / bare.wall:.2f}" for flow, bare in done))
+        print(
+            f"{'':6} {'CPU ratio':>12}: "
+            + ", ".join(f"{sum(flow.cpu.values()) / sum(bare.cpu.values()):.2f}" for flow, bare in done)
+            + " (all processes' CPU, flow / script, each round: what other work on the cores does not change)"
+        )
         phases = sorted((run[0] for run in done), key=lambda meter: meter.wall)[len(done) // 2].phases
         print(
             f"{'':6} {'flow phases':>12}: s from the run's start to the end of "
