@@ -166,6 +166,7 @@ class Meter:
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
+        self.phases: dict[str, float] = {}
 
     def __enter__(self) -> Meter:
         self.started = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
@@ -213,9 +214,9 @@ def main() -> None:
         if database_pid:
             pids["database"] = database_pid
         options = {} if args.items_per_task is None else {"items_per_task": args.items_per_task}
-        rows = measure(pids, args.jobs, args.concurrency, args.rounds, options, args.distinct)
+        rows, finishing = measure(pids, args.jobs, args.concurrency, args.rounds, options, args.distinct)
         server.stop()
-    report(rows, args.concurrency, args.database, {**options, "distinct photos": args.distinct})
+    report(rows, args.concurrency, args.database, {**options, "distinct photos": args.distinct}, finishing)
 
 
 def measure(
@@ -225,9 +226,9 @@ def measure(
     rounds: int,
     options: dict[str, Any],
     distinct: str = "none",
-) -> list[tuple[int, list[Round]]]:
+) -> tuple[list[tuple[int, list[Round]]], dict[str, float]]:
     """Each N through the bare script and through the batch flow, ``rounds`` times each, alternating which side
-    goes first, with the stack in its own process."""
+    goes first, with the stack in its own process; and the CPU of what the flow adds to each result."""
     spawn = multiprocessing.get_context("spawn")
     ready, stop = spawn.Queue(), spawn.Event()
     rows = []
@@ -260,10 +261,40 @@ def measure(
                     done.append((flow, bare))
                     print(f"N={jobs} round {number + 1}: flow {flow.wall:.1f} s, bare {bare.wall:.1f} s", flush=True)
                 rows.append((jobs, done))
+            finishing = finishing_cpu_ms(out)
         finally:
             stop.set()
             child.join(timeout=30)
-    return rows
+    return rows, finishing
+
+
+def finishing_cpu_ms(results: Path, count: int = 20) -> dict[str, float]:
+    """CPU ms per result of what the flow does to every result and the bare script does not: embed the
+    synthetic-media label (IPTC) and a C2PA manifest signed with the stack's signing block; measured in this
+    process on ``count`` of the bare script's own results."""
+    from faceswap_flows.flows.provenance.content_credentials import (
+        DEFAULT_SIGNING,
+        ManifestFacts,
+        SigningPlan,
+        load_signing_key,
+        sign_bytes,
+    )
+    from faceswap_flows.flows.provenance.labels import SyntheticLabel, label_image
+
+    inputs = [{"field": f, "key": f"inputs/{f}.png", "sha256": "0" * 64} for f in ("source_image", "face_image")]
+    facts = ManifestFacts(operation="faceswap", task_id="bench", credits=1, inputs=inputs)
+    plan = SigningPlan(block=DEFAULT_SIGNING, key=asyncio.run(load_signing_key(DEFAULT_SIGNING)), facts=facts)
+    label = SyntheticLabel(task_id="bench", operation="faceswap")
+    files = sorted(results.iterdir())[:count]
+    spent = {"label": 0.0, "sign": 0.0}
+    for path in files:
+        started = time.process_time()
+        labelled, media_type = label_image(path.read_bytes(), label)
+        labelled_at = time.process_time()
+        sign_bytes(plan, labelled, media_type, path.name)
+        spent["label"] += labelled_at - started
+        spent["sign"] += time.process_time() - labelled_at
+    return {name: 1000 * value / len(files) for name, value in spent.items()}
 
 
 def run_bare(pids: dict[str, int], stack: dict[str, Any], jobs: int, concurrency: int, out: Path) -> Meter:
@@ -277,14 +308,51 @@ def run_bare(pids: dict[str, int], stack: dict[str, Any], jobs: int, concurrency
 def run_flow(pids: dict[str, int], manifest: Path, jobs: int, concurrency: int, options: dict[str, Any]) -> Meter:
     from faceswap_flows.flows.batch import batch_faceswap
 
+    async def batch() -> Any:
+        return await batch_faceswap(
+            str(manifest), max_concurrency=concurrency, force=True, return_state=True, **options
+        )
+
     with Meter(pids) as flow:
-        report = asyncio.run(batch_faceswap(str(manifest), max_concurrency=concurrency, force=True, **options))
+        state = asyncio.run(batch())
+    report = state.result(raise_on_failure=False)
     failed = [item.error for item in report.items if item.status != "stored"]
     assert not failed, f"{len(failed)} of {jobs} items not stored, first: {failed[0]}"
+    flow.phases = asyncio.run(flow_phases(state.state_details.flow_run_id))
     return flow
 
 
-def report(rows: list[tuple[int, list[Round]]], concurrency: int, database: str, options: dict[str, Any]) -> None:
+async def flow_phases(flow_run_id: Any) -> dict[str, float]:
+    """Seconds from the flow run's start to the end of each of its phases (the last task run of each task:
+    plan_batch, stage_inputs, swap_items...) and of the run, from Prefect's own task-run timings."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    await asyncio.sleep(2)  # the task-run recorder writes the last states from events
+    async with get_client() as client:
+        run = await client.read_flow_run(flow_run_id)
+        of_run, tasks = FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])), []
+        while page := await client.read_task_runs(flow_run_filter=of_run, offset=len(tasks), limit=200):
+            tasks += page
+    if run.start_time is None:
+        return {}
+    ends: dict[str, float] = {}
+    for task_run in tasks:
+        if task_run.end_time is not None:
+            name = task_run.task_key.rsplit("-", 1)[0]
+            ends[name] = max(ends.get(name, 0.0), (task_run.end_time - run.start_time).total_seconds())
+    if run.end_time is not None:
+        ends["end"] = (run.end_time - run.start_time).total_seconds()
+    return dict(sorted(ends.items(), key=lambda item: item[1]))
+
+
+def report(
+    rows: list[tuple[int, list[Round]]],
+    concurrency: int,
+    database: str,
+    options: dict[str, Any],
+    finishing: dict[str, float],
+) -> None:
     names = list(rows[0][1][0][0].cpu)
     print(
         f"orchestration overhead, {time.strftime('%Y-%m-%d')}, concurrency {concurrency}, Prefect on {database}"
@@ -302,11 +370,27 @@ def report(rows: list[tuple[int, list[Round]]], concurrency: int, database: str,
             per_job = " ".join(f"{1000 * median.cpu[n] / jobs:14.0f}" for n in names)
             print(f"{jobs:6d} {name:>12} {median.wall:7.1f} {ratio}  {100 * median.steal:4.0f}%   {'':16}{per_job}")
         print(f"{'':6} {'each round':>12}: " + ", ".join(f"{flow.wall / bare.wall:.2f}" for flow, bare in done))
+        print(
+            f"{'':6} {'CPU ratio':>12}: "
+            + ", ".join(f"{sum(flow.cpu.values()) / sum(bare.cpu.values()):.2f}" for flow, bare in done)
+            + " (all processes' CPU, flow / script, each round: what other work on the cores does not change)"
+        )
+        phases = sorted((run[0] for run in done), key=lambda meter: meter.wall)[len(done) // 2].phases
+        print(
+            f"{'':6} {'flow phases':>12}: s from the run's start to the end of "
+            + ", ".join(f"{name} {seconds:.1f}" for name, seconds in phases.items())
+        )
     workload = {
         "none": "every item the same pair of photos",
         "source": "a distinct source photo per item (crop, mirror, colour shift of 2 package photos), one face photo",
         "both": "a distinct source photo and a distinct face photo per item",
     }[str(options.get("distinct photos", "none"))]
+    print(
+        "the flow also does what the bare script does not, for every item: SHA-256 of every input in its plan, a "
+        "submission record, the synthetic-media label and a signed C2PA manifest in the result, a provenance "
+        f"record; label {finishing['label']:.1f} ms and C2PA signing {finishing['sign']:.1f} ms of CPU per result "
+        "(measured here on the bare script's results), included in the flow's figures"
+    )
     print(f"workload: {workload}; load average {Path('/proc/loadavg').read_text().split()[:3]}")
     print("median of the rounds (CPU and steal: the median run's); targets at 500 jobs: ratio <= 1.25 (groups),")
     print("<= 1.6 (items_per_task=1)")

@@ -123,7 +123,8 @@ async def run_plan(
     for item in to_run:
         for name, ref in item.inputs.items():
             fields.setdefault(ref, (f"item {item.position} {name}", "video" if name == "source_video" else "image"))
-    inputs = await stage_inputs(services.storage, fields, len(fields)) if to_run else StagedInputs()
+    read = {ref: sha for item in to_run for name, ref in item.inputs.items() if (sha := item.url_sha256.get(name))}
+    inputs = await stage_inputs(services.storage, fields, len(fields), read) if to_run else StagedInputs()
     slots = asyncio.Semaphore(max_concurrency)
     by_position = {item.position: item for item in to_run}
     progress = Progress(

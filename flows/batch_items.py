@@ -49,7 +49,12 @@ class StagedInputs(BaseModel):
 
 
 @task(name="stage-inputs", task_run_name="stage {count} distinct inputs", cache_policy=NO_CACHE)
-async def stage_inputs(storage: MediaStorage, fields: dict[str, tuple[str, str]], count: int) -> StagedInputs:
+async def stage_inputs(
+    storage: MediaStorage,
+    fields: dict[str, tuple[str, str]],
+    count: int,
+    url_sha256: dict[str, str] | None = None,
+) -> StagedInputs:
     """Stage every distinct input of the items to run once (an input many items share is hashed and uploaded
     once), before anything is submitted.
 
@@ -57,14 +62,19 @@ async def stage_inputs(storage: MediaStorage, fields: dict[str, tuple[str, str]]
         storage: The MediaStorage block inputs are uploaded to.
         fields: Each distinct input -> (the field its errors cite, its kind).
         count: How many inputs, for the task run's name.
+        url_sha256: The SHA-256 the plan already read of URL inputs: those are not downloaded again.
 
     Returns:
         The staged inputs, and why each input that could not be staged was refused.
     """
     slots = asyncio.Semaphore(STAGING_CONCURRENCY)
     found = StagedInputs()
+    known = url_sha256 or {}
 
     async def one(source: str, field_name: str, kind: str) -> None:
+        if source in known:  # a URL the plan read: nothing to download or upload
+            found.staged[source] = stage(storage, source, field_name, kind, known[source])
+            return
         async with slots:
             try:
                 found.staged[source] = await asyncio.to_thread(stage, storage, source, field_name, kind)

@@ -4,6 +4,7 @@ over the budget; and what it costs, video seconds read from the files."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import io
@@ -33,7 +34,7 @@ from faceswap_flows.flows.batch_rows import BatchRow, ManifestLine
 from faceswap_flows.flows.batch_sources import is_uri, open_input
 from faceswap_flows.flows.media.video import VideoError, trim_video, video_facts
 from faceswap_flows.flows.provenance.records import OutputOptions, output_parameters
-from faceswap_flows.flows.tasks.media import _url_sha256, is_url
+from faceswap_flows.flows.tasks.media import is_url, url_sha256s
 
 PLAN_THREADS = 8
 PLACEHOLDER_URL = "https://plan.invalid/input"
@@ -48,7 +49,8 @@ def _placeholder_png() -> str:
 
 class PlannedItem(BaseModel):
     """One row of the plan. ``inputs``: each input field and what to stage for it (a local copy for videos
-    and inputs outside the storage); ``row``: the row itself, so a later batch can retry it."""
+    and inputs outside the storage); ``url_sha256``: the SHA-256 the plan read of each URL input (staging does
+    not download it again); ``row``: the row itself, so a later batch can retry it."""
 
     position: int
     line: int | None
@@ -62,6 +64,7 @@ class PlannedItem(BaseModel):
     result_key: str | None = None
     row: dict[str, Any] | None = None
     inputs: dict[str, str] = {}
+    url_sha256: dict[str, str] = {}
 
 
 class BatchPlan(BaseModel):
@@ -96,7 +99,22 @@ class Planner:
         self.storage, self.workdir, self.template, self.output, self.force = storage, workdir, template, output, force
         self.date = datetime.now(UTC).strftime("%Y-%m-%d")
         self._images: dict[str, tuple[str, str]] = {}
+        self._url_sha256: dict[str, str | None] = {}
         self._lock = threading.Lock()
+
+    def read_urls(self, lines: list[ManifestLine]) -> None:
+        """Hash every distinct image URL of the rows at once, over one pooled client (PLAN_THREADS at a time)."""
+        urls = {
+            ref
+            for line in lines
+            if line.row is not None
+            for ref in ([] if line.row.source_video else [line.row.source])
+            + line.row.faces
+            + (line.row.reference_images or [])
+            if is_url(ref) and ref not in self._url_sha256
+        }
+        if urls:
+            self._url_sha256.update(asyncio.run(url_sha256s(sorted(urls), PLAN_THREADS)))
 
     def image(self, ref: str, field: str) -> tuple[str, str]:
         """(SHA-256, what to stage) of an image input, checked as the single flows check it."""
@@ -110,7 +128,9 @@ class Planner:
 
     def _read_image(self, ref: str, field: str) -> tuple[str, str]:
         if is_url(ref):
-            return _url_sha256(ref) or hashlib.sha256(ref.encode()).hexdigest(), ref
+            if ref not in self._url_sha256:
+                self._url_sha256.update(asyncio.run(url_sha256s([ref])))
+            return self._url_sha256[ref] or hashlib.sha256(ref.encode()).hexdigest(), ref
         data = self._read(ref, field)
         if not data:
             raise InputValidationError(f"{field}: {ref} is empty: pass a JPEG, PNG or WebP image")
@@ -228,6 +248,7 @@ class Planner:
             fingerprint=item_fingerprint,
             result_key=done or self.free_key(render_key(self.template, values)),
             inputs=inputs,
+            url_sha256={field: sha for field, ref in inputs.items() if (sha := self._url_sha256.get(ref))},
         )
 
 
@@ -261,6 +282,7 @@ def plan_rows(planner: Planner, lines: list[ManifestLine], max_credits: int | No
     """Every row planned (inputs read a few at a time); then rows naming the same result key are refused (the
     same work twice runs twice only with ``force``, each under its own key), and rows to run beyond
     ``max_credits`` (in manifest order) are marked skipped."""
+    planner.read_urls(lines)
     with ThreadPoolExecutor(PLAN_THREADS) as pool:
         items = list(pool.map(planner.plan_row, lines, range(len(lines))))
     seen: dict[str, PlannedItem] = {}

@@ -11,6 +11,7 @@ changing one byte of the result is detected by any C2PA reader.
 
 from __future__ import annotations
 
+import functools
 import io
 import mimetypes
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import c2pa
 from cryptography import x509
+from prefect.context import FlowRunContext
 from pydantic import BaseModel, Field
 
 from faceswap_flows.blocks import ContentSigningKey
@@ -123,6 +125,7 @@ def manifest_definition(facts: ManifestFacts, media_type: str, title: str) -> di
     }
 
 
+@functools.cache
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -220,15 +223,30 @@ def read_credentials(stream: IO[bytes], media_type: str, trust_anchors: str | No
 # Loading the key before any credit is spent, and the plan of one result
 
 
+_run_keys: dict[tuple[str, str], ContentSigningKey] = {}
+
+
 async def load_signing_key(block: str) -> ContentSigningKey:
+    """The ContentSigningKey block ``block``, read once per flow run (every result of a batch is signed with
+    the key its run loaded first, without one API read per result)."""
+    context = FlowRunContext.get()
+    run = str(context.flow_run.id) if context is not None and context.flow_run is not None else None
+    known = _run_keys.get((run, block)) if run else None
+    if known is not None:
+        return known
     try:
-        return await ContentSigningKey.aload(block)
+        key = await ContentSigningKey.aload(block)
     except (ValueError, KeyError) as error:
         raise SigningNotConfigured(
             f"output.signing_block: the Content Credentials signing block {block!r} cannot be loaded ({error}). "
             f"Create one with `faceswap-flows signing dev-cert` (development) or save your certificate in a "
             f"ContentSigningKey block (see README, Responsible use); or set output.sign=False to store results unsigned"
         ) from None
+    if run:
+        if len(_run_keys) > 16:
+            _run_keys.clear()
+        _run_keys[(run, block)] = key
+    return key
 
 
 async def signing_plan(
@@ -263,6 +281,7 @@ async def signing_plan(
     return SigningPlan(block=output.signing_block, key=key, facts=manifest_facts)
 
 
+@functools.lru_cache(maxsize=16)
 def certificate_subject(chain_pem: str) -> str:
     """The subject of the first (signing) certificate of a PEM chain."""
     return x509.load_pem_x509_certificates(chain_pem.encode())[0].subject.rfc4514_string()

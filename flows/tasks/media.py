@@ -7,6 +7,7 @@ import hashlib
 import io
 import logging
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
@@ -77,28 +78,43 @@ def _sha256(handle: IO[bytes]) -> str:
 def _url_sha256(url: str) -> str | None:
     """The SHA-256 of what a URL serves (for the provenance record); None when it cannot be read from here
     (or is over the input limits: INPUT_LIMITS)."""
-    digest = hashlib.sha256()
-
-    async def read() -> None:
-        async with httpx.AsyncClient(verify=tls_context()) as http:
-            await download(http, url, INPUT_LIMITS, digest.update, check_hosts=False, chunk=DOWNLOAD_CHUNK)
-
-    try:
-        asyncio.run(read())
-    except (httpx.HTTPError, DownloadRefused, RuntimeError) as error:
-        _log.warning(
-            "could not read %s to record its SHA-256 (%s)",
-            urlsplit(url)._replace(query="").geturl(),
-            error if isinstance(error, DownloadRefused) else type(error).__name__,
-        )
-        return None
-    return digest.hexdigest()
+    return asyncio.run(url_sha256s([url]))[url]
 
 
-def stage(storage: MediaStorage, source: str, field: str, kind: str = "image") -> StagedMedia:
-    """Make ``source`` (an http(s) URL, a local file or a storage key) fetchable by the API; checks it first."""
+async def url_sha256s(urls: Iterable[str], concurrency: int = 8) -> dict[str, str | None]:
+    """The SHA-256 of what each URL serves, ``concurrency`` at a time over one pooled client (None for a URL
+    that cannot be read from here, or is over INPUT_LIMITS)."""
+    slots = asyncio.Semaphore(concurrency)
+    found: dict[str, str | None] = {}
+
+    async def one(http: httpx.AsyncClient, url: str) -> None:
+        digest = hashlib.sha256()
+        async with slots:
+            try:
+                await download(http, url, INPUT_LIMITS, digest.update, check_hosts=False, chunk=DOWNLOAD_CHUNK)
+            except (httpx.HTTPError, DownloadRefused, RuntimeError) as error:
+                _log.warning(
+                    "could not read %s to record its SHA-256 (%s)",
+                    urlsplit(url)._replace(query="").geturl(),
+                    error if isinstance(error, DownloadRefused) else type(error).__name__,
+                )
+                found[url] = None
+                return
+        found[url] = digest.hexdigest()
+
+    async with httpx.AsyncClient(verify=tls_context()) as http:
+        await asyncio.gather(*(one(http, url) for url in dict.fromkeys(urls)))
+    return found
+
+
+def stage(
+    storage: MediaStorage, source: str, field: str, kind: str = "image", url_sha256: str | None = None
+) -> StagedMedia:
+    """Make ``source`` (an http(s) URL, a local file or a storage key) fetchable by the API; checks it first.
+    ``url_sha256``: the SHA-256 of a URL ``source`` when already read (it is not downloaded again)."""
     if is_url(source):
-        return StagedMedia(source, None, Path(urlsplit(source).path).name or field, _url_sha256(source))
+        name = Path(urlsplit(source).path).name or field
+        return StagedMedia(source, None, name, url_sha256 or _url_sha256(source))
     local = Path(source).expanduser()
     if local.is_file():
         if kind == "image":
