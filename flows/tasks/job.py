@@ -169,21 +169,7 @@ async def submit_and_finish(
     job = job.model_copy(update={"credits": request.estimated_credits()})  # the token tells what a 2nd task costs
     request = request.model_copy(update={"webhook": services.receiver.callback_url(job)})
     output = output or OutputOptions()
-    facts = facts or JobFacts()
-    if on_unknown_outcome != AT_MOST_ONCE:
-        get_run_logger().warning(
-            "on_unknown_outcome=%s: if the outcome of job %s stays unknown after the grace, it is sent again "
-            "and may be charged twice (an explicit choice, kept in its provenance record)",
-            on_unknown_outcome,
-            job.job_id,
-        )
-    parameters = {
-        **facts.parameters,
-        "wait": wait,
-        **output_parameters(output),
-        "on_unknown_outcome": on_unknown_outcome,
-    }
-    facts = facts.model_copy(update={"parameters": parameters})
+    facts = recorded_facts(job, facts or JobFacts(), wait, output, on_unknown_outcome)
     if steps == "inline":
         submitted, found = await submit_once(services, job, request, facts)
         if found and wait and job.result_key and is_stored(services.storage, job.result_key):
@@ -200,18 +186,7 @@ async def submit_and_finish(
             on_unknown_outcome=on_unknown_outcome,
         )
     if artifacts:
-        await credits_artifact(
-            [
-                {
-                    "operation": submitted.operation,
-                    "task_id": submitted.task_id,
-                    "credits": submitted.points,
-                    "estimated": submitted.points_estimated,
-                    "possibly charged": submitted.possibly_charged,
-                }
-            ],
-            submitted.operation,
-        )
+        await show_credits(submitted)
     return await finish(
         submitted,
         services.storage,
@@ -225,6 +200,39 @@ async def submit_and_finish(
         artifacts=artifacts,
         steps=steps,
     )
+
+
+def recorded_facts(
+    job: JobToken, facts: JobFacts, wait: bool, output: OutputOptions, on_unknown_outcome: OnUnknownOutcome
+) -> JobFacts:
+    """The job's facts with the parameters its submitted event and provenance record keep; a resubmit policy is
+    logged as the explicit choice it is."""
+    if on_unknown_outcome != AT_MOST_ONCE:
+        get_run_logger().warning(
+            "on_unknown_outcome=%s: if the outcome of job %s stays unknown after the grace, it is sent again "
+            "and may be charged twice (an explicit choice, kept in its provenance record)",
+            on_unknown_outcome,
+            job.job_id,
+        )
+    parameters = {
+        **facts.parameters,
+        "wait": wait,
+        **output_parameters(output),
+        "on_unknown_outcome": on_unknown_outcome,
+    }
+    return facts.model_copy(update={"parameters": parameters})
+
+
+async def show_credits(submitted: SubmittedJob) -> None:
+    """The job's credits table artifact: charged, estimated, and whether a lost answer may have charged more."""
+    row = {
+        "operation": submitted.operation,
+        "task_id": submitted.task_id,
+        "credits": submitted.points,
+        "estimated": submitted.points_estimated,
+        "possibly charged": submitted.possibly_charged,
+    }
+    await credits_artifact([row], submitted.operation)
 
 
 async def finish(
