@@ -213,6 +213,7 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
         2,
     )
     figures["seconds"] = time.time() - started
+    figures["release_to_stored_seconds"] = round(time.time() - released_at, 1)
     collect(args, topology, figures, watch, started, expected, trigger_ids, sandbox_cpu)
 
 

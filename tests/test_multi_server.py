@@ -1,7 +1,7 @@
 """Prefect's multi-server topology (PostgreSQL, Redis messaging, 2 API servers behind nginx, 1 services process,
 2 process workers) drops nothing: a mixed batch of wait=False jobs with a distinct source photo each, one API
-server killed mid-run
-(benchmarks/scale_drill.py, in a process of its own as it points Prefect at its own balancer)."""
+server killed mid-run (benchmarks/scale_drill.py, in a process of its own as it points Prefect at its own
+balancer)."""
 
 from __future__ import annotations
 
