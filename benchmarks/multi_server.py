@@ -143,6 +143,9 @@ class MultiServerStack:
             "PREFECT_REDIS_MESSAGING_HOST": "127.0.0.1",
             "PREFECT_REDIS_MESSAGING_PORT": str(self.redis_port),
             "PREFECT_REDIS_MESSAGING_DB": "0",
+            # Sent to Redis as soon as received: prefect-redis batches 5 messages (flushed every 10 s) by default,
+            # and an API server killed with a partial batch loses events its clients already count as sent.
+            "PREFECT_REDIS_MESSAGING_PUBLISHER_BATCH_SIZE": "1",
             "PREFECT_SERVER_DOCKET_URL": f"{redis}/1",
             "PREFECT_LOGGING_LEVEL": "INFO",
             "PREFECT_WORKER_QUERY_SECONDS": "2",

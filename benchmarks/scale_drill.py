@@ -117,6 +117,17 @@ async def submitted_events(since: float) -> set[str]:
             page = (await client._client.get(page["next_page"])).json()
 
 
+def missing_events(stack: Stack, events: set[str]) -> list[dict[str, Any]]:
+    """The jobs (at most 20) the receiver took a callback of but whose submitted event is not in the API: their
+    task id and when the callback came."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{stack.inbox}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT task_id, received_at FROM callbacks ORDER BY received_at").fetchall()
+    missing = [{"task_id": task, "callback_at": time.ctime(at)} for task, at in rows if task not in events]
+    return missing[:20]
+
+
 async def run_counts() -> dict[str, int]:
     """Task runs and flow runs in the API, and how many of them are not in a final state."""
     from prefect.client.orchestration import get_client
@@ -199,9 +210,14 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
         timer.join()
     from faceswap_flows.aifaceswap.sandbox.admin import release_callbacks
 
+    roots = {name: process.pid for name, process in topology.procs.running.items() if process.poll() is None}
+    cpu_before = cpu_seconds(roots)
     released_at = time.time()
     release_callbacks(stack.sandbox_url, stack.api_key, concurrency=64)
     wait_until("every callback received", lambda: inbox_times(stack.inbox)[0] >= expected, args.timeout, 0.2)
+    cpu_after = cpu_seconds(roots)
+    used = {name: round(cpu_after[name] - cpu_before[name], 1) for name in roots}
+    figures["cpu_while_receiving"] = dict(sorted(used.items(), key=lambda item: -item[1]))
     count, _first, last = inbox_times(stack.inbox)
     figures["callbacks_per_s"] = round(count / max(last - released_at, 1e-6), 1)
     figures["receiver_peak_rss_mb"] = round(memory_mb(topology.procs.pid("receiver"))[1], 1)
@@ -239,7 +255,8 @@ def collect(
         stored=stored_results(stack.media_dir),
         results_written=len(results),
         results_written_twice=sorted(path for path, n in results.items() if n > 1),
-        submitted_events=len(asyncio.run(submitted_events(started))),
+        submitted_events=len(events := asyncio.run(submitted_events(started))),
+        submitted_events_missing=missing_events(stack, events),
         **settle_runs(args.timeout),
         dropped=topology.dropped_messages(),
         retried=topology.retried_messages(),
