@@ -86,7 +86,7 @@ def checks(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             f"{f.get('seconds', 0):.0f} s"
             if killed
             else "no kill asked",
-            "killed, all above met",
+            "killed, run completes",
             bool(killed),
         ),
     ]
