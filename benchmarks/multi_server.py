@@ -25,15 +25,22 @@ from scale_stack import CLI, Processes, Stack, deploy, save_blocks, start_servic
 
 from faceswap_flows.devstack.prefect_server import free_port
 
-# What the servers' logs say when the broker loses a message (prefect-redis) or the in-memory broker drops one.
+# What a log says when a message is lost: the in-memory broker's full queue, prefect-redis's dead letters, orphan
+# entries acknowledged unread and handler/stream failures, a callback or event given up (sandbox, receiver).
 DROP_PATTERNS = (
     "dropping message",
+    "queue is full",
     "dead letter",
     "Skipping orphan pending entry",
     "Error handling message",
     "Failed to read from stream",
     "Error processing pending messages",
+    "not retried",
+    "callback refused",
 )
+# What a log says when a message is sent again (not lost, counted apart): reconnections, retried emissions, the
+# sandbox's "callback of T to URL failed: ..." (retried).
+RETRY_PATTERNS = ("Unable to connect to", "could not emit", "Redis connection error", "failed: ")
 WEBSOCKET_PATHS = r"^/api/(events/(in|out)|logs/out|task_runs/subscriptions/scheduled|work_pools/.+/workers/connect)"
 
 NGINX_CONF = """{user}worker_processes 1;
@@ -136,6 +143,9 @@ class MultiServerStack:
             "PREFECT_REDIS_MESSAGING_HOST": "127.0.0.1",
             "PREFECT_REDIS_MESSAGING_PORT": str(self.redis_port),
             "PREFECT_REDIS_MESSAGING_DB": "0",
+            # Sent to Redis as soon as received: prefect-redis batches 5 messages (flushed every 10 s) by default,
+            # and an API server killed with a partial batch loses events its clients already count as sent.
+            "PREFECT_REDIS_MESSAGING_PUBLISHER_BATCH_SIZE": "1",
             "PREFECT_SERVER_DOCKET_URL": f"{redis}/1",
             "PREFECT_LOGGING_LEVEL": "INFO",
             "PREFECT_WORKER_QUERY_SECONDS": "2",
@@ -202,14 +212,29 @@ class MultiServerStack:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
 
-    def server_logs(self) -> dict[str, str]:
-        names = ["services", *(f"api-{i}" for i in range(1, self.api_servers + 1))]
-        return {name: (self.procs.logs / f"{name}.log").read_text(errors="replace") for name in names}
+    def logs(self) -> dict[str, str]:
+        """Every process's log: PostgreSQL, Redis, the API servers, the services, nginx, the project's stack and
+        the workers (with their flow runs' output)."""
+        found = {path.stem: path.read_text(errors="replace") for path in sorted(self.procs.logs.glob("*.log"))}
+        for path in self.folder.glob("nginx/*.log"):
+            found[f"nginx-{path.stem}"] = path.read_text(errors="replace")
+        if self.pg.folder is not None and self.pg.log.exists():
+            found["postgresql"] = self.pg.log.read_text(errors="replace")
+        return found
 
     def dropped_messages(self) -> dict[str, int]:
-        """Log lines per pattern of DROP_PATTERNS in the API servers' and the services' logs."""
-        text = "\n".join(self.server_logs().values())
+        """Lines of each pattern of DROP_PATTERNS in every log (see ``logs``)."""
+        text = "\n".join(self.logs().values())
         return {pattern: text.count(pattern) for pattern in DROP_PATTERNS}
+
+    def retried_messages(self) -> dict[str, int]:
+        """Lines of each pattern of RETRY_PATTERNS per log, where there are any."""
+        return {
+            f"{name}: {pattern}": count
+            for name, text in self.logs().items()
+            for pattern in RETRY_PATTERNS
+            if (count := text.count(pattern))
+        }
 
     def stop(self) -> None:
         self.procs.stop_all()

@@ -7,6 +7,9 @@ on the storage folder), every job's ``aifaceswap.task.submitted`` event in the A
 in a final state, one triggered ``store-result`` run per trigger job, and no broker drop or ack failure in the
 API servers' or the services' logs. Prints the figures and writes them as JSON (``--json``).
 
+Each job has a distinct source photo (``--photo-side`` px crops around the face of the package photos): every job
+is a real swap in the sandbox. Ends with a table of the checks (scale_checks.py).
+
 Run: ``cd benchmarks && ../.venv/bin/python scale_drill.py --jobs 200 --trigger-jobs 6 [--kill-api 20]``."""
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -23,15 +27,62 @@ from pathlib import Path
 from typing import Any
 
 from bench_scale import held, inbox_times, run_batch, stored_results, wait_until, write_inputs
+from distinct_photos import face_crops, write_distinct
 from multi_server import MultiServerStack
-from scale_stack import memory_mb, pool_active
+from scale_checks import print_checks
+from scale_stack import Stack, cpu_seconds, memory_mb, pool_active
 from write_watch import WriteWatch
 
 NOT_FINAL = ["SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"]
 
 
+def write_distinct_inputs(
+    stack: Stack, folder: Path, jobs: int, extra: int, side: int
+) -> tuple[Path, list[tuple[str, str]], dict[str, Any]]:
+    """A distinct source photo (its own SHA-256) for each of the ``jobs`` batch items and the ``extra`` trigger
+    jobs: ``side`` px crops around the face of the two package photos, each swapped with the other one's face
+    crop; the JSONL manifest of the items, the trigger jobs' (source, face) pairs, and the workload's facts."""
+    from faceswap_flows.devstack.demo import write_demo_photos
+
+    made = stack.media_dir / "bench" / "distinct"
+    started = time.monotonic()
+    crops = face_crops(list(write_demo_photos(stack.media_dir / "bench")), made, side)
+    faces = write_distinct(list(reversed(crops)), made, 2, "face", side=side)  # variant 0: the crop at ``side``
+    sources = write_distinct(crops, made, jobs + extra, "source", side=side)
+    keys = [str(path.relative_to(stack.media_dir)) for path in sources]
+    face_keys = [str(path.relative_to(stack.media_dir)) for path in faces]
+    pairs = [(keys[i], face_keys[i % 2]) for i in range(jobs + extra)]
+    manifest = folder / f"manifest-{jobs}.jsonl"
+    lines = (json.dumps({"source_image": s, "face_image": f, "id": f"item-{i}"}) for i, (s, f) in enumerate(pairs))
+    manifest.write_text("\n".join(list(lines)[:jobs]) + "\n")
+    workload = {
+        "distinct_sources": len(sources),
+        "photo_px": f"{side}x{side}",
+        "photo_kb_mean": round(sum(path.stat().st_size for path in sources) / len(sources) / 1024, 1),
+        "photos_seconds": round(time.monotonic() - started, 1),
+        "swap_cpu_ms": swap_cpu_ms([(made / Path(s).name, made / Path(f).name) for s, f in pairs[:20]]),
+    }
+    return manifest, pairs[jobs:], workload
+
+
+def swap_cpu_ms(pairs: list[tuple[Path, Path]]) -> float:
+    """CPU ms of one swap (decode, detect both faces, paste, PNG encode) by the sandbox's engine, over ``pairs``."""
+    import numpy as np
+    from PIL import Image
+
+    from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine, encode_image
+
+    engine = FaceEngine()
+    engine.swap(*(np.asarray(Image.open(path).convert("RGB"))[:, :, ::-1] for path in pairs[0]))
+    started = time.process_time()
+    for source, face in pairs:
+        images = [np.asarray(Image.open(path).convert("RGB"))[:, :, ::-1] for path in (source, face)]
+        encode_image(engine.swap(*images), "png")
+    return round((time.process_time() - started) * 1000 / len(pairs), 1)
+
+
 async def trigger_jobs(pairs: list[tuple[str, str]], count: int) -> list[str]:
-    """``count`` faceswap flow runs with wait=False in this process; their task ids."""
+    """``count`` faceswap flow runs with wait=False in this process (cycling through ``pairs``); their task ids."""
     from faceswap_flows.flows.image import faceswap
 
     async def one(i: int) -> str:
@@ -64,6 +115,17 @@ async def submitted_events(since: float) -> set[str]:
             if not page.get("next_page"):
                 return found
             page = (await client._client.get(page["next_page"])).json()
+
+
+def missing_events(stack: Stack, events: set[str]) -> list[dict[str, Any]]:
+    """The jobs (at most 20) the receiver took a callback of but whose submitted event is not in the API: their
+    task id and when the callback came."""
+    import sqlite3
+
+    with sqlite3.connect(f"file:{stack.inbox}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT task_id, received_at FROM callbacks ORDER BY received_at").fetchall()
+    missing = [{"task_id": task, "callback_at": time.ctime(at)} for task, at in rows if task not in events]
+    return missing[:20]
 
 
 async def run_counts() -> dict[str, int]:
@@ -122,7 +184,15 @@ def kill_later(topology: MultiServerStack, name: str, delay: float, figures: dic
 def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -> None:
     stack = topology.stack
     assert stack is not None
-    manifest, pairs = write_inputs(stack, topology.folder, args.jobs)
+    if args.photo_side:
+        manifest, pairs, workload = write_distinct_inputs(
+            stack, topology.folder, args.jobs, args.trigger_jobs, args.photo_side
+        )
+    else:
+        (manifest, pairs), workload = write_inputs(stack, topology.folder, args.jobs), {"distinct_sources": 4}
+    figures["workload"] = workload
+    print(f"  workload: {workload}", flush=True)
+    sandbox_cpu = cpu_seconds({"sandbox": topology.procs.pid("sandbox")})["sandbox"]
     watch = WriteWatch(stack.media_dir / "results").start()
     started = time.time()
     timer = kill_later(topology, "api-2", args.kill_api, figures) if args.kill_api else None
@@ -140,12 +210,18 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
         timer.join()
     from faceswap_flows.aifaceswap.sandbox.admin import release_callbacks
 
+    roots = {name: process.pid for name, process in topology.procs.running.items() if process.poll() is None}
+    cpu_before = cpu_seconds(roots)
     released_at = time.time()
     release_callbacks(stack.sandbox_url, stack.api_key, concurrency=64)
     wait_until("every callback received", lambda: inbox_times(stack.inbox)[0] >= expected, args.timeout, 0.2)
+    cpu_after = cpu_seconds(roots)
+    used = {name: round(cpu_after[name] - cpu_before[name], 1) for name in roots}
+    figures["cpu_while_receiving"] = dict(sorted(used.items(), key=lambda item: -item[1]))
     count, _first, last = inbox_times(stack.inbox)
     figures["callbacks_per_s"] = round(count / max(last - released_at, 1e-6), 1)
     figures["receiver_peak_rss_mb"] = round(memory_mb(topology.procs.pid("receiver"))[1], 1)
+    figures["receive_seconds"] = round(last - released_at, 1)
     wait_until(
         "every result stored",
         lambda: stored_results(stack.media_dir) >= expected and not pool_active(),
@@ -153,6 +229,23 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
         2,
     )
     figures["seconds"] = time.time() - started
+    figures["release_to_stored_seconds"] = round(time.time() - released_at, 1)
+    collect(args, topology, figures, watch, started, expected, trigger_ids, sandbox_cpu)
+
+
+def collect(
+    args: argparse.Namespace,
+    topology: MultiServerStack,
+    figures: dict,
+    watch: WriteWatch,
+    started: float,
+    expected: int,
+    trigger_ids: list[str],
+    sandbox_cpu: float,
+) -> None:
+    """The figures of the checks, once every result is stored."""
+    stack = topology.stack
+    assert stack is not None
     counts = watch.stop()
     # A result is the file its provenance record is named after (temporary files renamed into place aside).
     results = {path: n for path, n in counts.items() if f"{path}.provenance.json" in counts}
@@ -162,10 +255,15 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
         stored=stored_results(stack.media_dir),
         results_written=len(results),
         results_written_twice=sorted(path for path, n in results.items() if n > 1),
-        submitted_events=len(asyncio.run(submitted_events(started))),
+        submitted_events=len(events := asyncio.run(submitted_events(started))),
+        submitted_events_missing=missing_events(stack, events),
         **settle_runs(args.timeout),
         dropped=topology.dropped_messages(),
+        retried=topology.retried_messages(),
+        cache=held(stack).get("cache", {}),
     )
+    used = cpu_seconds({"sandbox": topology.procs.pid("sandbox")})["sandbox"] - sandbox_cpu
+    figures["sandbox_cpu_ms_per_job"] = round(used * 1000 / max(expected, 1), 1)
     runs = asyncio.run(store_result_runs())
     figures["store_result_runs"] = len(runs)
     figures["store_result_runs_completed"] = sum(1 for run in runs if run["state"] == "Completed")
@@ -178,6 +276,9 @@ def main() -> None:
     parser.add_argument("--trigger-jobs", type=int, default=6, help="faceswap flow runs (store-by: trigger)")
     parser.add_argument("--kill-api", type=float, default=0, help="SIGKILL API server 2 this many s into the batch")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--photo-side", type=int, default=160, help="a distinct source photo per job, this many px (0: 4 pairs cycled)"
+    )
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -186,6 +287,7 @@ def main() -> None:
     print(f"work folder and logs: {folder}", flush=True)
     figures: dict[str, Any] = {"topology": "PostgreSQL + Redis messaging, 2 API servers behind nginx, 1 services"}
     started = time.monotonic()
+    print(f"load before: {os.getloadavg()}", flush=True)
     try:
         with MultiServerStack(folder, workers=args.workers) as topology:
             figures["start_seconds"] = time.monotonic() - started
@@ -193,9 +295,12 @@ def main() -> None:
             drill(args, topology, figures)
     finally:
         figures["logs"] = str(folder / "logs")
+        figures["load_after"] = os.getloadavg()
         print(json.dumps(figures, indent=1, default=str), flush=True)
         if args.json:
             args.json.write_text(json.dumps(figures, default=str))
+    met = print_checks(figures)
+    print(f"load after: {figures['load_after']}; every check met: {met}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Prefect's multi-server topology (PostgreSQL, Redis messaging, 2 API servers behind nginx, 1 services process,
-2 process workers) drops nothing: a mixed batch of wait=False jobs, one API server killed mid-run
-(benchmarks/scale_drill.py, in a process of its own as it points Prefect at its own balancer)."""
+2 process workers) drops nothing: a mixed batch of wait=False jobs with a distinct source photo each, one API
+server killed mid-run (benchmarks/scale_drill.py, in a process of its own as it points Prefect at its own
+balancer)."""
 
 from __future__ import annotations
 
@@ -44,6 +45,9 @@ def test_mixed_batch_on_the_multi_server_topology_drops_nothing(tmp_path: Path) 
     expected = JOBS + TRIGGER_JOBS
     assert figures["killed"]["process"] == "api-2"
     assert (figures["submitted"], figures["failed"], figures["jobs"]) == (JOBS, 0, expected)
+    # a distinct source photo per job: every job was a real swap in the sandbox, none from its result cache
+    assert figures["workload"]["distinct_sources"] == expected
+    assert (figures["cache"]["misses"], figures["cache"]["hits"]) == (expected, 0)
     # the batch run ended while every job still waited for its callback, holding no worker
     assert figures["batch_before_callbacks"] and figures["running_after_batch"] == 0
     # every result written once, with its provenance record
