@@ -21,6 +21,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from faceswap_flows.aifaceswap.models import Enhance, EnhanceLevel
+from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
+from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
 from faceswap_flows.flows.provenance.labels import WatermarkCorner
 from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 
@@ -90,7 +92,7 @@ class OutputOptions(_Group):
         description="Embed a C2PA manifest (Content Credentials) signed with the `signing_block` key. False: "
         "unsigned (logged and recorded).",
     )
-    signing_block: str = Field("faceswap-signing", description="Name of the ContentSigningKey block that signs.")
+    signing_block: str = Field(DEFAULT_SIGNING, description="Name of the ContentSigningKey block that signs.")
 
     @field_validator("watermark")
     @classmethod
@@ -116,15 +118,15 @@ class BlockNames(_Group):
     """The names of the saved blocks a flow loads (`faceswap-flows blocks create` saves them under these names)."""
 
     credentials: str = Field(
-        "aifaceswap", min_length=1, description="Name of the AIFaceSwapCredentials block (API key, base URL)."
+        DEFAULT_CREDENTIALS, min_length=1, description="Name of the AIFaceSwapCredentials block (API key, base URL)."
     )
     storage: str = Field(
-        "faceswap-media",
+        DEFAULT_STORAGE,
         min_length=1,
         description="Name of the MediaStorage block that stages the inputs and stores the results.",
     )
     receiver: str = Field(
-        "faceswap-receiver",
+        DEFAULT_RECEIVER,
         min_length=1,
         description="Name of the WebhookReceiver block whose URL the service calls back.",
     )
