@@ -15,7 +15,7 @@ from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 from faceswap_flows.flows.budget import BudgetExceeded
 from faceswap_flows.flows.media.video import VideoFacts, video_facts
-from faceswap_flows.flows.options import SwapOptions, VideoOptions
+from faceswap_flows.flows.options import OutputOptions, SwapOptions, VideoOptions
 from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
 from tests.vision import photos
 
@@ -272,3 +272,11 @@ async def test_budget_guard_refuses_video_before_spending(stack, face_video: Pat
         "max_credits: this needs 10 credits",
         multi_video_faceswap(str(pair_video), [grace], options=SwapOptions(max_credits=9)),
     )
+
+
+async def test_a_video_refuses_a_visible_watermark_before_any_cost(stack, face_video: Path, pair_video: Path) -> None:
+    """Videos get no visible watermark: asking for one is refused, naming the field, before any credit."""
+    grace, marked = str(stack.files["grace"]), OutputOptions(watermark="AI-GENERATED")
+    says = r"output\.watermark: videos get no visible watermark \(asked for 'AI-GENERATED'\); leave it empty"
+    await refused(stack, InputValidationError, says, video_faceswap(str(face_video), grace, output=marked))
+    await refused(stack, InputValidationError, says, multi_video_faceswap(str(pair_video), [grace], output=marked))
