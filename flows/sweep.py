@@ -34,6 +34,7 @@ from faceswap_flows.flows.collect import FinishedJob, store_job, submitted_facts
 from faceswap_flows.flows.exceptions import ResultsNotStored
 from faceswap_flows.flows.provenance.records import is_stored
 from faceswap_flows.flows.sweep_jobs import JobSource, jobs_in, read_all_events
+from faceswap_flows.flows.sweep_mark import SweptMark, SweptSpan
 from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 
 SHOWN_FAILURES = 50
@@ -56,6 +57,9 @@ class StoreResultsReport(BaseModel):
     sweeps: int = 0
     stored_keys: list[str] = Field(default_factory=list)
     failed_task_ids: list[str] = Field(default_factory=list)
+    already_swept: SweptSpan | None = Field(
+        default=None, description="Set when earlier runs had stored every job of this run's window: nothing was read."
+    )
 
     def add(self, chunk: ChunkOutcome) -> None:
         self.stored += len(chunk.stored_keys)
@@ -171,6 +175,12 @@ async def load_storages(names: set[str], default: str, cache: dict[str, MediaSto
 
 
 def summary_markdown(report: StoreResultsReport, errors: dict[str, str], since: datetime, until: datetime) -> str:
+    if swept := report.already_swept:
+        return (
+            "### store-results: window already swept\n\n"
+            f"Earlier runs stored every job received from `{swept.start.isoformat()}` to `{swept.end.isoformat()}`, "
+            f"which holds this run's look-back and window (from `{since.isoformat()}`): nothing was read.\n"
+        )
     rows = [
         ("found (succeeded, store-by=sweep)", report.found),
         ("stored now", report.stored),
@@ -267,11 +277,13 @@ async def store_results(
     attempts: int = 3,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str | None = DEFAULT_RECEIVER,
+    incremental: bool = False,
 ) -> StoreResultsReport:
     """Store the results of every succeeded job labelled `aifaceswap.store-by: sweep` in one run.
 
     Sweeps go on until a sweep finds nothing new; results already stored (with a provenance record) are skipped,
     each other is stored as store-result would. Jobs come from the receiver's inbox, and from the stored events.
+    A run that stores everything it found records the span it swept, for the next `incremental` run.
 
     Args:
         since: The triggering event's time. None: now; a naive time means UTC.
@@ -284,6 +296,9 @@ async def store_results(
         attempts: Tries per result before it is reported as not stored.
         storage_block: Name of the MediaStorage block for jobs whose event names none.
         receiver_block: Name of the WebhookReceiver block whose inbox is read. None: stored events only.
+        incremental: Trust what earlier complete runs swept (a Prefect Variable, see flows/sweep_mark.py): end at
+            once when they covered this run's look-back and window, else read on from where they stopped. The
+            trigger sets it; leave it off for a catch-up run after an outage, which re-reads its whole look-back.
 
     Returns:
         The sweep's report: found, stored, already stored and failed jobs.
@@ -291,7 +306,6 @@ async def store_results(
     Raises:
         ResultsNotStored: Some results could not be stored (the report lists their task_ids).
     """
-    logger = get_run_logger()
     started = datetime.now(UTC)
     anchor = since or started
     if anchor.tzinfo is None:
@@ -300,15 +314,22 @@ async def store_results(
     until = max(
         anchor + timedelta(seconds=window_seconds + settle_seconds), started + timedelta(seconds=settle_seconds)
     )
+    mark = SweptMark(receiver_block)
+    swept = await mark.read() if incremental else None
+    if swept and swept.covers(read_from, anchor + timedelta(seconds=window_seconds)):
+        return await finish(StoreResultsReport(already_swept=swept), {}, read_from, until)
+    if swept and swept.start <= read_from < swept.end:
+        read_from = swept.end
     receiver = await optional_receiver(receiver_block)
     sweeper = Sweeper(storage_block, chunk_size, max_concurrency, attempts)
     progress = await acreate_progress_artifact(
         0.0, key="store-results-progress", description="store-results: share of the jobs found so far handled"
     )
-    report, errors = sweeper.report, sweeper.errors
+    report = sweeper.report
     source = JobSource(read_from, until, receiver)
     while True:
-        final = datetime.now(UTC) >= until
+        swept_at = datetime.now(UTC)
+        final = swept_at >= until
         received = await source.from_inbox()
         jobs, unusable = jobs_in(received if received is not None else await source.from_stored_events())
         if final and received is not None and not any(job.task_id not in sweeper.seen for job in jobs):
@@ -323,12 +344,28 @@ async def store_results(
         await sweeper.store(new)
         await aupdate_progress_artifact(progress, 100.0 * report.done / max(report.found, 1))
     await aupdate_progress_artifact(progress, 100.0)
+    if not report.failed:
+        await mark.extend(SweptSpan(start=read_from, end=min(until, swept_at - timedelta(seconds=settle_seconds))))
+    return await finish(report, sweeper.errors, read_from, until)
+
+
+async def finish(
+    report: StoreResultsReport, errors: dict[str, str], since: datetime, until: datetime
+) -> StoreResultsReport:
+    """Write the run's summary artifact and log line; raise ResultsNotStored when some results were not stored."""
     await acreate_markdown_artifact(
         key="store-results",
-        markdown=summary_markdown(report, errors, read_from, until),
+        markdown=summary_markdown(report, errors, since, until),
         description=f"store-results: {report.stored} stored, {report.failed} failed",
     )
-    logger.info(
+    if report.already_swept:
+        get_run_logger().info(
+            "earlier runs stored every job received from %s to %s, this run's window included: nothing to do",
+            report.already_swept.start.isoformat(),
+            report.already_swept.end.isoformat(),
+        )
+        return report
+    get_run_logger().info(
         "%d job(s) found: %d stored, %d already stored, %d failed (%d sweeps)",
         report.found,
         report.stored,

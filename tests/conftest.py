@@ -36,6 +36,7 @@ FAST_MODULES = {
     "test_packaging",
     "test_pricing",
     "test_sweep_jobs",
+    "test_sweep_mark",
     "test_project_init",
     "test_readme_security",
     "test_receiver",

@@ -21,13 +21,15 @@ from prefect import flow
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from prefect.events import Event
+from prefect.variables import Variable
 
 import faceswap_flows.flows.sweep_jobs as sweep_jobs_module
 from faceswap_flows.aifaceswap.models import FaceSwapRequest, TaskCallback, validate_model
-from faceswap_flows.flows.blocks_config import load_services
+from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, load_services
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, OutputOptions, job_facts, output_parameters
 from faceswap_flows.flows.sweep import JobSource, ResultsNotStored, StoreResultsReport, jobs_in, store_results
+from faceswap_flows.flows.sweep_mark import SweptMark, SweptSpan
 from faceswap_flows.flows.tasks.api import SubmittedJob, plan_job, submit
 from faceswap_flows.flows.tasks.media import upload
 from faceswap_flows.flows.tasks.waiting import stored_event
@@ -318,3 +320,84 @@ async def test_each_sweep_reads_the_inbox_on_from_the_last_and_the_stored_events
     later = [found for _, found in inbox_reads[1:]]
     assert any(entry["task_id"] == task_id for found in later for entry in found)
     assert all(len(found) <= 2 for found in later), "a later read: the entry it starts at, then what is new"
+
+
+class CountedReads:
+    """Counts the sweep's reads of the inbox and of the stored events, and where each inbox read starts."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.inbox_since: list[float] = []
+        self.event_reads = 0
+        read_inbox, read_events = sweep_jobs_module.received_callbacks, JobSource.from_stored_events
+
+        async def inbox(url: str, secret: str, since: float, **options: Any) -> list[dict[str, Any]]:
+            self.inbox_since.append(since)
+            return await read_inbox(url, secret, since, **options)
+
+        async def events(source: JobSource) -> list[dict[str, Any]]:
+            self.event_reads += 1
+            return await read_events(source)
+
+        monkeypatch.setattr(sweep_jobs_module, "received_callbacks", inbox)
+        monkeypatch.setattr(JobSource, "from_stored_events", events)
+
+
+async def test_a_triggered_run_whose_window_earlier_runs_swept_ends_without_reading(
+    stack, submitted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The trigger fires many runs for one burst of late events: those whose window is swept end at once."""
+    complete: StoreResultsReport = await sweep_now(submitted["since"])
+    assert complete.failed == 0 and complete.already_swept is None
+    swept = await SweptMark(DEFAULT_RECEIVER).read()
+    assert (
+        swept is not None
+        and swept.start <= submitted["since"]
+        and swept.end >= datetime.now(UTC) - timedelta(seconds=30)
+    )
+    reads = CountedReads(monkeypatch)
+    inside = submitted["since"] + timedelta(seconds=1)
+    skipped: StoreResultsReport = await sweep_now(inside, incremental=True)
+    assert skipped.already_swept == swept and skipped.found == 0 and skipped.sweeps == 0
+    assert reads.inbox_since == [] and reads.event_reads == 0, "nothing is read for a swept window"
+
+    catch_up: StoreResultsReport = await sweep_now(inside)  # not incremental: a catch-up run reads everything
+    assert catch_up.found >= len(submitted["sweep"]) - 1 and catch_up.already_swept is None
+    assert reads.inbox_since[0] == inside.timestamp() and reads.event_reads == 1
+
+
+async def test_a_triggered_run_reads_on_from_where_the_swept_span_ends(
+    stack, submitted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mark = SweptMark(DEFAULT_RECEIVER)
+    end = submitted["since"] + timedelta(seconds=1)
+    await Variable.aset(
+        mark.variable,
+        SweptSpan(start=submitted["since"] - timedelta(hours=1), end=end).model_dump(mode="json"),
+        overwrite=True,
+    )
+    reads = CountedReads(monkeypatch)
+    report: StoreResultsReport = await sweep_now(
+        submitted["since"], window_seconds=5, settle_seconds=0, incremental=True
+    )
+    assert report.already_swept is None and reads.inbox_since[0] == end.timestamp()
+    joined = await mark.read()
+    assert joined is not None and joined.start == submitted["since"] - timedelta(hours=1) and joined.end > end
+
+
+async def test_a_run_that_did_not_store_everything_leaves_the_mark_alone(stack, submitted) -> None:
+    mark = SweptMark(DEFAULT_RECEIVER)
+    before = await mark.read()
+    occurred = datetime.now(UTC) - timedelta(hours=3)
+    real_result = (await stored_event(submitted["sweep"][0].task_id))["result_image"]
+    gone = real_result.rsplit("/", 1)[0] + "/no-such-result.png"
+    task_id = f"sweep-gone-{uuid.uuid4().hex[:8]}"
+    async with get_client() as client:
+        await post_events(client, [sweep_event(task_id, gone, f"results/test/{task_id}.png", occurred)])
+    for _ in range(60):
+        jobs, _ = jobs_in(await JobSource(occurred, occurred + timedelta(seconds=1)).from_stored_events())
+        if jobs:
+            break
+        await asyncio.sleep(0.5)
+    with pytest.raises(ResultsNotStored):
+        await sweep_now(occurred - timedelta(seconds=1), attempts=1)
+    assert await mark.read() == before
