@@ -112,9 +112,12 @@ def need(binary: str, package: str) -> str:
 class MultiServerStack:
     """The whole topology in ``folder`` (logs under ``folder/logs``); ``api_url`` is the balancer's."""
 
-    def __init__(self, folder: Path, *, api_servers: int = 2, workers: int = 2, max_concurrency: int = 16) -> None:
+    def __init__(
+        self, folder: Path, *, api_servers: int = 2, workers: int = 2, max_concurrency: int = 16, worker_nice: int = 10
+    ) -> None:
         self.folder = folder
         self.api_servers, self.workers, self.max_concurrency = api_servers, workers, max_concurrency
+        self.worker_nice = worker_nice
         self.procs = Processes(folder / "logs")
         self.pg = PostgresServer()
         self.redis_port, self.balancer_port = free_port(), free_port()
@@ -203,7 +206,7 @@ class MultiServerStack:
         if made.returncode != 0:
             raise RuntimeError(f"faceswap-flows signing dev-cert failed:\n{made.stdout[-2000:]}{made.stderr[-2000:]}")
         deploy(self.folder, self.env, max_concurrency=self.max_concurrency, also=("store-result",))
-        start_workers(self.procs, self.env, self.workers)
+        start_workers(self.procs, self.env, self.workers, self.worker_nice)
         return self
 
     def kill(self, name: str) -> None:

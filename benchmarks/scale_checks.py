@@ -110,6 +110,11 @@ def print_checks(figures: dict[str, Any]) -> bool:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
         if i == 0:
             print("  ".join("-" * width for width in widths))
+    if sweeps := figures.get("store_results_runs"):
+        print(
+            f"store-results runs: {sweeps['runs']} ({sweeps['completed']} Completed), run times "
+            f"{sweeps['run_seconds']} s; release -> all stored, pool idle: {figures.get('release_to_stored_seconds')} s"
+        )
     if figures.get("retried"):
         print(f"sent again, not lost: {figures['retried']}")
     return all(met for *_, met in rows)

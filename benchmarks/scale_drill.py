@@ -145,15 +145,22 @@ async def run_counts() -> dict[str, int]:
         }
 
 
-async def store_result_runs() -> list[dict[str, Any]]:
+async def deployment_runs(name: str) -> list[dict[str, Any]]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
     async with get_client() as client:
         runs = await client.read_flow_runs(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["store-result"])), limit=200
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])), limit=200
         )
-    return [{"task_id": run.parameters.get("task_id"), "state": run.state.name if run.state else "?"} for run in runs]
+    return [
+        {
+            "task_id": run.parameters.get("task_id"),
+            "state": run.state.name if run.state else "?",
+            "seconds": run.total_run_time.total_seconds(),
+        }
+        for run in runs
+    ]
 
 
 def settle_runs(timeout: float) -> dict[str, int]:
@@ -264,7 +271,13 @@ def collect(
     )
     used = cpu_seconds({"sandbox": topology.procs.pid("sandbox")})["sandbox"] - sandbox_cpu
     figures["sandbox_cpu_ms_per_job"] = round(used * 1000 / max(expected, 1), 1)
-    runs = asyncio.run(store_result_runs())
+    sweeps = asyncio.run(deployment_runs("store-results"))
+    figures["store_results_runs"] = {
+        "runs": len(sweeps),
+        "completed": sum(1 for run in sweeps if run["state"] == "Completed"),
+        "run_seconds": sorted(round(run["seconds"], 1) for run in sweeps),
+    }
+    runs = asyncio.run(deployment_runs("store-result"))
     figures["store_result_runs"] = len(runs)
     figures["store_result_runs_completed"] = sum(1 for run in runs if run["state"] == "Completed")
     figures["trigger_jobs_with_run"] = len(set(trigger_ids) & {run["task_id"] for run in runs})
@@ -276,6 +289,9 @@ def main() -> None:
     parser.add_argument("--trigger-jobs", type=int, default=6, help="faceswap flow runs (store-by: trigger)")
     parser.add_argument("--kill-api", type=float, default=0, help="SIGKILL API server 2 this many s into the batch")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--worker-nice", type=int, default=10, help="the workers' niceness: storing yields the cores to the receiver"
+    )
     parser.add_argument(
         "--photo-side", type=int, default=160, help="a distinct source photo per job, this many px (0: 4 pairs cycled)"
     )
@@ -289,9 +305,9 @@ def main() -> None:
     started = time.monotonic()
     print(f"load before: {os.getloadavg()}", flush=True)
     try:
-        with MultiServerStack(folder, workers=args.workers) as topology:
+        with MultiServerStack(folder, workers=args.workers, worker_nice=args.worker_nice) as topology:
             figures["start_seconds"] = time.monotonic() - started
-            figures["topology"] += f", {args.workers} process workers"
+            figures["topology"] += f", {args.workers} process workers (nice {args.worker_nice})"
             drill(args, topology, figures)
     finally:
         figures["logs"] = str(folder / "logs")

@@ -212,11 +212,14 @@ def deploy(folder: Path, env: dict[str, str], *, max_concurrency: int, also: tup
     return str(store["name"])
 
 
-def start_workers(procs: Processes, env: dict[str, str], count: int = 2) -> None:
+def start_workers(procs: Processes, env: dict[str, str], count: int = 2, nice: int = 0) -> None:
+    """``count`` process workers; ``nice`` > 0 runs them (and their flow runs) below the receiver's priority, as
+    batch work on a host shared with it."""
+    lower = ["nice", "-n", str(nice)] if nice else []
     for i in range(1, count + 1):
         procs.start(
             f"worker-{i}",
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process",
+            [*lower, sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process",
              "--name", f"bench-worker-{i}"],
             env,
         )  # fmt: skip
