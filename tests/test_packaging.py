@@ -1,12 +1,18 @@
 """The installed import names: every package folder of the repository is installed under ``faceswap_flows``, and
 no code imports a folder by its bare name (which works in a checkout only, and would shadow a user's own
-``flows`` or ``blocks`` package)."""
+``flows`` or ``blocks`` package); and whatever the code imports is a declared dependency."""
 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
+import sys
 import tomllib
 from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 ROOT = Path(__file__).resolve().parent.parent
 FOLDERS = {"aifaceswap", "blocks", "cli", "devstack", "flows", "receiver"}
@@ -44,3 +50,68 @@ def test_no_code_imports_a_folder_by_its_bare_name() -> None:
                     f"{path.relative_to(ROOT)}:{node.lineno}: {n}" for n in names if n.split(".")[0] in FOLDERS
                 ]
     assert offenders == [], "import these as faceswap_flows.<folder>:\n" + "\n".join(offenders)
+
+
+def imported_top_names(folder: Path) -> dict[str, str]:
+    """Top-level names of the modules the folder's code imports (absolute imports only), with one place each."""
+    names: dict[str, str] = {}
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found = [node.module]
+            else:
+                continue
+            for name in found:
+                names.setdefault(name.split(".")[0], f"{path.relative_to(ROOT)}:{node.lineno}")
+    return names
+
+
+def providers() -> dict[str, set[str]]:
+    """Import names to the distributions that install them: from top_level.txt (importlib's map) and from the
+    files each distribution installs (some wheels' top_level.txt is wrong: dlib-bin names only its extension)."""
+    found: dict[str, set[str]] = {
+        name: {canonicalize_name(d) for d in dists}
+        for name, dists in importlib.metadata.packages_distributions().items()
+    }
+    for distribution in importlib.metadata.distributions():
+        for file in distribution.files or []:
+            top = file.parts[0].split(".")[0] if file.parts else ""
+            if top and not file.parts[0].endswith((".dist-info", ".data")) and top != "..":
+                found.setdefault(top, set()).add(canonicalize_name(distribution.metadata["Name"]))
+    return found
+
+
+def declared(*extras: str) -> set[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    requirements = list(project["dependencies"])
+    for extra in extras:
+        requirements += project["optional-dependencies"][extra]
+    return {canonicalize_name(Requirement(text).name) for text in requirements}
+
+
+@pytest.mark.parametrize(
+    ("folder", "extras"),
+    [
+        ("flows", ()),
+        ("blocks", ()),
+        ("receiver", ()),
+        ("cli", ()),
+        ("aifaceswap", ("sandbox",)),  # the sandbox's own modules import its extra
+        ("devstack", ("sandbox", "photos")),
+    ],
+)
+def test_every_module_the_code_imports_comes_from_a_declared_distribution(folder: str, extras: tuple[str, ...]) -> None:
+    """A plain `pip install faceswap-flows` must be enough to import a flow: whatever the code imports is declared
+    in pyproject.toml, not merely brought along by Prefect today."""
+    installed_by = providers()
+    allowed = declared(*extras) | {"faceswap-flows"}
+    undeclared = {}
+    for name, where in imported_top_names(ROOT / folder).items():
+        if name in sys.stdlib_module_names or name in {"faceswap_flows", "__future__"}:
+            continue
+        distributions = installed_by.get(name, set())
+        if not distributions & allowed:
+            undeclared[name] = (where, sorted(distributions) or "not installed")
+    assert not undeclared, undeclared
