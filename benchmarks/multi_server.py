@@ -205,7 +205,9 @@ class MultiServerStack:
         made = subprocess.run(signing, env=self.env, capture_output=True, text=True, check=False)
         if made.returncode != 0:
             raise RuntimeError(f"faceswap-flows signing dev-cert failed:\n{made.stdout[-2000:]}{made.stderr[-2000:]}")
-        deploy(self.folder, self.env, max_concurrency=self.max_concurrency, also=("store-result",))
+        deploy(
+            self.folder, self.env, max_concurrency=self.max_concurrency, also=("store-result",), nice=self.worker_nice
+        )
         start_workers(self.procs, self.env, self.workers, self.worker_nice)
         return self
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -176,12 +177,27 @@ def store_deployment() -> dict[str, Any]:
     return dict(declared.get("store-results") or declared["store-result"])
 
 
-def deploy(folder: Path, env: dict[str, str], *, max_concurrency: int, also: tuple[str, ...] = ()) -> str:
+def lowered(command: list[str], nice: int) -> list[str]:
+    """``command`` at a lower CPU priority. ``nice`` alone does not reach across sessions (with Linux's
+    autogroups each session shares the CPU as one, and the workers start each flow run in a session of its own),
+    so the session's autogroup is lowered too."""
+    if not nice:
+        return command
+    script = f"{{ echo {nice} > /proc/self/autogroup; }} 2>/dev/null; exec nice -n {nice} {shlex.join(command)}"
+    return ["sh", "-c", script]
+
+
+def deploy(
+    folder: Path, env: dict[str, str], *, max_concurrency: int, also: tuple[str, ...] = (), nice: int = 0
+) -> str:
     """Create the process work pool and deploy the batch flow (wait=False) and the store deployment to it, and
-    the deployments of prefect.yaml named in ``also``."""
-    store = {**store_deployment(), "work_pool": {"name": POOL, "work_queue_name": "default"}}
+    the deployments of prefect.yaml named in ``also``; their flow runs at ``nice`` (see :func:`lowered`)."""
+    pool: dict[str, Any] = {"name": POOL, "work_queue_name": "default"}
+    if nice:
+        pool["job_variables"] = {"command": shlex.join(lowered([sys.executable, "-m", "prefect.engine"], nice))}
+    store = {**store_deployment(), "work_pool": pool}
     declared = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
-    extra = [{**declared[name], "work_pool": {"name": POOL, "work_queue_name": "default"}} for name in also]
+    extra = [{**declared[name], "work_pool": pool} for name in also]
     project = {
         "name": "faceswap-bench-scale",
         "prefect-version": "3.9.1",
@@ -192,7 +208,7 @@ def deploy(folder: Path, env: dict[str, str], *, max_concurrency: int, also: tup
             {
                 "name": BATCH_DEPLOYMENT,
                 "entrypoint": "flows/batch.py:batch_faceswap",
-                "work_pool": {"name": POOL, "work_queue_name": "default"},
+                "work_pool": pool,
                 "parameters": {"options": {"wait": False}, "max_concurrency": max_concurrency, "force": True},
             },
             store,
@@ -213,16 +229,12 @@ def deploy(folder: Path, env: dict[str, str], *, max_concurrency: int, also: tup
 
 
 def start_workers(procs: Processes, env: dict[str, str], count: int = 2, nice: int = 0) -> None:
-    """``count`` process workers; ``nice`` > 0 runs them (and their flow runs) below the receiver's priority, as
-    batch work on a host shared with it."""
-    lower = ["nice", "-n", str(nice)] if nice else []
+    """``count`` process workers; ``nice`` > 0 runs them below the receiver's priority, as batch work on a host
+    shared with it (their flow runs too: :func:`deploy`)."""
     for i in range(1, count + 1):
-        procs.start(
-            f"worker-{i}",
-            [*lower, sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process",
-             "--name", f"bench-worker-{i}"],
-            env,
-        )  # fmt: skip
+        command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process",
+                   "--name", f"bench-worker-{i}"]  # fmt: skip
+        procs.start(f"worker-{i}", lowered(command, nice), env)
 
 
 # Reading the state of the run.
