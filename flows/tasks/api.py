@@ -9,7 +9,6 @@ from typing import Any, Literal, TypeVar
 
 from prefect import task
 from prefect.context import TaskRunContext
-from prefect.events import emit_event
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run, task_run
 
@@ -22,6 +21,7 @@ from faceswap_flows.flows.exceptions import JobFailed
 from faceswap_flows.flows.provenance.records import JobFacts, run_facts
 from faceswap_flows.flows.tasks.artifacts import credits_artifact
 from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome, PaidAttempts, call_paid_sync
+from faceswap_flows.flows.tasks.recorded_events import emit_recorded
 from faceswap_flows.flows.tasks.submission import (
     Submission,
     SubmissionOutcomeUnknown,
@@ -231,7 +231,7 @@ async def submit(
     submission = Submission(credentials, receiver, job, request, storage, on_unknown_outcome)
     submitted = await submission.run()
     logger.info("submitted %s: task_id=%s, %d credits", job.operation, submitted.task_id, submitted.points)
-    emit_event(
+    await emit_recorded(
         event=SUBMITTED,
         resource={
             "prefect.resource.id": task_resource_id(submitted.task_id),
