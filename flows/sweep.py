@@ -38,6 +38,9 @@ from faceswap_flows.flows.sweep_mark import SweptMark, SweptSpan
 from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 
 SHOWN_FAILURES = 50
+# The swept span a run records ends at least this long before its last sweep: an event another receiver took and
+# the API stored up to this late is still read by a later incremental run (this receiver's inbox is exact at once).
+MARK_MARGIN_SECONDS = 60.0
 RETRY_DELAYS = (1.0, 5.0, 15.0)
 
 
@@ -345,7 +348,8 @@ async def store_results(
         await aupdate_progress_artifact(progress, 100.0 * report.done / max(report.found, 1))
     await aupdate_progress_artifact(progress, 100.0)
     if not report.failed:
-        await mark.extend(SweptSpan(start=read_from, end=min(until, swept_at - timedelta(seconds=settle_seconds))))
+        margin = timedelta(seconds=max(settle_seconds, MARK_MARGIN_SECONDS))
+        await mark.extend(SweptSpan(start=read_from, end=min(until, swept_at - margin)))
     return await finish(report, sweeper.errors, read_from, until)
 
 

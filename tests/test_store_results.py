@@ -23,6 +23,7 @@ from prefect.client.schemas.filters import FlowRunFilter
 from prefect.events import Event
 from prefect.variables import Variable
 
+import faceswap_flows.flows.sweep as sweep_module
 import faceswap_flows.flows.sweep_jobs as sweep_jobs_module
 from faceswap_flows.aifaceswap.models import FaceSwapRequest, TaskCallback, validate_model
 from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, load_services
@@ -346,6 +347,7 @@ async def test_a_triggered_run_whose_window_earlier_runs_swept_ends_without_read
     stack, submitted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The trigger fires many runs for one burst of late events: those whose window is swept end at once."""
+    monkeypatch.setattr(sweep_module, "MARK_MARGIN_SECONDS", 0)
     complete: StoreResultsReport = await sweep_now(submitted["since"])
     assert complete.failed == 0 and complete.already_swept is None
     swept = await SweptMark(DEFAULT_RECEIVER).read()
@@ -368,6 +370,7 @@ async def test_a_triggered_run_whose_window_earlier_runs_swept_ends_without_read
 async def test_a_triggered_run_reads_on_from_where_the_swept_span_ends(
     stack, submitted, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sweep_module, "MARK_MARGIN_SECONDS", 0)
     mark = SweptMark(DEFAULT_RECEIVER)
     end = submitted["since"] + timedelta(seconds=1)
     await Variable.aset(
@@ -401,3 +404,15 @@ async def test_a_run_that_did_not_store_everything_leaves_the_mark_alone(stack, 
     with pytest.raises(ResultsNotStored):
         await sweep_now(occurred - timedelta(seconds=1), attempts=1)
     assert await mark.read() == before
+
+
+async def test_the_swept_span_ends_a_margin_before_the_last_sweep(stack, submitted) -> None:
+    """Another receiver's job whose event the API stores late is still read by the next incremental run."""
+    mark = SweptMark(DEFAULT_RECEIVER)
+    await Variable.aunset(mark.variable)
+    started = datetime.now(UTC)
+    await sweep_now(started - timedelta(seconds=120))
+    swept = await mark.read()
+    margin = timedelta(seconds=sweep_module.MARK_MARGIN_SECONDS)
+    assert swept is not None and swept.start == started - timedelta(seconds=120)
+    assert started - margin - timedelta(seconds=1) <= swept.end <= datetime.now(UTC) - margin
