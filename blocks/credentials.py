@@ -70,11 +70,12 @@ class AIFaceSwapCredentials(Block):
 
     def get_client(self, *, pooled: bool = False) -> AIFaceSwapClient:
         """A new client with this block's key, base URL and timeout; use it as an async context manager.
-        ``pooled``: its HTTP connections come from the event loop's shared pool (many calls in one flow run)."""
+        ``pooled``: its HTTP client is the event loop's shared one for paid calls (a new connection per call: a
+        kept-alive one closed by the server as idle would make a call's outcome unknown)."""
         return AIFaceSwapClient(
             self.api_key.get_secret_value(),
             base_url=self.base_url,
             timeout=self.timeout,
             max_retries=self.max_retries,
-            http_client=shared_http_client() if pooled else None,
+            http_client=shared_http_client(keep_alive=False) if pooled else None,
         )

@@ -24,7 +24,9 @@ from faceswap_flows.aifaceswap import (
     ServerError,
     UnreadableAnswerError,
 )
+from faceswap_flows.aifaceswap.client import shared_http_client
 from faceswap_flows.aifaceswap.http_server import BackgroundServer
+from faceswap_flows.blocks import AIFaceSwapCredentials
 from tests.test_models import tiny_png
 
 HOOK = "https://hooks.example.com/cb"
@@ -40,7 +42,11 @@ class StandIn:
         self.delay = 0.0
 
     async def handle(self, request: Request) -> object:
-        record: dict[str, object] = {"path": request.url.path, "auth": request.headers.get("authorization")}
+        record: dict[str, object] = {
+            "path": request.url.path,
+            "auth": request.headers.get("authorization"),
+            "connection": request.client,  # (host, port): a new port is a new connection
+        }
         if request.headers.get("content-type", "").startswith("multipart/"):
             async with request.form() as form:
                 record["form"] = {
@@ -189,3 +195,25 @@ async def test_shared_http_client_is_not_closed(fresh) -> None:
         async with AIFaceSwapClient("k", base_url=fresh.url, http_client=http) as client:
             await client.faceswap(URL, URL, webhook=HOOK)
         assert not http.is_closed
+
+
+async def test_every_paid_call_goes_over_a_new_connection(fresh) -> None:
+    """A kept-alive connection the server closes as idle just as a call is sent makes the call's outcome unknown
+    (and the job is not sent again): paid calls never reuse one, pooled or not, while downloads still do."""
+    async with AIFaceSwapClient("k", base_url=fresh.url) as client:
+        for _ in range(3):
+            await client.faceswap(URL, URL, webhook=HOOK)
+    credentials = AIFaceSwapCredentials(api_key="k", base_url=fresh.url)
+    async with credentials.get_client(pooled=True) as client:
+        for _ in range(3):
+            await client.faceswap(URL, URL, webhook=HOOK)
+    connections = [record["connection"] for record in fresh.seen]
+    assert len(connections) == 6 and len(set(connections)) == 6, connections
+
+    reused = shared_http_client()
+    ports = set()
+    for _ in range(3):
+        response = await reused.post(f"{fresh.url}/api/aifaceswap/v1/faceswap", json={})
+        assert response.status_code == 200
+        ports.add(fresh.seen[-1]["connection"])
+    assert len(ports) == 1, "the shared client for downloads keeps its connection"
