@@ -5,6 +5,7 @@ no code imports a folder by its bare name (which works in a checkout only, and w
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import sys
 import tomllib
@@ -68,19 +69,19 @@ def imported_top_names(folder: Path) -> dict[str, str]:
     return names
 
 
-def providers() -> dict[str, set[str]]:
-    """Import names to the distributions that install them: from top_level.txt (importlib's map) and from the
+@functools.cache
+def providers(name: str) -> frozenset[str]:
+    """The distributions that install the import name ``name``: importlib's map (from top_level.txt), else the
     files each distribution installs (some wheels' top_level.txt is wrong: dlib-bin names only its extension)."""
-    found: dict[str, set[str]] = {
-        name: {canonicalize_name(d) for d in dists}
-        for name, dists in importlib.metadata.packages_distributions().items()
-    }
+    known = importlib.metadata.packages_distributions().get(name)
+    if known:
+        return frozenset(canonicalize_name(d) for d in known)
+    found = set()
     for distribution in importlib.metadata.distributions():
-        for file in distribution.files or []:
-            top = file.parts[0].split(".")[0] if file.parts else ""
-            if top and not file.parts[0].endswith((".dist-info", ".data")) and top != "..":
-                found.setdefault(top, set()).add(canonicalize_name(distribution.metadata["Name"]))
-    return found
+        record = distribution.read_text("RECORD") or ""
+        if any(line.startswith((f"{name}/", f"{name}.")) for line in record.splitlines()):
+            found.add(canonicalize_name(distribution.metadata["Name"]))
+    return frozenset(found)
 
 
 def declared(*extras: str) -> set[str]:
@@ -105,13 +106,12 @@ def declared(*extras: str) -> set[str]:
 def test_every_module_the_code_imports_comes_from_a_declared_distribution(folder: str, extras: tuple[str, ...]) -> None:
     """A plain `pip install faceswap-flows` must be enough to import a flow: whatever the code imports is declared
     in pyproject.toml, not merely brought along by Prefect today."""
-    installed_by = providers()
     allowed = declared(*extras) | {"faceswap-flows"}
     undeclared = {}
     for name, where in imported_top_names(ROOT / folder).items():
         if name in sys.stdlib_module_names or name in {"faceswap_flows", "__future__"}:
             continue
-        distributions = installed_by.get(name, set())
+        distributions = providers(name)
         if not distributions & allowed:
             undeclared[name] = (where, sorted(distributions) or "not installed")
     assert not undeclared, undeclared
