@@ -3,12 +3,9 @@ and Prefect's stored events (every receiver's jobs, lagging under load), as :cla
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from prefect.client.orchestration import get_client
@@ -24,6 +21,7 @@ from prefect.logging import get_run_logger
 from pydantic import ValidationError
 
 from faceswap_flows.blocks import WebhookReceiver
+from faceswap_flows.flows.api_retries import again_if_api_failed
 from faceswap_flows.flows.collect import FinishedJob
 from faceswap_flows.flows.tasks.waiting import received_callbacks
 from faceswap_flows.receiver.events import SUCCEEDED, task_resource_id
@@ -32,8 +30,6 @@ STORE_BY_LABEL = "aifaceswap.store-by"
 SWEEP = "sweep"
 PAGE_SIZE = 50  # the most /events/filter returns per page
 PAGE_RETRY_DELAYS = (1.0, 4.0, 15.0)
-T = TypeVar("T")
-logger = logging.getLogger(__name__)
 
 
 def sweep_filter(since: datetime, until: datetime) -> EventFilter:
@@ -52,26 +48,16 @@ async def read_all_events(event_filter: EventFilter, client: Any = None) -> list
     if client is None:
         async with get_client() as opened:
             return await read_all_events(event_filter, opened)
-    page = await read_again_if_failed(functools.partial(client.read_events, filter=event_filter, limit=PAGE_SIZE))
+    page = await again_if_api_failed(
+        functools.partial(client.read_events, filter=event_filter, limit=PAGE_SIZE), PAGE_RETRY_DELAYS, "reading events"
+    )
     found: list[Event] = list(page.events)
     while page.next_page and page.events:
-        page = await read_again_if_failed(functools.partial(client.read_events_page, str(page.next_page)))
+        page = await again_if_api_failed(
+            functools.partial(client.read_events_page, str(page.next_page)), PAGE_RETRY_DELAYS, "reading events"
+        )
         found += page.events
     return found
-
-
-async def read_again_if_failed(read: Callable[[], Awaitable[T]]) -> T:
-    """``read()``, asked again after each of PAGE_RETRY_DELAYS when the API answers 5xx or the connection fails."""
-    for delay in (*PAGE_RETRY_DELAYS, None):
-        try:
-            return await read()
-        except (httpx.HTTPStatusError, httpx.TransportError) as error:
-            server_side = not isinstance(error, httpx.HTTPStatusError) or error.response.status_code >= 500
-            if delay is None or not server_side:
-                raise
-            logger.warning("reading the stored events failed (%r); asking again in %.0f s", error, delay)
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")
 
 
 def finished_job(payload: dict[str, Any]) -> FinishedJob | None:

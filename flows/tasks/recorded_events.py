@@ -10,7 +10,7 @@ duplicates by id.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -20,6 +20,7 @@ from prefect.events import Event, emit_event
 from prefect.events.related import related_resources_from_run_context
 from prefect.settings import get_current_settings
 
+from faceswap_flows.flows.api_retries import again_if_api_failed
 from faceswap_flows.receiver.events import post_events
 
 RETRY_DELAYS = (1.0, 4.0, 15.0)
@@ -46,18 +47,12 @@ async def emit_recorded(
         from_run = await related_resources_from_run_context(client, exclude={r.id for r in built.involved_resources})
         room = max(get_current_settings().server.events.maximum_related_resources - len(built.related), 0)
         built.related += from_run[:room]  # an event with more is refused
-        for delay in (*RETRY_DELAYS, None):
-            try:
-                await post_events(client, [built])
-                return built
-            except (httpx.HTTPStatusError, httpx.TransportError) as error:
-                refused = isinstance(error, httpx.HTTPStatusError) and error.response.status_code < 500
-                if delay is None or refused:
-                    break
-                logger.warning(
-                    "event %s (%s) not taken (%r); sending it again in %.0f s", event, built.id, error, delay
-                )
-                await asyncio.sleep(delay)
+        try:
+            post = functools.partial(post_events, client, [built])
+            await again_if_api_failed(post, RETRY_DELAYS, f"sending event {event} ({built.id})")
+            return built
+        except (httpx.HTTPStatusError, httpx.TransportError):
+            pass
     logger.warning("event %s (%s): the API did not take it over HTTP; handed to the events websocket", event, built.id)
     emit_event(event=event, resource=resource, related=related, payload=payload, id=built.id, occurred=built.occurred)
     return built
