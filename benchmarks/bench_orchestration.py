@@ -7,9 +7,11 @@ life), so the CPU each side spends is measured apart: this process (flow or scri
 the stack.
 
 Run: ``cd benchmarks && ../.venv/bin/python bench_orchestration.py [--jobs 100 500] [--concurrency 8]
-[--rounds 3] [--items-per-task N] [--database postgresql|sqlite]``: each side runs ``--rounds`` times per N,
-alternating which goes first, and the medians are shown with the host's CPU steal. PostgreSQL (the set-up
-docs/scale.md advises beyond a few hundred jobs) is installed with apt-get and started by the benchmark.
+[--rounds 3] [--items-per-task N] [--database postgresql|sqlite] [--server-settings batch|prefect-defaults]``:
+each side runs ``--rounds`` times per N, alternating which goes first, and the medians are shown with the host's
+CPU steal. PostgreSQL (the set-up docs/scale.md advises beyond a few hundred jobs) is installed with apt-get and
+started by the benchmark. The Prefect server runs with the settings docs/scale.md advises for batches (the
+devstack's BATCH_SERVER_SETTINGS: task-run states written 20 at a time) unless ``prefect-defaults``.
 Target: ratio (flow / script) <= 1.3 at N = 500.
 """
 
@@ -28,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from local_prefect_env import start_prefect
+
+from faceswap_flows.devstack.prefect_server import BATCH_SERVER_SETTINGS
 
 
 class Hooks:
@@ -199,6 +203,12 @@ def main() -> None:
         default="source",
         help="each item's own source photo (and face photo: both), made from the package photos; none: one pair",
     )
+    parser.add_argument(
+        "--server-settings",
+        choices=["batch", "prefect-defaults"],
+        default="batch",
+        help="the Prefect server's settings: the devstack's BATCH_SERVER_SETTINGS, or Prefect's defaults",
+    )
     args = parser.parse_args()
     with contextlib.ExitStack() as resources:
         database_url, database_pid = None, None
@@ -208,7 +218,7 @@ def main() -> None:
             database = resources.enter_context(PostgresServer())
             database_url = database.url
             database_pid = int((database.data / "postmaster.pid").read_text().split()[0])
-        server = start_prefect(database_url)
+        server = start_prefect(database_url, batch_settings=args.server_settings == "batch")
         assert server.process is not None
         pids = {"flow or script": os.getpid(), "prefect server": server.process.pid}
         if database_pid:
@@ -216,7 +226,14 @@ def main() -> None:
         options = {} if args.items_per_task is None else {"items_per_task": args.items_per_task}
         rows, finishing = measure(pids, args.jobs, args.concurrency, args.rounds, options, args.distinct)
         server.stop()
-    report(rows, args.concurrency, args.database, {**options, "distinct photos": args.distinct}, finishing)
+    described = {**options, "distinct photos": args.distinct, "server settings": server_settings(args.server_settings)}
+    report(rows, args.concurrency, args.database, described, finishing)
+
+
+def server_settings(choice: str) -> str:
+    if choice != "batch":
+        return "Prefect's defaults"
+    return "batch (" + " ".join(f"{name}={value}" for name, value in BATCH_SERVER_SETTINGS.items()) + ")"
 
 
 def measure(

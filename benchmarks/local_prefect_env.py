@@ -14,10 +14,14 @@ sys.path.insert(0, str(ROOT))
 from faceswap_flows.devstack.prefect_server import LocalPrefectServer
 
 
-def start_prefect(database_url: str | None = None, **environment: str) -> LocalPrefectServer:
-    """A fresh `prefect server start` (SQLite unless ``database_url``, temporary home), stopped at exit; this
-    process talks to it."""
-    server = LocalPrefectServer(tempfile.mkdtemp(prefix="faceswap-bench-prefect-"), database_url=database_url)
+def start_prefect(
+    database_url: str | None = None, *, batch_settings: bool = True, **environment: str
+) -> LocalPrefectServer:
+    """A fresh `prefect server start` (SQLite unless ``database_url``, temporary home; with the devstack's
+    BATCH_SERVER_SETTINGS unless ``batch_settings`` is False), stopped at exit; this process talks to it."""
+    server = LocalPrefectServer(
+        tempfile.mkdtemp(prefix="faceswap-bench-prefect-"), database_url=database_url, batch_settings=batch_settings
+    )
     os.environ.update(environment)
     server.start()
     atexit.register(server.stop)

@@ -23,7 +23,7 @@ from pathlib import Path
 from postgres_server import PostgresServer
 from scale_stack import CLI, Processes, Stack, deploy, save_blocks, start_services, start_workers, wait_http
 
-from faceswap_flows.devstack.prefect_server import free_port
+from faceswap_flows.devstack.prefect_server import BATCH_SERVER_SETTINGS, free_port
 
 # What a log says when a message is lost: the in-memory broker's full queue, prefect-redis's dead letters, orphan
 # entries acknowledged unread and handler/stream failures, a callback or event given up (sandbox, receiver).
@@ -132,6 +132,7 @@ class MultiServerStack:
     def prefect_env(self) -> dict[str, str]:
         redis = f"redis://127.0.0.1:{self.redis_port}"
         return {
+            **BATCH_SERVER_SETTINGS,
             **os.environ,
             "PREFECT_HOME": str(self.folder / "prefect-home"),
             "PREFECT_API_URL": self.api_url,

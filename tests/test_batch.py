@@ -8,11 +8,13 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import TaskRun
 
+from faceswap_flows.devstack.prefect_server import BATCH_SERVER_SETTINGS
 from faceswap_flows.flows.batch import batch_faceswap, swap_items
 from faceswap_flows.flows.options import SwapOptions
 from faceswap_flows.flows.tasks.waiting import stored_event
@@ -84,6 +86,26 @@ async def test_one_item_per_task_gives_each_item_its_submit_and_collect_task_run
     assert {"submit item 0", "submit item 1"} <= names
     assert {f"collect result of {item.task_id}" for item in report.items} <= names
     assert not [name for name in names if name.startswith("swap items")]
+
+
+async def test_the_local_server_writes_task_run_states_in_batches_and_records_every_one(
+    stack, prefect_api: str, tmp_path: Path
+) -> None:
+    """The devstack's server runs with BATCH_SERVER_SETTINGS (what docs/scale.md advises for batches); every
+    state of every task run still reaches the API, the last batch by the flush interval."""
+    settings = httpx.get(f"{prefect_api}/admin/settings", timeout=10).json()["server"]["services"]
+    assert settings["task_run_recorder"]["batch_size"] == int(
+        BATCH_SERVER_SETTINGS["PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE"]
+    )
+    state = await batch_faceswap(
+        str(write_manifest(stack, tmp_path, 3)), force=True, items_per_task=1, return_state=True
+    )
+    assert [item.status for item in (await state.result()).items] == ["stored"] * 3
+    runs = await recorded_task_runs(state.state_details.flow_run_id, expected=2 + 6)
+    assert len(runs) == 2 + 6
+    assert all(run.state is not None and run.state.is_completed() for run in runs), [
+        (run.name, run.state_name) for run in runs
+    ]
 
 
 async def test_a_group_retries_only_its_unfinished_items(stack, faults, tmp_path: Path, monkeypatch) -> None:
