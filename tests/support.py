@@ -74,3 +74,26 @@ def sweep_now(since: Any, **options: Any) -> Any:
 
     settings = {"lookback_seconds": 0, "window_seconds": 0, "settle_seconds": 0, "poll_seconds": 0.5}
     return store_results(since=since, **{**settings, **options})
+
+
+async def recorded_task_runs(
+    flow_run_id: Any, expected: int = 1, timeout: float = 30.0, *, named: tuple[str, ...] = ()
+) -> list[Any]:
+    """The flow run's task runs as the API records them, once there are ``expected`` and all are in a final state:
+    task states reach the API through events, a moment after the flow returned (up to the task-run recorder's
+    flush interval with the devstack's BATCH_SERVER_SETTINGS). ``named``: a final one starts with each of these."""
+    import asyncio
+    import time
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    deadline = time.monotonic() + timeout
+    async with get_client() as client:
+        while True:
+            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            final = [run for run in runs if run.state and run.state.is_final()]
+            seen = all(any(run.name.startswith(prefix) for run in final) for prefix in named)
+            if (len(final) == len(runs) >= expected and seen) or time.monotonic() > deadline:
+                return final
+            await asyncio.sleep(0.5)

@@ -4,22 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-from prefect.client.schemas.objects import TaskRun
 
 from faceswap_flows.devstack.prefect_server import BATCH_SERVER_SETTINGS
 from faceswap_flows.flows.batch import batch_faceswap, swap_items
 from faceswap_flows.flows.options import SwapOptions
 from faceswap_flows.flows.tasks.waiting import stored_event
 from tests.media import likeness, read_image
-from tests.support import sweep_now
+from tests.support import recorded_task_runs, sweep_now
 from tests.vision import photos
 
 PAIRS = [("astronaut", "grace"), ("grace", "astronaut"), ("group", "grace"), ("group", "astronaut")]
@@ -38,19 +34,6 @@ def write_manifest(stack, folder: Path, count: int) -> Path:
     ]
     manifest.write_text("\n".join(json.dumps(line) for line in lines))
     return manifest
-
-
-async def recorded_task_runs(flow_run_id, expected: int, timeout: float = 30.0) -> list[TaskRun]:
-    """The flow run's task runs as the API records them, once there are ``expected`` and all are in a final state
-    (task states reach the API through events, a moment after the flow returned)."""
-    deadline = time.monotonic() + timeout
-    async with get_client() as client:
-        while True:
-            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            final = [run for run in runs if run.state and run.state.is_final()]
-            if len(final) == len(runs) >= expected or time.monotonic() > deadline:
-                return final
-            await asyncio.sleep(0.5)
 
 
 async def test_items_run_in_groups_of_items_per_task(stack, tmp_path: Path) -> None:

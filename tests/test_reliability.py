@@ -20,7 +20,7 @@ from faceswap_flows.flows.tasks.paid_calls import SubmissionIntent
 from faceswap_flows.flows.tasks.waiting import CallbackTimeout
 from faceswap_flows.receiver.tokens import JobToken
 from tests.media import read_image
-from tests.support import RECEIVER_SECRET, SANDBOX_KEY
+from tests.support import RECEIVER_SECRET, SANDBOX_KEY, recorded_task_runs
 
 
 def submissions(stack) -> int:
@@ -110,21 +110,11 @@ async def test_a_timed_out_wait_is_collected_later_by_task_id(stack, faults) -> 
     assert read_image(stack.storage.read_bytes(collected.result_key)).shape == (512, 512, 3)
 
 
-async def recorded_submit_run(flow_run_id, timeout: float = 20.0):
-    """The submit task run as the API records it, once its final state is recorded (task states reach the API
-    through events, a moment after the flow has returned)."""
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    async with get_client() as client:
-        while True:
-            runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-            found = next((run for run in runs if run.name.startswith("submit")), None)
-            if (found and found.state and found.state.is_final()) or time.monotonic() > deadline:
-                assert found is not None, "no submit task run recorded"
-                return found
-            await asyncio.sleep(0.5)
+async def recorded_submit_run(flow_run_id):
+    """The submit task run as the API records it, once its final state is recorded."""
+    found = [run for run in await recorded_task_runs(flow_run_id, named=("submit",)) if run.name.startswith("submit")]
+    assert found, "no submit task run recorded"
+    return found[0]
 
 
 async def test_refusals_are_retried_as_visible_task_retries(stack, faults) -> None:

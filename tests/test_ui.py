@@ -16,11 +16,11 @@ from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.utilities.callables import parameter_schema
 
 from faceswap_flows.flows import batch_faceswap, faceswap, multi_faceswap, multi_video_faceswap, video_faceswap
 from tests.optional import unavailable
+from tests.support import recorded_task_runs
 from tests.ui_form import OPTIONAL, SHOWN_FIELDS_JS, described_groups, group_titles, missing, shown_fields
 
 pytestmark = pytest.mark.ui
@@ -58,9 +58,7 @@ def screenshot_folder(tmp_path: Path) -> Path:
 
 
 async def task_run_names(flow_run_id: str) -> list[str]:
-    async with get_client() as client:
-        runs = await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return [run.name for run in runs]
+    return [run.name for run in await recorded_task_runs(flow_run_id, named=TASK_PREFIXES)]
 
 
 async def test_prefect_ui_shows_the_run_its_tasks_and_the_before_after(stack, prefect_server, tmp_path: Path) -> None:
