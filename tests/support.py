@@ -13,9 +13,12 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from faceswap_flows.devstack.prefect_server import LocalPrefectServer, free_port
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import TaskRun
 
 PREFECT_SERVER = LocalPrefectServer(tempfile.mkdtemp(prefix="faceswap-tests-prefect-"), port=free_port())
 os.environ["PREFECT_HOME"] = str(PREFECT_SERVER.home)
@@ -78,7 +81,7 @@ def sweep_now(since: Any, **options: Any) -> Any:
 
 async def recorded_task_runs(
     flow_run_id: Any, expected: int = 1, timeout: float = 30.0, *, named: tuple[str, ...] = ()
-) -> list[Any]:
+) -> list[TaskRun]:
     """The flow run's task runs as the API records them, once there are ``expected`` and all are in a final state:
     task states reach the API through events, a moment after the flow returned (up to the task-run recorder's
     flush interval with the devstack's BATCH_SERVER_SETTINGS). ``named``: a final one starts with each of these."""

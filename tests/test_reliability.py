@@ -112,7 +112,8 @@ async def test_a_timed_out_wait_is_collected_later_by_task_id(stack, faults) -> 
 
 async def recorded_submit_run(flow_run_id):
     """The submit task run as the API records it, once its final state is recorded."""
-    found = [run for run in await recorded_task_runs(flow_run_id, named=("submit",)) if run.name.startswith("submit")]
+    runs = await recorded_task_runs(flow_run_id, timeout=20.0, named=("submit",))
+    found = [run for run in runs if run.name.startswith("submit")]
     assert found, "no submit task run recorded"
     return found[0]
 
