@@ -20,7 +20,7 @@ from pydantic import Field
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.flows.batch_groups import Progress, run_in_groups, swap_items
-from faceswap_flows.flows.batch_items import StagedInputs, stage_inputs, swap_planned
+from faceswap_flows.flows.batch_items import StagedInputs, failed_item, stage_inputs, swap_planned
 from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, check_template
 from faceswap_flows.flows.batch_plan import BatchPlan, PlannedItem, Planner, plan_rows
 from faceswap_flows.flows.batch_report import BatchReport, ItemOutcome, failed_rows, show_plan, write_report
@@ -143,15 +143,7 @@ async def run_plan(
                 if not last_attempt and worth_another_attempt(error):
                     raise
                 logger.warning("item %d failed: %s", position, error)
-                outcome = ItemOutcome(
-                    position=position,
-                    id=item.label,
-                    line=item.line,
-                    operation=item.operation,
-                    status="failed",
-                    error=str(error)[:500],
-                    row=item.row,
-                )
+                outcome = await failed_item(services, item, str(error)[:500], wait=swap["wait"])
         await progress.advance(position)
         reporter.finished(outcome)
         return outcome

@@ -21,7 +21,6 @@ from faceswap_flows.aifaceswap.models import (
     SubmitRequest,
     VideoFaceSwapRequest,
 )
-from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.batch_names import remember
 from faceswap_flows.flows.batch_plan import PlannedItem
@@ -33,10 +32,11 @@ from faceswap_flows.flows.media.video import VideoError, grab_frame, image_bytes
 from faceswap_flows.flows.provenance.consent import check_consent
 from faceswap_flows.flows.provenance.records import OutputOptions, job_facts
 from faceswap_flows.flows.tasks.api import extract_faces, extract_frame_faces
-from faceswap_flows.flows.tasks.job import submit_and_finish
+from faceswap_flows.flows.tasks.job import bill_of, plan_swap, submit_and_finish
 from faceswap_flows.flows.tasks.media import StagedMedia, stage
 from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.video import crop_face_refs
+from faceswap_flows.receiver.tokens import JobToken
 
 STAGING_CONCURRENCY = 8
 
@@ -88,25 +88,25 @@ async def stage_inputs(
 
 @dataclass
 class Job:
-    """A request ready to submit: its model and fields, the facts for its record, and credits spent on the way."""
+    """A request ready to submit: its model and fields, the facts for its record (what was spent on the way, face
+    detection, is in the ledger under the job's id)."""
 
     model: type[SubmitRequest]
     fields: dict[str, Any]
     facts: dict[str, Any]
     kind: Literal["image", "video"] = "image"
-    extra_credits: int = 0
     inputs: dict[str, Any] = field(default_factory=dict)
 
 
-async def _multi_faceswap(services: Services, row: BatchRow, staged: dict[str, StagedMedia]) -> Job:
+async def _multi_faceswap(services: Services, row: BatchRow, staged: dict[str, StagedMedia], job_id: str) -> Job:
     source = staged["source_image"]
     faces = [staged[f"face_images[{i}]"] for i in range(len(row.faces))]
     refs = [staged[f"reference_images[{i}]"] for i in range(len(row.reference_images or []))]
-    extra, indexes = 0, row.face_indexes
+    indexes = row.face_indexes
     if indexes is None:
-        detected = await extract_faces(services.credentials, source.url, source.name)
-        found = await asyncio.gather(*(extract_faces(services.credentials, r.url, r.name) for r in refs))
-        extra = (1 + len(refs)) * estimate_credits("extract_face")
+        ledger = (services.storage, job_id)
+        detected = await extract_faces(services.credentials, source.url, source.name, *ledger)
+        found = await asyncio.gather(*(extract_faces(services.credentials, r.url, r.name, *ledger) for r in refs))
         references = {r.key or r.url: boxes for r, boxes in zip(refs, found, strict=True)}
         indexes = await select_faces.fn(
             services.storage, source.key or source.url, detected, source.name, None, references
@@ -115,12 +115,13 @@ async def _multi_faceswap(services: Services, row: BatchRow, staged: dict[str, S
         MultiFaceSwapRequest,
         {"source_image": source.url, "face_image": [f.url for f in faces], "index": indexes},
         {"index": indexes},
-        extra_credits=extra,
         inputs={"source_image": source, "face_images": faces, "reference_images": refs or None},
     )
 
 
-async def _multi_video(services: Services, row: BatchRow, staged: dict[str, StagedMedia], local: str) -> Job:
+async def _multi_video(
+    services: Services, row: BatchRow, staged: dict[str, StagedMedia], local: str, job_id: str
+) -> Job:
     video = staged["source_video"]
     faces = [staged[f"face_images[{i}]"] for i in range(len(row.faces))]
     indexes = list(row.face_indexes or [])
@@ -128,7 +129,7 @@ async def _multi_video(services: Services, row: BatchRow, staged: dict[str, Stag
         frame_png = image_bytes(await asyncio.to_thread(grab_frame, local, row.frame_time))
     except VideoError as error:
         raise InputValidationError(str(error)) from None
-    found = await extract_frame_faces(services.credentials, frame_png)
+    found = await extract_frame_faces(services.credentials, frame_png, services.storage, job_id)
     wrong = [i for i in indexes if not 0 <= i < len(found)]
     if wrong:
         raise InputValidationError(
@@ -144,13 +145,13 @@ async def _multi_video(services: Services, row: BatchRow, staged: dict[str, Stag
         },
         {"index": indexes, "frame_time": row.frame_time},
         kind="video",
-        extra_credits=estimate_credits("extract_base64_face"),
         inputs={"source_video": video, "face_images": faces},
     )
 
 
-async def build_job(services: Services, item: PlannedItem, staged: dict[str, StagedMedia]) -> Job:
-    """The item's request, as its single flow builds it."""
+async def build_job(services: Services, item: PlannedItem, staged: dict[str, StagedMedia], job_id: str) -> Job:
+    """The item's request, as its single flow builds it (a paid face detection on the way goes in the ledger under
+    ``job_id``)."""
     row = BatchRow.model_validate(item.row)
     if row.operation == "faceswap":
         source, face = staged["source_image"], staged["face_image"]
@@ -161,7 +162,7 @@ async def build_job(services: Services, item: PlannedItem, staged: dict[str, Sta
             inputs={"source_image": source, "face_image": face},
         )
     if row.operation == "multi_faceswap":
-        return await _multi_faceswap(services, row, staged)
+        return await _multi_faceswap(services, row, staged, job_id)
     video_facts = {
         "source": row.source,
         "trim_start": row.trim_start,
@@ -179,7 +180,7 @@ async def build_job(services: Services, item: PlannedItem, staged: dict[str, Sta
             inputs={"source_video": video, "face_image": face},
         )
     else:
-        job = await _multi_video(services, row, staged, item.inputs["source_video"])
+        job = await _multi_video(services, row, staged, item.inputs["source_video"], job_id)
     job.fields.update(duration=video_facts["duration"], enhance=row.enhance)
     job.facts.update(video_facts)
     return job
@@ -195,6 +196,43 @@ def face_photos(inputs: dict[str, Any]) -> list[tuple[str, StagedMedia]]:
         elif found:
             faces += [(f"{name}[{i}]", media) for i, media in enumerate(found)]
     return faces
+
+
+def item_job(services: Services, item: PlannedItem, wait: bool) -> JobToken:
+    """The job of a planned item in this flow run: its id is known before any paid call made for it."""
+    kind = "video" if item.operation.endswith("video_faceswap") else "image"
+    store_by = None if wait else "sweep"
+    identity = {"fingerprint": item.fingerprint}
+    operation = item.operation
+    return plan_swap(
+        services,
+        operation,
+        identity,
+        kind=kind,
+        position=item.position,
+        wait=wait,
+        store_by=store_by,
+        result_key=item.result_key,
+    )
+
+
+async def failed_item(services: Services, item: PlannedItem, error: str, *, wait: bool) -> ItemOutcome:
+    """The outcome of an item that failed, with what the ledger says its job cost (it may have been charged)."""
+    job = item_job(services, item, wait)
+    bill = await bill_of(services.storage, job.job_id)
+    return ItemOutcome(
+        position=item.position,
+        id=item.label,
+        line=item.line,
+        operation=item.operation,
+        status="failed",
+        task_id=bill.task_ids[-1] if bill.task_ids else None,
+        job_id=job.job_id,
+        credits=bill.charged,
+        possibly_charged=bill.possibly_charged,
+        error=error,
+        row=item.row,
+    )
 
 
 async def swap_planned(
@@ -215,7 +253,8 @@ async def swap_planned(
     if refused:
         raise InputValidationError("; ".join(refused))
     staged = {name: inputs.staged[ref] for name, ref in item.inputs.items()}
-    job = await build_job(services, item, staged)
+    token = item_job(services, item, wait)
+    job = await build_job(services, item, staged, token.job_id)
     consent = await asyncio.to_thread(check_consent, services.storage, face_photos(job.inputs), require_consent)
     first = next(iter(staged.values()))
     outcome = await submit_and_finish(
@@ -235,7 +274,7 @@ async def swap_planned(
         store_by=None if wait else "sweep",
         steps="inline" if inline else "collect-task",
         on_unknown_outcome=on_unknown_outcome,
-        result_key=item.result_key,
+        job=token,
     )
     assert item.fingerprint is not None and item.result_key is not None
     await asyncio.to_thread(remember, services.storage, item.fingerprint, item.result_key, outcome.task_id)
@@ -246,7 +285,9 @@ async def swap_planned(
         operation=item.operation,
         status=outcome.status,
         task_id=outcome.task_id,
-        credits=outcome.credits + job.extra_credits,
+        credits=outcome.credits,
+        possibly_charged=outcome.possibly_charged,
+        job_id=outcome.job_id,
         result_key=outcome.result_key,
         result_uri=outcome.result_uri,
         provenance_key=outcome.provenance_key,

@@ -21,7 +21,18 @@ from faceswap_flows.flows.provenance.records import write_manifest
 from faceswap_flows.flows.tasks.artifacts import artifact_key
 
 ItemStatus = Literal["stored", "submitted", "done", "failed", "skipped", "refused"]
-REPORT_COLUMNS = ("item", "line", "operation", "status", "credits", "task_id", "result_key", "error")
+REPORT_COLUMNS = (
+    "item",
+    "line",
+    "operation",
+    "status",
+    "credits",
+    "possibly charged",
+    "job_id",
+    "task_id",
+    "result_key",
+    "error",
+)
 PLAN_COLUMNS = ("item", "line", "operation", "status", "credits", "seconds", "result_key", "reason")
 
 
@@ -32,7 +43,9 @@ class ItemOutcome(BaseModel):
     operation: str = "faceswap"
     status: ItemStatus
     task_id: str | None = None
+    job_id: str | None = None
     credits: int = 0
+    possibly_charged: int = 0
     result_key: str | None = None
     result_uri: str | None = None
     provenance_key: str | None = None
@@ -43,6 +56,7 @@ class ItemOutcome(BaseModel):
 class BatchReport(BaseModel):
     items: list[ItemOutcome]
     credits: int
+    possibly_charged: int = 0
     stored: int
     submitted: int
     failed: int
@@ -57,13 +71,20 @@ class BatchReport(BaseModel):
     @classmethod
     def of(cls, items: list[ItemOutcome], planned_credits: int) -> BatchReport:
         counts = {status: sum(o.status == status for o in items) for status in get_args(ItemStatus)}
-        return cls(items=items, credits=sum(o.credits for o in items), planned_credits=planned_credits, **counts)
+        return cls(
+            items=items,
+            credits=sum(o.credits for o in items),
+            possibly_charged=sum(o.possibly_charged for o in items),
+            planned_credits=planned_credits,
+            **counts,
+        )
 
     @property
     def summary(self) -> str:
         return (
             f"batch: {self.stored} stored, {self.submitted} submitted, {self.done} already done, {self.failed} failed, "
-            f"{self.refused} refused, {self.skipped} skipped (over max_credits), {self.credits} credits "
+            f"{self.refused} refused, {self.skipped} skipped (over max_credits), {self.credits} credits charged"
+            f"{f', {self.possibly_charged} possibly charged' if self.possibly_charged else ''} "
             f"(planned {self.planned_credits}); report {self.report_key}"
         )
 
@@ -84,6 +105,8 @@ def report_rows(report: BatchReport) -> list[dict[str, Any]]:
             "operation": o.operation,
             "status": o.status,
             "credits": o.credits,
+            "possibly charged": o.possibly_charged,
+            "job_id": o.job_id or "",
             "task_id": o.task_id or "",
             "result_key": o.result_key or "",
             "error": (o.error or "")[:300],

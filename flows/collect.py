@@ -17,7 +17,7 @@ from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.blocks_config import DEFAULT_STORAGE
 from faceswap_flows.flows.exceptions import ResultNotAvailable
 from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, submission_facts
-from faceswap_flows.flows.tasks.job import SwapOutcome
+from faceswap_flows.flows.tasks.job import SwapOutcome, bill_of
 from faceswap_flows.flows.tasks.store import fetch_and_record
 from faceswap_flows.flows.tasks.waiting import stored_event
 from faceswap_flows.receiver.events import task_resource_id
@@ -118,14 +118,17 @@ async def store_job(
         as_tasks=not inline,
     )
     get_run_logger().info("task %s stored at %s", job.task_id, storage.uri(key))
-    return SwapOutcome(
+    outcome = SwapOutcome(
         operation=operation,
         status="submitted",
         task_id=job.task_id,
         job_id=job_id or "",
         credits=submitted.get("points") or 0,
         result_key=job.result_key,
-    ).stored_in(storage, key)
+    )
+    if job_id:
+        outcome = outcome.billed(await bill_of(storage, job_id))
+    return outcome.stored_in(storage, key)
 
 
 @flow(name="store-result")

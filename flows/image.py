@@ -23,7 +23,7 @@ from faceswap_flows.flows.provenance.consent import preflight
 from faceswap_flows.flows.provenance.records import job_facts
 from faceswap_flows.flows.tasks.api import extract_faces as extract_faces_task
 from faceswap_flows.flows.tasks.artifacts import artifact_key, faces_artifact
-from faceswap_flows.flows.tasks.job import SwapOutcome, submit_and_finish
+from faceswap_flows.flows.tasks.job import SwapOutcome, plan_swap, submit_and_finish
 from faceswap_flows.flows.tasks.media import is_url, upload
 
 
@@ -105,7 +105,8 @@ async def extract_faces(image: str, blocks: BlockNames = BlockNames()) -> Detect
     """
     services = await load_services(blocks.credentials, blocks.storage)
     staged = await upload(services.storage, image, "image")
-    faces = await extract_faces_task(services.credentials, staged.url, staged.name)
+    job = plan_swap(services, "extract_face", {"image": staged.key or staged.url})
+    faces = await extract_faces_task(services.credentials, staged.url, staged.name, services.storage, job.job_id)
     picture = await show_faces(services.storage, staged.key or staged.url, faces, staged.name)
     return DetectedFaces(image=staged.url, faces=faces, picture_key=picture)
 
@@ -254,16 +255,21 @@ async def multi_faceswap(
         services.storage, output, options.require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
     )
     staged_references = None
+    identity = {"source_image": source.key or source.url, "face_images": [f.key or f.url for f in faces]}
     if face_indexes is not None:
         indexes = await select_faces(services.storage, source.key or source.url, None, source.name, face_indexes)
+        job = plan_swap(services, "multi_faceswap", {**identity, "index": indexes}, wait=options.wait)
     else:
-        detected = await extract_faces_task(services.credentials, source.url, source.name)
-        await show_faces(services.storage, source.key or source.url, detected, source.name)
         staged_references = await asyncio.gather(
             *(upload(services.storage, image, f"reference_images[{i}]") for i, image in enumerate(wanted))
         )
+        by_reference = {**identity, "reference_images": [r.key or r.url for r in staged_references]}
+        job = plan_swap(services, "multi_faceswap", by_reference, wait=options.wait)
+        ledger = (services.storage, job.job_id)
+        detected = await extract_faces_task(services.credentials, source.url, source.name, *ledger)
+        await show_faces(services.storage, source.key or source.url, detected, source.name)
         found = await asyncio.gather(
-            *(extract_faces_task(services.credentials, ref.url, ref.name) for ref in staged_references)
+            *(extract_faces_task(services.credentials, ref.url, ref.name, *ledger) for ref in staged_references)
         )
         references = {ref.key or ref.url: boxes for ref, boxes in zip(staged_references, found, strict=True)}
         indexes = await select_faces(
@@ -273,11 +279,8 @@ async def multi_faceswap(
         services,
         MultiFaceSwapRequest,
         {"source_image": source.url, "face_image": [face.url for face in faces], "index": indexes},
-        identity={
-            "source_image": source.key or source.url,
-            "face_images": [f.key or f.url for f in faces],
-            "index": indexes,
-        },
+        identity=identity,
+        job=job,
         wait=options.wait,
         timeout_seconds=options.timeout_for("image"),
         before_url=source.url,

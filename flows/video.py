@@ -20,7 +20,7 @@ from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions,
 from faceswap_flows.flows.provenance.consent import preflight
 from faceswap_flows.flows.provenance.records import job_facts
 from faceswap_flows.flows.tasks.api import extract_frame_faces
-from faceswap_flows.flows.tasks.job import SwapOutcome, submit_and_finish
+from faceswap_flows.flows.tasks.job import SwapOutcome, plan_swap, submit_and_finish
 from faceswap_flows.flows.tasks.media import prepare_video, upload
 
 
@@ -193,7 +193,15 @@ async def multi_video_faceswap(
     consent = await preflight(
         services.storage, output, options.require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
     )
-    found = await extract_frame_faces(services.credentials, frame_png)
+    identity = {
+        "source_video": video.key or video.url,
+        "faces": [f.key or f.url for f in faces],
+        "index": indexes,
+        "frame_time": frame_time,
+        "enhance": enhance,
+    }
+    job = plan_swap(services, "multi_video_faceswap", identity, kind="video", wait=options.wait)
+    found = await extract_frame_faces(services.credentials, frame_png, services.storage, job.job_id)
     check_in_frame(indexes, found, frame_time)
     refs = crop_face_refs(frame_png, found, indexes, len(indexes))
     return await submit_and_finish(
@@ -205,13 +213,8 @@ async def multi_video_faceswap(
             "duration": round(facts.duration, 3),
             "enhance": enhance,
         },
-        identity={
-            "source_video": video.key or video.url,
-            "faces": [f.key or f.url for f in faces],
-            "index": indexes,
-            "frame_time": frame_time,
-            "enhance": enhance,
-        },
+        identity=identity,
+        job=job,
         wait=options.wait,
         timeout_seconds=options.timeout_for("video"),
         before_url=video.url,

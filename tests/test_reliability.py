@@ -14,9 +14,9 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from faceswap_flows.blocks import AIFaceSwapCredentials, WebhookReceiver
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.ledger import PaidSend, write_send
 from faceswap_flows.flows.options import BlockNames, SwapOptions
 from faceswap_flows.flows.tasks.api import SubmissionOutcomeUnknown
-from faceswap_flows.flows.tasks.paid_calls import SubmissionIntent
 from faceswap_flows.flows.tasks.waiting import CallbackTimeout
 from faceswap_flows.receiver.tokens import JobToken
 from tests.media import read_image
@@ -54,7 +54,7 @@ async def test_a_lost_answer_is_found_by_its_callback_not_resubmitted(stack, fau
 async def test_a_lost_answer_without_callback_fails_without_resubmitting(stack, faults, impatient) -> None:
     faults(lose_response_rate=1.0, lose_response_seconds=4, drop_webhook_rate=1.0)
     jobs = submissions(stack)
-    with pytest.raises(SubmissionOutcomeUnknown, match="NOT submitted again"):
+    with pytest.raises(SubmissionOutcomeUnknown, match=r"sent once and the outcome stayed unknown.*NOT sent again"):
         await faceswap(
             str(stack.files["astronaut"]),
             str(stack.files["grace"]),
@@ -156,7 +156,9 @@ async def test_resubmit_policy_sends_again_after_the_grace_and_records_it(stack,
     assert submissions(stack) == jobs + 1 and stack.spent() == spent + 2
     record = json.loads(stack.storage.read_bytes(outcome.provenance_key))
     assert record["parameters"]["on_unknown_outcome"] == "resubmit"
-    assert record["parameters"]["sends"] == 2 and record["parameters"]["possibly_charged"] == 2
+    assert record["bill"]["sends"] == 2 and record["bill"]["possibly_charged"] == 2 and record["credits"] == 2
+    assert [send["outcome"] for send in record["bill"]["paid_sends"]] == ["unknown", "accepted"]
+    assert outcome.credits == 2 and outcome.possibly_charged == 2 and outcome.sends == 2
 
 
 async def test_permanent_errors_fail_at_once(stack) -> None:
@@ -242,23 +244,22 @@ async def test_a_synchronous_paid_call_retries_unknown_outcomes_a_bounded_number
     assert "possibly charged" in str(table.data) and "6" in str(table.data)
 
 
-async def test_an_intent_without_an_answer_is_an_unknown_outcome(stack, impatient) -> None:
-    """Write-ahead intent: a re-run that finds the intent of a send that recorded no answer (its worker died) does
-    not send again; one that finds an accepted intent re-attaches to its task_id."""
+async def test_a_ledger_entry_without_an_answer_is_an_unknown_outcome(stack, impatient) -> None:
+    """Write-ahead ledger entry: a re-run that finds the entry of a send that recorded no answer (its worker died)
+    does not send again; one that finds an accepted send re-attaches to its task_id."""
     import time
 
     from prefect import flow
 
     from faceswap_flows.aifaceswap.models import FaceSwapRequest, validate_model
     from faceswap_flows.flows.tasks.api import submit
-    from faceswap_flows.flows.tasks.paid_calls import write_intent
 
     receiver = await WebhookReceiver.aload(impatient[1])
     credentials = await AIFaceSwapCredentials.aload(impatient[0])
 
     @flow(name="rerun-a-submission")
-    async def rerun(job: JobToken, intent: SubmissionIntent):
-        await write_intent(stack.storage, job, intent)
+    async def rerun(job: JobToken, earlier: PaidSend):
+        write_send(stack.storage, earlier)
         fields = {"source_image": "http://127.0.0.1:9/a.png", "face_image": "http://127.0.0.1:9/b.png"}
         request = validate_model(FaceSwapRequest, {**fields, "webhook": receiver.callback_url(job)})
         return await submit.fn(credentials, receiver, job, request, storage=stack.storage)
@@ -266,11 +267,16 @@ async def test_an_intent_without_an_answer_is_an_unknown_outcome(stack, impatien
     jobs = submissions(stack)
     lost = JobToken(job_id=uuid.uuid4().hex, operation="faceswap")
     with pytest.raises(SubmissionOutcomeUnknown, match=lost.job_id):
-        await rerun(lost, SubmissionIntent(job_id=lost.job_id, operation="faceswap", sent_at=time.time()))
+        await rerun(
+            lost,
+            PaidSend(
+                job_id=lost.job_id, send_id="faceswap-send1", operation="faceswap", credits=2, sent_at=time.time()
+            ),
+        )
     accepted = JobToken(job_id=uuid.uuid4().hex, operation="faceswap")
-    answered = {"task_id": "t-1", "points": 2}
+    answered = {"task_id": "t-1", "credits": 2, "outcome": "accepted", "send_id": "faceswap-send1"}
     found = await rerun(
-        accepted, SubmissionIntent(job_id=accepted.job_id, operation="faceswap", sent_at=time.time(), **answered)
+        accepted, PaidSend(job_id=accepted.job_id, operation="faceswap", sent_at=time.time(), **answered)
     )
     assert found.task_id == "t-1" and found.points == 2
     assert submissions(stack) == jobs, "nothing was sent"

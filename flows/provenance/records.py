@@ -202,6 +202,7 @@ class ProvenanceRecord(BaseModel):
     job_id: str | None = None
     credits: int | None = None
     credits_estimated: bool = False
+    bill: dict[str, Any] | None = None
     inputs: list[InputRecord] = Field(default_factory=list)
     parameters: dict[str, Any] = Field(default_factory=dict)
     consent: list[dict[str, Any]] = Field(default_factory=list)
@@ -262,6 +263,7 @@ async def record_provenance(
     label: SyntheticLabel | None = None,
     submitted_by: dict[str, Any] | None = None,
     signing: dict[str, Any] | None = None,
+    bill: dict[str, Any] | None = None,
 ) -> ProvenanceRecord:
     """Hash the stored result as storage holds it and write its provenance record next to it.
 
@@ -278,6 +280,7 @@ async def record_provenance(
         label: The embedded synthetic-media label, if any.
         submitted_by: Who submitted the job (flow run, deployment, user).
         signing: What the signing plan says of the embedded manifest. None: signing was off.
+        bill: The job's bill from the ledger of credits (totals and every paid send), if known.
 
     Returns:
         The record written.
@@ -295,6 +298,7 @@ async def record_provenance(
         job_id=job_id or None,
         credits=credits,
         credits_estimated=credits_estimated,
+        bill=bill,
         inputs=facts.inputs,
         parameters={**facts.parameters, **output_parameters(options)},
         consent=facts.consent,

@@ -20,7 +20,13 @@ from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookRe
 from faceswap_flows.flows.exceptions import JobFailed
 from faceswap_flows.flows.provenance.records import JobFacts, run_facts
 from faceswap_flows.flows.tasks.artifacts import credits_artifact
-from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome, PaidAttempts, call_paid_sync
+from faceswap_flows.flows.tasks.paid_calls import (
+    AT_MOST_ONCE,
+    LedgerScope,
+    OnUnknownOutcome,
+    PaidAttempts,
+    call_paid_sync,
+)
 from faceswap_flows.flows.tasks.recorded_events import emit_recorded
 from faceswap_flows.flows.tasks.submission import (
     Submission,
@@ -92,15 +98,24 @@ def submit_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str
     retry_delay_seconds=[1, 5, 15],
     retry_condition_fn=retry_if_safe,
 )
-async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: str) -> list[FaceBox]:
+async def extract_faces(
+    credentials: AIFaceSwapCredentials,
+    image: Any,
+    name: str,
+    storage: MediaStorage | None = None,
+    job_id: str | None = None,
+) -> list[FaceBox]:
     """Every face of an image (URL or file), in the order the API numbers them (2 credits).
 
-    An unknown outcome is retried a bounded number of times, each such attempt counted as possibly charged.
+    Each attempt is written in the ledger of credits under `job_id` (the job this detection serves). An unknown
+    outcome is retried a bounded number of times, each such attempt counted as possibly charged.
 
     Args:
         credentials: The AIFaceSwapCredentials block the API client is built from.
         image: The image: a URL the API can fetch, or a file.
         name: The image's name, for the task run.
+        storage: The MediaStorage block holding the ledger of credits. None: not written in the ledger.
+        job_id: The job the call is made for (its own id for a plain face detection).
 
     Returns:
         The detected faces (boxes), numbered left to right.
@@ -108,7 +123,8 @@ async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: st
     Raises:
         AIFaceSwapError: The API refused the call or its answer proves nothing after the retries.
     """
-    found = await _paid_extract(credentials, "extract_face", lambda client: client.extract_face(image), name)
+    ledger = LedgerScope(storage, job_id, f"face detection of {name}") if storage and job_id else None
+    found = await _paid_extract(credentials, "extract_face", lambda client: client.extract_face(image), name, ledger)
     get_run_logger().info("%s: %d face(s), %d credits", name, len(found.faces), found.points)
     return found.faces
 
@@ -120,12 +136,20 @@ async def extract_faces(credentials: AIFaceSwapCredentials, image: Any, name: st
     retry_delay_seconds=[1, 5, 15],
     retry_condition_fn=retry_if_safe,
 )
-async def extract_frame_faces(credentials: AIFaceSwapCredentials, frame_png: bytes) -> list[FaceBox]:
-    """The faces of one video frame, through extract_base64_face (2 credits; unknown outcomes as extract_faces).
+async def extract_frame_faces(
+    credentials: AIFaceSwapCredentials,
+    frame_png: bytes,
+    storage: MediaStorage | None = None,
+    job_id: str | None = None,
+) -> list[FaceBox]:
+    """The faces of one video frame, through extract_base64_face (2 credits; ledger and unknown outcomes as
+    extract_faces).
 
     Args:
         credentials: The AIFaceSwapCredentials block the API client is built from.
         frame_png: The frame, PNG-encoded.
+        storage: The MediaStorage block holding the ledger of credits. None: not written in the ledger.
+        job_id: The job the call is made for.
 
     Returns:
         The detected faces (boxes), numbered left to right.
@@ -133,8 +157,13 @@ async def extract_frame_faces(credentials: AIFaceSwapCredentials, frame_png: byt
     Raises:
         AIFaceSwapError: The API refused the call or its answer proves nothing after the retries.
     """
+    ledger = LedgerScope(storage, job_id, "face detection of a video frame") if storage and job_id else None
     found = await _paid_extract(
-        credentials, "extract_base64_face", lambda client: client.extract_base64_face(frame_png), "video frame"
+        credentials,
+        "extract_base64_face",
+        lambda client: client.extract_base64_face(frame_png),
+        "video frame",
+        ledger,
     )
     get_run_logger().info("video frame: %d face(s)", len(found.pos))
     return found.pos
@@ -145,14 +174,16 @@ async def _paid_extract(
     operation: Literal["extract_face", "extract_base64_face"],
     call: Callable[[AIFaceSwapClient], Awaitable[T]],
     name: str,
+    ledger: LedgerScope | None,
 ) -> T:
-    """A synchronous paid call within the API's rate limit, each possibly-charged attempt counted, logged and shown
-    in the run's credits artifact (call_paid_sync)."""
+    """A synchronous paid call within the API's rate limit, each attempt in the ledger, each possibly-charged one
+    logged and shown in the run's credits artifact (call_paid_sync)."""
     await take_api_slot(credentials)
     logger, cost = get_run_logger(), PaidAttempts(operation=operation)
     try:
         async with credentials.get_client() as client:
-            return await call_paid_sync(estimate_credits(operation), lambda: call(client), logger, cost)
+            price = estimate_credits(operation)
+            return await call_paid_sync(price, lambda: call(client), logger, cost, ledger=ledger)
     finally:
         await paid_sync_artifact(cost, name)
 
@@ -202,9 +233,9 @@ async def submit(
 ) -> SubmittedJob:
     """Start the paid job. Cached by job: a retry of the flow run re-attaches to the recorded task_id.
 
-    Before sending, the intent is written to `storage` (next to the submission record). When the outcome is
+    Before sending, the send is written in the ledger of credits in `storage` (`ledger/<job_id>/`). When the outcome is
     unknown (a 5xx, an answer that is not the API's envelope, a reset or timeout after sending, or an earlier
-    attempt's intent without a recorded answer), the job is not sent again blindly: its callback is awaited by
+    attempt's send without a recorded answer), the job is not sent again blindly: its callback is awaited by
     job id for the receiver block's `lost_answer_grace_seconds`, which tells the task_id if the service accepted
     it. After the grace, `on_unknown_outcome` decides. The `aifaceswap.task.submitted` event carries the job's
     provenance `facts`, its flow run, deployment and who ran it: the audit trail (no secrets, bytes or webhook URL).
@@ -216,7 +247,7 @@ async def submit(
         request: The validated API request to send.
         facts: The job's provenance facts for the submitted event, if any.
         title: The task run's name. None: named after the operation.
-        storage: Where the intent and submission record are written. None: not recorded.
+        storage: Where the ledger entries and the submission record are written. None: not recorded.
         on_unknown_outcome: `at-most-once` fails with SubmissionOutcomeUnknown after the grace; `resubmit` sends the
             job again (it may be charged twice).
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from prefect import Task, task
@@ -15,6 +16,7 @@ from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import SubmitRequest, validate_model
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
 from faceswap_flows.flows.blocks_config import Services
+from faceswap_flows.flows.ledger import Bill, PaidSend, job_bill, job_sends, settle_by_callback
 from faceswap_flows.flows.provenance.records import (
     JobFacts,
     OutputOptions,
@@ -47,20 +49,33 @@ class SwapOutcome(BaseModel):
     task_id: str
     job_id: str
     credits: int
+    possibly_charged: int = 0
+    sends: int = 1
     result_key: str | None
     result_uri: str | None = None
     provenance_key: str | None = None
 
     @classmethod
-    def of(cls, job: SubmittedJob) -> SwapOutcome:
-        """The outcome of a job just submitted."""
+    def of(cls, job: SubmittedJob, bill: Bill | None = None) -> SwapOutcome:
+        """The outcome of a job just submitted, its credits from the ledger's ``bill`` of the job (every paid send
+        for it, face detection included) when there is one."""
         return cls(
             operation=job.operation,
             status="submitted",
             task_id=job.task_id,
             job_id=job.job_id,
-            credits=job.points,
+            credits=bill.charged if bill and bill.sends else job.points,
+            possibly_charged=bill.possibly_charged if bill and bill.sends else job.possibly_charged,
+            sends=bill.sends if bill and bill.sends else job.sends,
             result_key=job.result_key,
+        )
+
+    def billed(self, bill: Bill) -> SwapOutcome:
+        """This outcome with the credits the ledger holds for its job (unchanged when it holds nothing)."""
+        if not bill.sends:
+            return self
+        return self.model_copy(
+            update={"credits": bill.charged, "possibly_charged": bill.possibly_charged, "sends": bill.sends}
         )
 
     def stored_in(self, storage: MediaStorage, key: str) -> SwapOutcome:
@@ -121,6 +136,35 @@ async def submit_once(
     return submitted, False
 
 
+def plan_swap(
+    services: Services,
+    operation: str,
+    identity: dict[str, Any],
+    *,
+    kind: Literal["image", "video"] = "image",
+    position: int = 0,
+    wait: bool = True,
+    store_by: Literal["flow", "trigger", "sweep"] | None = None,
+    result_key: str | None = None,
+) -> JobToken:
+    """The job a swap will be: planned before its first paid call (face detection included), so every send for it
+    is written in the ledger under its id. Arguments as :func:`submit_and_finish`."""
+    job = plan_job(
+        operation,
+        identity,
+        storage_block=services.storage_block,
+        result_suffix=".mp4" if kind == "video" else ".png",
+        position=position,
+        wait=wait,
+        store_by=store_by,
+    )
+    return job.model_copy(update={"result_key": result_key}) if result_key else job
+
+
+async def bill_of(storage: MediaStorage, job_id: str) -> Bill:
+    return await asyncio.to_thread(job_bill, storage, job_id)
+
+
 async def submit_and_finish(
     services: Services,
     request_model: type[SubmitRequest],
@@ -140,8 +184,10 @@ async def submit_and_finish(
     steps: Steps = "tasks",
     on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE,
     result_key: str | None = None,
+    job: JobToken | None = None,
 ) -> SwapOutcome:
-    """Plan the job, build its request (``fields`` plus the job's callback URL), submit it once (the record
+    """Plan the job (or take ``job``, planned by :func:`plan_swap` before a paid call made for it), build its
+    request (``fields`` plus the job's callback URL), submit it once (the record
     lives in the shared storage block), then wait and store, or hand over to the trigger.
 
     ``identity`` (stable names of the inputs: storage keys, not presigned URLs) and ``position`` make the job's
@@ -154,17 +200,9 @@ async def submit_and_finish(
     ``on_unknown_outcome``: what the submission does when its outcome stays unknown (:mod:`flows.tasks.paid_calls`);
     it is recorded in the job's parameters, hence in its submitted event and provenance record. ``result_key``:
     where the result is stored (default: named by the job)."""
-    job = plan_job(
-        request_model.operation,
-        identity,
-        storage_block=services.storage_block,
-        result_suffix=".mp4" if kind == "video" else ".png",
-        position=position,
-        wait=wait,
-        store_by=store_by,
-    )
-    if result_key:
-        job = job.model_copy(update={"result_key": result_key})
+    if job is None:
+        planned = {"kind": kind, "position": position, "wait": wait, "store_by": store_by, "result_key": result_key}
+        job = plan_swap(services, request_model.operation, identity, **planned)  # type: ignore[arg-type]
     request = validate_model(request_model, {**fields, "webhook": services.receiver.callback_url(job)})
     job = job.model_copy(update={"credits": request.estimated_credits()})  # the token tells what a 2nd task costs
     request = request.model_copy(update={"webhook": services.receiver.callback_url(job)})
@@ -173,7 +211,8 @@ async def submit_and_finish(
     if steps == "inline":
         submitted, found = await submit_once(services, job, request, facts)
         if found and wait and job.result_key and is_stored(services.storage, job.result_key):
-            return SwapOutcome.of(submitted).stored_in(services.storage, job.result_key)
+            bill = await bill_of(services.storage, job.job_id)
+            return SwapOutcome.of(submitted, bill).stored_in(services.storage, job.result_key)
     else:
         submitted = await _submit_task(services.storage)(
             services.credentials,
@@ -186,7 +225,7 @@ async def submit_and_finish(
             on_unknown_outcome=on_unknown_outcome,
         )
     if artifacts:
-        await show_credits(submitted)
+        await show_credits(services.storage, submitted)
     return await finish(
         submitted,
         services.storage,
@@ -223,16 +262,26 @@ def recorded_facts(
     return facts.model_copy(update={"parameters": parameters})
 
 
-async def show_credits(submitted: SubmittedJob) -> None:
-    """The job's credits table artifact: charged, estimated, and whether a lost answer may have charged more."""
-    row = {
-        "operation": submitted.operation,
-        "task_id": submitted.task_id,
-        "credits": submitted.points,
-        "estimated": submitted.points_estimated,
-        "possibly charged": submitted.possibly_charged,
+async def show_credits(storage: MediaStorage, submitted: SubmittedJob) -> None:
+    """The job's credits table artifact, from the ledger: every paid send for the job (face detection included),
+    what it cost, and whether its outcome is known."""
+    sends = await asyncio.to_thread(job_sends, storage, submitted.job_id)
+    rows = [send_row(send) for send in sends] or [
+        {"operation": submitted.operation, "task_id": submitted.task_id, "credits": submitted.points}
+    ]
+    await credits_artifact(rows, submitted.operation)
+
+
+def send_row(send: PaidSend) -> dict[str, object]:
+    return {
+        "operation": send.operation,
+        "for": send.purpose,
+        "task_id": send.task_id,
+        "outcome": send.outcome,
+        "credits charged": send.charged,
+        "possibly charged": send.possibly_charged,
+        "estimated": send.estimated and bool(send.charged),
     }
-    await credits_artifact([row], submitted.operation)
 
 
 async def finish(
@@ -259,7 +308,7 @@ async def finish(
             job.operation,
             job.task_id,
         )
-    outcome = SwapOutcome.of(job)
+    outcome = SwapOutcome.of(job, await bill_of(storage, job.job_id))
     if not wait:
         return outcome
     collect_steps = (job, storage, receiver, timeout_seconds, kind, facts, output)
@@ -267,9 +316,10 @@ async def finish(
         key = await collect_result(*collect_steps)
     else:
         key = await _collect(*collect_steps, as_tasks=steps == "tasks")
+    outcome = outcome.billed(await bill_of(storage, job.job_id))
     if artifacts:
         await before_after_artifact(
-            storage, before_url, key, task_id=job.task_id, credits=job.points, operation=job.operation
+            storage, before_url, key, task_id=job.task_id, credits=outcome.credits, operation=job.operation
         )
     return outcome.stored_in(storage, key)
 
@@ -289,7 +339,11 @@ async def _collect(
     three task runs (``as_tasks``), or three steps of the caller's task run."""
     wait = wait_for_callback if as_tasks else wait_for_callback.fn
     assert job.result_key is not None
-    callback = await wait(job.task_id, receiver, timeout_seconds, job.sent_at, job.job_id)
+    try:
+        callback = await wait(job.task_id, receiver, timeout_seconds, job.sent_at, job.job_id)
+    except JobFailed as failed:
+        await asyncio.to_thread(settle_by_callback, storage, job.job_id, failed.task_id or job.task_id, False)
+        raise
     assert callback.result_image is not None
     return await fetch_and_record(
         storage,
@@ -302,22 +356,9 @@ async def _collect(
         output=output,
         credits=job.points,
         credits_estimated=job.points_estimated,
-        facts=with_submission(facts, job),
+        facts=facts,
         as_tasks=as_tasks,
     )
-
-
-def with_submission(facts: JobFacts | None, job: SubmittedJob) -> JobFacts:
-    """The job's facts plus how its submission went (sends, unknown outcomes, credits possibly charged), for its
-    provenance record."""
-    facts = facts or JobFacts()
-    submission = {
-        "on_unknown_outcome": job.on_unknown_outcome,
-        "sends": job.sends,
-        "unknown_outcomes": job.unknown_outcomes,
-        "possibly_charged": job.possibly_charged,
-    }
-    return facts.model_copy(update={"parameters": {**facts.parameters, **submission}})
 
 
 def worth_another_attempt(error: BaseException) -> bool:

@@ -1,9 +1,9 @@
-"""The rules every paid call follows: a write-ahead intent before sending, the policy for an unknown outcome, and
-bounded retries of the synchronous paid calls that count every attempt that may have been charged.
+"""The rules every paid call follows: a write-ahead entry in the ledger of credits before sending (flows/ledger.py),
+the policy for an unknown outcome, and bounded retries of the synchronous paid calls, each attempt in the ledger.
 
 An answer proves one of three things. Refused (no connection, 429, a 4xx): nothing happened, retrying is safe.
 Accepted (the API's JSON envelope with its data): record it. Anything else (a 5xx, a body that is not the
-envelope, a reset or timeout after sending, or an intent found without a recorded answer): the outcome is
+envelope, a reset or timeout after sending, or a ledger entry found without a recorded answer): the outcome is
 unknown, and the job may have been charged.
 """
 
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel
 
 from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.receiver.tokens import JobToken
+from faceswap_flows.flows.ledger import PaidSend, new_send, write_send
 
 OnUnknownOutcome = Literal["at-most-once", "resubmit"]
 """What a submission does when its outcome stays unknown after the grace: ``at-most-once`` (default) fails with
@@ -36,65 +36,33 @@ many times: its answer is its only result, and each attempt may have been charge
 T = TypeVar("T")
 
 
-class SubmissionIntent(BaseModel):
-    """Written before a paid submission is sent, and again with its ``task_id`` once accepted. A retry or re-run
-    that finds one with neither a ``task_id`` nor ``refused`` knows the earlier send's outcome is unknown."""
-
-    job_id: str
-    operation: str
-    flow_run_id: str | None = None
-    sent_at: float
-    sends: int = 1
-    task_id: str | None = None
-    points: int | None = None
-    refused: bool = False
-    on_unknown_outcome: OnUnknownOutcome = AT_MOST_ONCE
-
-
-def intent_key(job: JobToken) -> str:
-    """Next to the job's submission record (``submissions/job-<id>``, the Prefect transaction's key)."""
-    return f"submissions/job-{job.job_id}.intent.json"
-
-
-async def write_intent(storage: MediaStorage | None, job: JobToken, intent: SubmissionIntent) -> None:
-    if storage is not None:
-        await asyncio.to_thread(storage.write_bytes, intent_key(job), intent.model_dump_json().encode())
-
-
-async def read_intent(storage: MediaStorage | None, job: JobToken) -> SubmissionIntent | None:
-    if storage is None:
-        return None
-    key = intent_key(job)
-
-    def read() -> SubmissionIntent | None:
-        return SubmissionIntent.model_validate_json(storage.read_bytes(key)) if storage.exists(key) else None
-
-    return await asyncio.to_thread(read)
-
-
-def new_intent(job: JobToken, policy: OnUnknownOutcome, sends: int) -> SubmissionIntent:
-    return SubmissionIntent(
-        job_id=job.job_id,
-        operation=job.operation,
-        flow_run_id=job.flow_run_id,
-        sent_at=time.time(),
-        sends=sends,
-        on_unknown_outcome=policy,
-    )
-
-
 def collect_hint(job_id: str) -> str:
     return f"`faceswap-flows collect --job {job_id}` (or the store-result flow with job_id={job_id})"
 
 
 class PaidAttempts(BaseModel):
     """What a synchronous paid call cost: ``charged`` credits proven by the answer, and ``possibly_charged`` by the
-    attempts whose outcome stayed unknown (never hidden: logged and shown in the credits artifact)."""
+    attempts whose outcome stayed unknown (never hidden: logged, in the ledger and in the credits artifact)."""
 
     operation: str
     charged: int = 0
     possibly_charged: int = 0
     unknown_attempts: int = 0
+
+
+@dataclass(frozen=True)
+class LedgerScope:
+    """Where a paid call is written in the ledger: the storage block, the job it serves, and why it was made."""
+
+    storage: MediaStorage
+    job_id: str
+    purpose: str = "swap"
+
+
+async def record_send(scope: LedgerScope | None, send: PaidSend) -> PaidSend:
+    if scope is not None:
+        await asyncio.to_thread(write_send, scope.storage, send)
+    return send
 
 
 async def call_paid_sync(
@@ -103,15 +71,20 @@ async def call_paid_sync(
     logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
     cost: PaidAttempts,
     retries: int = SYNC_UNKNOWN_RETRIES,
+    ledger: LedgerScope | None = None,
 ) -> T:
-    """``call`` with at most ``retries`` more attempts on an unknown outcome; ``cost`` counts what was charged and
-    what may have been (each attempt whose outcome stayed unknown). Refusals and other errors propagate at once
-    (their retry is the task's business)."""
+    """``call`` with at most ``retries`` more attempts on an unknown outcome; each attempt is written in the
+    ``ledger`` before it is sent and again with its outcome, and ``cost`` counts what was charged and what may
+    have been. Refusals and other errors propagate at once (their retry is the task's business)."""
     unknown = 0
     while True:
+        job_id, purpose = (ledger.job_id, ledger.purpose) if ledger else ("", "")
+        send = new_send(job_id, cost.operation, price, purpose=purpose)
+        await record_send(ledger, send)
         try:
             result = await call()
         except AIFaceSwapError as error:
+            await record_send(ledger, send.answered("unknown" if error.outcome_unknown else "refused", note=str(error)))
             if not error.outcome_unknown:
                 raise
             unknown += 1
@@ -128,5 +101,12 @@ async def call_paid_sync(
             if unknown > retries:
                 raise
             continue
-        cost.charged += price
+        except BaseException as error:  # not an answer of the API (cancelled, a bug): what it cost is unknown
+            await record_send(ledger, send.answered("unknown", note=f"{type(error).__name__}: {error}"))
+            raise
+        points = getattr(result, "points", None)
+        told = isinstance(points, int) and points > 0  # an answer without points: the price list says
+        charged = points if told else price
+        await record_send(ledger, send.answered("accepted", credits=charged, estimated=not told))
+        cost.charged += charged
         return result

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Literal
 
 from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.ledger import Bill, job_sends, settle_by_callback
 from faceswap_flows.flows.provenance.content_credentials import signing_plan
 from faceswap_flows.flows.provenance.labels import SyntheticLabel
 from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, record_key, record_provenance
@@ -29,8 +31,14 @@ async def fetch_and_record(
 ) -> str:
     """Fetch a finished job's result into ``storage`` under ``result_key`` (labelled as synthetic media unless
     ``output`` says not, watermarked if asked) and write its provenance record next to it; returns the key.
-    Two task runs (``as_tasks``), or two steps of the caller's task run."""
+    Two task runs (``as_tasks``), or two steps of the caller's task run.
+
+    The job's credits come from the ledger of credits (its send for ``task_id`` settled as accepted first);
+    ``credits`` and ``credits_estimated`` are used only when the ledger holds nothing for the job."""
     fetch, record = (fetch_result, record_provenance) if as_tasks else (fetch_result.fn, record_provenance.fn)
+    bill = await asyncio.to_thread(settled_bill, storage, job_id, task_id)
+    if bill is not None:
+        credits, credits_estimated = bill.charged, bill.estimated
     label = None
     if output.label:
         label = SyntheticLabel(task_id=task_id, operation=operation, job_id=job_id, record_key=record_key(result_key))
@@ -60,5 +68,27 @@ async def fetch_and_record(
         label=label,
         submitted_by=submitted_by,
         signing=signing.summary() if signing else None,
+        bill=bill_record(storage, job_id) if bill is not None else None,
     )
     return key
+
+
+def settled_bill(storage: MediaStorage, job_id: str | None, task_id: str) -> Bill | None:
+    """The job's bill once its callback for ``task_id`` is settled in the ledger (None: the ledger has no send of
+    the job, e.g. a job submitted before the ledger existed or into another storage)."""
+    if not job_id:
+        return None
+    bill = settle_by_callback(storage, job_id, task_id, True)
+    return bill if bill.sends else None
+
+
+def bill_record(storage: MediaStorage, job_id: str | None) -> dict[str, Any]:
+    """What a provenance record keeps of the job's bill: the totals and every paid send for it."""
+    sends = job_sends(storage, job_id) if job_id else []
+    return {
+        **Bill.of(sends).model_dump(),
+        "paid_sends": [
+            send.model_dump(include={"operation", "purpose", "outcome", "credits", "task_id", "sent_at"})
+            for send in sends
+        ],
+    }

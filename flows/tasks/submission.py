@@ -1,8 +1,10 @@
-"""One paid submission, sent at most once unless the user chose otherwise: the write-ahead intent, the send, and
-the unknown-outcome path (wait for the job's callback by job id, re-attach, or apply ``on_unknown_outcome``)."""
+"""One paid submission, sent at most once unless the user chose otherwise: the write-ahead entry in the ledger of
+credits, the send, and the unknown-outcome path (wait for the job's callback by job id, re-attach, or apply
+``on_unknown_outcome``)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from prefect.client.orchestration import get_client
@@ -16,15 +18,14 @@ from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import ApiRequest
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
 from faceswap_flows.flows.exceptions import SubmissionOutcomeUnknown
+from faceswap_flows.flows.ledger import POSSIBLY_CHARGED, PaidSend, job_sends, new_send, settle_by_callback
 from faceswap_flows.flows.tasks.paid_calls import (
     AT_MOST_ONCE,
     MAX_RESUBMISSIONS,
+    LedgerScope,
     OnUnknownOutcome,
-    SubmissionIntent,
     collect_hint,
-    new_intent,
-    read_intent,
-    write_intent,
+    record_send,
 )
 from faceswap_flows.flows.tasks.waiting import CallbackTimeout, arrived_callback, wait_for_task_callback
 from faceswap_flows.receiver.tokens import JobToken
@@ -118,6 +119,7 @@ class Submission:
     ) -> None:
         self.credentials, self.receiver, self.job, self.request = credentials, receiver, job, request
         self.storage, self.policy = storage, policy
+        self.ledger = LedgerScope(storage, job.job_id) if storage is not None else None
         self.grace = receiver.lost_answer_grace_seconds
         self.sends = self.unknown = 0
         self.logger = get_run_logger()
@@ -129,13 +131,14 @@ class Submission:
                 return earlier
         while True:
             self.sends += 1
-            intent = new_intent(self.job, self.policy, self.sends)
+            send = new_send(self.job.job_id, self.job.operation, self.request.estimated_credits(), number=self.sends)
             try:
-                return await self._send(intent)
+                return await self._send(send)
             except AIFaceSwapError as error:
                 if not error.outcome_unknown:
-                    await write_intent(self.storage, self.job, intent.model_copy(update={"refused": True}))
+                    await record_send(self.ledger, send.answered("refused", note=str(error)))
                     raise
+                await record_send(self.ledger, send.answered("unknown", note=str(error)))
                 self.unknown += 1
                 self.logger.warning(
                     "%s; the outcome is unknown: waiting up to %.0fs for a callback of job %s",
@@ -148,33 +151,38 @@ class Submission:
                     return found
                 self._after_grace(str(error))
 
-    async def _send(self, intent: SubmissionIntent) -> SubmittedJob:
+    async def _send(self, send: PaidSend) -> SubmittedJob:
         await take_api_slot(self.credentials)
-        await write_intent(self.storage, self.job, intent)  # write-ahead: a re-run finding it knows it was sent
+        await record_send(self.ledger, send)  # write-ahead: a re-run finding it knows it was sent
         async with self.credentials.get_client(pooled=True) as client:
             data = await client.send(self.request)
-        accepted = intent.model_copy(update={"task_id": data.task_id, "points": data.points})
-        await write_intent(self.storage, self.job, accepted)
-        return self._submitted(data.task_id, data.points, estimated=False, sent_at=intent.sent_at)
+        accepted = send.answered("accepted", task_id=data.task_id, credits=data.points, estimated=False)
+        await record_send(self.ledger, accepted)
+        return self._submitted(data.task_id, data.points, estimated=False, sent_at=send.sent_at)
 
     async def _earlier(self) -> SubmittedJob | None:
-        """What an earlier attempt left: a callback of the job, an accepted intent, or an intent without an
-        answer (outcome unknown: wait for the callback for what remains of the grace, then apply the policy)."""
+        """What an earlier attempt left: a callback of the job, an accepted send in the ledger, or a send without
+        an answer (outcome unknown: wait for the callback for what remains of the grace, then apply the policy)."""
         secret = self.receiver.signing_secret.get_secret_value()
         arrived = await arrived_callback(self.receiver.public_url, secret, self.job.job_id, by_job=True)
         if arrived is not None:
             self.logger.info("job %s already ran as task %s: not sending it again", self.job.job_id, arrived["task_id"])
-            return self._submitted(arrived["task_id"], self.request.estimated_credits(), estimated=True)
-        intent = await read_intent(self.storage, self.job)
-        if intent is None or intent.refused:
+            return await self._found(arrived["task_id"], bool(arrived.get("success", True)))
+        earlier = await self._earlier_sends()
+        if not earlier:
             return None
-        self.sends = intent.sends
-        if intent.task_id is not None:
-            self.logger.info("job %s was accepted as task %s by an earlier attempt", self.job.job_id, intent.task_id)
-            points = intent.points if intent.points is not None else self.request.estimated_credits()
-            return self._submitted(intent.task_id, points, estimated=intent.points is None, sent_at=intent.sent_at)
+        self.sends = len(earlier)
+        accepted = next((send for send in earlier if send.outcome == "accepted" and send.task_id), None)
+        if accepted is not None:
+            assert accepted.task_id is not None
+            self.logger.info("job %s was accepted as task %s by an earlier attempt", self.job.job_id, accepted.task_id)
+            estimated = accepted.estimated
+            return self._submitted(accepted.task_id, accepted.credits, estimated=estimated, sent_at=accepted.sent_at)
+        last = earlier[-1]
+        if last.outcome not in POSSIBLY_CHARGED:
+            return None
         self.unknown += 1
-        remaining = max(self.grace - (time.time() - intent.sent_at), min(self.grace, MIN_RECHECK_SECONDS))
+        remaining = max(self.grace - (time.time() - last.sent_at), min(self.grace, MIN_RECHECK_SECONDS))
         self.logger.warning(
             "job %s was sent by an earlier attempt that recorded no answer (its worker may have died): the outcome "
             "is unknown; waiting up to %.0fs for its callback",
@@ -185,6 +193,13 @@ class Submission:
         if found is None:
             self._after_grace("an earlier attempt sent it and recorded no answer")
         return found
+
+    async def _earlier_sends(self) -> list[PaidSend]:
+        """The job's own submissions the ledger holds (not the paid calls that were a means to it)."""
+        if self.storage is None:
+            return []
+        sends = await asyncio.to_thread(job_sends, self.storage, self.job.job_id)
+        return [send for send in sends if send.operation == self.job.operation]
 
     async def _await_job(self, timeout: float) -> SubmittedJob | None:
         try:
@@ -200,11 +215,19 @@ class Submission:
         self.logger.info(
             "job %s was accepted after all: task %s (found by its callback)", self.job.job_id, callback.task_id
         )
-        return self._submitted(callback.task_id, self.request.estimated_credits(), estimated=True)
+        return await self._found(callback.task_id, callback.succeeded)
+
+    async def _found(self, task_id: str, success: bool) -> SubmittedJob:
+        """The job as its callback shows it: the send it answers is settled in the ledger."""
+        points = self.request.estimated_credits()
+        if self.storage is not None:
+            bill = await asyncio.to_thread(settle_by_callback, self.storage, self.job.job_id, task_id, success)
+            self.sends = max(self.sends, bill.sends)
+        return self._submitted(task_id, points, estimated=True)
 
     def _after_grace(self, why: str) -> None:
         """Resubmit (returns) when the user chose so and sends remain; else SubmissionOutcomeUnknown."""
-        job = self.job
+        job, price = self.job, self.request.estimated_credits()
         if self.policy == "resubmit" and self.sends <= MAX_RESUBMISSIONS:
             self.logger.warning(
                 "job %s: no callback %.0fs after an unknown outcome; on_unknown_outcome=resubmit: sending it AGAIN "
@@ -212,14 +235,20 @@ class Submission:
                 job.job_id,
                 self.grace,
                 self.sends + 1,
-                self.request.estimated_credits(),
+                price,
             )
             return
+        sent = "once" if self.sends == 1 else f"{self.sends} times"
+        stop = (
+            "it was NOT sent again"
+            if self.policy == AT_MOST_ONCE
+            else f"no more sends (at most {MAX_RESUBMISSIONS + 1} with resubmit)"
+        )
         raise SubmissionOutcomeUnknown(
-            f"the outcome of the {job.operation} submission of job {job.job_id} is unknown ({why}) and no callback "
-            f"came in {self.grace:.0f}s; on_unknown_outcome={self.policy}: it was NOT submitted again. "
-            f"If the service accepted it (it may have charged {self.request.estimated_credits()} credits), its "
-            f"callback will reach the receiver: collect its result with {collect_hint(job.job_id)}",
+            f"job {job.job_id}: up to {self.sends * price} credits possibly charged; collect its result with "
+            f"{collect_hint(job.job_id)}. The {job.operation} job was sent {sent} and the outcome stayed unknown "
+            f"({why}); no callback came in {self.grace:.0f}s; on_unknown_outcome={self.policy}: {stop}. If the "
+            "service accepted it, its callback will reach the receiver.",
             job.job_id,
         )
 
