@@ -173,3 +173,39 @@ def settle_by_callback(storage: MediaStorage, job_id: str, task_id: str, success
         write_send(storage, settled)
         sends = [settled if send.send_id == settled.send_id else send for send in sends]
     return Bill.of(sends)
+
+
+SPEND_KEYS = ("day", "operation", "deployment", "flow_run")
+
+
+def spend_rows(sends: Iterable[PaidSend], by: Iterable[str] = SPEND_KEYS) -> list[dict[str, object]]:
+    """The spend grouped ``by`` day (UTC), operation, deployment and flow run: sends, credits charged and possibly
+    charged (apart), refused sends; a ``total`` row last."""
+    keys = tuple(by)
+    unknown = [key for key in keys if key not in SPEND_KEYS]
+    if unknown:
+        raise ValueError(f"by: {unknown} unknown: use {', '.join(SPEND_KEYS)}")
+    groups: dict[tuple[str, ...], list[PaidSend]] = {}
+    for send in sends:
+        facts = {
+            "day": time.strftime("%Y-%m-%d", time.gmtime(send.sent_at)),
+            "operation": send.operation,
+            "deployment": send.deployment_id or "-",
+            "flow_run": send.flow_run_id or "-",
+        }
+        groups.setdefault(tuple(facts[key] for key in keys), []).append(send)
+    rows = [_spend_row(dict(zip(keys, group, strict=True)), found) for group, found in sorted(groups.items())]
+    everything = [send for found in groups.values() for send in found]
+    return [*rows, _spend_row(dict.fromkeys(keys, "") | {keys[0]: "total"} if keys else {}, everything)]
+
+
+def _spend_row(group: dict[str, str], sends: list[PaidSend]) -> dict[str, object]:
+    bill = Bill.of(sends)
+    return {
+        **group,
+        "sends": bill.sends,
+        "charged": bill.charged,
+        "possibly charged": bill.possibly_charged,
+        "refused": bill.refused,
+        "failed jobs": bill.failed,
+    }

@@ -70,6 +70,14 @@ async def stored_event(task_id: str, *, by_job: bool = False) -> dict[str, Any] 
     return (succeeded or found or [None])[-1] if by_job else (found or [None])[0]
 
 
+async def job_callbacks(job_id: str, limit: int = 50) -> list[dict[str, Any]]:
+    """Every callback of a job among the events the Prefect API has stored (a job sent more than once may have
+    several tasks), oldest first."""
+    async with get_client() as client:
+        page = await client.read_events(filter=job_event_filter(job_id), limit=limit)
+    return [callback_from_event(event) for event in reversed(page.events)]
+
+
 async def arrived_callback(
     receiver_url: str | None, secret: str | None, task_id: str, *, by_job: bool = False
 ) -> dict[str, Any] | None:
