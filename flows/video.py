@@ -193,13 +193,8 @@ async def multi_video_faceswap(
     consent = await preflight(
         services.storage, output, options.require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
     )
-    identity = {
-        "source_video": video.key or video.url,
-        "faces": [f.key or f.url for f in faces],
-        "index": indexes,
-        "frame_time": frame_time,
-        "enhance": enhance,
-    }
+    identity = {"source_video": video.key or video.url, "faces": [f.key or f.url for f in faces]}
+    identity.update(index=indexes, frame_time=frame_time, enhance=enhance)
     job = plan_swap(services, "multi_video_faceswap", identity, kind="video", wait=options.wait)
     found = await extract_frame_faces(services.credentials, frame_png, services.storage, job.job_id)
     check_in_frame(indexes, found, frame_time)

@@ -3,7 +3,17 @@
 from __future__ import annotations
 
 ROWS: list[dict[str, object]] = []
-COLUMNS = ("fault", "jobs", "submissions", "charges", "credits", "callbacks acked", "results stored", "lost")
+COLUMNS = (
+    "fault",
+    "jobs",
+    "submissions",
+    "charges",
+    "credits",
+    "callbacks acked",
+    "results stored",
+    "lost",
+    "ledger charged (possibly)",
+)
 
 
 def record(**row: object) -> None:

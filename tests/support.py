@@ -41,6 +41,22 @@ def restore_stack_blocks() -> None:
 
 
 @contextmanager
+def impatient_blocks(stack: Any, prefix: str, grace_seconds: float = 3) -> tuple[str, str]:
+    """Blocks named ``<prefix>`` and ``<prefix>-receiver`` that give up on an answer after 1 s, and on a lost
+    answer's callback after ``grace_seconds``."""
+    from faceswap_flows.blocks import AIFaceSwapCredentials, WebhookReceiver
+
+    AIFaceSwapCredentials(api_key=SANDBOX_KEY, base_url=stack.sandbox.url, timeout=1.0, max_retries=0).save(
+        prefix, overwrite=True
+    )
+    receiver = WebhookReceiver(
+        public_url=stack.receiver.url, signing_secret=RECEIVER_SECRET, lost_answer_grace_seconds=grace_seconds
+    )
+    receiver.save(f"{prefix}-receiver", overwrite=True)
+    return prefix, f"{prefix}-receiver"
+
+
+@contextmanager
 def served_deployments(names: list[str], prefect_api: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
     """``python -m faceswap_flows.flows.deployments NAME ...`` (the deployments of prefect.yaml, served with their
     triggers, polling every second) in a process group of its own, stopped at the end; its output goes to ``log``."""

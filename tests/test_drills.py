@@ -22,6 +22,7 @@ from prefect.states import Scheduled
 
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.ledger import Bill, every_send, settle_by_callback
 from faceswap_flows.flows.options import BlockNames, SwapOptions
 from faceswap_flows.flows.tasks.waiting import CallbackTimeout
 from tests.drill_report import record
@@ -33,13 +34,17 @@ JOBS = 4
 
 
 class Ledger:
-    """Counts, from the sandbox's own records, what a drill caused."""
+    """Counts, from the sandbox's own records, what a drill caused; and checks that our ledger of credits holds
+    exactly the charges the sandbox made, once every callback the receiver took has settled its send."""
 
     def __init__(self, stack) -> None:
         self.stack = stack
+        self.started = time.time()
         self.jobs_before = set(self._jobs())
         self.charges_before = self._charges()
         self.spent_before = stack.spent()
+        self.charged_before = self._charged()
+        self.billed_before = Bill.of(every_send(stack.storage))
 
     def _jobs(self) -> list[str]:
         return [t for t, job in self.stack.sandbox.sandbox.runner.jobs.items() if job.key == SANDBOX_KEY]
@@ -47,10 +52,25 @@ class Ledger:
     def _charges(self) -> int:
         return sum(1 for e in self.stack.sandbox.ledger(SANDBOX_KEY)["entries"] if e["kind"] == "charge")
 
+    def _charged(self) -> int:
+        return int(self.stack.sandbox.ledger(SANDBOX_KEY)["charged"])
+
     def new_tasks(self) -> list[str]:
         return [t for t in self._jobs() if t not in self.jobs_before]
 
+    def billed(self) -> Bill:
+        """Our ledger's bill of the drill, after settling each send by the callbacks the receiver took."""
+        for entry in self.stack.receiver.inbox.received_since(self.started, limit=10_000):
+            callback = entry.callback
+            settle_by_callback(self.stack.storage, entry.job.job_id, callback.task_id, callback.success == 1)
+        now = Bill.of(every_send(self.stack.storage))
+        return Bill(
+            charged=now.charged - self.billed_before.charged,
+            possibly_charged=now.possibly_charged - self.billed_before.possibly_charged,
+        )
+
     def summary(self, fault: str, jobs: int, stored: int, acked: int) -> dict[str, object]:
+        bill = self.billed()
         row = {
             "fault": fault,
             "jobs": jobs,
@@ -59,9 +79,14 @@ class Ledger:
             "credits": self.stack.spent() - self.spent_before,
             "callbacks acked": acked,
             "results stored": stored,
+            "ledger charged (possibly)": f"{bill.charged} ({bill.possibly_charged})",
         }
         row["lost"] = acked - stored
         record(**row)
+        charged = self._charged() - self.charged_before
+        assert bill.charged == charged, (
+            f"{fault}: our ledger holds {bill.charged} credits charged, the sandbox {charged}"
+        )
         return row
 
 

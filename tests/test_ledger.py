@@ -15,7 +15,7 @@ import pytest
 from prefect.client.orchestration import get_client
 from typer.testing import CliRunner
 
-from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.cli.main import app
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.collect import store_result
@@ -31,7 +31,7 @@ from faceswap_flows.flows.ledger import (
     write_send,
 )
 from faceswap_flows.flows.options import BlockNames, SwapOptions
-from tests.support import RECEIVER_SECRET, SANDBOX_KEY
+from tests.support import SANDBOX_KEY, impatient_blocks
 from tests.vision import photos
 
 
@@ -152,14 +152,7 @@ async def test_choosing_faces_by_reference_photo_bills_the_detection_too(stack, 
 
 @pytest.fixture(scope="module")
 def impatient(stack) -> tuple[str, str]:
-    """Blocks that give up on an answer after 1 s, and on a lost answer's callback after 2 s."""
-    AIFaceSwapCredentials(api_key=SANDBOX_KEY, base_url=stack.sandbox.url, timeout=1.0, max_retries=0).save(
-        "ledger-impatient", overwrite=True
-    )
-    WebhookReceiver(public_url=stack.receiver.url, signing_secret=RECEIVER_SECRET, lost_answer_grace_seconds=2).save(
-        "ledger-impatient-receiver", overwrite=True
-    )
-    return "ledger-impatient", "ledger-impatient-receiver"
+    return impatient_blocks(stack, "ledger-impatient", grace_seconds=2)
 
 
 def two_item_manifest(stack, folder: Path) -> str:

@@ -20,7 +20,7 @@ from faceswap_flows.flows.tasks.api import SubmissionOutcomeUnknown
 from faceswap_flows.flows.tasks.waiting import CallbackTimeout
 from faceswap_flows.receiver.tokens import JobToken
 from tests.media import read_image
-from tests.support import RECEIVER_SECRET, SANDBOX_KEY, recorded_task_runs
+from tests.support import SANDBOX_KEY, impatient_blocks, recorded_task_runs
 
 
 def submissions(stack) -> int:
@@ -29,14 +29,7 @@ def submissions(stack) -> int:
 
 @pytest.fixture(scope="module")
 def impatient(stack) -> tuple[str, str]:
-    """Blocks that give up on an answer after 1 s, and on a lost answer's callback after 3 s."""
-    AIFaceSwapCredentials(api_key=SANDBOX_KEY, base_url=stack.sandbox.url, timeout=1.0, max_retries=0).save(
-        "impatient", overwrite=True
-    )
-    WebhookReceiver(public_url=stack.receiver.url, signing_secret=RECEIVER_SECRET, lost_answer_grace_seconds=3).save(
-        "impatient-receiver", overwrite=True
-    )
-    return "impatient", "impatient-receiver"
+    return impatient_blocks(stack, "impatient", grace_seconds=3)
 
 
 async def test_a_lost_answer_is_found_by_its_callback_not_resubmitted(stack, faults, impatient) -> None:

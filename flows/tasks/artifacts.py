@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 
@@ -10,6 +11,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
 from faceswap_flows.aifaceswap.models import FaceBox
 from faceswap_flows.blocks import MediaStorage, StorageError
+from faceswap_flows.flows.ledger import PaidSend, job_sends
 
 
 def artifact_key(*parts: str) -> str:
@@ -72,3 +74,23 @@ async def before_after_artifact(
 
 async def credits_artifact(rows: list[dict[str, object]], name: str) -> None:
     await acreate_table_artifact(key=artifact_key("credits", name), table=rows, description="Credits charged per job")
+
+
+async def job_credits_artifact(storage: MediaStorage, job_id: str, operation: str, task_id: str) -> None:
+    """The job's credits table, from the ledger of credits: every paid send for the job (face detection
+    included), what it cost, and whether its outcome is known."""
+    sends = await asyncio.to_thread(job_sends, storage, job_id)
+    rows = [send_row(send) for send in sends] or [{"operation": operation, "task_id": task_id, "outcome": "?"}]
+    await credits_artifact(rows, operation)
+
+
+def send_row(send: PaidSend) -> dict[str, object]:
+    return {
+        "operation": send.operation,
+        "for": send.purpose,
+        "task_id": send.task_id,
+        "outcome": send.outcome,
+        "credits charged": send.charged,
+        "possibly charged": send.possibly_charged,
+        "estimated": send.estimated and bool(send.charged),
+    }

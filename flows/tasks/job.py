@@ -16,7 +16,7 @@ from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.aifaceswap.models import SubmitRequest, validate_model
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
 from faceswap_flows.flows.blocks_config import Services
-from faceswap_flows.flows.ledger import Bill, PaidSend, job_bill, job_sends, settle_by_callback
+from faceswap_flows.flows.ledger import Bill, job_bill, settle_by_callback
 from faceswap_flows.flows.provenance.records import (
     JobFacts,
     OutputOptions,
@@ -34,7 +34,7 @@ from faceswap_flows.flows.tasks.api import (
     submit,
     wait_for_callback,
 )
-from faceswap_flows.flows.tasks.artifacts import before_after_artifact, credits_artifact
+from faceswap_flows.flows.tasks.artifacts import before_after_artifact, job_credits_artifact
 from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.tasks.store import fetch_and_record
 from faceswap_flows.flows.tasks.waiting import CallbackTimeout
@@ -225,7 +225,7 @@ async def submit_and_finish(
             on_unknown_outcome=on_unknown_outcome,
         )
     if artifacts:
-        await show_credits(services.storage, submitted)
+        await job_credits_artifact(services.storage, submitted.job_id, submitted.operation, submitted.task_id)
     return await finish(
         submitted,
         services.storage,
@@ -260,28 +260,6 @@ def recorded_facts(
         "on_unknown_outcome": on_unknown_outcome,
     }
     return facts.model_copy(update={"parameters": parameters})
-
-
-async def show_credits(storage: MediaStorage, submitted: SubmittedJob) -> None:
-    """The job's credits table artifact, from the ledger: every paid send for the job (face detection included),
-    what it cost, and whether its outcome is known."""
-    sends = await asyncio.to_thread(job_sends, storage, submitted.job_id)
-    rows = [send_row(send) for send in sends] or [
-        {"operation": submitted.operation, "task_id": submitted.task_id, "credits": submitted.points}
-    ]
-    await credits_artifact(rows, submitted.operation)
-
-
-def send_row(send: PaidSend) -> dict[str, object]:
-    return {
-        "operation": send.operation,
-        "for": send.purpose,
-        "task_id": send.task_id,
-        "outcome": send.outcome,
-        "credits charged": send.charged,
-        "possibly charged": send.possibly_charged,
-        "estimated": send.estimated and bool(send.charged),
-    }
 
 
 async def finish(
