@@ -239,8 +239,11 @@ async def test_drill_worker_killed_at_a_random_instant(stack, faults, tmp_path: 
         "results stored": stored,
         "lost": acked(stack, tasks) - stored,
     }
+    bill = ledger.billed()
+    row["ledger charged (possibly)"] = f"{bill.charged} ({bill.possibly_charged})"
     record(**row)
     assert row["charges"] == len(tasks) == len(set(jobs)) and row["lost"] == 0, row
+    assert bill.charged == ledger._charged() - ledger.charged_before, "our ledger holds what the sandbox charged"
     assert len(completed) == len(tasks), "every accepted job's run completed; the others were never accepted"
     assert sum(r["killed"] for r in runs) >= KILL_RUNS // 2, "most workers were killed before they finished"
     assert after_acceptance >= 3, "some workers died after their job was accepted (the double-charge window)"
