@@ -63,6 +63,12 @@ class AIFaceSwapCredentials(Block):
         description="Download results from private, loopback or link-local addresses even when the base URL is "
         "the real service (refused by default: a forged result URL must not reach inside your network).",
     )
+    allow_private_urls: bool = Field(
+        default=False,
+        description="Hand the service URLs on private, loopback or link-local addresses (inputs, the webhook) even "
+        "when the base URL is a public host: for a service reached over a private network. Refused by default: the "
+        "real service could never fetch or call them, and the job would be paid for nothing.",
+    )
     max_result_bytes: int = Field(default=2 * 1024**3, gt=0, description="Largest result download, in bytes.")
     result_download_timeout_seconds: float = Field(
         default=600.0, gt=0, description="Longest time one result download may take, however slowly it trickles."

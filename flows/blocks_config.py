@@ -10,6 +10,7 @@ from prefect.blocks.core import Block
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
 from faceswap_flows.flows.exceptions import BlockNotFound
 from faceswap_flows.flows.media.download_rules import CURRENT_RULES, DownloadRules
+from faceswap_flows.flows.media.reachability import CURRENT_REACH, STORAGE_FIX, WEBHOOK_FIX, Reach
 
 DEFAULT_CREDENTIALS = "aifaceswap"
 DEFAULT_STORAGE = "faceswap-media"
@@ -36,16 +37,32 @@ async def load_services(
     credentials_block: str = DEFAULT_CREDENTIALS,
     storage_block: str = DEFAULT_STORAGE,
     receiver_block: str = DEFAULT_RECEIVER,
+    *,
+    callbacks: bool = True,
 ) -> Services:
     """The flow's three blocks, by name; BlockNotFound names the first one missing and the command that creates it."""
     credentials = await load_block(AIFaceSwapCredentials, credentials_block, "blocks.credentials")
     CURRENT_RULES.set(DownloadRules.for_credentials(credentials))  # the result downloads of this run follow them
-    return Services(
+    reach = Reach.for_credentials(credentials)
+    CURRENT_REACH.set(reach)  # every input staged in this run is checked by it
+    services = Services(
         credentials=credentials,
         storage=await load_block(MediaStorage, storage_block, "blocks.storage"),
         receiver=await load_block(WebhookReceiver, receiver_block, "blocks.receiver"),
         storage_block=storage_block,
     )
+    check_reachable(reach, services.storage, services.receiver if callbacks else None)
+    return services
+
+
+def check_reachable(reach: Reach, storage: MediaStorage, receiver: WebhookReceiver | None) -> None:
+    """Before anything is spent: the service can call the receiver back and fetch what the storage publishes."""
+    if receiver is not None:
+        reach.check(receiver.public_url, "WebhookReceiver.public_url", WEBHOOK_FIX)
+    if storage.public_base_url:
+        reach.check(storage.public_base_url, "MediaStorage.public_base_url", STORAGE_FIX)
+    elif storage.is_s3 and storage.endpoint_url:  # presigned URLs point at the endpoint
+        reach.check(storage.endpoint_url, "MediaStorage.endpoint_url", STORAGE_FIX)
 
 
 async def load_block(block_type: type[B], name: str, field: str) -> B:

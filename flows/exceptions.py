@@ -117,6 +117,16 @@ class SigningNotConfigured(FaceSwapFlowError, InputValidationError):
     """Signing is on but its block cannot be loaded: refused before any credit is spent."""
 
 
+class UnreachableUrl(FaceSwapFlowError, InputValidationError):
+    """A URL the real service would have to fetch or call back (an input, the webhook) is on a loopback, private or
+    link-local address, or is not http(s): refused before any credit is spent. ``field`` names the block field or
+    flow parameter to change."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
 __all__ = [
     "BlockNotFound",
     "BudgetExceeded",
@@ -129,5 +139,6 @@ __all__ = [
     "ResultsNotStored",
     "SigningNotConfigured",
     "SubmissionOutcomeUnknown",
+    "UnreachableUrl",
     "VideoError",
 ]

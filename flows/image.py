@@ -103,7 +103,7 @@ async def extract_faces(image: str, blocks: BlockNames = BlockNames()) -> Detect
     Raises:
         InputValidationError: The image is unusable (the message says why); nothing was spent.
     """
-    services = await load_services(blocks.credentials, blocks.storage)
+    services = await load_services(blocks.credentials, blocks.storage, callbacks=False)
     staged = await upload(services.storage, image, "image")
     job = plan_swap(services, "extract_face", {"image": staged.key or staged.url})
     faces = await extract_faces_task(services.credentials, staged.url, staged.name, services.storage, job.job_id)

@@ -39,6 +39,8 @@ FAST_MODULES = {
     "test_sweep_mark",
     "test_project_init",
     "test_readme_security",
+    "test_reachability",
+    "test_ledger",
     "test_receiver",
     "test_ui_form",
 }

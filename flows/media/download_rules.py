@@ -33,14 +33,14 @@ CACHE_SECONDS = 30.0
 CURRENT_RULES: contextvars.ContextVar[DownloadRules | None] = contextvars.ContextVar("download_rules", default=None)
 
 
-def _is_private(address: str) -> bool:
+def is_private_address(address: str) -> bool:
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return not ip.is_global or ip.is_multicast
 
 
-def _literal_ip(host: str) -> bool:
+def is_literal_ip(host: str) -> bool:
     try:
         ipaddress.ip_address(host)
     except ValueError:
@@ -50,7 +50,7 @@ def _literal_ip(host: str) -> bool:
 
 def service_domain(host: str) -> str:
     """``api.aifaceswap.io`` -> ``aifaceswap.io`` (the last two labels); an IP address or one label stays as is."""
-    if _literal_ip(host) or host.count(".") < 1:
+    if is_literal_ip(host) or host.count(".") < 1:
         return host
     return ".".join(host.rsplit(".", 2)[-2:])
 
@@ -105,7 +105,7 @@ class DownloadRules:
         return host
 
     def check_address(self, url: str, host: str, address: str) -> None:
-        if self.allow_private or host in self.trusted or not _is_private(address):
+        if self.allow_private or host in self.trusted or not is_private_address(address):
             return
         raise DownloadRefused(
             f"result URL {url[:200]} leads to the private, loopback or link-local address {address} (host {host!r}): "
@@ -114,7 +114,7 @@ class DownloadRules:
 
 
 async def _addresses(host: str) -> list[str]:
-    if _literal_ip(host):
+    if is_literal_ip(host):
         return [host]
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None)

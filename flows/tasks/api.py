@@ -18,6 +18,7 @@ from faceswap_flows.aifaceswap.models import ApiRequest, FaceBox
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
 from faceswap_flows.flows.exceptions import JobFailed
+from faceswap_flows.flows.media.reachability import INPUT_FIX, Reach
 from faceswap_flows.flows.provenance.records import JobFacts, run_facts
 from faceswap_flows.flows.tasks.artifacts import credits_artifact
 from faceswap_flows.flows.tasks.paid_calls import (
@@ -124,6 +125,8 @@ async def extract_faces(
         AIFaceSwapError: The API refused the call or its answer proves nothing after the retries.
     """
     ledger = LedgerScope(storage, job_id, f"face detection of {name}") if storage and job_id else None
+    if isinstance(image, str):
+        Reach.for_credentials(credentials).check(image, "image", INPUT_FIX)
     found = await _paid_extract(credentials, "extract_face", lambda client: client.extract_face(image), name, ledger)
     get_run_logger().info("%s: %d face(s), %d credits", name, len(found.faces), found.points)
     return found.faces

@@ -22,6 +22,7 @@ from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.media.download_rules import DownloadRefused, DownloadRules, current_rules, download
+from faceswap_flows.flows.media.reachability import INPUT_FIX, STORAGE_FIX, current_reach
 from faceswap_flows.flows.media.video import VideoError, VideoFacts, trim_video, video_facts
 from faceswap_flows.flows.provenance.content_credentials import SigningPlan, sign_bytes, sign_file
 from faceswap_flows.flows.provenance.labels import (
@@ -110,8 +111,21 @@ async def url_sha256s(urls: Iterable[str], concurrency: int = 8) -> dict[str, st
 def stage(
     storage: MediaStorage, source: str, field: str, kind: str = "image", url_sha256: str | None = None
 ) -> StagedMedia:
-    """Make ``source`` (an http(s) URL, a local file or a storage key) fetchable by the API; checks it first.
+    """Make ``source`` (an http(s) URL, a local file or a storage key) fetchable by the API; checks it first, and
+    that the service can reach the URL it gets (with the real service: not a loopback or private address).
     ``url_sha256``: the SHA-256 of a URL ``source`` when already read (it is not downloaded again)."""
+    reach = current_reach()
+    if reach is not None and is_url(source):
+        reach.check(source, field, INPUT_FIX)
+    staged = _stage(storage, source, field, kind, url_sha256)
+    if reach is not None and staged.key is not None:
+        reach.check(staged.url, "MediaStorage.public_base_url", STORAGE_FIX)
+    return staged
+
+
+def _stage(
+    storage: MediaStorage, source: str, field: str, kind: str = "image", url_sha256: str | None = None
+) -> StagedMedia:
     if is_url(source):
         name = Path(urlsplit(source).path).name or field
         return StagedMedia(source, None, name, url_sha256 or _url_sha256(source))

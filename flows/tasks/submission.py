@@ -19,6 +19,7 @@ from faceswap_flows.aifaceswap.models import ApiRequest
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
 from faceswap_flows.flows.exceptions import SubmissionOutcomeUnknown
 from faceswap_flows.flows.ledger import POSSIBLY_CHARGED, PaidSend, job_sends, new_send, settle_by_callback
+from faceswap_flows.flows.media.reachability import Reach
 from faceswap_flows.flows.tasks.paid_calls import (
     AT_MOST_ONCE,
     MAX_RESUBMISSIONS,
@@ -152,6 +153,7 @@ class Submission:
                 self._after_grace(str(error))
 
     async def _send(self, send: PaidSend) -> SubmittedJob:
+        Reach.for_credentials(self.credentials).check_request(self.request)  # the last guard before paying
         await take_api_slot(self.credentials)
         await record_send(self.ledger, send)  # write-ahead: a re-run finding it knows it was sent
         async with self.credentials.get_client(pooled=True) as client:
