@@ -136,11 +136,12 @@ def _version() -> str:
 
 
 def _signer(key: ContentSigningKey) -> c2pa.Signer:
+    """The c2pa signer of ``key``; with a ``timestamp_url`` it asks that TSA to time-stamp every signature."""
     info = c2pa.C2paSignerInfo(
         key.algorithm,
         key.certificate_chain.encode(),
         key.private_key.get_secret_value().encode(),
-        key.timestamp_url,
+        key.timestamp_url or None,
     )
     return c2pa.Signer.from_info(info)
 
