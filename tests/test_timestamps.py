@@ -5,9 +5,13 @@ signing one valid for seconds."""
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
 import re
 import subprocess
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,11 +20,14 @@ import c2pa
 import httpx
 import pytest
 from cryptography import x509
+from typer.testing import CliRunner
 
 from faceswap_flows.blocks import ContentSigningKey
+from faceswap_flows.cli.main import app
 from faceswap_flows.devstack.signing_certs import DevCertificates, make_dev_certificates
 from faceswap_flows.devstack.timestamp_authority import QUERY_TYPE, REPLY_TYPE, TimestampAuthority
 from faceswap_flows.flows.provenance.content_credentials import read_credentials, sign_file
+from faceswap_flows.flows.provenance.records import RECORD_SUFFIX
 from tests.test_content_credentials import PLAN, photo
 
 SHORT_LIFE = timedelta(seconds=6)
@@ -62,48 +69,93 @@ def expiry(certificates: DevCertificates) -> datetime:
     return x509.load_pem_x509_certificates(certificates.chain_pem.encode())[0].not_valid_after_utc
 
 
-@pytest.fixture
-def tsa() -> TimestampAuthority:
-    with TimestampAuthority() as authority:
-        yield authority
+@dataclass
+class ExpiredPair:
+    """One photo signed with a seconds-long certificate, with and without a timestamp, read before it expired."""
+
+    certificates: DevCertificates
+    tsa_root: str
+    signed_at: datetime
+    stamped: Path
+    bare: Path
+    before: dict[str, tuple[str, dict[str, list[str]], str | None]]
+
+    @property
+    def both_roots(self) -> str:
+        return self.certificates.ca_pem + self.tsa_root
 
 
-def test_a_timestamped_signature_outlives_its_certificate(tsa: TimestampAuthority, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def expired_pair(tmp_path_factory: pytest.TempPathFactory) -> ExpiredPair:
+    folder = tmp_path_factory.mktemp("expired")
     certificates = make_dev_certificates("short-lived", valid_for=SHORT_LIFE)
     key = ContentSigningKey(private_key=certificates.private_key_pem, certificate_chain=certificates.chain_pem)
     signed_at = datetime.now(UTC).replace(microsecond=0)
-    stamped = sign_png(key.model_copy(update={"timestamp_url": tsa.url}), tmp_path, "stamped")
-    bare = sign_png(key, tmp_path, "bare")
-    both_roots = certificates.ca_pem + tsa.root_pem
+    with TimestampAuthority() as tsa:
+        stamped = sign_png(key.model_copy(update={"timestamp_url": tsa.url}), folder, "stamped")
+    bare = sign_png(key, folder, "bare")
+    pair = ExpiredPair(certificates, tsa.root_pem, signed_at, stamped, bare, {})
+    pair.before = {path.name: c2pa_check(path, pair.both_roots) for path in (stamped, bare)}
+    left = expiry(certificates) - datetime.now(UTC)
+    assert timedelta(0) < left <= SHORT_LIFE, f"read {left} before the certificate's expiry, not within {SHORT_LIFE}"
+    time.sleep(left.total_seconds() + 1.5)
+    return pair
 
-    state, codes, stamp_time = c2pa_check(stamped, both_roots)
-    assert datetime.now(UTC) < expiry(certificates), "signed and read before the certificate expired"
+
+def test_both_signatures_validate_while_the_certificate_is_valid(expired_pair: ExpiredPair) -> None:
+    state, codes, stamp_time = expired_pair.before["stamped.png"]
     assert state == "Trusted" and codes["failure"] == [], codes
     assert {"timeStamp.validated", "timeStamp.trusted"} <= set(codes["success"]), codes
-    assert signed_at <= datetime.fromisoformat(stamp_time) <= expiry(certificates)
-    state, codes, no_time = c2pa_check(bare, both_roots)
+    assert expired_pair.signed_at <= datetime.fromisoformat(stamp_time) <= expiry(expired_pair.certificates)
+    state, codes, no_time = expired_pair.before["bare.png"]
     assert state == "Trusted" and no_time is None and not any(c.startswith("timeStamp") for c in codes["success"])
 
-    left = expiry(certificates) - datetime.now(UTC)
-    assert left <= SHORT_LIFE, f"the signing certificate expires in {left}, not within {SHORT_LIFE}"
-    time.sleep(max(0.0, left.total_seconds()) + 1.5)
 
-    state, codes, _ = c2pa_check(stamped, both_roots)
+def test_a_timestamped_signature_outlives_its_certificate(expired_pair: ExpiredPair) -> None:
+    state, codes, _ = c2pa_check(expired_pair.stamped, expired_pair.both_roots)
     assert state == "Trusted" and codes["failure"] == [], codes
     assert {"timeStamp.validated", "timeStamp.trusted", "signingCredential.trusted"} <= set(codes["success"])
-    with stamped.open("rb") as stream:
-        assert read_credentials(stream, "image/png", both_roots).state == "trusted"
+    with expired_pair.stamped.open("rb") as stream:
+        assert read_credentials(stream, "image/png", expired_pair.both_roots).state == "trusted"
 
-    state, codes, _ = c2pa_check(bare, both_roots)
+
+def test_without_a_timestamp_the_signature_expires_with_its_certificate(expired_pair: ExpiredPair) -> None:
+    state, codes, _ = c2pa_check(expired_pair.bare, expired_pair.both_roots)
     assert state == "Invalid" and "signingCredential.expired" in codes["failure"], codes
-    with bare.open("rb") as stream:
-        check = read_credentials(stream, "image/png", both_roots)
-    assert check.state == "invalid" and any(f.startswith("signingCredential.expired") for f in check.failures)
+    with expired_pair.bare.open("rb") as stream:
+        check = read_credentials(stream, "image/png", expired_pair.both_roots)
+    assert check.state == "expired" and not check.tampered, check
+    assert any(failure.startswith("signingCredential.expired") for failure in check.failures)
 
-    # the timestamp counts only when its TSA chains to an anchor: with the signing CA alone it is untrusted
-    state, codes, _ = c2pa_check(stamped, certificates.ca_pem)
+
+def test_a_timestamp_counts_only_when_its_tsa_chains_to_an_anchor(expired_pair: ExpiredPair) -> None:
+    state, codes, _ = c2pa_check(expired_pair.stamped, expired_pair.certificates.ca_pem)
     assert "timeStamp.untrusted" in codes["informational"] and "signingCredential.expired" in codes["failure"]
     assert state == "Invalid"
+
+
+def test_a_changed_byte_is_tampering_even_once_expired(expired_pair: ExpiredPair) -> None:
+    changed = bytearray(expired_pair.bare.read_bytes())
+    changed[len(changed) // 2] ^= 0x01
+    check = read_credentials(io.BytesIO(bytes(changed)), "image/png", expired_pair.both_roots)
+    assert check.state == "invalid" and check.tampered, check
+
+
+def test_the_audit_names_an_expired_signature_and_passes_a_timestamped_one(
+    expired_pair: ExpiredPair, tmp_path: Path
+) -> None:
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_text(expired_pair.both_roots)
+    for path in (expired_pair.stamped, expired_pair.bare):
+        record = {"task_id": "task-7", "output": {"sha256": hashlib.sha256(path.read_bytes()).hexdigest()}}
+        record["output"]["content_credentials"] = {"signed": True}
+        Path(f"{path}{RECORD_SUFFIX}").write_text(json.dumps(record))
+    audit = ["audit", "--trust-anchors", str(anchors), "--signing-block", ""]
+    outcome = CliRunner().invoke(app, [*audit, str(expired_pair.stamped)])
+    assert outcome.exit_code == 0 and "C2PA manifest: TRUSTED" in outcome.output, outcome.output
+    outcome = CliRunner().invoke(app, [*audit, str(expired_pair.bare)])
+    assert outcome.exit_code == 1 and "C2PA manifest: EXPIRED" in outcome.output, outcome.output
+    assert "FAILED: EXPIRED" in outcome.output and "timestamp_url" in outcome.output, outcome.output
 
 
 def test_an_empty_timestamp_url_signs_without_a_timestamp(tmp_path: Path) -> None:
