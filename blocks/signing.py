@@ -18,7 +18,8 @@ class ContentSigningKey(Block):
 
     For development, ``faceswap-flows signing dev-cert`` makes a local CA and a signing certificate and saves
     this block. In production, use a certificate from a CA on the C2PA trust list (or your organisation's CA,
-    handed to verifiers as a trust anchor). Example:
+    handed to verifiers as a trust anchor), and a ``timestamp_url``: without one, the signatures stop validating
+    when the certificate expires. Example:
         ```python
         from faceswap_flows.blocks import ContentSigningKey
 
@@ -44,10 +45,14 @@ class ContentSigningKey(Block):
     certificate_chain: str = Field(description="PEM certificates: the signing certificate first, then its CA(s).")
     algorithm: SigningAlgorithm = Field(default="es256", description="C2PA signing algorithm of the key.")
     timestamp_url: str | None = Field(
-        default=None, description="RFC 3161 time-stamp authority, so signatures outlive the certificate."
+        default=None,
+        description="URL of an RFC 3161 time-stamp authority (TSA) that countersigns every manifest, so its "
+        "signature keeps validating after the signing certificate expires. Empty: no timestamp, and every "
+        "signature stops validating (certificate expired) the day the certificate does.",
     )
     trust_anchors: str | None = Field(
         default=None,
-        description="PEM root certificate(s) verifiers should trust for this chain (e.g. the development CA); "
-        "used by `faceswap-flows audit` when no --trust-anchors file is given.",
+        description="PEM root certificate(s) verifiers should trust for this chain (e.g. the development CA), and "
+        "the TSA's root when it is on no C2PA trust list; used by `faceswap-flows audit` when no "
+        "--trust-anchors file is given.",
     )

@@ -97,8 +97,8 @@ def audit(
     allow_untrusted: Annotated[bool, typer.Option(help="Pass a valid signature whose signer is not trusted.")] = False,
 ) -> None:
     """Print the provenance record of a stored output, check its SHA-256 and its signed C2PA manifest (signature,
-    content hash, signer against the trust anchors). Exit 1 on a mismatch, a tampered or untrusted manifest, or
-    no record.
+    content hash, signer against the trust anchors). Exit 1 on a mismatch, a tampered, untrusted or expired
+    (signing certificate expired, no timestamp) manifest, or no record.
 
     Example: faceswap-flows audit results/faceswap/0123456789abcdef.png --trust-anchors .faceswap/signing/ca.pem
     """

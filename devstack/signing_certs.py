@@ -9,6 +9,7 @@ organisation's own CA, given to verifiers as a trust anchor); only the files dif
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DOCUMENT_SIGNING = x509.ObjectIdentifier("1.3.6.1.5.5.7.3.36")
+CONTENT_SIGNING_USAGES = (ExtendedKeyUsageOID.EMAIL_PROTECTION, DOCUMENT_SIGNING)
 
 
 @dataclass(frozen=True)
@@ -48,18 +50,21 @@ def _certificate(
     public_key: ec.EllipticCurvePublicKey,
     issuer_key: ec.EllipticCurvePrivateKey,
     *,
-    days: int,
+    valid_for: timedelta,
     is_ca: bool,
+    usages: Sequence[x509.ObjectIdentifier] = CONTENT_SIGNING_USAGES,
 ) -> x509.Certificate:
-    now = datetime.now(UTC) - timedelta(minutes=5)
+    """A CA or an end-entity certificate valid from five minutes ago until ``valid_for`` from now. The extended
+    key usage of an end entity is critical when it is time stamping alone, as RFC 3161 requires of a TSA."""
+    now = datetime.now(UTC)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + timedelta(days=days))
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + valid_for)
         .add_extension(x509.BasicConstraints(ca=is_ca, path_length=0 if is_ca else None), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()), critical=False)
@@ -79,34 +84,44 @@ def _certificate(
         )
     )
     if not is_ca:
-        builder = builder.add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION, DOCUMENT_SIGNING]), critical=False
-        )
+        time_stamping_only = list(usages) == [ExtendedKeyUsageOID.TIME_STAMPING]
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=time_stamping_only)
     return builder.sign(issuer_key, hashes.SHA256())
 
 
-def make_dev_certificates(organisation: str = "faceswap-flows development", days: int = 365) -> DevCertificates:
-    """A new CA and a signing certificate it issued, valid for ``days``."""
+def _issued_pair(
+    organisation: str, role: str, usages: Sequence[x509.ObjectIdentifier], valid_for: timedelta
+) -> DevCertificates:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name(f"{organisation} local CA", organisation)
-    ca = _certificate(ca_name, ca_name, ca_key.public_key(), ca_key, days=days * 2, is_ca=True)
+    ca = _certificate(ca_name, ca_name, ca_key.public_key(), ca_key, valid_for=valid_for * 2, is_ca=True)
     key = ec.generate_private_key(ec.SECP256R1())
-    signing = _certificate(
-        _name(f"{organisation} content signing", organisation),
-        ca_name,
-        key.public_key(),
-        ca_key,
-        days=days,
-        is_ca=False,
-    )
+    subject = _name(f"{organisation} {role}", organisation)
+    issued = _certificate(subject, ca_name, key.public_key(), ca_key, valid_for=valid_for, is_ca=False, usages=usages)
     pem = serialization.Encoding.PEM
     return DevCertificates(
         private_key_pem=key.private_bytes(
             pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         ).decode(),
-        chain_pem=(signing.public_bytes(pem) + ca.public_bytes(pem)).decode(),
+        chain_pem=(issued.public_bytes(pem) + ca.public_bytes(pem)).decode(),
         ca_pem=ca.public_bytes(pem).decode(),
     )
+
+
+def make_dev_certificates(
+    organisation: str = "faceswap-flows development", days: int = 365, *, valid_for: timedelta | None = None
+) -> DevCertificates:
+    """A new CA and a signing certificate it issued, valid for ``days`` (or ``valid_for``: the tests make one
+    that expires within seconds)."""
+    return _issued_pair(organisation, "content signing", CONTENT_SIGNING_USAGES, valid_for or timedelta(days=days))
+
+
+def make_timestamp_certificates(
+    organisation: str = "faceswap-flows development TSA", days: int = 365
+) -> DevCertificates:
+    """A new root and the time-stamp authority's certificate it issued (extended key usage ``timeStamping``
+    alone, critical): the key and chain ``TimestampAuthority`` signs with, the root verifiers are given."""
+    return _issued_pair(organisation, "time stamping", [ExtendedKeyUsageOID.TIME_STAMPING], timedelta(days=days))
 
 
 def write_dev_certificates(folder: Path, certificates: DevCertificates) -> dict[str, Path]:

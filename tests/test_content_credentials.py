@@ -8,6 +8,7 @@ import asyncio
 import io
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,8 @@ def test_a_self_signed_signer_is_only_ever_untrusted() -> None:
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = _name("self-signed", "nobody")
-    pem = _certificate(name, name, key.public_key(), key, days=30, is_ca=False).public_bytes(serialization.Encoding.PEM)
+    certificate = _certificate(name, name, key.public_key(), key, valid_for=timedelta(days=30), is_ca=False)
+    pem = certificate.public_bytes(serialization.Encoding.PEM)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )

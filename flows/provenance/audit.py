@@ -3,7 +3,8 @@ signature, the hash of the content it covers, and the signer's chain against the
 
 A file changed after it was stored fails both checks (the record's hash, and the manifest's data hash or
 signature). A signature that is intact but whose signer chains to none of the given anchors is reported as
-*untrusted*, never as valid, and fails unless the user accepts untrusted signers.
+*untrusted*, never as valid, and fails unless the user accepts untrusted signers. One whose signing certificate
+has expired, with no trusted RFC 3161 timestamp from when it was valid, is *expired* and fails.
 """
 
 from __future__ import annotations
@@ -75,6 +76,12 @@ def _credentials_problem(check: CredentialsCheck, record: dict[str, Any], allow_
     job = check.job or {}
     if job.get("task_id") != record.get("task_id"):
         return f"the manifest names task {job.get('task_id')}, the record task {record.get('task_id')}"
+    if check.state == "expired":
+        return (
+            f"EXPIRED: the signature and content hash check, but the signer's certificate ({check.signer}) has "
+            "expired and no trusted timestamp shows it signed while valid (set the signing block's timestamp_url; "
+            "give the TSA's root with --trust-anchors)"
+        )
     if check.state == "untrusted" and not allow_untrusted:
         return (
             f"UNTRUSTED: the signature and content hash check, but the signer ({check.signer}) chains to none of "

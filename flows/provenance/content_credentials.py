@@ -34,7 +34,8 @@ DEFAULT_SIGNING = "faceswap-signing"
 JOB_ASSERTION = "io.github.faceswap-flows.job"
 SOFTWARE_AGENT = {"name": "aifaceswap.io face swap API, via faceswap-flows"}
 PARENT_FIELDS = ("source_image", "source_video")
-CredentialsState = Literal["trusted", "untrusted", "invalid", "absent"]
+CredentialsState = Literal["trusted", "untrusted", "expired", "invalid", "absent"]
+EXPIRY_FAILURES = {"signingCredential.expired", "signingCredential.untrusted"}  # c2pa reports both for an expiry
 
 
 class ManifestFacts(BaseModel):
@@ -136,11 +137,12 @@ def _version() -> str:
 
 
 def _signer(key: ContentSigningKey) -> c2pa.Signer:
+    """The c2pa signer of ``key``; with a ``timestamp_url`` it asks that TSA to time-stamp every signature."""
     info = c2pa.C2paSignerInfo(
         key.algorithm,
         key.certificate_chain.encode(),
         key.private_key.get_secret_value().encode(),
-        key.timestamp_url,
+        key.timestamp_url or None,
     )
     return c2pa.Signer.from_info(info)
 
@@ -196,7 +198,9 @@ class CredentialsCheck:
 def read_credentials(stream: IO[bytes], media_type: str, trust_anchors: str | None = None) -> CredentialsCheck:
     """Read and validate the manifest of ``stream``: ``trusted`` (signature, hashes and a chain to one of
     ``trust_anchors`` all check), ``untrusted`` (signature and hashes check, the signer chains to no anchor
-    given), ``invalid`` (a hash or the signature does not match: the file or its manifest changed), ``absent``."""
+    given), ``expired`` (signature and hashes check, but the signing certificate expired and no trusted RFC 3161
+    timestamp shows it signed while valid), ``invalid`` (a hash or the signature does not match: the file or its
+    manifest changed), ``absent``."""
     settings: dict[str, Any] = {"verify": {"remote_manifest_fetch": False}}
     if trust_anchors:
         settings["trust"] = {"trust_anchors": trust_anchors}
@@ -217,6 +221,9 @@ def read_credentials(stream: IO[bytes], media_type: str, trust_anchors: str | No
         return CredentialsCheck("trusted", failures, manifest)
     if state == "Valid":
         return CredentialsCheck("untrusted", failures, manifest)
+    codes = {f.get("code") for f in found}
+    if "signingCredential.expired" in codes and codes <= EXPIRY_FAILURES:
+        return CredentialsCheck("expired", failures, manifest)
     return CredentialsCheck("invalid", failures, manifest)
 
 
