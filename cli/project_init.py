@@ -39,13 +39,37 @@ def pull_steps(project: Path, git_repository: str | None, git_branch: str | None
     ]
 
 
-def project_config(name: str, pool: str, pull: list[dict[str, Any]]) -> dict[str, Any]:
-    """The package's declared deployments, on ``pool``, with module-path entrypoints and the given pull steps."""
+NIGHTLY = "nightly-batch"
+NIGHTLY_OFF = (
+    "The schedule is INACTIVE until you name your prefix and face: faceswap-flows init --nightly-source PREFIX "
+    "--nightly-face FACE --force (or edit source and face_image here and set active: true)."
+)
+
+
+def nightly(entry: dict[str, Any], source: str | None, face: str | None) -> dict[str, Any]:
+    """The nightly batch over the user's ``source`` prefix with their ``face``, scheduled; without both, the
+    package's example parameters with the schedule inactive (they name files a new project does not have)."""
+    entry = {**entry, "parameters": dict(entry.get("parameters") or {})}
+    active = bool(source and face)
+    if active:
+        entry["parameters"].update(source=source, face_image=face)
+    else:
+        entry["description"] = f"{entry.get('description', '')} {NIGHTLY_OFF}".strip()
+    entry["schedules"] = [{**schedule, "active": active} for schedule in entry.get("schedules") or []]
+    return entry
+
+
+def project_config(
+    name: str, pool: str, pull: list[dict[str, Any]], nightly_source: str | None = None, nightly_face: str | None = None
+) -> dict[str, Any]:
+    """The package's declared deployments, on ``pool``, with module-path entrypoints and the given pull steps; the
+    nightly batch scheduled only over a named prefix and face."""
     declared = yaml.safe_load(PROJECT_FILE.read_text())["deployments"]
     deployments = [
         {**entry, "entrypoint": module_entrypoint(entry["entrypoint"]), "work_pool": {"name": pool}}
         for entry in declared
     ]
+    deployments = [nightly(d, nightly_source, nightly_face) if d["name"] == NIGHTLY else d for d in deployments]
     return {
         "name": name,
         "prefect-version": version("prefect"),
@@ -71,6 +95,8 @@ def write_project(
     git_repository: str | None = None,
     git_branch: str | None = None,
     force: bool = False,
+    nightly_source: str | None = None,
+    nightly_face: str | None = None,
 ) -> list[str]:
     """Write ``prefect.yaml`` and ``requirements.txt`` into ``project``; returns what was done, one line each.
 
@@ -81,11 +107,18 @@ def write_project(
     if target.exists() and not force:
         raise FileExistsError(f"{target} exists: pass --force to overwrite it")
     project.mkdir(parents=True, exist_ok=True)
-    config = project_config(project.name, pool, pull_steps(project, git_repository, git_branch))
+    if bool(nightly_source) != bool(nightly_face):
+        raise ValueError("--nightly-source and --nightly-face go together: name the prefix and the face photo")
+    pull = pull_steps(project, git_repository, git_branch)
+    config = project_config(project.name, pool, pull, nightly_source, nightly_face)
     where = f"cloned from {git_repository}" if git_repository else f"in {project}"
     body = yaml.safe_dump(config, sort_keys=False, width=120, allow_unicode=True)
     target.write_text(HEADER.format(pool=pool, where=where) + body)
     done = [f"wrote {target} ({len(config['deployments'])} deployments on pool {pool})"]
+    if nightly_source:
+        done.append(f"{NIGHTLY}: every night at 02:00 UTC over {nightly_source} with {nightly_face}")
+    else:
+        done.append(f"{NIGHTLY}: {NIGHTLY_OFF}")
     requirements = project / "requirements.txt"
     lines = requirement_lines(requirement, find_links or [])
     if not requirements.exists():

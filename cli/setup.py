@@ -226,9 +226,14 @@ def init(
     ] = None,
     git_branch: Annotated[str | None, typer.Option(help="The branch to clone.")] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing prefect.yaml.")] = False,
+    nightly_source: Annotated[
+        str | None, typer.Option(help="The storage prefix the nightly batch swaps (its schedule is active only then).")
+    ] = None,
+    nightly_face: Annotated[str | None, typer.Option(help="The face photo the nightly batch puts in.")] = None,
 ) -> None:
     """Write prefect.yaml (the flows' deployments, run from the installed package) and requirements.txt, with a
-    pull step that installs them on each worker.
+    pull step that installs them on each worker. The nightly batch is scheduled only once --nightly-source and
+    --nightly-face name your prefix and face.
 
     Example: faceswap-flows init my-project --git-repository https://github.com/me/my-project.git
     """
@@ -243,8 +248,10 @@ def init(
             git_repository=git_repository,
             git_branch=git_branch,
             force=force,
+            nightly_source=nightly_source,
+            nightly_face=nightly_face,
         )
-    except (FileExistsError, OSError) as error:
+    except (FileExistsError, OSError, ValueError) as error:
         fail(str(error))
     for line in done:
         typer.echo(line)

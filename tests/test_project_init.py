@@ -38,8 +38,11 @@ def test_init_writes_every_deployment_with_a_pull_step_for_this_folder(tmp_path:
     for deployment in written["deployments"]:
         declared = package[deployment["name"]]
         assert deployment["work_pool"] == {"name": "gpu-less"}
-        assert {k: v for k, v in deployment.items() if k not in ("work_pool", "entrypoint")} == {
-            k: v for k, v in declared.items() if k not in ("work_pool", "entrypoint")
+        mine = ("work_pool", "entrypoint") + (
+            ("schedules", "description") if deployment["name"] == "nightly-batch" else ()
+        )
+        assert {k: v for k, v in deployment.items() if k not in mine} == {
+            k: v for k, v in declared.items() if k not in mine
         }  # triggers, schedules, parameters and limits as the package declares them
         assert ".py" not in deployment["entrypoint"]
         assert isinstance(load_flow_from_entrypoint(deployment["entrypoint"]), Flow)
@@ -83,3 +86,21 @@ def test_the_checkout_and_the_package_declare_module_entrypoints() -> None:
     assert PROJECT_FILE.name == "prefect.yaml" and PROJECT_FILE.is_file()
     assert all(d["entrypoint"].startswith("faceswap_flows.") for d in declared_deployments().values())
     assert module_entrypoint("flows/image.py:faceswap") == "faceswap_flows.flows.image:faceswap"
+
+
+def test_the_nightly_batch_is_scheduled_only_over_a_named_prefix_and_face(tmp_path: Path) -> None:
+    """A fresh project has no catalogue/ nor faces/ambassador.jpg: its nightly schedule stays inactive (and says
+    how to turn it on) until the user names a prefix and a face."""
+    code, said = init(str(tmp_path / "fresh"))
+    assert code == 0 and "INACTIVE until you name your prefix and face" in said, said
+    (nightly,) = [d for d in yaml.safe_load((tmp_path / "fresh" / "prefect.yaml").read_text())["deployments"]
+                  if d["name"] == "nightly-batch"]  # fmt: skip
+    assert [s["active"] for s in nightly["schedules"]] == [False] and "--nightly-source" in nightly["description"]
+    code, said = init(str(tmp_path / "mine"), "--nightly-source", "s3://shop/new/", "--nightly-face", "faces/me.jpg")
+    assert code == 0, said
+    (nightly,) = [d for d in yaml.safe_load((tmp_path / "mine" / "prefect.yaml").read_text())["deployments"]
+                  if d["name"] == "nightly-batch"]  # fmt: skip
+    assert [s["active"] for s in nightly["schedules"]] == [True]
+    assert nightly["parameters"]["source"] == "s3://shop/new/" and nightly["parameters"]["face_image"] == "faces/me.jpg"
+    code, said = init(str(tmp_path / "half"), "--nightly-source", "s3://shop/new/")
+    assert code == 1 and "--nightly-face" in said
