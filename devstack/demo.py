@@ -16,6 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from faceswap_flows.devstack.demo_session import demo_lock, prefect_settings_here, save_lock
 from faceswap_flows.devstack.prefect_server import drain_prefect_workers
 
 DEMO_KEY = "demo-key"
@@ -76,12 +77,32 @@ def _prefect_api(state_dir: Path, stack: ExitStack) -> tuple[str, str]:
     return server.api_url, server.ui_url
 
 
+def next_steps(settings: Path | None, api_url: str, manifest: Path, source: Path, face: Path) -> str:
+    """What to try from another terminal while the demo's servers are up."""
+    prefix = "" if settings is not None else f"PREFECT_API_URL={api_url} "
+    where = (
+        f"(this folder's {settings.name} points faceswap-flows and prefect at the demo's server {api_url})"
+        if settings is not None
+        else f"(set PREFECT_API_URL={api_url} in that terminal)"
+    )
+    return (
+        f"\nWhile this demo runs, from another terminal in this folder {where}:\n"
+        f"  {prefix}.venv/bin/faceswap-flows run faceswap --source {face} --face {source}\n"
+        f"  {prefix}.venv/bin/faceswap-flows run batch {manifest}\n"
+        f"  {prefix}.venv/bin/faceswap-flows credits\n"
+        f"  {prefix}.venv/bin/prefect flow-run ls"
+    )
+
+
 def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> DemoResult:
-    """Start everything, run the faceswap flow once, print where the result is and how to see it in the UI."""
+    """Start everything, run the faceswap flow once, print where the result is and how to see it in the UI.
+    DemoAlreadyRunning when a demo runs from this folder already."""
     state_dir = (workdir / ".faceswap").resolve()
     interactive = sys.stdin.isatty() if interactive is None else interactive
     with ExitStack() as stack:
+        lock = stack.enter_context(demo_lock(state_dir))
         api_url, ui_url = _prefect_api(state_dir, stack)
+        here = stack.enter_context(prefect_settings_here(workdir.resolve(), api_url))
         # Before Prefect is imported, so that every thread (the receiver's too) talks to this server.
         os.environ["PREFECT_API_URL"] = api_url
         os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -91,6 +112,8 @@ def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> D
 
         local = stack.enter_context(LocalStack(workdir, api_key=DEMO_KEY, ports=(8700, 8701, 8702)))
         print(f"Sandbox API: {local.sandbox.url}   receiver: {local.receiver.url}   media: {local.media_server.url}")
+        lock.update(ui_url=ui_url, api_url=api_url, sandbox=local.sandbox.url, receiver=local.receiver.url)
+        save_lock(state_dir, lock)
         source, face = write_demo_photos(local.media_dir / "demo")
 
         print(f"Swapping the face of {face.name} onto {source.name}...")
@@ -109,10 +132,7 @@ def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> D
         print(content_credentials_line(result_path, local.signing_dir / "ca.pem"))
         manifest = write_demo_manifest(source, face)
         if interactive:
-            print(
-                f"\nTry a batch meanwhile, from another terminal in this folder:\n"
-                f"  PREFECT_API_URL={api_url} .venv/bin/faceswap-flows run batch {manifest}"
-            )
+            print(next_steps(here, api_url, manifest, source, face))
             input("\nThe Prefect UI, the sandbox and the receiver stay up until you press Enter. ")
         else:
             print(

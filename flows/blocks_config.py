@@ -65,6 +65,19 @@ def check_reachable(reach: Reach, storage: MediaStorage, receiver: WebhookReceiv
         reach.check(storage.endpoint_url, "MediaStorage.endpoint_url", STORAGE_FIX)
 
 
+def server_asked() -> str:
+    """The Prefect server this process talks to, as a user can check it."""
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if not url:
+        return (
+            "a temporary Prefect server this process started (PREFECT_API_URL is not set: point it, or a "
+            "prefect.toml in this folder, at the server that holds your blocks, e.g. the demo's)"
+        )
+    return f"the Prefect server at {url}"
+
+
 async def load_block(block_type: type[B], name: str, field: str) -> B:
     """The saved block ``name`` of ``block_type``; BlockNotFound (naming ``field``, the block and the command that
     creates it) instead of Prefect's "Unable to find block document" when it is not saved."""
@@ -74,7 +87,7 @@ async def load_block(block_type: type[B], name: str, field: str) -> B:
         if "Unable to find block document" not in str(error):
             raise
         raise BlockNotFound(
-            f"{field}: there is no {block_type.__name__} block named {name!r} on this Prefect server: "
+            f"{field}: there is no {block_type.__name__} block named {name!r} on {server_asked()}: "
             f"{CREATE_BLOCKS}, or set {field} to the name of your {block_type.__name__} block",
             block_type=block_type.__name__,
             block_name=name,

@@ -125,4 +125,5 @@ async def test_a_missing_block_names_itself_and_the_command_that_creates_it(pref
         "blocks.credentials: there is no AIFaceSwapCredentials block named 'never-saved-credentials'"
     )
     assert "faceswap-flows blocks create" in message and "Unable to find block document" not in message
+    assert f"on the Prefect server at {prefect_api}:" in message, "it names the server it asked"
     assert (missing.value.block_type, missing.value.block_name) == ("AIFaceSwapCredentials", "never-saved-credentials")

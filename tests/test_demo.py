@@ -37,3 +37,45 @@ def test_demo_makes_a_real_swap(prefect_api: str, tmp_path: Path, capsys: pytest
     assert "Content Credentials: C2PA manifest TRUSTED, signed by" in printed and str(ca) in printed
     manifest = (tmp_path / "faceswap-media" / "demo" / "manifest.csv").read_text().splitlines()
     assert manifest[0] == "source_image,face_image,id" and len(manifest) == 3
+
+
+def test_a_second_demo_refuses_to_start_and_says_where_the_first_runs(tmp_path: Path) -> None:
+    from faceswap_flows.devstack.demo_session import DemoAlreadyRunning, demo_lock, running_demo, save_lock
+
+    state = tmp_path / ".faceswap"
+    with demo_lock(state) as facts:
+        facts.update(ui_url="http://127.0.0.1:4200", sandbox="http://127.0.0.1:8700", receiver="http://127.0.0.1:8701")
+        save_lock(state, facts)
+        with pytest.raises(DemoAlreadyRunning, match=r"already running .*Prefect UI http://127\.0\.0\.1:4200"):
+            run_demo(tmp_path, interactive=False)
+    assert running_demo(state) is None and not (state / "demo.lock").exists()
+    (state / "demo.lock").write_text('{"pid": 999999999, "started": "long ago"}')
+    assert running_demo(state) is None, "the lock of a demo whose process is gone does not count"
+
+
+def test_while_the_demo_runs_prefect_and_the_cli_in_its_folder_talk_to_its_server(
+    prefect_api: str, stack, tmp_path: Path
+) -> None:
+    """The demo's prefect.toml, read by Prefect from the folder: a `faceswap-flows` command with no PREFECT_API_URL
+    finds the blocks on the demo's server (here the session's), and the file goes when the demo stops; a user's
+    own prefect.toml is never touched."""
+    import os
+    import subprocess
+    import sys
+
+    from faceswap_flows.devstack.demo_session import prefect_settings_here
+
+    environment = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PREFECT_HOME")}
+    environment["PREFECT_HOME"] = str(tmp_path / "home")
+    command = [sys.executable, "-m", "faceswap_flows.cli", "credits", "--csv", "--no-settle"]
+    with prefect_settings_here(tmp_path, prefect_api) as settings:
+        assert settings is not None and settings.exists()
+        done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stdout.splitlines()[0].startswith("day,operation,deployment,flow_run,sends,charged")
+    assert not (tmp_path / "prefect.toml").exists()
+    mine = tmp_path / "prefect.toml"
+    mine.write_text('[api]\nurl = "http://example.invalid/api"\n')
+    with prefect_settings_here(tmp_path, prefect_api) as settings:
+        assert settings is None and "example.invalid" in mine.read_text()
+    assert mine.exists()
