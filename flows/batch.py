@@ -27,6 +27,7 @@ from faceswap_flows.flows.batch_report import BatchReport, ItemOutcome, failed_r
 from faceswap_flows.flows.batch_rows import ManifestLine, parse_row, read_manifest
 from faceswap_flows.flows.batch_sources import source_rows
 from faceswap_flows.flows.blocks_config import Services, load_services
+from faceswap_flows.flows.exceptions import FaceSelectionFailed, report_message
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
 from faceswap_flows.flows.progress import BatchProgress
 from faceswap_flows.flows.provenance.consent import preflight
@@ -149,7 +150,8 @@ async def run_plan(
                     line=item.line,
                     operation=item.operation,
                     status="failed",
-                    error=str(error)[:500],
+                    credits=error.credits if isinstance(error, FaceSelectionFailed) else 0,
+                    error=report_message(error),
                     row=item.row,
                 )
         await progress.advance(position)

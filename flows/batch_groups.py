@@ -15,6 +15,7 @@ from prefect.context import TaskRunContext
 
 from faceswap_flows.flows.batch_plan import PlannedItem
 from faceswap_flows.flows.batch_report import ItemOutcome
+from faceswap_flows.flows.exceptions import report_message
 
 ItemRunner = Callable[[int, bool], Awaitable[ItemOutcome]]
 
@@ -87,7 +88,7 @@ async def run_in_groups(run_item: ItemRunner, items: list[PlannedItem], size: in
         if state.is_completed():
             outcomes.extend(await state.aresult())
         else:
-            error = str(await state.aresult(raise_on_failure=False))[:500]
+            error = report_message(await state.aresult(raise_on_failure=False))
             outcomes.extend(
                 ItemOutcome(
                     position=i.position, id=i.label, line=i.line, operation=i.operation, status="failed", error=error
