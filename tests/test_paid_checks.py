@@ -176,6 +176,30 @@ async def test_a_missing_reference_photo_is_refused_before_finding_faces(stack, 
     assert ledger.charges() == [], "every input is staged before the source's faces are found"
 
 
+async def test_a_request_the_service_would_refuse_is_refused_before_finding_faces(stack, videos) -> None:
+    """Staged through a storage whose public URLs are not http(s), the swap request cannot be sent: that is known
+    before the faces are found, so nothing is paid (the sources are given as http(s) URLs, which detection takes)."""
+    from faceswap_flows.blocks import MediaStorage
+
+    await MediaStorage(basepath=stack.storage.basepath, public_base_url="ftp://media.invalid").asave(
+        "ftp-media", overwrite=True
+    )
+    published = {}
+    for name in ("group", "grace"):
+        key = f"paid-checks/{name}.png"
+        stack.storage.write_bytes(key, stack.files[name].read_bytes())
+        published[name] = stack.storage.url_for(key)
+    ftp = BlockNames(storage="ftp-media")
+    ledger = Ledger(stack)
+    with pytest.raises(InputValidationError, match=r"face_image.*must be an absolute http\(s\) URL, got 'ftp://"):
+        await multi_faceswap(
+            published["group"], [str(stack.files["astronaut"])], reference_images=[published["grace"]], blocks=ftp
+        )
+    with pytest.raises(InputValidationError, match=r"source_video: must be an absolute http\(s\) URL, got 'ftp://"):
+        await multi_video_faceswap(str(videos["pair"]), [published["grace"]], blocks=ftp)
+    assert ledger.charges() == []
+
+
 def test_the_command_line_says_what_the_frame_detection_cost(stack, videos, prefect_api: str) -> None:
     ledger = Ledger(stack)
     ran = faceswap_flows(
