@@ -28,7 +28,7 @@ from faceswap_flows.flows.batch_plan import PlannedItem
 from faceswap_flows.flows.batch_report import ItemOutcome
 from faceswap_flows.flows.batch_rows import BatchRow
 from faceswap_flows.flows.blocks_config import Services
-from faceswap_flows.flows.image import select_faces
+from faceswap_flows.flows.image import check_distinct_references, select_faces
 from faceswap_flows.flows.media.video import VideoError, grab_frame, image_bytes
 from faceswap_flows.flows.provenance.consent import check_consent
 from faceswap_flows.flows.provenance.records import OutputOptions, job_facts
@@ -104,6 +104,7 @@ async def _multi_faceswap(services: Services, row: BatchRow, staged: dict[str, S
     refs = [staged[f"reference_images[{i}]"] for i in range(len(row.reference_images or []))]
     extra, indexes = 0, row.face_indexes
     if indexes is None:
+        check_distinct_references(refs)
         detected = await extract_faces(services.credentials, source.url, source.name)
         found = await asyncio.gather(*(extract_faces(services.credentials, r.url, r.name) for r in refs))
         extra = (1 + len(refs)) * estimate_credits("extract_face")

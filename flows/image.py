@@ -190,7 +190,8 @@ async def select_faces(
     chosen = []
     for reference, boxes in references.items():
         if not boxes:
-            raise detected.failed("reference_images", f"no face in {reference}", "use a photo showing that face")
+            fix = f"use a photo showing that face, or {detected.give_indexes()}"
+            raise detected.failed("reference_images", f"no face in {reference}", fix)
         photo = load_image(await asyncio.to_thread(_read_media, storage, reference))
         best, scores = most_similar(crop(photo, max(boxes, key=lambda box: box.area)), crops)
         get_run_logger().info("%s looks most like face %d (similarities %s)", reference, best, scores)
@@ -207,15 +208,19 @@ class FaceProblem:
     def __init__(self, source: str, name: str, references: int, charged: int) -> None:
         self.source, self.name, self.references, self.charged = source, name, references, charged
 
-    def failed(self, field: str, found: str, fix: str = "") -> FaceSelectionFailed:
+    def failed(self, field: str, found: str, advice: str | None = None) -> FaceSelectionFailed:
+        """The error saying what the detection cost and found; by default, advise giving face_indexes."""
         refs = f" and of {self.references} reference photo(s)" if self.references else ""
-        numbered = (
+        call = f"extract_face of {self.name}{refs}"
+        return FaceSelectionFailed(
+            field, call=call, credits=self.charged, found=found, advice=advice or self.give_indexes()
+        )
+
+    def give_indexes(self) -> str:
+        return (
             f"give face_indexes instead (`faceswap-flows run extract-faces {self.source}` numbers the faces of "
             f"{self.name}, for 2 credits)"
         )
-        advice = f"{fix}, or {numbered}" if fix else numbered
-        call = f"extract_face of {self.name}{refs}"
-        return FaceSelectionFailed(field, call=call, credits=self.charged, found=found, advice=advice)
 
 
 async def stage_multi(
@@ -230,6 +235,18 @@ async def stage_multi(
     )
     faces, refs = staged[: len(face_images)], staged[len(face_images) :]
     return source, faces, refs if reference_images is not None else None
+
+
+def check_distinct_references(references: list[StagedMedia]) -> None:
+    """The same photo twice as a reference would match the same face twice: refused before its faces are found."""
+    seen: dict[str, int] = {}
+    for i, reference in enumerate(references):
+        first = seen.setdefault(reference.sha256 or reference.key or reference.url, i)
+        if first != i:
+            raise InputValidationError(
+                f"reference_images: [{first}] and [{i}] are the same photo ({reference.name}): give a photo of a "
+                "different person for each face image"
+            )
 
 
 def validate_multi(source: StagedMedia, faces: list[StagedMedia], indexes: list[int]) -> None:
@@ -308,6 +325,7 @@ async def multi_faceswap(
     if staged_references is None:
         indexes = await select_faces(services.storage, source.key or source.url, None, source.name, face_indexes)
     else:
+        check_distinct_references(staged_references)
         validate_multi(source, faces, list(range(len(faces))))  # before the paid detection
         indexes = await faces_by_reference(services, source, staged_references)
     return await submit_and_finish(

@@ -146,6 +146,35 @@ async def test_multi_video_says_what_the_frame_detection_cost(stack, videos, tmp
     assert ledger.charges() == [("extract_base64_face", 2)], "charged once: a failed selection is not retried"
 
 
+REFERENCE_CASES = {
+    "source without a face": (
+        "cat", ["astronaut"], ["grace"], 4,
+        "source_image: 4 credits were charged for extract_face of cat.png and of 1 reference photo(s), which found "
+        "no face in cat.png: use a source image showing the faces to replace",
+    ),
+    "two references, one face": (
+        "group", ["astronaut", "astronaut"], ["grace", "grace-again"], 6,
+        "reference_images: 6 credits were charged for extract_face of group.png and of 2 reference photo(s), which "
+        "found 3 face(s) in group.png, and two references most like the same one (faces [1, 1]): give face_indexes "
+        "instead (`faceswap-flows run extract-faces inputs/",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", REFERENCE_CASES, ids=list(REFERENCE_CASES))
+async def test_multi_faceswap_says_when_the_faces_found_leave_no_choice(stack, tmp_path: Path, case: str) -> None:
+    source, faces, references, credits, says = REFERENCE_CASES[case]
+    f = {**stack.files, "grace-again": tmp_path / "grace-again.jpg"}
+    cv2.imwrite(str(f["grace-again"]), photos.grace_hopper(), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    ledger = Ledger(stack)
+    with pytest.raises(FaceSelectionFailed) as caught:
+        await multi_faceswap(
+            str(f[source]), [str(f[n]) for n in faces], reference_images=[str(f[n]) for n in references]
+        )
+    assert str(caught.value).startswith(says), str(caught.value)
+    assert caught.value.credits == credits == sum(points for _, points in ledger.charges())
+
+
 async def test_multi_faceswap_by_reference_says_what_the_detection_cost(stack, tmp_path: Path) -> None:
     f = stack.files
     ledger = Ledger(stack)
@@ -166,6 +195,23 @@ async def test_multi_faceswap_by_reference_says_what_the_detection_cost(stack, t
     report, error = await one_failed_item(manifest(tmp_path, "no-face-reference", rows))
     assert error.startswith("reference_images: 4 credits were charged for extract_face of group.png"), error
     assert report.credits == 4 and ledger.charges() == [("extract_face", 2), ("extract_face", 2)]
+
+
+async def test_the_same_reference_photo_twice_is_refused_before_finding_faces(stack, tmp_path: Path) -> None:
+    """It could only match the same face twice; found by content, whatever the paths."""
+    f = stack.files
+    copy = tmp_path / "copy-of-grace.png"
+    copy.write_bytes(f["grace"].read_bytes())
+    says = r"reference_images: \[0\] and \[1\] are the same photo \(copy-of-grace\.png\): give a photo of a different"
+    ledger = Ledger(stack)
+    with pytest.raises(InputValidationError, match=says):
+        await multi_faceswap(str(f["group"]), [str(f["astronaut"])] * 2, reference_images=[str(f["grace"]), str(copy)])
+    rows = [{"operation": "multi_faceswap", "source_image": str(f["group"]),
+             "face_images": f"{f['astronaut']}|{f['astronaut']}",
+             "reference_images": f"{f['grace']}|{copy}"}]  # fmt: skip
+    _, error = await one_failed_item(manifest(tmp_path, "same-reference", rows))
+    assert re.search(says, error), error
+    assert ledger.charges() == []
 
 
 async def test_a_missing_reference_photo_is_refused_before_finding_faces(stack, tmp_path: Path) -> None:
