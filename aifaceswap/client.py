@@ -33,6 +33,8 @@ from faceswap_flows.aifaceswap.errors import (
     ServerError,
     UnreadableAnswerError,
     error_for_status,
+    shorten,
+    upstream_excerpt,
 )
 from faceswap_flows.aifaceswap.models import (
     ApiRequest,
@@ -271,17 +273,17 @@ class AIFaceSwapClient:
             envelope = None
         status = response.status_code
         if envelope is None and (status < 300 or status >= 500):
-            shown = response.text[:200] or "an empty body"
             error_class = ServerError if status >= 500 else UnreadableAnswerError
             raise error_class(
-                f"{request.endpoint}: HTTP {status} with {shown!r}, not the API's JSON answer: the outcome is "
-                "unknown (a gateway may have answered after the service accepted the call)",
+                f"{request.endpoint}: HTTP {status}, not the API's JSON answer: the outcome is unknown (a gateway "
+                f"may have answered after the service accepted the call); it sent {upstream_excerpt(response.text)}",
                 status_code=status,
                 body=response.text[:2000],
             )
         if envelope is None or status >= 400 or envelope.code != 200:
             code = envelope.code if envelope else None
-            message = (envelope.message if envelope else "") or response.text[:300] or response.reason_phrase
+            said = shorten(envelope.message, 300) if envelope and envelope.message else ""
+            message = said or (response.text and upstream_excerpt(response.text)) or response.reason_phrase
             error = error_for_status(status, code, f"{request.endpoint}: {message}", response.text[:2000])
             if isinstance(error, RateLimitedError):
                 error.retry_after = parse_retry_after(response.headers.get("Retry-After"))

@@ -7,7 +7,35 @@ not submitted again.
 
 from __future__ import annotations
 
+import html
+import re
 from typing import Any
+
+UPSTREAM_EXCERPT_CHARS = 160
+_TITLE = re.compile(r"<title[^>]*>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+_INVISIBLE = re.compile(r"<(script|style|head)\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG = re.compile(r"<[^>]*>")
+
+
+def shorten(text: str, limit: int = UPSTREAM_EXCERPT_CHARS) -> str:
+    """``text`` on one line, cut to ``limit`` characters with a note of how many were left out."""
+    flat = " ".join(text.split())
+    if len(flat) <= limit:
+        return flat
+    return f"{flat[:limit].rstrip()}... ({len(flat) - limit} more characters)"
+
+
+def upstream_excerpt(body: str, limit: int = UPSTREAM_EXCERPT_CHARS) -> str:
+    """What an error message quotes of a body that is not the API's answer (a gateway's HTML page, a long JSON):
+    an HTML page by its title (else its text), anything else on one line, never more than ``limit`` characters,
+    so the advice around it is never pushed out of a report."""
+    if not body.strip():
+        return "an empty body"
+    if body.lstrip().startswith("<"):
+        title = _TITLE.search(body)
+        text = title.group(1) if title and title.group(1).strip() else _TAG.sub(" ", _INVISIBLE.sub(" ", body))
+        return f"an HTML page ({len(body)} characters): {shorten(html.unescape(text), limit)!r}"
+    return repr(shorten(body, limit))
 
 
 class AIFaceSwapError(Exception):

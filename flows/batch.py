@@ -5,6 +5,7 @@ the failed items of an earlier report. Planned before anything is spent (``plan=
 from __future__ import annotations
 
 import asyncio
+import functools
 import tempfile
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -27,6 +28,7 @@ from faceswap_flows.flows.batch_report import BatchReport, ItemOutcome, failed_r
 from faceswap_flows.flows.batch_rows import ManifestLine, parse_row, read_manifest
 from faceswap_flows.flows.batch_sources import source_rows
 from faceswap_flows.flows.blocks_config import Services, load_services
+from faceswap_flows.flows.exceptions import report_message
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
 from faceswap_flows.flows.progress import BatchProgress
 from faceswap_flows.flows.provenance.consent import preflight
@@ -143,7 +145,7 @@ async def run_plan(
                 if not last_attempt and worth_another_attempt(error):
                     raise
                 logger.warning("item %d failed: %s", position, error)
-                outcome = await failed_item(services, item, str(error)[:500], wait=swap["wait"])
+                outcome = await failed_item(services, item, report_message(error), wait=swap["wait"])
         await progress.advance(position)
         reporter.finished(outcome)
         return outcome
@@ -151,7 +153,8 @@ async def run_plan(
     if items_per_task == 1:
         ran = list(await asyncio.gather(*(run(item.position) for item in to_run)))
     else:
-        ran = await run_in_groups(run, to_run, items_per_task) if to_run else []
+        failed = functools.partial(failed_item, services, wait=swap["wait"])
+        ran = await run_in_groups(run, to_run, items_per_task, failed) if to_run else []
     reporter.settle(ran)
     outcomes = {o.position: o for o in ran}
     return [outcomes.get(item.position) or not_run(item) for item in plan.items]

@@ -15,6 +15,7 @@ from prefect.context import TaskRunContext
 
 from faceswap_flows.flows.batch_plan import PlannedItem
 from faceswap_flows.flows.batch_report import ItemOutcome
+from faceswap_flows.flows.exceptions import report_message
 
 ItemRunner = Callable[[int, bool], Awaitable[ItemOutcome]]
 
@@ -72,9 +73,15 @@ async def swap_items(
     return [result for result in results if isinstance(result, ItemOutcome)]
 
 
-async def run_in_groups(run_item: ItemRunner, items: list[PlannedItem], size: int) -> list[ItemOutcome]:
+async def run_in_groups(
+    run_item: ItemRunner,
+    items: list[PlannedItem],
+    size: int,
+    failed: Callable[[PlannedItem, str], Awaitable[ItemOutcome]],
+) -> list[ItemOutcome]:
     """Every item through ``swap-items`` task runs of ``size`` items; a group whose task run itself failed (not
-    its items) reports each of its items as failed, and the other groups go on."""
+    its items) reports each of its items as ``failed`` says (with what the ledger holds of its job), and the other
+    groups go on."""
     groups = [items[start : start + size] for start in range(0, len(items), size)]
     states = await asyncio.gather(
         *(
@@ -87,11 +94,6 @@ async def run_in_groups(run_item: ItemRunner, items: list[PlannedItem], size: in
         if state.is_completed():
             outcomes.extend(await state.aresult())
         else:
-            error = str(await state.aresult(raise_on_failure=False))[:500]
-            outcomes.extend(
-                ItemOutcome(
-                    position=i.position, id=i.label, line=i.line, operation=i.operation, status="failed", error=error
-                )
-                for i in group
-            )
+            error = report_message(await state.aresult(raise_on_failure=False))
+            outcomes.extend([await failed(item, error) for item in group])
     return outcomes

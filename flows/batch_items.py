@@ -21,13 +21,14 @@ from faceswap_flows.aifaceswap.models import (
     SubmitRequest,
     VideoFaceSwapRequest,
 )
+from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.batch_names import remember
 from faceswap_flows.flows.batch_plan import PlannedItem
 from faceswap_flows.flows.batch_report import ItemOutcome
 from faceswap_flows.flows.batch_rows import BatchRow
 from faceswap_flows.flows.blocks_config import Services
-from faceswap_flows.flows.image import select_faces
+from faceswap_flows.flows.image import check_distinct_references, select_faces
 from faceswap_flows.flows.media.video import VideoError, grab_frame, image_bytes
 from faceswap_flows.flows.provenance.consent import check_consent
 from faceswap_flows.flows.provenance.records import OutputOptions, job_facts
@@ -35,7 +36,7 @@ from faceswap_flows.flows.tasks.api import extract_faces, extract_frame_faces
 from faceswap_flows.flows.tasks.job import bill_of, plan_swap, submit_and_finish
 from faceswap_flows.flows.tasks.media import StagedMedia, stage
 from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
-from faceswap_flows.flows.video import crop_face_refs
+from faceswap_flows.flows.video import check_in_frame, crop_face_refs
 from faceswap_flows.receiver.tokens import JobToken
 
 STAGING_CONCURRENCY = 8
@@ -104,12 +105,14 @@ async def _multi_faceswap(services: Services, row: BatchRow, staged: dict[str, S
     refs = [staged[f"reference_images[{i}]"] for i in range(len(row.reference_images or []))]
     indexes = row.face_indexes
     if indexes is None:
+        check_distinct_references(refs)
         ledger = (services.storage, job_id)
         detected = await extract_faces(services.credentials, source.url, source.name, *ledger)
         found = await asyncio.gather(*(extract_faces(services.credentials, r.url, r.name, *ledger) for r in refs))
+        extra = (1 + len(refs)) * estimate_credits("extract_face")
         references = {r.key or r.url: boxes for r, boxes in zip(refs, found, strict=True)}
         indexes = await select_faces.fn(
-            services.storage, source.key or source.url, detected, source.name, None, references
+            services.storage, source.key or source.url, detected, source.name, None, references, extra
         )
     return Job(
         MultiFaceSwapRequest,
@@ -130,12 +133,7 @@ async def _multi_video(
     except VideoError as error:
         raise InputValidationError(str(error)) from None
     found = await extract_frame_faces(services.credentials, frame_png, services.storage, job_id)
-    wrong = [i for i in indexes if not 0 <= i < len(found)]
-    if wrong:
-        raise InputValidationError(
-            f"face_indexes: {wrong} out of range: the frame at {row.frame_time} s has {len(found)} face(s), "
-            f"numbered 0 to {len(found) - 1} from left to right: choose among them or another frame_time"
-        )
+    check_in_frame(indexes, found, row.frame_time, row.source)
     refs = crop_face_refs.fn(frame_png, found, indexes, len(indexes))
     return Job(
         MultiVideoFaceSwapRequest,
@@ -186,16 +184,9 @@ async def build_job(services: Services, item: PlannedItem, staged: dict[str, Sta
     return job
 
 
-def face_photos(inputs: dict[str, Any]) -> list[tuple[str, StagedMedia]]:
-    """The face photos a job pastes (what consent is about), as ``(field, staged)``."""
-    faces: list[tuple[str, StagedMedia]] = []
-    for name in ("face_image", "face_images"):
-        found = inputs.get(name)
-        if isinstance(found, StagedMedia):
-            faces.append((name, found))
-        elif found:
-            faces += [(f"{name}[{i}]", media) for i, media in enumerate(found)]
-    return faces
+def face_photos(staged: dict[str, StagedMedia]) -> list[tuple[str, StagedMedia]]:
+    """The face photos an item pastes (what consent is about), as ``(field, staged)``: known before any paid call."""
+    return [(name, media) for name, media in staged.items() if name == "face_image" or name.startswith("face_images[")]
 
 
 def item_job(services: Services, item: PlannedItem, wait: bool) -> JobToken:
@@ -253,9 +244,9 @@ async def swap_planned(
     if refused:
         raise InputValidationError("; ".join(refused))
     staged = {name: inputs.staged[ref] for name, ref in item.inputs.items()}
+    consent = await asyncio.to_thread(check_consent, services.storage, face_photos(staged), require_consent)
     token = item_job(services, item, wait)
     job = await build_job(services, item, staged, token.job_id)
-    consent = await asyncio.to_thread(check_consent, services.storage, face_photos(job.inputs), require_consent)
     first = next(iter(staged.values()))
     outcome = await submit_and_finish(
         services,

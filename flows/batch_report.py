@@ -109,7 +109,7 @@ def report_rows(report: BatchReport) -> list[dict[str, Any]]:
             "job_id": o.job_id or "",
             "task_id": o.task_id or "",
             "result_key": o.result_key or "",
-            "error": (o.error or "")[:300],
+            "error": o.error or "",
         }
         for o in report.items
     ]

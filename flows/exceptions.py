@@ -127,12 +127,45 @@ class UnreachableUrl(FaceSwapFlowError, InputValidationError):
         self.field = field
 
 
+class FaceSelectionFailed(FaceSwapFlowError, AIFaceSwapError, ValueError):
+    """The faces to replace could not be chosen from what a paid face detection found (no face in the video frame
+    or the source, an index beyond the faces found, a reference photo without a face, two references matching one
+    face). Unlike ``InputValidationError``, the detection was charged: the message says which call, how many
+    credits, what it found and what to do. Not retried (running it again pays again for the same answer).
+
+    Attributes:
+        credits: The credits the detection calls were charged.
+        call: The paid calls, e.g. ``extract_base64_face of the frame at 1.0 s of clip.mp4``.
+    """
+
+    def __init__(self, field: str, *, call: str, credits: int, found: str, advice: str) -> None:
+        super().__init__(f"{field}: {credits} credits were charged for {call}, which found {found}: {advice}")
+        self.credits = credits
+        self.call = call
+
+
+REPORT_MESSAGE_CHARS = 2000
+
+
+def report_message(error: BaseException | str, limit: int = REPORT_MESSAGE_CHARS) -> str:
+    """An error's message as a report keeps it: whole up to ``limit`` characters (messages quote an upstream body
+    only as a short excerpt, so the job id, the credits and the command to run all fit); beyond, the middle is
+    left out, never the head or the end, where those are."""
+    message = str(error)
+    if len(message) <= limit:
+        return message
+    tail = limit // 3
+    head = limit - tail
+    return f"{message[:head]} [... {len(message) - limit} characters left out ...] {message[-tail:]}"
+
+
 __all__ = [
     "BlockNotFound",
     "BudgetExceeded",
     "CallbackTimeout",
     "ConsentRefused",
     "DownloadRefused",
+    "FaceSelectionFailed",
     "FaceSwapFlowError",
     "JobFailed",
     "ResultNotAvailable",

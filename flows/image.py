@@ -12,11 +12,12 @@ from pydantic import BaseModel
 
 from faceswap_flows.aifaceswap.client import tls_context
 from faceswap_flows.aifaceswap.errors import InputValidationError
-from faceswap_flows.aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest
+from faceswap_flows.aifaceswap.models import FaceBox, FaceSwapRequest, MultiFaceSwapRequest, validate_model
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.blocks_config import load_services
+from faceswap_flows.flows.blocks_config import Services, load_services
 from faceswap_flows.flows.budget import check_budget
+from faceswap_flows.flows.exceptions import FaceSelectionFailed
 from faceswap_flows.flows.media.faces import crop, load_image, most_similar
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions
 from faceswap_flows.flows.provenance.consent import preflight
@@ -24,7 +25,7 @@ from faceswap_flows.flows.provenance.records import job_facts
 from faceswap_flows.flows.tasks.api import extract_faces as extract_faces_task
 from faceswap_flows.flows.tasks.artifacts import artifact_key, faces_artifact
 from faceswap_flows.flows.tasks.job import SwapOutcome, plan_swap, submit_and_finish
-from faceswap_flows.flows.tasks.media import is_url, upload
+from faceswap_flows.flows.tasks.media import StagedMedia, is_url, upload
 
 
 class DetectedFaces(BaseModel):
@@ -149,6 +150,7 @@ async def select_faces(
     name: str,
     indexes: list[int] | None = None,
     references: dict[str, list[FaceBox]] | None = None,
+    charged: int = 0,
 ) -> list[int]:
     """The indexes of the faces to replace.
 
@@ -162,41 +164,113 @@ async def select_faces(
         name: The source's name, for logs.
         indexes: The face indexes asked for, if any.
         references: Per reference photo (its URL), its detected faces, if choosing by reference.
+        charged: The credits the detection of `faces` and of the references' faces cost.
 
     Returns:
         One face index per face image, in order.
 
     Raises:
-        InputValidationError: An index is out of range, a reference has no face, or two references match the same
-            face.
+        InputValidationError: Neither indexes nor references were given (nothing was detected).
+        FaceSelectionFailed: What the paid detection found makes the choice impossible: an index out of range, no
+            face in the source or in a reference, or two references matching the same face.
     """
+    detected = FaceProblem(source, name, len(references or {}), charged)
     if indexes is not None:
         if faces is None:
             return indexes
         wrong = [i for i in indexes if not 0 <= i < len(faces)]
         if wrong:
-            raise InputValidationError(
-                f"face_indexes: {wrong} out of range: {name} has {len(faces)} face(s), numbered 0 to "
-                f"{len(faces) - 1} (see the numbered-faces artifact of extract-faces)"
-            )
+            raise detected.failed("face_indexes", f"{len(faces)} face(s) in {name}: {wrong} is out of range")
         return indexes
-    if not references or not faces:
+    if not references:
         raise InputValidationError("face_indexes: give the indexes of the faces to replace, or reference_images")
+    if not faces:
+        raise detected.failed("source_image", f"no face in {name}", "use a source image showing the faces to replace")
     picture = load_image(await asyncio.to_thread(_read_media, storage, source))
     crops = [crop(picture, box) for box in faces]
     chosen = []
     for reference, boxes in references.items():
         if not boxes:
-            raise InputValidationError(f"reference_images: no face found in {reference}: use a photo showing a face")
+            fix = f"use a photo showing that face, or {detected.give_indexes()}"
+            raise detected.failed("reference_images", f"no face in {reference}", fix)
         photo = load_image(await asyncio.to_thread(_read_media, storage, reference))
         best, scores = most_similar(crop(photo, max(boxes, key=lambda box: box.area)), crops)
         get_run_logger().info("%s looks most like face %d (similarities %s)", reference, best, scores)
         chosen.append(best)
     if len(set(chosen)) != len(chosen):
-        raise InputValidationError(
-            f"reference_images: two references match the same face {chosen}: give face_indexes instead"
-        )
+        found = f"{len(faces)} face(s) in {name}, and two references most like the same one (faces {chosen})"
+        raise detected.failed("reference_images", found)
     return chosen
+
+
+class FaceProblem:
+    """What the face detection of a multi_faceswap by reference cost, to say so when its answer is of no use."""
+
+    def __init__(self, source: str, name: str, references: int, charged: int) -> None:
+        self.source, self.name, self.references, self.charged = source, name, references, charged
+
+    def failed(self, field: str, found: str, advice: str | None = None) -> FaceSelectionFailed:
+        """The error saying what the detection cost and found; by default, advise giving face_indexes."""
+        refs = f" and of {self.references} reference photo(s)" if self.references else ""
+        call = f"extract_face of {self.name}{refs}"
+        return FaceSelectionFailed(
+            field, call=call, credits=self.charged, found=found, advice=advice or self.give_indexes()
+        )
+
+    def give_indexes(self) -> str:
+        return (
+            f"give face_indexes instead (`faceswap-flows run extract-faces {self.source}` numbers the faces of "
+            f"{self.name}, for 2 credits)"
+        )
+
+
+async def stage_multi(
+    storage: MediaStorage, source_image: str, face_images: list[str], reference_images: list[str] | None
+) -> tuple[StagedMedia, list[StagedMedia], list[StagedMedia] | None]:
+    """The source, the face photos and the reference photos (if any), all staged before anything is paid."""
+    references = reference_images or []
+    source, *staged = await asyncio.gather(
+        upload(storage, source_image, "source_image"),
+        *(upload(storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
+        *(upload(storage, image, f"reference_images[{i}]") for i, image in enumerate(references)),
+    )
+    faces, refs = staged[: len(face_images)], staged[len(face_images) :]
+    return source, faces, refs if reference_images is not None else None
+
+
+def check_distinct_references(references: list[StagedMedia]) -> None:
+    """The same photo twice as a reference would match the same face twice: refused before its faces are found."""
+    seen: dict[str, int] = {}
+    for i, reference in enumerate(references):
+        first = seen.setdefault(reference.sha256 or reference.key or reference.url, i)
+        if first != i:
+            raise InputValidationError(
+                f"reference_images: [{first}] and [{i}] are the same photo ({reference.name}): give a photo of a "
+                "different person for each face image"
+            )
+
+
+def validate_multi(source: StagedMedia, faces: list[StagedMedia], indexes: list[int]) -> None:
+    """The multi_faceswap request checks that need no face detection (e.g. the URLs), with stand-in indexes."""
+    fields = {"source_image": source.url, "face_image": [f.url for f in faces], "index": indexes}
+    validate_model(MultiFaceSwapRequest, {**fields, "webhook": "https://checked.invalid/webhook"})
+
+
+async def faces_by_reference(
+    services: Services, source: StagedMedia, references: list[StagedMedia], job_id: str
+) -> list[int]:
+    """Find the faces of the source and of each reference photo (2 credits each, in the ledger under ``job_id``),
+    show the source's numbered, and choose for each reference the face most like it."""
+    ledger = (services.storage, job_id)
+    detected = await extract_faces_task(services.credentials, source.url, source.name, *ledger)
+    await show_faces(services.storage, source.key or source.url, detected, source.name)
+    found = await asyncio.gather(
+        *(extract_faces_task(services.credentials, r.url, r.name, *ledger) for r in references)
+    )
+    by_reference = {ref.key or ref.url: boxes for ref, boxes in zip(references, found, strict=True)}
+    charged = (1 + len(references)) * estimate_credits("extract_face")
+    source_ref = source.key or source.url
+    return await select_faces(services.storage, source_ref, detected, source.name, None, by_reference, charged)
 
 
 @flow(name="multi-faceswap")
@@ -234,6 +308,8 @@ async def multi_faceswap(
         InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
         BudgetExceeded: The estimate is over `options.max_credits`; nothing was submitted.
         ConsentRefused: `options.require_consent` is on and a face photo is not registered.
+        FaceSelectionFailed: Choosing by reference, the paid face detection found no usable match (the message says
+            what it found, what it cost and what to do).
         SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `options.on_unknown_outcome`).
         CallbackTimeout: No callback within `options.timeout_seconds` (with `options.wait`).
         JobFailed: The service reported that the job failed.
@@ -247,34 +323,21 @@ async def multi_faceswap(
             f"got {len(face_images)} face image(s) and {len(wanted or [])} index(es)"
         )
     services = await load_services(blocks.credentials, blocks.storage, blocks.receiver)
-    source, *faces = await asyncio.gather(
-        upload(services.storage, source_image, "source_image"),
-        *(upload(services.storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
-    )
+    references = reference_images if face_indexes is None else None
+    source, faces, staged_references = await stage_multi(services.storage, source_image, face_images, references)
     consent = await preflight(
         services.storage, output, options.require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
     )
-    staged_references = None
     identity = {"source_image": source.key or source.url, "face_images": [f.key or f.url for f in faces]}
-    if face_indexes is not None:
+    if staged_references is None:
         indexes = await select_faces(services.storage, source.key or source.url, None, source.name, face_indexes)
         job = plan_swap(services, "multi_faceswap", {**identity, "index": indexes}, wait=options.wait)
     else:
-        staged_references = await asyncio.gather(
-            *(upload(services.storage, image, f"reference_images[{i}]") for i, image in enumerate(wanted))
-        )
+        check_distinct_references(staged_references)
+        validate_multi(source, faces, list(range(len(faces))))  # before the paid detection
         by_reference = {**identity, "reference_images": [r.key or r.url for r in staged_references]}
         job = plan_swap(services, "multi_faceswap", by_reference, wait=options.wait)
-        ledger = (services.storage, job.job_id)
-        detected = await extract_faces_task(services.credentials, source.url, source.name, *ledger)
-        await show_faces(services.storage, source.key or source.url, detected, source.name)
-        found = await asyncio.gather(
-            *(extract_faces_task(services.credentials, ref.url, ref.name, *ledger) for ref in staged_references)
-        )
-        references = {ref.key or ref.url: boxes for ref, boxes in zip(staged_references, found, strict=True)}
-        indexes = await select_faces(
-            services.storage, source.key or source.url, detected, source.name, None, references
-        )
+        indexes = await faces_by_reference(services, source, staged_references, job.job_id)
     return await submit_and_finish(
         services,
         MultiFaceSwapRequest,

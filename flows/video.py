@@ -7,13 +7,15 @@ import base64
 import hashlib
 import tempfile
 
+from PIL import Image
 from prefect import flow, task
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
-from faceswap_flows.aifaceswap.models import FaceBox, MultiVideoFaceSwapRequest, VideoFaceSwapRequest
+from faceswap_flows.aifaceswap.models import FaceBox, MultiVideoFaceSwapRequest, VideoFaceSwapRequest, validate_model
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.flows.blocks_config import load_services
 from faceswap_flows.flows.budget import check_budget
+from faceswap_flows.flows.exceptions import FaceSelectionFailed
 from faceswap_flows.flows.media.faces import crop
 from faceswap_flows.flows.media.video import chosen_faces, grab_frame, image_bytes
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
@@ -21,7 +23,7 @@ from faceswap_flows.flows.provenance.consent import preflight
 from faceswap_flows.flows.provenance.records import job_facts
 from faceswap_flows.flows.tasks.api import extract_frame_faces
 from faceswap_flows.flows.tasks.job import SwapOutcome, plan_swap, submit_and_finish
-from faceswap_flows.flows.tasks.media import prepare_video, upload
+from faceswap_flows.flows.tasks.media import StagedMedia, prepare_video, upload
 
 
 def check_no_watermark(output: OutputOptions) -> None:
@@ -103,14 +105,29 @@ async def video_faceswap(
     )
 
 
-def check_in_frame(indexes: list[int], found: list[FaceBox], frame_time: float) -> None:
-    """Every chosen index names a face found in the frame."""
+def check_in_frame(indexes: list[int], found: list[FaceBox], frame_time: float, video: str) -> None:
+    """Every chosen index names a face found in the frame; else FaceSelectionFailed, saying the detection's cost."""
     wrong = [i for i in indexes if not 0 <= i < len(found)]
-    if wrong:
-        raise InputValidationError(
-            f"face_indexes: {wrong} out of range: the frame at {frame_time} s has {len(found)} face(s), "
-            f"numbered 0 to {len(found) - 1} from left to right: choose among them or another frame_time"
-        )
+    if not wrong:
+        return
+    call = f"extract_base64_face of the frame at {frame_time} s of {video}"
+    if not found:
+        found_there, advice = "no face there", "choose a frame_time where the people to replace face the camera"
+    else:
+        numbered = f"numbered 0 to {len(found) - 1} from left to right"
+        found_there = f"{len(found)} face(s), {numbered}: face_indexes {wrong} out of range"
+        advice = "choose face_indexes among them, or another frame_time where everyone to replace is visible"
+    credits = estimate_credits("extract_base64_face")
+    raise FaceSelectionFailed("face_indexes", call=call, credits=credits, found=found_there, advice=advice)
+
+
+def check_multi_video_request(video: StagedMedia, faces: list[StagedMedia], duration: float, enhance: int) -> None:
+    """The multi_video_faceswap request checks that need no face detection (URLs, duration, number of faces), with
+    a stand-in crop, before the paid detection of the frame's faces."""
+    stand_in = base64.b64encode(image_bytes(Image.new("RGB", (8, 8)))).decode()
+    refs = [{"face_ref": stand_in, "face_url": face.url} for face in faces]
+    fields = {"source_video": video.url, "ref_info": refs, "duration": round(duration, 3), "enhance": enhance}
+    validate_model(MultiVideoFaceSwapRequest, {**fields, "webhook": "https://checked.invalid/webhook"})
 
 
 @task(name="crop-face-refs", task_run_name="crop {count} face refs from the frame")
@@ -168,6 +185,8 @@ async def multi_video_faceswap(
         InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
         BudgetExceeded: The estimate is over `options.max_credits`; nothing was submitted.
         ConsentRefused: `options.require_consent` is on and a face photo is not registered.
+        FaceSelectionFailed: The paid detection found no face in the frame, or fewer than an index needs (the
+            message says what it found, what it cost and what to do).
         SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `options.on_unknown_outcome`).
         CallbackTimeout: No callback within `options.timeout_seconds` (with `options.wait`).
         JobFailed: The service reported that the job failed.
@@ -193,11 +212,12 @@ async def multi_video_faceswap(
     consent = await preflight(
         services.storage, output, options.require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
     )
+    check_multi_video_request(video, faces, facts.duration, enhance)
     identity = {"source_video": video.key or video.url, "faces": [f.key or f.url for f in faces]}
     identity.update(index=indexes, frame_time=frame_time, enhance=enhance)
     job = plan_swap(services, "multi_video_faceswap", identity, kind="video", wait=options.wait)
     found = await extract_frame_faces(services.credentials, frame_png, services.storage, job.job_id)
-    check_in_frame(indexes, found, frame_time)
+    check_in_frame(indexes, found, frame_time, source_video)
     refs = crop_face_refs(frame_png, found, indexes, len(indexes))
     return await submit_and_finish(
         services,

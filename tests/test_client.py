@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from faceswap_flows.aifaceswap import (
     AIFaceSwapClient,
+    AIFaceSwapError,
     AuthenticationError,
     ConnectionFailedError,
     InputValidationError,
@@ -133,6 +134,48 @@ async def test_every_answer_is_classified_by_what_it_proves(fresh, status, body,
             await client.faceswap(URL, URL, webhook=HOOK)
     assert len(fresh.seen) == 1, "an answer that does not prove a retry is safe is never retried by the client"
     assert caught.value.outcome_unknown is unknown and not caught.value.retryable
+
+
+GATEWAY_PAGE = (
+    "<!DOCTYPE html><html><head><title>example.com | 502: Bad gateway</title><style>"
+    + "body{margin:0}" * 300
+    + "</style></head><body>"
+    + "<div class='cf-error'><p>The web server reported a bad gateway error.</p></div>" * 60
+    + "</body></html>"
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "quoted"),
+    [
+        (502, GATEWAY_PAGE, f"an HTML page ({len(GATEWAY_PAGE)} characters)"),
+        (200, GATEWAY_PAGE, "'example.com | 502: Bad gateway'"),
+        (
+            504,
+            "<html><body><h1>504</h1>" + "<p>Gateway Time-out, please retry later</p>" * 80 + "</body></html>",
+            "504",
+        ),
+        (
+            400,
+            '{"detail": [' + ", ".join(f'{{"loc": ["field{i}"], "msg": "bad"}}' for i in range(200)) + "]}",
+            "field0",
+        ),
+        (200, {"code": 400, "message": "index: " + "face 9 does not exist; " * 200}, "index: face 9 does not exist"),
+    ],
+)
+async def test_an_upstream_body_is_quoted_short(fresh, status, body, quoted) -> None:
+    """A gateway's HTML page or a long body is quoted by its title or its first characters, on one line: the message
+    stays short enough for the advice every flow adds around it to be kept whole in reports."""
+    fresh.script.append((status, body, {}))
+    async with AIFaceSwapClient("k", base_url=fresh.url) as client:
+        with pytest.raises(AIFaceSwapError) as caught:
+            await client.faceswap(URL, URL, webhook=HOOK)
+    message = str(caught.value)
+    assert message.startswith("faceswap: ") and quoted in message, message
+    assert len(message) < 500 and "\n" not in message and "<div" not in message and "body{" not in message, message
+    if isinstance(caught.value, ServerError):
+        assert "the outcome is unknown" in message and f"HTTP {status}" in message
+        assert caught.value.body == (body if isinstance(body, str) else "")[:2000], "the body itself is kept aside"
 
 
 async def test_rate_limit_honours_retry_after_then_succeeds(fresh) -> None:

@@ -17,11 +17,13 @@ from faceswap_flows.flows.exceptions import (
     CallbackTimeout,
     ConsentRefused,
     DownloadRefused,
+    FaceSelectionFailed,
     FaceSwapFlowError,
     JobFailed,
     ResultNotAvailable,
     SubmissionOutcomeUnknown,
     VideoError,
+    report_message,
 )
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
@@ -42,7 +44,7 @@ def test_every_error_class_under_flows_is_in_the_family() -> None:
     assert outside == [], "define flow-level errors in flows/exceptions.py"
     members = [getattr(exceptions, name) for name in exceptions.__all__]
     assert all(issubclass(error, FaceSwapFlowError) for error in members)
-    assert len(members) == 12
+    assert len(members) == 14
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,9 @@ def test_every_error_class_under_flows_is_in_the_family() -> None:
         VideoError("source_video: empty"),
         DownloadRefused("result URL refused", task_id="t-5"),
         ConsentRefused("face_image: no consent", job_id=None),
+        FaceSelectionFailed(
+            "face_indexes", call="extract_base64_face of a frame", credits=2, found="no face", advice="a"
+        ),
     ],
 )
 def test_pickles_with_its_job_and_task(error: FaceSwapFlowError) -> None:
@@ -75,6 +80,32 @@ def test_keeps_the_builtin_kind_older_except_clauses_catch() -> None:
     consent = ConsentRefused("face_image: no consent")
     assert isinstance(consent, InputValidationError) and consent.errors == []
     assert SubmissionOutcomeUnknown("m", "j-7").job_id == "j-7"
+
+
+def test_a_failed_face_selection_says_it_was_charged_and_is_never_retried() -> None:
+    """It is not an InputValidationError ("refused locally, nothing sent"): the detection was paid; and another
+    attempt would pay again for the same answer, so the batch's retry rule (worth_another_attempt) says no."""
+    from faceswap_flows.flows.tasks.job import worth_another_attempt
+
+    failed = FaceSelectionFailed(
+        "face_indexes", call="extract_base64_face of the frame at 1.0 s of a.mp4", credits=2, found="no face there",
+        advice="choose another frame_time",
+    )  # fmt: skip
+    assert not isinstance(failed, InputValidationError) and isinstance(failed, ValueError)
+    assert str(failed) == (
+        "face_indexes: 2 credits were charged for extract_base64_face of the frame at 1.0 s of a.mp4, which found no "
+        "face there: choose another frame_time"
+    )
+    assert failed.credits == 2 and not failed.retryable and not worth_another_attempt(failed)
+
+
+def test_a_report_keeps_the_head_and_the_end_of_a_long_message() -> None:
+    advice = "job J-1: it may have charged 14 credits: collect it with `faceswap-flows collect --job J-1`"
+    assert report_message(advice) == advice
+    long = f"{advice}; upstream {'<p>x</p>' * 1000}; again: `faceswap-flows collect --job J-1`"
+    kept = report_message(long, limit=600)
+    assert kept.startswith(advice) and kept.endswith("again: `faceswap-flows collect --job J-1`")
+    assert len(kept) < 700 and f"[... {len(long) - 600} characters left out ...]" in kept
 
 
 @pytest.mark.parametrize(

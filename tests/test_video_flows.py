@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
 from faceswap_flows.flows.budget import BudgetExceeded
+from faceswap_flows.flows.exceptions import FaceSelectionFailed
 from faceswap_flows.flows.media.video import VideoFacts, video_facts
 from faceswap_flows.flows.options import OutputOptions, SwapOptions, VideoOptions
 from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
@@ -242,8 +243,8 @@ async def test_multi_video_takes_at_most_three_faces(stack, pair_video: Path) ->
 async def test_multi_video_face_index_out_of_range_costs_only_the_extract(stack, pair_video: Path) -> None:
     await refused(
         stack,
-        InputValidationError,
-        r"face_indexes: \[2\] out of range.*2 face",
+        FaceSelectionFailed,
+        r"face_indexes: 2 credits were charged .* found 2 face\(s\).*face_indexes \[2\] out of range",
         multi_video_faceswap(str(pair_video), [str(stack.files["grace"])], face_indexes=[2]),
         cost=2,
     )
