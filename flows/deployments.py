@@ -53,8 +53,10 @@ def load_flow(entrypoint: str) -> Flow[..., Any]:
 
 def serve_deployments(names: list[str]) -> None:
     """Serve the named deployments: triggers, parameters and concurrency limits as declared (schedules are left
-    to `prefect deploy`)."""
+    to `prefect deploy`). Their entrypoints are module paths: a served run imports the flow from the installed
+    package, never looking for code in storage (a deployment `prefect deploy` made first has none there)."""
     from prefect import serve
+    from prefect.types.entrypoint import EntrypointType
 
     declared = declared_deployments()
     deployments = [
@@ -63,6 +65,7 @@ def serve_deployments(names: list[str]) -> None:
             triggers=declared_triggers(name),
             parameters=declared[name].get("parameters") or {},
             concurrency_limit=declared[name].get("concurrency_limit"),
+            entrypoint_type=EntrypointType.MODULE_PATH,
         )
         for name in names
     ]

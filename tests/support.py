@@ -40,7 +40,6 @@ def restore_stack_blocks() -> None:
         block.save(name, overwrite=True)
 
 
-@contextmanager
 def impatient_blocks(stack: Any, prefix: str, grace_seconds: float = 3) -> tuple[str, str]:
     """Blocks named ``<prefix>`` and ``<prefix>-receiver`` that give up on an answer after 1 s, and on a lost
     answer's callback after ``grace_seconds``."""
