@@ -158,6 +158,13 @@ async def test_a_face_free_photo_fails_once_and_is_paid_again_only_when_asked(st
 
     plan = await batch_faceswap(**where, blocks=blocks, plan=True)
     (cat,) = [item for item in plan.items if item.label == "cat.png"]
+    (failed,) = [item for item in report.items if item.id == "cat.png"]
+    noted = read_entry(s3_storage, cat.fingerprint or "")
+    assert noted is not None and noted.failure is not None and noted.failure.seen_by == "batch"
+    assert f"task {noted.failure.task_id} failed" in (failed.error or "") and noted.images == [
+        "shoot/cat.png",
+        "faces/ambassador.png",
+    ]
     assert cat.status == "failed_before" and cat.credits == 0 and plan.credits == 0
     assert f"on {datetime.now(UTC):%Y-%m-%d}" in cat.reason and "no face" in cat.reason
     assert "`faceswap-flows run extract-faces shoot/cat.png`" in cat.reason
