@@ -14,7 +14,7 @@ from faceswap_flows.flows.batch_report import ItemOutcome
 from faceswap_flows.flows.blocks_config import Services
 from faceswap_flows.flows.collect import FinishedJob, store_job, submitted_facts
 from faceswap_flows.flows.tasks.paid_calls import collect_hint, read_intent
-from faceswap_flows.flows.tasks.waiting import arrived_callback
+from faceswap_flows.flows.tasks.waiting import arrived_callback, stored_event
 from faceswap_flows.receiver.tokens import JobToken
 
 LOOKUPS_AT_ONCE = 8
@@ -32,12 +32,14 @@ def failed_before_reason(entry: IndexEntry) -> str:
 
 
 async def callback_of(receiver: WebhookReceiver, entry: IndexEntry) -> dict[str, Any] | None:
-    """The callback of the entry's job (by job id; by task id for an entry written before job ids were noted)."""
+    """The callback of the entry's job (by job id; by task id for an entry written before job ids were noted): in
+    this receiver's inbox, else among the events Prefect stored (another receiver may have taken it)."""
     subject, by_job = (entry.job_id, True) if entry.job_id else (entry.task_id, False)
     if not subject:
         return None
     secret = receiver.signing_secret.get_secret_value()
-    return await arrived_callback(receiver.public_url, secret, subject, by_job=by_job)
+    found = await arrived_callback(receiver.public_url, secret, subject, by_job=by_job)
+    return found if found is not None else await stored_event(subject, by_job=by_job)
 
 
 async def _unknown_reason(storage: MediaStorage, item: PlannedItem, entry: IndexEntry) -> str | None:
@@ -105,12 +107,16 @@ async def resolve_earlier(services: Services, items: list[PlannedItem], retrying
 
 
 async def collect_earlier(services: Services, items: list[PlannedItem]) -> dict[int, ItemOutcome]:
-    """Store the result of every ``collect`` item from its earlier job's callback (nothing paid): by position."""
-    outcomes: dict[int, ItemOutcome] = {}
-    for item in items:
-        if item.status == "collect":
-            outcomes[item.position] = await _collect_one(services, item)
-    return outcomes
+    """Store the result of every ``collect`` item from its earlier job's callback (nothing paid), a few at a time:
+    their outcomes by position."""
+    slots = asyncio.Semaphore(LOOKUPS_AT_ONCE)
+
+    async def one(item: PlannedItem) -> ItemOutcome:
+        async with slots:
+            return await _collect_one(services, item)
+
+    collected = await asyncio.gather(*(one(item) for item in items if item.status == "collect"))
+    return {outcome.position: outcome for outcome in collected}
 
 
 async def _collect_one(services: Services, item: PlannedItem) -> ItemOutcome:
