@@ -175,6 +175,8 @@ async def test_a_face_free_photo_fails_once_and_is_paid_again_only_when_asked(st
     assert rerun.is_failed()
     again = await rerun.result(raise_on_failure=False)
     assert sorted((i.id, i.status) for i in again.items) == [("astronaut.png", "done"), ("cat.png", "failed")]
+    (not_sent,) = [item for item in again.items if item.id == "cat.png"]
+    assert (not_sent.error or "").startswith(f"failed before: task {noted.failure.task_id}") and not_sent.credits == 0
     assert charges(stack) == before + 2, "the rerun did not pay for the face-free photo again"
 
     retried = await batch_faceswap(retry_failed=again.report_key, blocks=blocks, return_state=True)
