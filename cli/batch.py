@@ -65,8 +65,10 @@ def show_plan(batch_flow: Any, parameters: dict[str, Any]) -> None:
             f"{total['seconds']:.2f} s of video"
         )
     typer.echo(
-        f"total: {the_plan.count('run')} to run, {the_plan.count('done')} already done, {the_plan.count('refused')} "
-        f"refused, {the_plan.count('skipped')} over max_credits: {the_plan.credits} credits; plan {the_plan.csv_key}"
+        f"total: {the_plan.count('run')} to run, {the_plan.count('done')} already done, {the_plan.count('collect')} "
+        f"to collect, {the_plan.count('failed_before')} failed before, {the_plan.count('unknown')} of unknown outcome, "
+        f"{the_plan.count('refused')} refused, {the_plan.count('skipped')} over max_credits: {the_plan.credits} "
+        f"credits; plan {the_plan.csv_key}"
     )
     if csv is not None:
         csv.write_bytes(to_csv(rows, PLAN_COLUMNS))

@@ -9,7 +9,7 @@ import functools
 import tempfile
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from prefect import flow, task
 from prefect.artifacts import acreate_progress_artifact
@@ -20,10 +20,11 @@ from prefect.states import Failed, State
 from pydantic import Field
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
+from faceswap_flows.flows.batch_earlier import collect_earlier, resolve_earlier
 from faceswap_flows.flows.batch_groups import Progress, run_in_groups, swap_items
 from faceswap_flows.flows.batch_items import StagedInputs, failed_item, stage_inputs, swap_planned
 from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, check_template
-from faceswap_flows.flows.batch_plan import BatchPlan, PlannedItem, Planner, plan_rows
+from faceswap_flows.flows.batch_plan import BatchPlan, PlannedItem, Planner, PlanStatus, read_rows, settle
 from faceswap_flows.flows.batch_report import BatchReport, ItemOutcome, failed_rows, show_plan, write_report
 from faceswap_flows.flows.batch_rows import ManifestLine, parse_row, read_manifest
 from faceswap_flows.flows.batch_sources import source_rows
@@ -66,31 +67,45 @@ def batch_lines(
 
 
 @task(name="plan-batch", task_run_name="plan {count} items", cache_policy=NO_CACHE)
-async def plan_batch(planner: Planner, lines: list[ManifestLine], count: int, max_credits: int | None) -> BatchPlan:
-    """Read every input (SHA-256, kind, video seconds), validate every row, find what is already done, price the
-    rest, and mark what goes over ``max_credits``: no API call.
+async def plan_batch(
+    planner: Planner,
+    lines: list[ManifestLine],
+    count: int,
+    max_credits: int | None,
+    services: Services,
+    retrying: bool = False,
+) -> BatchPlan:
+    """Read every input (SHA-256, kind, video seconds), validate every row, find what is already done (or was
+    sent before: its callback came, it failed, or its outcome is unknown), price the rest, and mark what goes over
+    ``max_credits``: no paid API call.
 
     Args:
         planner: Reads inputs from the storage block and names results after the output template.
         lines: The manifest's lines (or the rows made from a source), each with its line number.
         count: How many lines, for the task run's name.
         max_credits: The budget; items beyond it are marked skipped (None: no budget).
+        services: The storage holding the index, and the receiver whose inbox holds earlier jobs' callbacks.
+        retrying: The rows come from ``retry_failed``: work that failed before is sent again.
 
     Returns:
-        The plan: every item with its status (run, done, refused, skipped), credits and result key.
+        The plan: every item with its status (run, done, collect, unknown, failed_before, refused, skipped),
+        credits and result key.
 
     Raises:
         InputValidationError: Every line was refused (nothing to run), naming the first lines and why.
     """
-    items = await asyncio.to_thread(plan_rows, planner, lines, max_credits)
+    items = await asyncio.to_thread(read_rows, planner, lines)
+    await resolve_earlier(services, items, retrying)
+    items = settle(items, planner.force, max_credits)
     if lines and all(item.status == "refused" for item in items) and all(line.row is None for line in lines):
         raise InputValidationError("; ".join(item.reason or "" for item in items[:5]))
     return BatchPlan(items=items)
 
 
 def not_run(item: PlannedItem) -> ItemOutcome:
-    """The outcome of an item the plan did not run: already done, refused (reported as failed) or skipped."""
-    status = {"done": "done", "refused": "failed", "skipped": "skipped"}[item.status]
+    """The outcome of an item the plan did not run: already done, refused (reported as failed), skipped, failed
+    before or of unknown outcome (reported as failed, saying why it was not sent again)."""
+    status = {"done": "done", "skipped": "skipped"}.get(item.status, "failed")
     error = (
         None
         if item.status == "done"
@@ -232,14 +247,16 @@ async def batch_faceswap(
         await preflight(services.storage, output, False, [])  # the signing key loads, before any credit
     with tempfile.TemporaryDirectory(prefix="faceswap-batch-") as workdir:
         planner = Planner(services.storage, Path(workdir), output_template, output, force)
-        the_plan = await plan_batch(planner, lines, len(lines), options.max_credits)
+        the_plan = await plan_batch(planner, lines, len(lines), options.max_credits, services, bool(retry_failed))
         await show(services, the_plan, ignored, name)
         if plan:
             return the_plan
         swap = {"wait": options.wait, "timeout_seconds": options.timeout_for("video"), "output": output}
         swap.update(on_unknown_outcome=options.on_unknown_outcome, require_consent=options.require_consent)
         limits = {"max_concurrency": max_concurrency, "concurrency_limit": concurrency_limit}
+        collected = await collect_earlier(services, the_plan.items)
         outcomes = await run_plan(services, the_plan, items_per_task=items_per_task, swap=swap, **limits)
+        outcomes = [collected.get(outcome.position, outcome) for outcome in outcomes]
     return await finish(services, the_plan, outcomes, name)
 
 
@@ -247,7 +264,7 @@ async def show(services: Services, plan: BatchPlan, ignored: list[str], name: st
     """The plan as a table artifact and a CSV, and in the log."""
     plan.ignored = ignored
     await show_plan(services.storage, plan, name)
-    counts = {status: plan.count(status) for status in ("run", "done", "refused", "skipped")}
+    counts = {status: plan.count(status) for status in get_args(PlanStatus)}
     get_run_logger().info("plan: %s items, %d credits to spend, %d files not media", counts, plan.credits, len(ignored))
 
 

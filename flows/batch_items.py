@@ -1,6 +1,6 @@
 """One planned batch item, any operation: its request built as the single flow builds it (faces chosen by
-reference photo or in a video frame first, when asked), submitted exactly once, and remembered for the next
-batch by its fingerprint."""
+reference photo or in a video frame first, when asked), noted in the index by its fingerprint before it is sent
+(so whoever stores its result makes the work done), submitted exactly once, and its failure remembered."""
 
 from __future__ import annotations
 
@@ -23,11 +23,13 @@ from faceswap_flows.aifaceswap.models import (
 )
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.batch_names import remember
+from faceswap_flows.flows.batch_earlier import remember_batch_failure
+from faceswap_flows.flows.batch_names import FINGERPRINT_FACT, IndexEntry, write_ahead
 from faceswap_flows.flows.batch_plan import PlannedItem
 from faceswap_flows.flows.batch_report import ItemOutcome
 from faceswap_flows.flows.batch_rows import BatchRow
 from faceswap_flows.flows.blocks_config import Services
+from faceswap_flows.flows.exceptions import JobFailed
 from faceswap_flows.flows.image import check_distinct_references, select_faces
 from faceswap_flows.flows.media.video import VideoError, grab_frame, image_bytes
 from faceswap_flows.flows.provenance.consent import check_consent
@@ -226,6 +228,18 @@ async def failed_item(services: Services, item: PlannedItem, error: str, *, wait
     )
 
 
+async def note_before_sending(services: Services, item: PlannedItem, job_id: str) -> None:
+    """Write the work's index entry (its result key, the id of the job about to be sent, its image inputs) before
+    the paid submission."""
+    assert item.fingerprint is not None and item.result_key is not None
+    row = BatchRow.model_validate(item.row)
+    images = ([] if row.source_video else [row.source]) + row.faces
+    entry = IndexEntry(
+        fingerprint=item.fingerprint, result_key=item.result_key, job_id=job_id, operation=item.operation, images=images
+    )
+    await asyncio.to_thread(write_ahead, services.storage, entry)
+
+
 async def swap_planned(
     services: Services,
     item: PlannedItem,
@@ -248,27 +262,32 @@ async def swap_planned(
     token = item_job(services, item, wait)
     job = await build_job(services, item, staged, token.job_id)
     first = next(iter(staged.values()))
-    outcome = await submit_and_finish(
-        services,
-        job.model,
-        job.fields,
-        identity={"fingerprint": item.fingerprint},
-        position=item.position,
-        wait=wait,
-        timeout_seconds=timeout_seconds,
-        before_url=first.url,
-        kind=job.kind,
-        task_run_name=f"submit item {item.position}",
-        artifacts=False,
-        facts=job_facts(job.inputs, consent, batch_item=item.position, batch_item_id=item.label, **job.facts),
-        output=output,
-        store_by=None if wait else "sweep",
-        steps="inline" if inline else "collect-task",
-        on_unknown_outcome=on_unknown_outcome,
-        job=token,
-    )
-    assert item.fingerprint is not None and item.result_key is not None
-    await asyncio.to_thread(remember, services.storage, item.fingerprint, item.result_key, outcome.task_id)
+    identity = {"fingerprint": item.fingerprint}
+    await note_before_sending(services, item, token.job_id)
+    facts = {"batch_item": item.position, "batch_item_id": item.label, FINGERPRINT_FACT: item.fingerprint}
+    try:
+        outcome = await submit_and_finish(
+            services,
+            job.model,
+            job.fields,
+            identity=identity,
+            position=item.position,
+            wait=wait,
+            timeout_seconds=timeout_seconds,
+            before_url=first.url,
+            kind=job.kind,
+            task_run_name=f"submit item {item.position}",
+            artifacts=False,
+            facts=job_facts(job.inputs, consent, **facts, **job.facts),
+            output=output,
+            store_by=None if wait else "sweep",
+            steps="inline" if inline else "collect-task",
+            on_unknown_outcome=on_unknown_outcome,
+            job=token,
+        )
+    except JobFailed as failed:
+        await remember_batch_failure(services.storage, item, token.job_id, failed.task_id)
+        raise
     return ItemOutcome(
         position=item.position,
         id=item.label,

@@ -1,6 +1,7 @@
 """A batch's plan, made before anything is spent and without calling the API: for every row, whether it runs,
 is already done (same inputs by SHA-256, same options, result stored and recorded), is refused (and why) or is
-over the budget; and what it costs, video seconds read from the files."""
+over the budget; and what it costs, video seconds read from the files. Work sent before whose result is not
+stored is planned ``unknown`` here; :mod:`flows.batch_earlier` then looks at what became of that job."""
 
 from __future__ import annotations
 
@@ -29,16 +30,20 @@ from faceswap_flows.aifaceswap.models import (
 )
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.batch_names import fingerprint, render_key, stored_result
+from faceswap_flows.flows.batch_names import fingerprint, read_entry, render_key
 from faceswap_flows.flows.batch_rows import BatchRow, ManifestLine
 from faceswap_flows.flows.batch_sources import is_uri, open_input
 from faceswap_flows.flows.media.video import VideoError, trim_video, video_facts
-from faceswap_flows.flows.provenance.records import OutputOptions, output_parameters
+from faceswap_flows.flows.provenance.records import OutputOptions, is_stored, output_parameters
 from faceswap_flows.flows.tasks.media import is_url, url_sha256s
 
 PLAN_THREADS = 8
 PLACEHOLDER_URL = "https://plan.invalid/input"
-PlanStatus = Literal["run", "done", "refused", "skipped"]
+PlanStatus = Literal["run", "done", "collect", "unknown", "failed_before", "refused", "skipped"]
+"""``collect``: an earlier job of the same work called back, its result is stored without paying again;
+``unknown``: an earlier job's outcome is not known, so it is not sent again (unless ``force``);
+``failed_before``: the service reported an earlier job of the same work failed (sent again only when
+``retry_failed`` names it, or with ``force``)."""
 
 
 def _placeholder_png() -> str:
@@ -228,7 +233,8 @@ class Planner:
             **output_parameters(self.output),
         }
         item_fingerprint = fingerprint(row.operation, shas, options)
-        done = None if self.force else stored_result(self.storage, item_fingerprint)
+        earlier = None if self.force else read_entry(self.storage, item_fingerprint)
+        done = earlier is not None and is_stored(self.storage, earlier.result_key)
         values = {
             "date": self.date,
             "operation": row.operation,
@@ -239,14 +245,15 @@ class Planner:
             "fingerprint": item_fingerprint[:12],
             "line": base["line"] or base["position"],
         }
+        status: PlanStatus = "done" if done else "unknown" if earlier else "run"
         return PlannedItem(
             **base,
-            status="done" if done else "run",
+            status=status,
             reason="already done: same inputs and options, result stored" if done else None,
             credits=0 if done else credits,
             seconds=seconds,
             fingerprint=item_fingerprint,
-            result_key=done or self.free_key(render_key(self.template, values)),
+            result_key=earlier.result_key if earlier else self.free_key(render_key(self.template, values)),
             inputs=inputs,
             url_sha256={field: sha for field, ref in inputs.items() if (sha := self._url_sha256.get(ref))},
         )
@@ -279,18 +286,27 @@ def check_with_models(row: BatchRow, seconds: float | None) -> int:
 
 
 def plan_rows(planner: Planner, lines: list[ManifestLine], max_credits: int | None) -> list[PlannedItem]:
-    """Every row planned (inputs read a few at a time); then rows naming the same result key are refused (the
-    same work twice runs twice only with ``force``, each under its own key), and rows to run beyond
-    ``max_credits`` (in manifest order) are marked skipped."""
+    """Every row planned (:func:`read_rows`), then :func:`settle` (what became of earlier jobs is not looked at:
+    work sent before whose result is not stored stays ``unknown``)."""
+    return settle(read_rows(planner, lines), planner.force, max_credits)
+
+
+def read_rows(planner: Planner, lines: list[ManifestLine]) -> list[PlannedItem]:
+    """Every row planned, its inputs read a few at a time."""
     planner.read_urls(lines)
     with ThreadPoolExecutor(PLAN_THREADS) as pool:
-        items = list(pool.map(planner.plan_row, lines, range(len(lines))))
+        return list(pool.map(planner.plan_row, lines, range(len(lines))))
+
+
+def settle(items: list[PlannedItem], force: bool, max_credits: int | None) -> list[PlannedItem]:
+    """Rows to run naming the same result key are refused (the same work twice runs twice only with ``force``,
+    each under its own key), and rows to run beyond ``max_credits`` (in manifest order) are marked skipped."""
     seen: dict[str, PlannedItem] = {}
     for item in items:
-        if item.status != "run" or item.result_key is None:
+        if item.status in ("done", "refused", "skipped") or item.result_key is None:
             continue
         first = seen.setdefault(item.result_key, item)
-        if first is not item and planner.force and first.fingerprint == item.fingerprint:
+        if first is not item and force and first.fingerprint == item.fingerprint:
             stem, dot, ext = item.result_key.rpartition(".")
             item.result_key = f"{stem}-item{item.position}{dot}{ext}" if dot else f"{item.result_key}-{item.position}"
             seen[item.result_key] = item

@@ -34,6 +34,12 @@ REPORT_COLUMNS = (
     "error",
 )
 PLAN_COLUMNS = ("item", "line", "operation", "status", "credits", "seconds", "result_key", "reason")
+PLAN_STATUS_SHOWN = {
+    "done": "already done",
+    "collect": "to collect",
+    "unknown": "outcome unknown",
+    "failed_before": "failed before",
+}
 
 
 class ItemOutcome(BaseModel):
@@ -121,7 +127,7 @@ def plan_rows_table(plan: BatchPlan) -> list[dict[str, Any]]:
             "item": item.label,
             "line": item.line if item.line is not None else "",
             "operation": item.operation,
-            "status": "already done" if item.status == "done" else item.status,
+            "status": PLAN_STATUS_SHOWN.get(item.status, item.status),
             "credits": item.credits if item.status == "run" else 0,
             "seconds": round(item.seconds, 3) if item.seconds else "",
             "result_key": item.result_key or "",
@@ -158,7 +164,9 @@ async def show_plan(storage: MediaStorage, plan: BatchPlan, name: str) -> None:
         table=rows + totals + [{"item": "total", "credits": plan.credits}],
         description=(
             f"Plan: {plan.count('run')} to run ({plan.credits} credits), {plan.count('done')} already done, "
-            f"{plan.count('refused')} refused, {plan.count('skipped')} over max_credits; CSV {plan.csv_key}"
+            f"{plan.count('collect')} to collect (free), {plan.count('failed_before')} failed before, "
+            f"{plan.count('unknown')} of unknown outcome, {plan.count('refused')} refused, "
+            f"{plan.count('skipped')} over max_credits; CSV {plan.csv_key}"
         ),
     )
 

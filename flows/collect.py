@@ -14,6 +14,7 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.batch_names import remember_job_failure
 from faceswap_flows.flows.blocks_config import DEFAULT_STORAGE
 from faceswap_flows.flows.exceptions import ResultNotAvailable
 from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, submission_facts
@@ -72,6 +73,18 @@ async def unparsed_callback(subject: str) -> dict[str, Any] | None:
         )
     get_run_logger().warning("%s: storing the result_image found in an unparsed callback", subject)
     return payload
+
+
+async def remember_failed(task_id: str, callback: dict[str, Any], storage_block: str | None, seen_by: str) -> None:
+    """A failed callback (success 0) of a batch item's job, noted in its work's index entry so that later batches
+    do not pay for that work again unless asked."""
+    try:
+        storage = await MediaStorage.aload(storage_block or callback.get("storage_block") or DEFAULT_STORAGE)
+        submitted = await submitted_facts(task_id, attempts=1)
+        if await asyncio.to_thread(remember_job_failure, storage, submitted, {**callback, "task_id": task_id}, seen_by):
+            get_run_logger().info("task %s failed: remembered for the batches over the same work", task_id)
+    except Exception as error:
+        get_run_logger().warning("the failure of task %s could not be remembered: %s", task_id, error)
 
 
 async def store_job(
@@ -182,6 +195,7 @@ async def store_result(
                 f"no callback event for task_id {task_id} yet: try again once the job finished", task_id=task_id
             )
         if not event.get("success"):
+            await remember_failed(task_id, event, storage_block, "store-result flow")
             raise ResultNotAvailable(
                 f"task {task_id} failed on the service's side (success 0): nothing to store", task_id=task_id
             )

@@ -20,11 +20,7 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import acreate_markdown_artifact, acreate_progress_artifact, aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
-from prefect.events.filters import (
-    EventFilter,
-    EventNameFilter,
-    EventResourceFilter,
-)
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.logging import get_run_logger
 from pydantic import BaseModel, Field
 
@@ -33,6 +29,7 @@ from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
 from faceswap_flows.flows.collect import FinishedJob, store_job, submitted_facts
 from faceswap_flows.flows.exceptions import ResultsNotStored
 from faceswap_flows.flows.provenance.records import is_stored
+from faceswap_flows.flows.sweep_failures import failed_in, remember_failed_jobs
 from faceswap_flows.flows.sweep_jobs import JobSource, jobs_in, read_all_events
 from faceswap_flows.flows.sweep_mark import SweptMark, SweptSpan
 from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
@@ -60,6 +57,7 @@ class StoreResultsReport(BaseModel):
     sweeps: int = 0
     stored_keys: list[str] = Field(default_factory=list)
     failed_task_ids: list[str] = Field(default_factory=list)
+    service_failed: int = Field(default=0, description="Batch jobs the service failed (success 0), noted for later.")
     already_swept: SweptSpan | None = Field(
         default=None, description="Set when earlier runs had stored every job of this run's window: nothing was read."
     )
@@ -189,6 +187,7 @@ def summary_markdown(report: StoreResultsReport, errors: dict[str, str], since: 
         ("stored now", report.stored),
         ("already stored", report.already_stored),
         ("failed", report.failed),
+        ("failed on the service's side (noted for later batches)", report.service_failed),
         ("sweeps", report.sweeps),
     ]
     text = (
@@ -226,6 +225,7 @@ class Sweeper:
         self.report = StoreResultsReport()
         self.errors: dict[str, str] = {}
         self.seen: set[str] = set()
+        self.failed_seen: set[str] = set()
         self.storages: dict[str, MediaStorage] = {}
         self.bad_blocks: dict[str, str] = {}
         self.chunks = 0
@@ -242,6 +242,16 @@ class Sweeper:
         self.seen.update([job.task_id for job in new] + unusable)
         self.report.found = len(self.seen)
         return new
+
+    async def note_failures(self, payloads: list[dict[str, Any]]) -> None:
+        """Note the batch jobs the service failed, each once, in their works' index entries."""
+        failed = [payload for payload in failed_in(payloads) if payload["task_id"] not in self.failed_seen]
+        self.failed_seen.update(payload["task_id"] for payload in failed)
+        if failed:
+            blocks = {payload.get("storage_block") or "" for payload in failed}
+            await load_storages(blocks, self.default_storage, self.storages, self.bad_blocks)
+            facts = await bulk_submitted_facts([payload["task_id"] for payload in failed])
+            self.report.service_failed += await remember_failed_jobs(failed, facts, self.storages)
 
     async def store(self, new: list[FinishedJob]) -> None:
         """Store the new jobs not stored yet, ``chunk_size`` to a store-chunk task run."""
@@ -334,10 +344,13 @@ async def store_results(
         swept_at = datetime.now(UTC)
         final = swept_at >= until
         received = await source.from_inbox()
-        jobs, unusable = jobs_in(received if received is not None else await source.from_stored_events())
+        payloads = received if received is not None else await source.from_stored_events()
+        jobs, unusable = jobs_in(payloads)
         if final and received is not None and not any(job.task_id not in sweeper.seen for job in jobs):
-            jobs, unusable = jobs_in(await source.from_stored_events())  # before ending: other receivers' jobs too
+            payloads = await source.from_stored_events()  # before ending: other receivers' jobs too
+            jobs, unusable = jobs_in(payloads)
         report.sweeps += 1
+        await sweeper.note_failures(payloads)
         new = sweeper.take_new(jobs, unusable)
         if not new:
             if final:

@@ -24,7 +24,7 @@ from faceswap_flows.blocks import WebhookReceiver
 from faceswap_flows.flows.api_retries import again_if_api_failed
 from faceswap_flows.flows.collect import FinishedJob
 from faceswap_flows.flows.tasks.waiting import received_callbacks
-from faceswap_flows.receiver.events import SUCCEEDED, task_resource_id
+from faceswap_flows.receiver.events import FAILED, SUCCEEDED, task_resource_id
 
 STORE_BY_LABEL = "aifaceswap.store-by"
 SWEEP = "sweep"
@@ -33,10 +33,11 @@ PAGE_RETRY_DELAYS = (1.0, 4.0, 15.0)
 
 
 def sweep_filter(since: datetime, until: datetime) -> EventFilter:
-    """Success events labelled store-by=sweep that occurred in [since, until], oldest first."""
+    """Callback events (succeeded, and failed: a batch notes those) labelled store-by=sweep that occurred in
+    [since, until], oldest first."""
     return EventFilter(
         occurred=EventOccurredFilter(since=since, until=until),
-        event=EventNameFilter(name=[SUCCEEDED]),
+        event=EventNameFilter(name=[SUCCEEDED, FAILED]),
         resource=EventResourceFilter(id_prefix=[task_resource_id("")], labels={STORE_BY_LABEL: [SWEEP]}),
         order=EventOrder.ASC,
     )
@@ -71,10 +72,12 @@ def finished_job(payload: dict[str, Any]) -> FinishedJob | None:
 
 
 def jobs_in(payloads: list[dict[str, Any]]) -> tuple[list[FinishedJob], list[str]]:
-    """The finished jobs the payloads name (one per task_id), and the task_ids of those that name no result."""
+    """The succeeded jobs the payloads name (one per task_id), and the task_ids of those that name no result."""
     jobs: dict[str, FinishedJob] = {}
     unusable = []
     for payload in payloads:
+        if payload.get("success") == 0:
+            continue
         job = finished_job(payload)
         if job is None:
             unusable.append(str(payload.get("task_id")))
@@ -94,7 +97,8 @@ class JobSource:
         self._inbox_from = since.timestamp()
 
     async def from_inbox(self) -> list[dict[str, Any]] | None:
-        """The callbacks received since the previous read; None when there is no inbox or it cannot be read."""
+        """The callbacks (succeeded and failed) received since the previous read; None when there is no inbox or
+        it cannot be read."""
         if self.receiver is None:
             return None
         try:
@@ -110,7 +114,7 @@ class JobSource:
         if received:
             self._inbox_from = max(entry["received_at"] for entry in received)
         last = self.until.timestamp()
-        return [entry for entry in received if entry.get("success") and entry["received_at"] <= last]
+        return [entry for entry in received if entry["received_at"] <= last]
 
     async def from_stored_events(self) -> list[dict[str, Any]]:
         return [dict(event.payload) for event in await read_all_events(sweep_filter(self.since, self.until))]
