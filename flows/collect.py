@@ -13,14 +13,14 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
-from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.blocks import MediaStorage, WebhookReceiver
 from faceswap_flows.flows.batch_names import remember_job_failure
-from faceswap_flows.flows.blocks_config import DEFAULT_STORAGE
+from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
 from faceswap_flows.flows.exceptions import ResultNotAvailable
 from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, submission_facts
 from faceswap_flows.flows.tasks.job import SwapOutcome, bill_of
 from faceswap_flows.flows.tasks.store import fetch_and_record
-from faceswap_flows.flows.tasks.waiting import stored_event
+from faceswap_flows.flows.tasks.waiting import arrived_callback, stored_event
 from faceswap_flows.receiver.events import task_resource_id
 from faceswap_flows.receiver.unparsed import UNPARSED
 
@@ -144,6 +144,23 @@ async def store_job(
     return outcome.stored_in(storage, key)
 
 
+async def arrived(subject: str, receiver_block: str, *, by_job: bool = False) -> dict[str, Any] | None:
+    """The callback of a task (or job) from the receiver's inbox when it has it, else from Prefect's stored events
+    (another receiver may have taken it)."""
+    try:
+        receiver = await WebhookReceiver.aload(receiver_block)
+    except Exception as error:
+        get_run_logger().warning(
+            "receiver block %r not loaded (%s): reading Prefect's events only", receiver_block, error
+        )
+    else:
+        secret = receiver.signing_secret.get_secret_value()
+        found = await arrived_callback(receiver.public_url, secret, subject, by_job=by_job)
+        if found is not None:
+            return found
+    return await stored_event(subject, by_job=by_job)
+
+
 @flow(name="store-result")
 async def store_result(
     task_id: str,
@@ -153,6 +170,7 @@ async def store_result(
     operation: str | None = None,
     label_outputs: bool | None = None,
     job_id: str | None = None,
+    receiver_block: str = DEFAULT_RECEIVER,
 ) -> SwapOutcome:
     """Fetch a finished job's result into storage, labelled as synthetic media, with its provenance record.
 
@@ -171,6 +189,8 @@ async def store_result(
         label_outputs: Override the label choice made at submission. None: keep that choice.
         job_id: The job (as a SubmissionOutcomeUnknown names it) whose first successful callback is stored, instead
             of a task_id.
+        receiver_block: The WebhookReceiver block whose inbox is asked first (it has a callback the moment it
+            arrived; Prefect's stored events, asked next, lag by seconds).
 
     Returns:
         The stored result: its task_id, job_id, credits, key and URL.
@@ -180,7 +200,7 @@ async def store_result(
         DownloadRefused: The result URL is not allowed, or too large or slow to download.
     """
     if job_id and not task_id:
-        event = await stored_event(job_id, by_job=True)
+        event = await arrived(job_id, receiver_block, by_job=True)
         if event is None:
             raise ResultNotAvailable(
                 f"no callback event for job {job_id}: the service did not accept it, or it has not finished yet",
@@ -189,7 +209,7 @@ async def store_result(
         task_id = event["task_id"]
     job_id = None
     if not (result_image and result_key):
-        event = await stored_event(task_id) or await unparsed_callback(task_id)
+        event = await arrived(task_id, receiver_block) or await unparsed_callback(task_id)
         if event is None:
             raise ResultNotAvailable(
                 f"no callback event for task_id {task_id} yet: try again once the job finished", task_id=task_id

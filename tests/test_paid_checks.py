@@ -272,9 +272,8 @@ async def test_a_gateway_page_keeps_the_job_credits_and_command_in_the_report(st
         manifest(tmp_path, "gateway", rows), blocks=BlockNames(receiver="receiver-grace-2s"), force=True
     )
     assert ledger.charges() == [("multi_faceswap", 5)], "accepted and charged once, not sent again"
-    job_id = re.search(r"submission of job ([0-9a-f]{32})", error)
-    assert job_id, error
-    assert "it may have charged 5 credits" in error, error
+    job_id = re.match(r"job ([0-9a-f]{32}): up to 5 credits possibly charged; collect its result with ", error)
+    assert job_id, "the job, the credits at stake and the command come first: " + error
     assert f"`faceswap-flows collect --job {job_id[1]}` (or the store-result flow with job_id={job_id[1]})" in error
     assert "an HTML page" in error and "'502 Bad Gateway'" in error and "<html>" not in error, error
 
