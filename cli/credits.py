@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from faceswap_flows.cli.common import fail
+from faceswap_flows.devstack.prefect_server import drain_prefect_workers
 
 if TYPE_CHECKING:
     from faceswap_flows.blocks import MediaStorage
@@ -66,7 +67,7 @@ def _settle_unknown(storage: MediaStorage, sends: list[PaidSend]) -> list[PaidSe
 def credits(
     by: Annotated[
         str, typer.Option(help="Group by these, comma-separated: day, operation, deployment, flow_run.")
-    ] = "day,operation,deployment,flow_run",
+    ] = "day,operation,deployment",
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     since: Annotated[str | None, typer.Option(help="Only sends on or after this day (YYYY-MM-DD, UTC).")] = None,
     storage_block: Annotated[str, typer.Option(help="MediaStorage block holding the ledger.")] = "faceswap-media",
@@ -76,8 +77,9 @@ def credits(
 ) -> None:
     """Credits spent, from the ledger every paid call is written in: charged (the service's answer or callback
     proves it) and possibly charged (the outcome stayed unknown) apart, refused sends and failed jobs counted.
+    A flow run shows as its flow's name and the first 8 characters of its id.
 
-    Example: faceswap-flows credits --by day,operation --since 2026-12-01
+    Example: faceswap-flows credits --by day,flow_run --since 2026-12-01
     """
     from datetime import UTC, date, datetime
 
@@ -110,18 +112,25 @@ def credits(
         writer = csv.DictWriter(sys.stdout, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-        return
-    _print_table(rows, storage.uri("ledger"))
+    else:
+        _print_table(rows, storage.uri("ledger"))
+    drain_prefect_workers()  # the block-loaded event, sent now rather than announced at exit
 
 
 def _print_table(rows: list[dict[str, object]], where: str) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"Credits, from the ledger at {where}")
+    table = Table(title=f"Credits, from the ledger at {where}", title_justify="left")
+    short = {"possibly charged": "possibly", "failed jobs": "failed", "flow_run": "flow run"}
     numeric = {"sends", "charged", "possibly charged", "refused", "failed jobs"}
-    for column in rows[0]:
-        table.add_column(column, justify="right" if column in numeric else "left", overflow="fold")
+    rare = {"refused", "failed jobs"}  # shown only when some row has one
+    columns = [c for c in rows[0] if c not in rare or any(row[c] for row in rows)]
+    for column in columns:
+        header = short.get(column, column)
+        shrinks = column in ("deployment", "flow_run", "operation") and column != "day"
+        justify = "right" if column in numeric else "left"
+        table.add_column(header, justify=justify, no_wrap=True, min_width=None if shrinks else len(header))
     for row in rows:
-        table.add_row(*(str(value) for value in row.values()), end_section=row is rows[-2])
+        table.add_row(*(str(row[column]) for column in columns), end_section=row is rows[-2])
     Console().print(table)

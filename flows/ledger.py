@@ -191,7 +191,7 @@ def spend_rows(sends: Iterable[PaidSend], by: Iterable[str] = SPEND_KEYS) -> lis
             "day": time.strftime("%Y-%m-%d", time.gmtime(send.sent_at)),
             "operation": send.operation,
             "deployment": send.deployment_id or "-",
-            "flow_run": send.flow_run_id or "-",
+            "flow_run": f"{send.flow_name or 'flow'} {send.flow_run_id[:8]}" if send.flow_run_id else "-",
         }
         groups.setdefault(tuple(facts[key] for key in keys), []).append(send)
     rows = [_spend_row(dict(zip(keys, group, strict=True)), found) for group, found in sorted(groups.items())]
