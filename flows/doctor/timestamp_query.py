@@ -14,10 +14,6 @@ SHA256_ALGORITHM = bytes.fromhex("300d06096086480165030402010500")
 STATUS_TEXT = {0: "granted", 1: "granted with modifications", 2: "rejection", 3: "waiting", 4: "revocation warning"}
 
 
-class TimestampRefused(Exception):
-    """The TSA could not be asked, or did not grant a time-stamp token for the digest sent."""
-
-
 def _der(tag: int, body: bytes) -> bytes:
     size = len(body)
     if size < 0x80:
@@ -46,21 +42,20 @@ def _element(data: bytes, at: int) -> tuple[int, int, int]:
     return tag, at + 2 + count, at + 2 + count + size
 
 
-def reply_status(reply: bytes) -> int:
-    """The PKIStatus of a TimeStampResp { status PKIStatusInfo { status INTEGER, ... }, token }."""
+def reply_status(reply: bytes) -> int | None:
+    """The PKIStatus of a TimeStampResp { status PKIStatusInfo { status INTEGER, ... }, token }; None when the reply
+    is no such thing."""
     try:
         _, body, _ = _element(reply, 0)
         _, info, _ = _element(reply, body)
         tag, start, end = _element(reply, info)
     except IndexError:
-        raise TimestampRefused("the reply is not a DER time-stamp response") from None
-    if tag != 0x02:
-        raise TimestampRefused("the reply is not a DER time-stamp response")
-    return int.from_bytes(reply[start:end], "big")
+        return None
+    return int.from_bytes(reply[start:end], "big") if tag == 0x02 else None
 
 
-def ask_timestamp(url: str, timeout: float = 15.0) -> str:
-    """Ask the TSA at ``url`` to time-stamp a test digest; what it granted, or TimestampRefused saying why not."""
+def ask_timestamp(url: str, timeout: float = 15.0) -> tuple[bool, str]:
+    """Ask the TSA at ``url`` to time-stamp a test digest: whether it granted a token for it, and what it said."""
     digest = hashlib.sha256(b"faceswap-flows doctor " + secrets.token_bytes(16)).digest()
     nonce = secrets.randbits(63)
     try:
@@ -68,12 +63,14 @@ def ask_timestamp(url: str, timeout: float = 15.0) -> str:
             url, content=timestamp_query(digest, nonce), headers={"Content-Type": QUERY_TYPE}, timeout=timeout
         )
     except httpx.HTTPError as error:
-        raise TimestampRefused(f"{url} cannot be reached: {type(error).__name__}: {error}") from None
+        return False, f"{url} cannot be reached: {type(error).__name__}: {error}"
     if response.status_code != 200:
-        raise TimestampRefused(f"{url} answered HTTP {response.status_code}: {response.text[:200]}")
+        return False, f"{url} answered HTTP {response.status_code}: {response.text[:200]}"
     status = reply_status(response.content)
+    if status is None:
+        return False, f"{url} answered something else than a DER time-stamp response"
     if status not in (0, 1):
-        raise TimestampRefused(f"{url} refused the request: status {status} ({STATUS_TEXT.get(status, 'unknown')})")
+        return False, f"{url} refused the request: status {status} ({STATUS_TEXT.get(status, 'unknown')})"
     if digest not in response.content or _integer(nonce) not in response.content:
-        raise TimestampRefused(f"{url} granted a token for another digest or nonce than the one sent")
-    return STATUS_TEXT[status]
+        return False, f"{url} granted a token for another digest or nonce than the one sent"
+    return True, f"{url} time-stamped a test digest ({STATUS_TEXT[status]})"
