@@ -196,3 +196,19 @@ def test_spend_runs_one_paid_swap_reporting_the_ledgers_credits(stack, healthy: 
     assert stack.storage.exists(result_key)
     delay = float(swap["result"].split("callback ", 1)[1].split(" s after", 1)[0])
     assert 0 < delay < 120
+
+
+def test_a_prefect_api_that_does_not_answer_is_named_and_nothing_else_runs(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    dead = f"http://127.0.0.1:{free_port()}/api"
+    env = {**os.environ, "PREFECT_API_URL": dead, "PREFECT_HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "faceswap_flows.cli", "doctor", "--json"], env=env, capture_output=True, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    rows = json.loads(done.stdout)["rows"]
+    assert [(row["check"], row["status"]) for row in rows] == [("Prefect API", "fail")]
+    assert rows[0]["result"].startswith(f"{dead} (from PREFECT_API_URL) does not answer")

@@ -43,7 +43,11 @@ def api_source() -> tuple[str, str]:
 async def check_api() -> Check:
     url, source = api_source()
     if not url:
-        return failed("Prefect API", f"no API URL: neither PREFECT_API_URL nor {source} sets one", SET_API_URL)
+        result = (
+            f"no API URL: neither PREFECT_API_URL nor {source} sets one (each process would start a temporary server "
+            "of its own, which no worker, receiver or trigger shares)"
+        )
+        return failed("Prefect API", result, SET_API_URL)
     async with get_client() as client:
         error = await client.api_healthcheck()
         version = await client.api_version() if error is None else None
