@@ -54,6 +54,10 @@ def doctor(
     """
     from faceswap_flows.flows.doctor import DoctorBlocks, run_doctor
 
+    if spend:
+        from faceswap_flows.cli.common import console_without_tracebacks
+
+        console_without_tracebacks()  # the swap's log lines, without tracebacks: its row says what failed
     names = DoctorBlocks(credentials=credentials, storage=storage, receiver=receiver, signing_block=signing_block)
     with tempfile.TemporaryDirectory(prefix="faceswap-doctor-") as folder:
         photos = demo_photos(Path(folder)) if spend else None

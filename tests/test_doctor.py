@@ -140,6 +140,15 @@ def test_a_storage_whose_public_base_url_serves_nothing_fails(stack, healthy: li
     assert rows["storage"]["status"] == "ok"
 
 
+def test_s3_storage_is_checked_through_its_presigned_url(s3_storage, healthy: list[str]) -> None:
+    s3_storage.save("doctor-s3", overwrite=True)
+    code, rows = doctor("--storage", "doctor-s3", healthy=healthy)
+    assert code == 0 and rows["storage"]["status"] == rows["storage URL"]["status"] == "ok", rows
+    assert rows["storage URL"]["result"].startswith(f"{s3_storage.endpoint_url}/{s3_storage.root}/doctor/probe-")
+    assert "Signature" not in rows["storage URL"]["result"], "the presigned URL's signature is not shown"
+    assert s3_storage.list("doctor/") == []
+
+
 def test_the_real_service_with_a_loopback_receiver_fails_reachability(stack, healthy: list[str]) -> None:
     from faceswap_flows.aifaceswap.client import DEFAULT_BASE_URL
 
