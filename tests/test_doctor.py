@@ -176,6 +176,21 @@ def test_an_expired_signing_certificate_fails(healthy: list[str]) -> None:
     assert "signatures stop validating when the certificate expires" in rows["timestamp authority"]["result"]
 
 
+def test_a_timestamp_url_that_is_no_tsa_fails(stack, healthy: list[str]) -> None:
+    signing = stack.blocks["faceswap-signing"]
+    ContentSigningKey(
+        private_key=signing.private_key,
+        certificate_chain=signing.certificate_chain,
+        trust_anchors=signing.trust_anchors,
+        timestamp_url=stack.media_server.url,
+    ).save("doctor-no-tsa", overwrite=True)
+    code, rows = doctor("--signing-block", "doctor-no-tsa", healthy=healthy)
+    failure = only_failure(rows)
+    assert code == 1 and failure["check"] == "timestamp authority"
+    assert failure["result"].startswith(f"{stack.media_server.url} answered HTTP 405")
+    assert "signatures stop validating" in failure["result"]
+
+
 def test_a_missing_block_is_named_with_the_server_and_the_command(prefect_api: str, healthy: list[str]) -> None:
     wide = {"COLUMNS": "1000"}  # one line per row
     result = CliRunner().invoke(app, ["doctor", *healthy, "--receiver", "doctor-no-such-receiver"], env=wide)
