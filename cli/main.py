@@ -1,5 +1,5 @@
 """The command line: ``faceswap-flows demo | sandbox | receiver | media-server | run | estimate | blocks | init |
-deploy | serve | collect | credits``."""
+deploy | serve | collect | credits | doctor``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 from faceswap_flows.cli.common import fail, run_flow
 from faceswap_flows.cli.consent import consent_app
 from faceswap_flows.cli.credits import credits
+from faceswap_flows.cli.doctor import doctor
 from faceswap_flows.cli.lazy import lazy_group
 from faceswap_flows.cli.run import plan_command, run_app
 from faceswap_flows.cli.servers import demo, media_server, receiver, sandbox
@@ -31,6 +32,7 @@ app.add_typer(signing_app, name="signing")
 app.add_typer(consent_app, name="consent")
 app.command()(deploy)
 app.command()(credits)
+app.command()(doctor)
 app.command("init")(init_project)
 app.command()(demo)
 app.command()(sandbox)

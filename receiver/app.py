@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,13 +22,14 @@ from faceswap_flows.receiver.events import Emitter
 from faceswap_flows.receiver.inbox import GroupCommitter, Inbox, InboxEntry, Outcome
 from faceswap_flows.receiver.openapi import openapi_route
 from faceswap_flows.receiver.parsing import UnreadableCallback, found_task_id, parse_callback
-from faceswap_flows.receiver.tokens import DEFAULT_MAX_AGE_SECONDS, JobToken, TokenError, verify
+from faceswap_flows.receiver.tokens import DEFAULT_MAX_AGE_SECONDS, JobToken, TokenError, challenge_answer, verify
 from faceswap_flows.receiver.unparsed import UnparsedEmitter, UnparsedInbox
 
 logger = logging.getLogger("faceswap.receiver")
 
 MAX_CALLBACK_BYTES = 64 * 1024
 CALLBACK_PATH = "/callbacks"
+CHALLENGE_PATH = "/challenge"
 UNAUTHORIZED = "send 'Authorization: Bearer <the receiver's signing secret>'"
 
 
@@ -137,6 +139,18 @@ class ReceiverApp:
         entries = await asyncio.to_thread(self.inbox.received_since, since, store_by=store_by, limit=limit)
         return JSONResponse({"callbacks": [_described(entry) for entry in entries]})
 
+    async def challenge(self, request: Request) -> Response:
+        """``POST /challenge {"nonce": "<hex>"}``: ``answer`` proves this receiver holds the secret (see
+        tokens.challenge_answer), ``inbox`` says whether a callback could be written to the inbox now."""
+        body = await _read_limited(request)
+        try:
+            nonce = json.loads(body or b"null")["nonce"]
+            answer = challenge_answer(self.secret, nonce)
+        except (ValueError, TypeError, KeyError) as error:
+            return _refuse(422, f'send {{"nonce": "<32 to 128 lowercase hex digits>"}} as JSON ({error})')
+        problem = await asyncio.to_thread(self.inbox.probe_write)
+        return JSONResponse({"answer": answer, "inbox": {"writable": problem is None, "error": problem}})
+
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", **self.inbox.counts()})
 
@@ -167,6 +181,7 @@ def create_app(inbox_path: str | Path, secret: str, *, max_token_age: float = DE
             Route(CALLBACK_PATH, receiver.received, methods=["GET"]),
             Route("/tasks/{task_id}", receiver.task_status, methods=["GET"]),
             Route("/jobs/{job_id}", receiver.task_status, methods=["GET"]),
+            Route(CHALLENGE_PATH, receiver.challenge, methods=["POST"]),
             Route("/health", receiver.health, methods=["GET"]),
             Route("/openapi.json", openapi_route, methods=["GET"]),
         ],

@@ -175,6 +175,23 @@ class Inbox:
             total, pending = self._db.execute("SELECT COUNT(*), COUNT(*) - COUNT(emitted_at) FROM callbacks").fetchone()
         return {"received": total, "pending": pending}
 
+    def probe_write(self) -> str | None:
+        """None when a row can be written here now (a probe row, written in a transaction rolled back); else why
+        not (read-only file, locked database, full disk...)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(
+                        "INSERT INTO callbacks (task_id, job_id, job, body, received_at) VALUES (?, ?, '{}', '{}', ?)",
+                        (f"probe-{time.time_ns()}", "probe", time.time()),
+                    )
+                finally:
+                    self._db.execute("ROLLBACK")
+            except sqlite3.Error as error:
+                return f"{self.path}: {type(error).__name__}: {error}"
+        return None
+
     def close(self) -> None:
         with self._lock:
             self._db.close()

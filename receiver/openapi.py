@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -56,6 +56,22 @@ class Health(BaseModel):
     pending: int
 
 
+class Challenge(BaseModel):
+    nonce: str = Field(pattern="^[0-9a-f]{32,128}$", description="Random lowercase hex digits chosen by the asker.")
+
+
+class InboxState(BaseModel):
+    writable: bool
+    error: str | None
+
+
+class ChallengeAnswer(BaseModel):
+    """``answer``: hex HMAC-SHA256 of the nonce (after a fixed prefix) under the signing secret."""
+
+    answer: str
+    inbox: InboxState
+
+
 REFUSED = dict.fromkeys((401, 404), Refusal)
 
 
@@ -101,6 +117,13 @@ def receiver_openapi() -> dict[str, Any]:
             {200: ReceivedCallback, **REFUSED},
             parameters=[path_parameter("job_id", "the job id of the token")],
             secured=True,
+        ),
+        Operation(
+            "POST",
+            "/challenge",
+            "Proof that this receiver holds the signing secret (never sent), and whether its inbox is writable",
+            {200: ChallengeAnswer, 422: Refusal},
+            body={"application/json": Challenge},
         ),
         Operation("GET", "/health", "The receiver is up; callbacks received and pending", {200: Health}),
     ]

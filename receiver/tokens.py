@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 from typing import Literal
 
@@ -59,6 +60,18 @@ def sign(token: JobToken, secret: str) -> str:
 
 
 MAX_TOKEN_CHARS = 4096
+# The challenge's HMAC covers this prefix and the nonce: a job token's payload (base64url) never holds a space or a
+# newline, so an answer can never serve as the signature of a forged token.
+CHALLENGE_CONTEXT = b"faceswap-flows receiver challenge v1\n"
+CHALLENGE_NONCE = re.compile(r"[0-9a-f]{32,128}")
+
+
+def challenge_answer(secret: str, nonce: str) -> str:
+    """What a receiver holding ``secret`` answers to ``nonce`` (hex HMAC-SHA256): proves it holds the secret
+    without ever sending it. ValueError when ``nonce`` is not 32 to 128 lowercase hex digits."""
+    if not CHALLENGE_NONCE.fullmatch(nonce):
+        raise ValueError("the nonce must be 32 to 128 lowercase hex digits")
+    return hmac.new(secret.encode(), CHALLENGE_CONTEXT + nonce.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def verify(text: str, secret: str, *, max_age_seconds: float = DEFAULT_MAX_AGE_SECONDS) -> JobToken:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import time
 import uuid
@@ -272,3 +274,55 @@ async def test_inbox_keeps_callbacks_while_the_api_is_down(stack, tmp_path) -> N
         assert await Emitter(reopened).emit_pending(up) == 1
     assert reopened.pending() == []
     assert len(await stored_events(task_id)) == 1
+
+
+@pytest.fixture
+def lone_receiver(tmp_path):
+    """A receiver on its own inbox (no callback is ever sent to it, so nothing is emitted)."""
+    from faceswap_flows.receiver import ReceiverServer
+
+    with ReceiverServer(tmp_path / "inbox.sqlite", RECEIVER_SECRET) as server:
+        yield server
+
+
+def test_the_challenge_proves_the_secret_without_sending_it(lone_receiver) -> None:
+    from faceswap_flows.receiver.tokens import challenge_answer
+
+    nonce = uuid.uuid4().hex
+    answered = httpx.post(f"{lone_receiver.url}/challenge", json={"nonce": nonce})
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["answer"] == challenge_answer(RECEIVER_SECRET, nonce)
+    assert answered.json()["answer"] != challenge_answer("another-secret", nonce)
+    assert RECEIVER_SECRET not in answered.text
+    assert answered.json()["inbox"] == {"writable": True, "error": None}
+    again = httpx.post(f"{lone_receiver.url}/challenge", json={"nonce": uuid.uuid4().hex}).json()["answer"]
+    assert again != answered.json()["answer"], "each nonce has its own answer"
+    assert lone_receiver.inbox.counts() == {"received": 0, "pending": 0}, "the inbox probe is rolled back"
+
+
+def test_the_challenge_cannot_sign_a_job_token(lone_receiver) -> None:
+    """Only hex nonces are answered, and after a prefix no token payload has: an answer is never a token's
+    signature (the secret's HMAC of a payload would let anyone forge callbacks)."""
+    payload, _ = sign(new_job(), RECEIVER_SECRET).split(".")
+    refused = httpx.post(f"{lone_receiver.url}/challenge", json={"nonce": payload})
+    assert refused.status_code == 422 and "hex" in refused.json()["error"]
+    hex_payload = payload.encode().hex()
+    answer = httpx.post(f"{lone_receiver.url}/challenge", json={"nonce": hex_payload[:128]}).json()["answer"]
+    bare = hmac.new(RECEIVER_SECRET.encode(), hex_payload[:128].encode(), hashlib.sha256).hexdigest()
+    assert answer != bare, "the answer covers a prefix, not the nonce alone"
+    for body in (b"", b"[]", b'{"nonce": 7}', b"\xff"):
+        assert httpx.post(f"{lone_receiver.url}/challenge", content=body).status_code == 422
+
+
+def test_the_challenge_says_when_the_inbox_cannot_be_written(lone_receiver) -> None:
+    import sqlite3
+
+    holder = sqlite3.connect(lone_receiver.inbox.path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process holding the inbox's write lock
+    try:
+        inbox = httpx.post(f"{lone_receiver.url}/challenge", json={"nonce": uuid.uuid4().hex}, timeout=30).json()
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert inbox["inbox"]["writable"] is False
+    assert "locked" in inbox["inbox"]["error"] and "inbox.sqlite" in inbox["inbox"]["error"]
