@@ -18,7 +18,7 @@ from faceswap_flows.aifaceswap import AIFaceSwapClient
 from faceswap_flows.aifaceswap.models import FaceSwapRequest
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
 from faceswap_flows.flows.batch import batch_faceswap
-from faceswap_flows.flows.exceptions import BudgetExceeded
+from faceswap_flows.flows.exceptions import BudgetExceeded, SubmissionOutcomeUnknown
 from faceswap_flows.flows.image import faceswap
 from faceswap_flows.flows.options import BlockNames, SwapOptions
 from faceswap_flows.flows.provenance.records import OutputOptions
@@ -157,3 +157,22 @@ async def test_a_resubmitted_job_stores_the_result_of_its_other_task_once(stack,
     stored = [key for key in stack.storage.list("results/faceswap/") if outcome.job_id[:16] in key]
     assert sorted(stored) == sorted([outcome.result_key, outcome.provenance_key]), "stored exactly once"
     assert stack.receiver.inbox.get(second_task) is None
+
+
+# The resubmit policy sends a job at most twice more: three sends, three charges at most, then it gives up.
+
+
+async def test_the_resubmit_policy_sends_a_job_at_most_three_times(stack, faults) -> None:
+    receiver = WebhookReceiver(public_url=stack.receiver.url, signing_secret=RECEIVER_SECRET)
+    receiver.lost_answer_grace_seconds = 2
+    await receiver.asave("money-drill-impatient", overwrite=True)
+    faults(error_after_accept_rate=1.0, drop_webhook_rate=1.0)
+    ledger = Ledger(stack)
+    with pytest.raises(SubmissionOutcomeUnknown, match="on_unknown_outcome=resubmit: it was NOT submitted again"):
+        await faceswap(
+            str(stack.files["grace"]),
+            str(stack.files["astronaut"]),
+            options=SwapOptions(on_unknown_outcome="resubmit"),
+            blocks=BlockNames(receiver="money-drill-impatient"),
+        )
+    assert len(ledger.new_tasks()) == 3 and ledger._charges() - ledger.charges_before == 3, "1 send + 2 resends"
