@@ -16,7 +16,7 @@ import pytest
 
 from faceswap_flows.aifaceswap import AIFaceSwapClient
 from faceswap_flows.aifaceswap.models import FaceSwapRequest
-from faceswap_flows.blocks import MediaStorage, WebhookReceiver
+from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.exceptions import BudgetExceeded, SubmissionOutcomeUnknown
 from faceswap_flows.flows.image import faceswap
@@ -176,3 +176,24 @@ async def test_the_resubmit_policy_sends_a_job_at_most_three_times(stack, faults
             blocks=BlockNames(receiver="money-drill-impatient"),
         )
     assert len(ledger.new_tasks()) == 3 and ledger._charges() - ledger.charges_before == 3, "1 send + 2 resends"
+
+
+# A lost answer is an unknown outcome even when a task retry comes before the job's callback.
+
+
+async def test_a_lost_answer_is_not_sent_again_before_its_late_callback(stack, faults) -> None:
+    await AIFaceSwapCredentials(api_key=SANDBOX_KEY, base_url=stack.sandbox.url, timeout=1.0, max_retries=0).asave(
+        "money-drill-1s", overwrite=True
+    )
+    receiver = WebhookReceiver(public_url=stack.receiver.url, signing_secret=RECEIVER_SECRET)
+    receiver.lost_answer_grace_seconds = 15
+    await receiver.asave("money-drill-15s", overwrite=True)
+    faults(lose_response_rate=1.0, lose_response_seconds=3, delay_webhook_rate=1.0, delay_webhook_seconds=4)
+    ledger = Ledger(stack)
+    outcome = await faceswap(
+        str(stack.files["astronaut"]),
+        str(stack.files["grace"]),
+        blocks=BlockNames(credentials="money-drill-1s", receiver="money-drill-15s"),
+    )
+    assert outcome.status == "stored" and stack.storage.exists(outcome.result_key)
+    assert ledger.new_tasks() == [outcome.task_id], "sent once: the task retry (after 1 s) came before the callback"
