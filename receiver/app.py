@@ -8,6 +8,7 @@ import contextlib
 import hmac
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -93,7 +94,11 @@ class ReceiverApp:
             parsed = await parse_callback(body, content_type)
         except UnreadableCallback as error:
             return await self.keep_unparsed(job, body, content_type, error)
-        outcome = await self.committer.record(job, parsed)
+        try:
+            outcome = await self.committer.record(job, parsed)
+        except sqlite3.Error as error:
+            logger.error("callback of %s for job %s NOT kept, the inbox failed: %s", parsed.task_id, job.job_id, error)
+            return _refuse(503, f"the inbox could not keep this callback ({error}): send it again")
         if outcome is Outcome.CONFLICT:
             logger.warning("callback of %s refused: task is bound to another job than %s", parsed.task_id, job.job_id)
             return _refuse(409, "this task_id already belongs to another job (replayed callback)")

@@ -83,7 +83,7 @@ def receiver_openapi() -> dict[str, Any]:
             "POST",
             "/callbacks/{token}",
             "The service's callback for one job (JSON, form-urlencoded or multipart)",
-            {200: CallbackAnswer, **dict.fromkeys((403, 404, 409, 410, 413), Refusal)},
+            {200: CallbackAnswer, **dict.fromkeys((403, 404, 409, 410, 413, 503), Refusal)},
             body={
                 "application/json": TaskCallback,
                 "application/x-www-form-urlencoded": TaskCallback,

@@ -33,6 +33,7 @@ FAST_MODULES = {
     "test_flow_options",
     "test_layout",
     "test_models",
+    "test_money_rules",
     "test_packaging",
     "test_pricing",
     "test_sweep_jobs",

@@ -1,7 +1,8 @@
 """Issue 21.5, the fuzz drill: thousands of hostile requests (seeded, bounded in count and time, loopback only)
-against the receiver, the sandbox and the media server. Each is judged: no 5xx, no dropped connection, and in
-the end nothing kept, emitted, charged or leaked (receiver inbox and emitters, sandbox ledger and jobs, a
-canary file next to the media folder)."""
+against the receiver, the sandbox and the media server. Each is judged: no 5xx, no dropped connection, a refusal
+in the server's own JSON shape; the requests are counted where they arrive (a middleware in each app), and in the
+end nothing is kept, emitted, charged or leaked (receiver inbox and emitters, sandbox ledger and jobs, a canary
+file next to the media folder)."""
 
 from __future__ import annotations
 
@@ -15,9 +16,11 @@ from urllib.parse import quote
 
 import httpx
 import pytest
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from faceswap_flows.aifaceswap.http_server import BackgroundServer
 from faceswap_flows.aifaceswap.sandbox import SandboxConfig, SandboxServer
-from faceswap_flows.devstack.media_server import MediaServer
+from faceswap_flows.devstack.media_server import media_app
 from faceswap_flows.receiver import JobToken, ReceiverServer, sign
 
 pytestmark = pytest.mark.drill
@@ -25,6 +28,7 @@ pytestmark = pytest.mark.drill
 SEED = 21
 PER_SERVER = {"receiver": 5000, "sandbox": 5000, "media": 3000}
 RAW_PER_SERVER = 100
+UVICORN_REFUSAL = b"Invalid HTTP request received."  # uvicorn's answer to bytes that are no HTTP request
 ENDPOINTS = [
     "faceswap",
     "extract_face",
@@ -155,32 +159,97 @@ def _raw_garbage(rng: random.Random) -> bytes:
 
 
 def _raw_answer(port: int, data: bytes) -> bytes:
+    """The server's whole answer to ``data`` (b"" when it closed the connection without one). The write side is
+    left open: a client that half-closes is taken for gone by uvicorn, which then drops the answer."""
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(data)
-        sock.shutdown(socket.SHUT_WR)
-        chunks = []
-        while chunk := sock.recv(65536):
-            chunks.append(chunk)
-    return b"".join(chunks)
+        answer = b""
+        while not _complete(answer) and (chunk := sock.recv(65536)):
+            answer += chunk
+    return answer
 
 
-def _drill(name: str, url: str, routes: list[str], auth: str, tally: Counter) -> None:
+def _complete(answer: bytes) -> bool:
+    head, blank, body = answer.partition(b"\r\n\r\n")
+    if not blank:
+        return False
+    lengths = [line.split(b":", 1)[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    return len(body) >= int(lengths[0]) if lengths else False
+
+
+class Tally:
+    """ASGI middleware counting, on the server's side, the requests its app received and the answers it started."""
+
+    def __init__(self, app: ASGIApp, counts: Counter, name: str) -> None:
+        self.app, self.counts, self.name = app, counts, name
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        self.counts[f"{self.name} received"] += 1
+
+        async def answering(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                self.counts[f"{self.name} answered"] += 1
+            await send(message)
+
+        await self.app(scope, receive, answering)
+
+
+def _refusal_shape(name: str, status: int, body: bytes) -> None:
+    """A refusal in the server's own JSON shape: the receiver's ``{"status": "refused", "error": ...}``, the
+    sandbox's API envelope with ``code`` equal to the HTTP status; the media server is a plain file server."""
+    if name == "media":
+        return
+    answer = json.loads(body)
+    if name == "receiver":
+        assert answer["status"] == "refused" and isinstance(answer["error"], str) and answer["error"], answer
+    else:
+        assert set(answer) == {"code", "data", "extra_data", "message"} and answer["code"] == status, answer
+        assert isinstance(answer["message"], str) and answer["message"], answer
+
+
+def _judge_raw(name: str, port: int, garbage: bytes, tally: Counter, served: Counter) -> None:
+    """A malformed message gets an answer, never a 5xx: uvicorn's plain 400 for what is no HTTP request (or whose
+    body breaks the protocol), else the app's own, in its JSON shape (the app then counted the request)."""
+    before = served[f"{name} received"]
+    answer = _raw_answer(port, garbage)
+    assert answer.startswith(b"HTTP/1.1 "), f"{name}: {garbage[:80]!r} -> no answer, the connection dropped"
+    status, (head, _, body) = int(answer[9:12]), answer.partition(b"\r\n\r\n")
+    assert status < 500, f"{name}: malformed HTTP {garbage[:80]!r} -> {answer[:80]!r}"
+    if UVICORN_REFUSAL in body and b"text/plain" in head:
+        assert status == 400, answer[:80]
+        tally[f"{name} raw refused by the HTTP server"] += 1
+    else:
+        assert served[f"{name} received"] == before + 1, f"{name}: an answer to {garbage[:80]!r} its app never had"
+        if status >= 400:
+            _refusal_shape(name, status, body)
+        tally[f"{name} raw answered by the app"] += 1
+    tally[f"{name} raw judged"] += 1
+
+
+def _drill(name: str, url: str, routes: list[str], auth: str, tally: Counter, served: Counter) -> None:
     rng = random.Random(f"{SEED}-{name}")
     port = int(url.rsplit(":", 1)[1])
     with httpx.Client(base_url=url, timeout=30) as http:
         for _ in range(PER_SERVER[name]):
             method, path, headers, body = _request(rng, routes, auth)
+            tally[f"{name} sent"] += 1
             try:
                 response = http.request(method, path, headers=headers, content=body)
             except httpx.TransportError as error:
                 pytest.fail(f"{name}: {method} {path[:120]!r} dropped the connection ({error!r})")
-            assert response.status_code < 500, f"{name}: {method} {path[:120]!r} -> {response.status_code}"
-            assert CANARY not in response.text, f"{name}: {method} {path[:120]!r} leaked a file outside its folder"
+            where = f"{name}: {method} {path[:120]!r} -> {response.status_code} {response.text[:200]!r}"
+            assert response.status_code < 500, where
+            assert CANARY not in response.text, f"{where}: leaked a file outside its folder"
+            if response.status_code >= 400 and method != "HEAD":
+                _refusal_shape(name, response.status_code, response.content)
             tally[f"{name} {response.status_code}"] += 1
+            tally[f"{name} judged"] += 1
+    received, answered = served[f"{name} received"], served[f"{name} answered"]
+    assert received == answered == tally[f"{name} judged"] == PER_SERVER[name], f"{name}: {received} received"
     for _ in range(RAW_PER_SERVER):
-        answer = _raw_answer(port, _raw_garbage(rng))
-        assert not answer.startswith(b"HTTP/1.1 5"), f"{name}: malformed HTTP -> {answer[:80]!r}"
-        tally[f"{name} raw {answer[9:12].decode(errors='replace') or 'closed'}"] += 1
+        _judge_raw(name, port, _raw_garbage(rng), tally, served)
     assert httpx.get(f"{url}/health" if name != "media" else url).status_code < 500, "still answering"
 
 
@@ -191,16 +260,20 @@ def servers(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
     (root / "media").mkdir()
     (root / "media" / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
     config = SandboxConfig(keys={KEY: 1000}, fetch_timeout_seconds=1.0, fetch_total_seconds=2.0)
-    with (
-        ReceiverServer(root / "inbox.sqlite", SECRET) as receiver,
-        SandboxServer(config) as sandbox,
-        MediaServer(root / "media") as media,
-    ):
-        yield {"receiver": receiver, "sandbox": sandbox, "media": media}
+    receiver, sandbox, media_files = (
+        ReceiverServer(root / "inbox.sqlite", SECRET),
+        SandboxServer(config),
+        media_app(root / "media"),
+    )
+    served: Counter = Counter()
+    for name, app in (("receiver", receiver.app), ("sandbox", sandbox.app), ("media", media_files)):
+        app.add_middleware(Tally, counts=served, name=name)
+    with receiver, sandbox, BackgroundServer(media_files) as media:  # MediaServer is this app on a BackgroundServer
+        yield {"receiver": receiver, "sandbox": sandbox, "media": media, "served": served}
 
 
 def test_thousands_of_hostile_requests_break_nothing(servers: dict) -> None:
-    receiver, sandbox, media = servers["receiver"], servers["sandbox"], servers["media"]
+    receiver, sandbox, media, served = servers["receiver"], servers["sandbox"], servers["media"], servers["served"]
     tally: Counter = Counter()
     started = time.monotonic()
     api = [f"POST /api/aifaceswap/v1/{endpoint}" for endpoint in ENDPOINTS]
@@ -220,11 +293,15 @@ def test_thousands_of_hostile_requests_break_nothing(servers: dict) -> None:
         ("media", media.url, ["GET /{seg}", "GET /{seg}/{seg}", "HEAD /{seg}", "GET /a.png"], KEY),
     ]
     for name, url, routes, auth in plans:
-        _drill(name, url, routes, auth, tally)
+        _drill(name, url, routes, auth, tally, served)
     seconds = time.monotonic() - started
-    total = sum(tally.values())
-    print(f"\nfuzz drill: {total} hostile requests in {seconds:.1f} s, answers: {dict(sorted(tally.items()))}")
-    assert total == sum(PER_SERVER.values()) + 3 * RAW_PER_SERVER
+    judged = sum(tally[f"{name} judged"] for name in PER_SERVER)
+    raw = sum(tally[f"{name} raw judged"] for name in PER_SERVER)
+    print(
+        f"\nfuzz drill: {judged} requests received and judged + {raw} malformed messages in {seconds:.1f} s; "
+        f"served: {dict(sorted(served.items()))}; answers: {dict(sorted(tally.items()))}"
+    )
+    assert (judged, raw) == (13_000, 300), "the figures of the README's table"
 
     assert receiver.inbox.counts() == {"received": 0, "pending": 0}, "nothing kept"
     assert receiver.app.state.unparsed.count() == 0

@@ -4,6 +4,7 @@ transient errors retried visibly. The sandbox's ledger is the judge."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 
@@ -181,7 +182,7 @@ async def test_the_global_rate_limit_spaces_api_calls(stack, prefect_api) -> Non
 
     name = f"aifaceswap-api-{uuid.uuid4().hex[:6]}"
     created = subprocess.run(
-        [sys.executable, "-m", "prefect", "gcl", "create", name, "--limit", "1", "--slot-decay-per-second", "1"],
+        [sys.executable, "-m", "prefect", "gcl", "create", name, "--limit", "1", "--slot-decay-per-second", "0.25"],
         env={**os.environ, "PREFECT_API_URL": prefect_api},
         capture_output=True,
         text=True,
@@ -198,8 +199,11 @@ async def test_the_global_rate_limit_spaces_api_calls(stack, prefect_api) -> Non
         *(extract_faces(str(stack.files["astronaut"]), blocks=BlockNames(credentials="rate-limited")) for _ in range(3))
     )
     calls = sorted(e["at"] for e in stack.sandbox.ledger(SANDBOX_KEY)["entries"][started:])
+    gaps = [later - earlier for earlier, later in itertools.pairwise(calls)]
     assert len(calls) == 3
-    assert calls[-1] - calls[0] >= 1.5, f"3 calls at 1/s need about 2 s, they took {calls[-1] - calls[0]:.2f} s"
+    # One call per 4 s: each gap near 4 s. Unlimited, two of the three concurrent calls come closer (1.2 s on 2 busy
+    # cores; the spread as a whole does not tell, flows starting slowly under load spread their calls too).
+    assert min(gaps) >= 3.0, f"calls at one per 4 s came {[round(gap, 2) for gap in gaps]} s apart"
 
 
 async def test_a_synchronous_paid_call_retries_unknown_outcomes_a_bounded_number_of_times(stack, faults) -> None:
