@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, remember
+from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, IndexEntry, write_ahead
 from faceswap_flows.flows.batch_plan import PlannedItem, Planner, plan_rows
 from faceswap_flows.flows.batch_rows import parse_manifest_lines
 from faceswap_flows.flows.budget import check_budget
@@ -73,7 +73,7 @@ def _store(storage: MediaStorage, item: PlannedItem) -> None:
     assert item.fingerprint is not None and item.result_key is not None
     storage.write_bytes(item.result_key, b"result bytes")
     storage.write_bytes(record_key(item.result_key), b"{}")
-    remember(storage, item.fingerprint, item.result_key, "task-of-the-first-run")
+    write_ahead(storage, IndexEntry(fingerprint=item.fingerprint, result_key=item.result_key, job_id="first-run-job"))
 
 
 GROUP_ROW = {"operation": "multi_faceswap", "face_images": ["grace"], "face_indexes": [1]}
