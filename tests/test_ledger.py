@@ -84,7 +84,7 @@ def test_spend_is_grouped_by_day_operation_deployment_and_flow_run() -> None:
         send("b", 2, "refused", flow_run_id="r2"),
     ]
     rows = spend_rows(sends)
-    assert [(r["deployment"], r["flow_run"]) for r in rows] == [("-", "r2"), ("d1", "r1"), ("", "")]
+    assert [(r["deployment"], r["flow_run"]) for r in rows] == [("-", "flow r2"), ("d1", "flow r1"), ("", "")]
     assert rows[-1] == {
         "day": "total", "operation": "", "deployment": "", "flow_run": "", "sends": 3, "charged": 2,
         "possibly charged": 2, "refused": 1, "failed jobs": 0,
