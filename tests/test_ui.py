@@ -107,11 +107,12 @@ async def test_prefect_ui_shows_the_run_its_tasks_and_the_before_after(stack, pr
             await expect(page.get_by_text("faceswap: before / after")).to_be_visible(timeout=SHOWN_WITHIN_MS)
             await expect(page.get_by_text(outcome.task_id).first).to_be_visible()
             for alt in ("before", "after"):
-                await expect(page.locator(f"img.markdown-renderer__image[alt='{alt}']")).to_be_visible()
+                picture = page.locator(f"img.markdown-renderer__image[alt='{alt}']")
+                await expect(picture).to_be_visible()
                 await page.wait_for_function(PICTURE_LOADED, arg=alt, timeout=SHOWN_WITHIN_MS)
-            await page.set_viewport_size({"width": 1720, "height": 1000})  # wide enough for both pictures
-            await page.wait_for_timeout(300)
-            await page.screenshot(path=str(shots / "ui-artifact.jpg"), type="jpeg", quality=80)
+                box = await picture.bounding_box()
+                assert box is not None and box["x"] + box["width"] <= 1400, f"{alt} is cut off at 1400 px: {box}"
+            await full_page_screenshot(page, shots / "ui-artifact.jpg")
         finally:
             await browser.close()
     assert not page_errors, f"the UI raised errors: {page_errors}"
