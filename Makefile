@@ -3,17 +3,33 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test test-fast test-slow test-ui ci-deps dist lint format benchmark benchmark-scale scale-stack scale-drill clean
 
-$(STAMP): pyproject.toml
+# Two installs, each remembered by its stamp: the demo's (the package, the sandbox and the photos: about 140
+# packages) and the tests' (all that and the dev tools: pytest, moto, Playwright, ...). A newer pyproject.toml
+# installs again.
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || (echo "Python 3.11+ is needed (set PYTHON=...)"; exit 1)
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "== making the virtualenv $(VENV) with $(PYTHON)"
+	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+$(DEMO_STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "== installing faceswap-flows with the sandbox and the photos (no dev tools) into $(VENV):"
+	@echo "   about 140 packages (Prefect, OpenCV, dlib, scikit-image); usually 1 to 3 minutes (pip's progress below)"
+	$(BIN)/python -m pip install --progress-bar on -e '.[sandbox,photos]'
+	touch $(DEMO_STAMP)
+
+$(STAMP): pyproject.toml | $(VENV)/bin/python
+	@echo "== installing faceswap-flows with the dev tools (pytest, moto, Playwright, ...) into $(VENV):"
+	@echo "   about 185 packages, 1.6 GB; usually 2 to 5 minutes (pip's progress below)"
+	$(BIN)/python -m pip install --progress-bar on -e '.[dev]'
+	touch $(STAMP) $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
+	@echo "== starting the demo: Prefect server, sandbox, receiver, media server, then one face swap"
 	$(BIN)/faceswap-flows demo
 
 test: $(STAMP)

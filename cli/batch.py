@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from faceswap_flows.cli.common import console_without_tracebacks, fail
+from faceswap_flows.cli.common import console_without_tracebacks, fail, print_table
 from faceswap_flows.cli.flow_options import flow_command
 
 # What only a run uses: a plan calls no API and waits for nothing.
@@ -57,8 +57,7 @@ def show_plan(batch_flow: Any, parameters: dict[str, Any]) -> None:
         fail(f"{type(error).__name__}: {error}")
         return
     rows = plan_rows_table(the_plan)
-    for row in rows:
-        typer.echo("  ".join(f"{row[c]}" for c in PLAN_COLUMNS if row[c] != ""))
+    print_table(list(PLAN_COLUMNS), rows)
     for operation, total in the_plan.by_operation().items():
         typer.echo(
             f"{operation}: {total['run']:g} to run, {total['done']:g} already done, {int(total['credits'])} credits, "

@@ -9,6 +9,16 @@ from typing import Any
 
 import typer
 
+# Prefect's queue services log "Still processing items: N items remaining..." as they drain at exit, under loggers
+# named after their classes (prefect/_internal/concurrency/services.py): noise after every command.
+PREFECT_QUEUE_LOGGERS = ("APILogWorker", "EventsWorker")
+
+
+def quiet_prefect_queue_services() -> None:
+    """Only errors from Prefect's log and event workers (the CLI's own lines say what happened)."""
+    for name in PREFECT_QUEUE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
 
 def fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
@@ -69,3 +79,19 @@ def run_flow(coroutine: Awaitable[Any]) -> None:
         drain_prefect_workers()
         fail(f"{type(error).__name__}: {error}")
     typer.echo(outcome.model_dump_json(indent=2))  # type: ignore[attr-defined]
+
+
+def print_table(columns: list[str], rows: list[dict[str, Any]], *, title: str | None = None) -> None:
+    """Rows as a table with a header and aligned columns, leaving out the columns no row fills; long cells wrap
+    within their column (nothing is cut)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    shown = [c for c in columns if any(str(row.get(c, "")) not in ("", "None") for row in rows)]
+    table = Table(*shown, title=title, box=box.SIMPLE_HEAD, title_justify="left", pad_edge=False)
+    for column in table.columns:
+        column.overflow = "fold"
+    for row in rows:
+        table.add_row(*(str(row.get(c, "")) for c in shown))
+    Console(soft_wrap=False, highlight=False).print(table)

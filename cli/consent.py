@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from faceswap_flows.blocks import MediaStorage
 
 consent_app = typer.Typer(
+    rich_markup_mode=None,
     help="The consent register: face photos that may be swapped, on whose consent, for what, until when.",
     no_args_is_help=True,
 )
@@ -88,28 +89,36 @@ def consent_add(
 def consent_list(
     storage_block: StorageOption = "faceswap-media",
     all_records: Annotated[bool, typer.Option("--all", help="Include revoked and expired consents.")] = False,
+    full: Annotated[bool, typer.Option("--full", help="Show whole SHA-256 hashes (default: 12 hex digits).")] = False,
 ) -> None:
-    """The registered face photos, one a line: sha256, photo, person, who consented, scope, until, status.
+    """The registered face photos as a table: sha256, photo, person, who consented, scope, until, status.
 
     Example: faceswap-flows consent list --storage-block faceswap-media
     """
+    from faceswap_flows.cli.common import print_table
     from faceswap_flows.flows.provenance.consent import list_consents
 
     today = date.today()
-    shown = 0
+    rows = []
     for record in list_consents(_storage(storage_block)):
         problem = record.problem(today)
         if problem and not all_records:
             continue
-        status = problem or "valid"
-        until = record.expires.isoformat() if record.expires else "-"
-        typer.echo(
-            f"{record.sha256}  {record.photo or '-'}  {record.person or '-'}  by {record.consented_by}  "
-            f"scope {record.scope!r}  until {until}  {status}"
+        rows.append(
+            {
+                "sha256": record.sha256 if full else record.sha256[:12],
+                "photo": record.photo or "-",
+                "person": record.person or "-",
+                "consented by": record.consented_by,
+                "scope": record.scope,
+                "until": record.expires.isoformat() if record.expires else "-",
+                "status": problem or "valid",
+            }
         )
-        shown += 1
-    if not shown:
+    if not rows:
         typer.echo("no consent records" + ("" if all_records else " in force (--all shows revoked and expired)"))
+        return
+    print_table(list(rows[0]), rows)
 
 
 @consent_app.command("revoke")

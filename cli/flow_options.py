@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import re
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -97,7 +98,8 @@ def flow_command(
     ``(annotation, default)``), passed to ``run`` under their names."""
     options = flow_options(flow, leave_out)
     groups = _group_types(flow)
-    parameters = [_typer_parameter(option, option.name in arguments) for option in options]
+    names = {option.name for option in options}
+    parameters = [_typer_parameter(option, option.name in arguments, names) for option in options]
     for name, (annotation, default) in (extra or {}).items():
         parameters.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
@@ -146,9 +148,19 @@ def _group_types(flow: Any) -> dict[str, type[BaseModel]]:
     return {name: model for name, hint in hints.items() if (model := _group_model(hint)) is not None}
 
 
-def _typer_parameter(option: CliOption, positional: bool) -> inspect.Parameter:
+def for_the_command_line(description: str, option_names: set[str]) -> str:
+    """A parameter's description as help text: reST literals unquoted, a parameter's name as its option."""
+
+    def literal(match: re.Match[str]) -> str:
+        text = match.group(1)
+        return "--" + text.replace("_", "-") if text in option_names else text
+
+    return re.sub(r"``([^`]+)``", literal, description)
+
+
+def _typer_parameter(option: CliOption, positional: bool, option_names: set[str]) -> inspect.Parameter:
     cli_type, is_mapping = _cli_type(option.annotation)
-    help_text = option.help + (" Give KEY=VALUE (repeat)." if is_mapping else "")
+    help_text = for_the_command_line(option.help, option_names) + (" Give KEY=VALUE (repeat)." if is_mapping else "")
     if positional:
         info: Any = typer.Argument(help=help_text)
     else:

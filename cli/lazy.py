@@ -27,7 +27,7 @@ class LazyCommands(MutableMapping[str, Any]):
 
     def __getitem__(self, name: str) -> Any:
         if name not in self._built and name in self._lazy:
-            single = typer.Typer(add_completion=False)
+            single = typer.Typer(add_completion=False, rich_markup_mode=None)
             single.command(name)(self._lazy[name]())
             self._built[name] = typer.main.get_command(single)
         return self._built[name]

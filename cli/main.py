@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from faceswap_flows.cli.common import fail, run_flow
+from faceswap_flows.cli.common import fail, quiet_prefect_queue_services, run_flow
 from faceswap_flows.cli.consent import consent_app
 from faceswap_flows.cli.credits import credits
 from faceswap_flows.cli.doctor import doctor
@@ -20,6 +20,7 @@ from faceswap_flows.cli.setup import blocks_app, deploy, estimate_app, signing_a
 from faceswap_flows.cli.setup import init as init_project
 
 app = typer.Typer(
+    rich_markup_mode=None,
     cls=lazy_group({"plan": plan_command}),
     help="Face-swap pipelines on Prefect 3 over the aifaceswap API, with an offline sandbox of the API.",
     no_args_is_help=True,
@@ -79,6 +80,7 @@ def main() -> None:
     """The console script: a module of a missing extra, wherever it is imported, is one line naming the extra."""
     from faceswap_flows.aifaceswap.extras import MissingExtra
 
+    quiet_prefect_queue_services()
     try:
         app(sys.argv[1:])
     except MissingExtra as error:
@@ -97,10 +99,11 @@ def audit(
         "faceswap-signing"
     ),
     allow_untrusted: Annotated[bool, typer.Option(help="Pass a valid signature whose signer is not trusted.")] = False,
+    full_record: Annotated[bool, typer.Option("--json", help="Also print the whole provenance record (JSON).")] = False,
 ) -> None:
-    """Print the provenance record of a stored output, check its SHA-256 and its signed C2PA manifest (signature,
-    content hash, signer against the trust anchors). Exit 1 on a mismatch, a tampered, untrusted or expired
-    (signing certificate expired, no timestamp) manifest, or no record.
+    """Check a stored output against its provenance record (SHA-256) and its signed C2PA manifest (signature,
+    content hash, signer against the trust anchors). The first line is the verdict: TRUSTED, VALID, TAMPERED,
+    EXPIRED, UNTRUSTED, NO RECORD or NOT FOUND; exit 1 unless TRUSTED or VALID.
 
     Example: faceswap-flows audit results/faceswap/0123456789abcdef.png --trust-anchors .faceswap/signing/ca.pem
     """
@@ -108,7 +111,7 @@ def audit(
 
     if trust_anchors is not None and not trust_anchors.is_file():
         fail(f"trust_anchors: {trust_anchors} does not exist: give the PEM file of your CA")
-    report, ok = audit_report(target, storage_block, trust_anchors, signing_block, allow_untrusted)
+    report, ok = audit_report(target, storage_block, trust_anchors, signing_block, allow_untrusted, full_record)
     typer.echo(report)
     if not ok:
         raise typer.Exit(1)

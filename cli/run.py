@@ -80,6 +80,7 @@ def plan_command() -> Any:
 LAZY_RUN_COMMANDS = {name: functools.partial(swap_command, name) for name in SWAP_COMMANDS}
 LAZY_RUN_COMMANDS["batch"] = batch_command
 run_app = typer.Typer(
+    rich_markup_mode=None,
     cls=lazy_group(LAZY_RUN_COMMANDS),
     help="Run a flow here, now, with one option per flow parameter.",
     no_args_is_help=True,

@@ -16,9 +16,13 @@ import typer
 
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 
-estimate_app = typer.Typer(help="Credits a flow would spend, before spending any.", no_args_is_help=True)
-blocks_app = typer.Typer(help="Register and create the project's blocks.", no_args_is_help=True)
-signing_app = typer.Typer(help="The Content Credentials (C2PA) signing key and certificate.", no_args_is_help=True)
+estimate_app = typer.Typer(
+    help="Credits a flow would spend, before spending any.", no_args_is_help=True, rich_markup_mode=None
+)
+blocks_app = typer.Typer(help="Register and create the project's blocks.", no_args_is_help=True, rich_markup_mode=None)
+signing_app = typer.Typer(
+    help="The Content Credentials (C2PA) signing key and certificate.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 def fail(message: str) -> None:

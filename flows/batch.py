@@ -9,7 +9,7 @@ import functools
 import tempfile
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any
 
 from prefect import flow, task
 from prefect.artifacts import acreate_progress_artifact
@@ -24,8 +24,15 @@ from faceswap_flows.flows.batch_earlier import collect_earlier, resolve_earlier
 from faceswap_flows.flows.batch_groups import Progress, run_in_groups, swap_items
 from faceswap_flows.flows.batch_items import StagedInputs, failed_item, stage_inputs, swap_planned
 from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, check_template
-from faceswap_flows.flows.batch_plan import BatchPlan, PlannedItem, Planner, PlanStatus, read_rows, settle
-from faceswap_flows.flows.batch_report import BatchReport, ItemOutcome, failed_rows, show_plan, write_report
+from faceswap_flows.flows.batch_plan import BatchPlan, PlannedItem, Planner, read_rows, settle
+from faceswap_flows.flows.batch_report import (
+    BatchReport,
+    ItemOutcome,
+    failed_rows,
+    plan_in_words,
+    show_plan,
+    write_report,
+)
 from faceswap_flows.flows.batch_rows import ManifestLine, parse_row, read_manifest
 from faceswap_flows.flows.batch_sources import source_rows
 from faceswap_flows.flows.blocks_config import Services, load_services
@@ -264,8 +271,7 @@ async def show(services: Services, plan: BatchPlan, ignored: list[str], name: st
     """The plan as a table artifact and a CSV, and in the log."""
     plan.ignored = ignored
     await show_plan(services.storage, plan, name)
-    counts = {status: plan.count(status) for status in get_args(PlanStatus)}
-    get_run_logger().info("plan: %s items, %d credits to spend, %d files not media", counts, plan.credits, len(ignored))
+    get_run_logger().info("plan: %s", plan_in_words(plan))
 
 
 async def finish(

@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage, StorageError
-from faceswap_flows.flows.batch_plan import BatchPlan
+from faceswap_flows.flows.batch_plan import BatchPlan, PlanStatus
 from faceswap_flows.flows.provenance.records import write_manifest
 from faceswap_flows.flows.tasks.artifacts import artifact_key
 
@@ -40,6 +40,23 @@ PLAN_STATUS_SHOWN = {
     "unknown": "outcome unknown",
     "failed_before": "failed before",
 }
+PLAN_STATUS_SAID: dict[PlanStatus, str] = {
+    "run": "to run",
+    "done": "already done",
+    "collect": "to collect",
+    "unknown": "of unknown outcome",
+    "failed_before": "failed before",
+    "refused": "refused",
+    "skipped": "over max_credits",
+}
+
+
+def plan_in_words(plan: BatchPlan) -> str:
+    """The plan's counts in words, e.g. ``2 to run, 1 already done: 4 credits to spend``."""
+    counts = [f"{plan.count(status)} {said}" for status, said in PLAN_STATUS_SAID.items() if plan.count(status)]
+    ignored = len(plan.ignored)
+    not_media = f"; {ignored} file{'s' if ignored != 1 else ''} neither image nor video left out" if ignored else ""
+    return f"{', '.join(counts) or 'no items'}: {plan.credits} credits to spend{not_media}"
 
 
 class ItemOutcome(BaseModel):
@@ -104,18 +121,20 @@ def to_csv(rows: list[dict[str, Any]], columns: tuple[str, ...]) -> bytes:
 
 
 def report_rows(report: BatchReport) -> list[dict[str, Any]]:
+    """The report's rows, the error beside the status (the table artifact shows columns in this order, and the
+    UI's table is cut at the page's edge: the long ids go last)."""
     return [
         {
             "item": o.id or o.position,
-            "line": o.line if o.line is not None else "",
-            "operation": o.operation,
             "status": o.status,
+            "error": o.error or "",
+            "operation": o.operation,
             "credits": o.credits,
             "possibly charged": o.possibly_charged,
+            "result_key": o.result_key or "",
+            "line": o.line if o.line is not None else "",
             "job_id": o.job_id or "",
             "task_id": o.task_id or "",
-            "result_key": o.result_key or "",
-            "error": o.error or "",
         }
         for o in report.items
     ]

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import sniff_image_type
-from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.blocks import MediaStorage, StorageError
 from faceswap_flows.flows.batch_rows import BatchRow, ManifestLine, parse_row
 from faceswap_flows.flows.tasks.media import is_url
 
@@ -145,8 +145,10 @@ def source_rows(
     if face_map is not None and not face_map:
         raise InputValidationError("face_map: empty: map face indexes (or reference photos) to new faces")
     rows, ignored = [], []
+    photos = [face_image] if face_image else [*(face_map or {}).values(), *(face_map or {}).keys()]
+    face_files = {_same_file(storage, photo) for photo in photos}
     for listed in list_source(storage, source):
-        if not matches(listed.name, include, exclude):
+        if not matches(listed.name, include, exclude) or _same_file(storage, listed.ref) in face_files:
             continue
         kind = sniff_kind(storage, listed.ref)
         if kind is None:
@@ -158,6 +160,19 @@ def source_rows(
         fields.update(_faces(kind, face_image, face_map))
         rows.append(_row(fields))
     return rows, ignored
+
+
+def _same_file(storage: MediaStorage, ref: str) -> str:
+    """One spelling per file (a face photo kept in the source folder is no item of the batch)."""
+    local = Path(ref).expanduser()
+    if local.is_file():
+        return str(local.resolve())
+    if is_uri(ref):
+        return ref.split("://", 1)[1]
+    try:
+        return storage.path_of(ref).removeprefix("s3://")
+    except StorageError:
+        return ref
 
 
 def _faces(kind: MediaKind, face_image: str | None, face_map: dict[str, str] | None) -> dict[str, object]:

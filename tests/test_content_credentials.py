@@ -198,21 +198,24 @@ async def test_a_flow_result_is_signed_and_audited(stack, s3_storage, tmp_path: 
     code, output = await asyncio.to_thread(
         audit_cli, outcome.result_uri, "--storage-block", "credentials-s3", "--trust-anchors", anchors
     )
-    assert code == 0 and "C2PA manifest: TRUSTED" in output and "OK:" in output, output
+    assert code == 0 and "C2PA manifest: TRUSTED" in output and output.startswith("TRUSTED: "), output
 
     local = tmp_path / "result.png"  # a local copy with its record: no API needed, no anchors given
     local.write_bytes(result)
     Path(f"{local}{RECORD_SUFFIX}").write_bytes(s3_storage.read_bytes(outcome.result_key + RECORD_SUFFIX))
     code, output = await asyncio.to_thread(audit_cli, str(local), "--signing-block", "")
-    assert code == 1 and "C2PA manifest: UNTRUSTED" in output and "UNTRUSTED:" in output, output
+    assert code == 1 and "C2PA manifest: UNTRUSTED" in output and output.startswith("UNTRUSTED: "), output
     code, output = await asyncio.to_thread(audit_cli, str(local), "--signing-block", "", "--allow-untrusted")
-    assert code == 0 and "C2PA manifest: UNTRUSTED" in output, output
+    assert code == 0 and "C2PA manifest: UNTRUSTED" in output and output.startswith("VALID: "), output
 
     tampered = bytearray(result)
     tampered[len(tampered) // 2] ^= 0x01
     local.write_bytes(bytes(tampered))
     code, output = await asyncio.to_thread(audit_cli, str(local), "--trust-anchors", anchors)
-    assert code == 1 and "SHA-256 mismatch" in output and "TAMPERED" in output, output
+    assert code == 1 and output.startswith("TAMPERED: SHA-256 mismatch"), output
+    Path(f"{local}{RECORD_SUFFIX}").unlink()  # the tampered copy alone, outside storage: its manifest tells
+    code, output = await asyncio.to_thread(audit_cli, str(local), "--trust-anchors", anchors)
+    assert code == 1 and output.startswith("TAMPERED: the C2PA manifest does not match"), output
 
 
 async def test_signing_off_is_logged_and_recorded(stack, caplog: pytest.LogCaptureFixture) -> None:

@@ -339,14 +339,16 @@ async def test_the_label_survives_s3(stack, s3_storage) -> None:
     check_record(record, result, outcome)
     assert record["output"]["uri"] == outcome.result_uri
     code, output = await asyncio.to_thread(audit_cli, outcome.result_uri, "--storage-block", "provenance-s3")
-    assert code == 0 and "OK:" in output and outcome.task_id in output, output
+    assert code == 0 and output.startswith(("TRUSTED: ", "VALID: ")) and outcome.task_id in output, output
 
 
 async def test_audit_tells_a_good_output_from_a_tampered_one(stack, swapped) -> None:
     outcome, _ = swapped
     code, output = await asyncio.to_thread(audit_cli, outcome.result_key)
-    assert code == 0 and "OK:" in output and f"embedded label: {DIGITAL_SOURCE_TYPE}" in output, output
-    assert json.loads(output[: output.rindex("}") + 1])["task_id"] == outcome.task_id
+    assert code == 0 and output.startswith(("TRUSTED: ", "VALID: ")), output
+    assert f"embedded label: {DIGITAL_SOURCE_TYPE}" in output and "{" not in output, "the record as JSON: --json"
+    code, output = await asyncio.to_thread(audit_cli, outcome.result_key, "--json")
+    assert json.loads(output[output.index("{") :])["task_id"] == outcome.task_id
     code, output = await asyncio.to_thread(audit_cli, stack.storage.uri(outcome.result_key))  # a local path
     assert code == 0, output
 
@@ -356,13 +358,13 @@ async def test_audit_tells_a_good_output_from_a_tampered_one(stack, swapped) -> 
     storage.write_bytes(tampered, bytes(data))
     storage.write_bytes(tampered + RECORD_SUFFIX, storage.read_bytes(outcome.provenance_key))
     code, output = await asyncio.to_thread(audit_cli, tampered)
-    assert code == 1 and "SHA-256 mismatch" in output, output
+    assert code == 1 and output.startswith("TAMPERED: SHA-256 mismatch"), output
 
     storage.delete(tampered + RECORD_SUFFIX)
     code, output = await asyncio.to_thread(audit_cli, tampered)
-    assert code == 1 and "no provenance record" in output, output
+    assert code == 1 and output.startswith("TAMPERED: ") and "no provenance record" in output, output
     code, output = await asyncio.to_thread(audit_cli, "results/nothing-here.png")
-    assert code == 1 and "neither a local file nor a key" in output, output
+    assert code == 1 and output.startswith("NOT FOUND: ") and "neither a local file nor a key" in output, output
 
 
 async def test_store_result_labels_and_records_from_the_submitted_event(stack, swapped) -> None:

@@ -155,7 +155,7 @@ def test_the_audit_names_an_expired_signature_and_passes_a_timestamped_one(
     assert outcome.exit_code == 0 and "C2PA manifest: TRUSTED" in outcome.output, outcome.output
     outcome = CliRunner().invoke(app, [*audit, str(expired_pair.bare)])
     assert outcome.exit_code == 1 and "C2PA manifest: EXPIRED" in outcome.output, outcome.output
-    assert "FAILED: EXPIRED" in outcome.output and "timestamp_url" in outcome.output, outcome.output
+    assert outcome.output.startswith("EXPIRED: ") and "timestamp_url" in outcome.output, outcome.output
 
 
 def test_an_empty_timestamp_url_signs_without_a_timestamp(tmp_path: Path) -> None:

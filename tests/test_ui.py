@@ -50,6 +50,17 @@ PICTURE_LOADED = """alt => {
     return picture !== null && picture.complete && picture.naturalWidth > 0;
 }"""
 
+# The ancestor (one that scrolls or hides its overflow) cutting off the picture's right edge, or null.
+PICTURE_CUT_OFF = """alt => {
+    const picture = document.querySelector(`img.markdown-renderer__image[alt="${alt}"]`);
+    const right = picture.getBoundingClientRect().right;
+    for (let box = picture.parentElement; box; box = box.parentElement) {
+        const clips = getComputedStyle(box).overflowX !== "visible";
+        if ((clips || box === document.body) && right > box.getBoundingClientRect().right + 1) return box.className;
+    }
+    return right > window.innerWidth + 1 ? "the window" : null;
+}"""
+
 
 def screenshot_folder(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("FACESWAP_UI_SCREENSHOTS") or tmp_path)
@@ -107,10 +118,10 @@ async def test_prefect_ui_shows_the_run_its_tasks_and_the_before_after(stack, pr
             await expect(page.get_by_text("faceswap: before / after")).to_be_visible(timeout=SHOWN_WITHIN_MS)
             await expect(page.get_by_text(outcome.task_id).first).to_be_visible()
             for alt in ("before", "after"):
-                await expect(page.locator(f"img.markdown-renderer__image[alt='{alt}']")).to_be_visible()
+                picture = page.locator(f"img.markdown-renderer__image[alt='{alt}']")
+                await expect(picture).to_be_visible()
                 await page.wait_for_function(PICTURE_LOADED, arg=alt, timeout=SHOWN_WITHIN_MS)
-            await page.set_viewport_size({"width": 1720, "height": 1000})  # wide enough for both pictures
-            await page.wait_for_timeout(300)
+                assert await page.evaluate(PICTURE_CUT_OFF, alt) is None, f"{alt} is cut off at 1400 px"
             await page.screenshot(path=str(shots / "ui-artifact.jpg"), type="jpeg", quality=80)
         finally:
             await browser.close()

@@ -151,27 +151,43 @@ def _trust_anchors(path: Path | None, signing_block: str | None) -> str | None:
         return None
 
 
-def audit_report(
-    target: str,
-    storage_block: str | None,
-    trust_anchors: Path | None = None,
-    signing_block: str | None = None,
-    allow_untrusted: bool = False,
-) -> tuple[str, bool]:
-    """What ``faceswap-flows audit`` prints, and whether the output passed. Local paths need no Prefect API;
-    keys are looked up in the MediaStorage block ``storage_block``; without ``trust_anchors`` (a PEM file), the
-    anchors saved in the signing block ``signing_block`` are used, if it loads."""
-    storage = None
-    if storage_block and not Path(target).expanduser().is_file():
-        try:
-            storage = asyncio.run(MediaStorage.aload(storage_block))
-        except Exception as error:
-            return f"FAILED: cannot load the storage block {storage_block!r}: {error}", False
-    result = audit(target, storage, _trust_anchors(trust_anchors, signing_block), allow_untrusted)
-    lines = [json.dumps(result.record, indent=2)] if result.record else []
-    if result.record and result.record.get("digital_source_type") in LEGACY_DIGITAL_SOURCE_TYPES:
+def verdict(result: AuditResult) -> str:
+    """One line, the verdict first (TRUSTED, VALID, TAMPERED, EXPIRED, UNTRUSTED, NO RECORD, NOT FOUND, FAILED)
+    and its reason."""
+    check, problem = result.credentials, result.problem
+    if problem is None:
+        if check is not None and check.state == "trusted":
+            return f"TRUSTED: {result.target} matches its record; its C2PA manifest is signed by {check.signer}"
+        if check is not None and check.state == "untrusted":
+            return f"VALID: {result.target} matches its record; signer {check.signer} untrusted (--allow-untrusted)"
+        return f"VALID: {result.target} matches its provenance record (no C2PA manifest to check)"
+    manifest_broken = check is not None and check.tampered and bool(check.manifest or check.failures)
+    if "SHA-256 mismatch" in problem or manifest_broken:
+        if result.record is None and check is not None:
+            detail = "; ".join(check.failures) or check.error or "unreadable manifest"
+            problem = f"the C2PA manifest does not match the file ({detail}); {problem}"
+        return f"TAMPERED: {problem.replace('TAMPERED: ', '')}"
+    if problem.startswith(("EXPIRED: ", "UNTRUSTED: ")):
+        return problem
+    if result.sha256 is None and result.record is None and "provenance record" not in problem:
+        return f"NOT FOUND: {problem}"
+    if result.record is None and problem.startswith("no provenance record"):
+        return f"NO RECORD: {problem}"
+    return f"FAILED: {problem}"
+
+
+def _summary_lines(result: AuditResult) -> list[str]:
+    record = result.record or {}
+    lines = []
+    if record:
+        output = record.get("output") or {}
         lines.append(
-            f"record: written with the earlier IPTC term {result.record['digital_source_type']} (still a "
+            f"record: {record.get('operation', '?')} task {record.get('task_id', '?')}, "
+            f"{record.get('credits', '?')} credits, stored at {output.get('uri', '?')}"
+        )
+    if record.get("digital_source_type") in LEGACY_DIGITAL_SOURCE_TYPES:
+        lines.append(
+            f"record: written with the earlier IPTC term {record['digital_source_type']} (still a "
             f"synthetic-media label; new results say {DIGITAL_SOURCE_TYPE})"
         )
     if result.label:
@@ -182,6 +198,29 @@ def audit_report(
     lines.extend(_manifest_lines(result.credentials, result.record))
     if result.sha256:
         lines.append(f"sha256: {result.sha256}")
-    verdict = f"FAILED: {result.problem}" if result.problem else f"OK: {result.target} matches its provenance record"
-    lines.append(verdict)
+    return lines
+
+
+def audit_report(
+    target: str,
+    storage_block: str | None,
+    trust_anchors: Path | None = None,
+    signing_block: str | None = None,
+    allow_untrusted: bool = False,
+    full_record: bool = False,
+) -> tuple[str, bool]:
+    """What ``faceswap-flows audit`` prints (the verdict on the first line, then a short summary, then the whole
+    provenance record as JSON when ``full_record``), and whether the output passed. Local paths need no Prefect
+    API; keys are looked up in the MediaStorage block ``storage_block``; without ``trust_anchors`` (a PEM file),
+    the anchors saved in the signing block ``signing_block`` are used, if it loads."""
+    storage = None
+    if storage_block and not Path(target).expanduser().is_file():
+        try:
+            storage = asyncio.run(MediaStorage.aload(storage_block))
+        except Exception as error:
+            return f"FAILED: cannot load the storage block {storage_block!r}: {error}", False
+    result = audit(target, storage, _trust_anchors(trust_anchors, signing_block), allow_untrusted)
+    lines = [verdict(result), *_summary_lines(result)]
+    if full_record and result.record:
+        lines.append(json.dumps(result.record, indent=2))
     return "\n".join(lines), result.ok

@@ -298,7 +298,8 @@ def embedded_label(data: bytes) -> dict[str, str] | None:
 # Visible watermark (images only)
 
 
-def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+def label_font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    """Pillow's own TrueType font (Aileron) at ``size`` pixels: no font file needed on the machine."""
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType: the small bitmap font
@@ -308,7 +309,7 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 def watermark_box(size: tuple[int, int], text: str, corner: WatermarkCorner) -> tuple[int, int, int, int]:
     """Where the watermark goes on an image of ``size``: (x1, y1, x2, y2)."""
     width, height = size
-    font = _font(max(12, min(width, height) // 24))
+    font = label_font(max(12, min(width, height) // 24))
     left, top, right, bottom = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), text, font=font)
     pad, margin = max(3, (bottom - top) // 4), max(4, min(width, height) // 50)
     box_w, box_h = min(width - 2 * margin, right - left + 2 * pad), min(height - 2 * margin, bottom - top + 2 * pad)
@@ -328,7 +329,7 @@ def draw_watermark(data: bytes, text: str, corner: WatermarkCorner = "bottom-rig
     x1, y1, x2, y2 = watermark_box(image.size, text, corner)
     band = Image.new("RGBA", (x2 - x1, y2 - y1), (0, 0, 0, 140))  # text past the band is cut off
     pen = ImageDraw.Draw(band)
-    font = _font(max(12, min(image.size) // 24))
+    font = label_font(max(12, min(image.size) // 24))
     left, top, right, bottom = pen.textbbox((0, 0), text, font=font)
     at = ((band.width - (right - left)) // 2 - left, (band.height - (bottom - top)) // 2 - top)
     pen.text(at, text, font=font, fill=(255, 255, 255, 235))

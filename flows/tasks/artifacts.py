@@ -12,6 +12,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from faceswap_flows.aifaceswap.models import FaceBox
 from faceswap_flows.blocks import MediaStorage, StorageError
 from faceswap_flows.flows.ledger import PaidSend, job_sends
+from faceswap_flows.flows.provenance.labels import label_font
 
 
 def artifact_key(*parts: str) -> str:
@@ -19,15 +20,25 @@ def artifact_key(*parts: str) -> str:
     return re.sub(r"[^a-z0-9-]+", "-", "-".join(parts).lower()).strip("-")[:120] or "faceswap"
 
 
+BOX_RED = (255, 40, 40)
+
+
 def numbered_faces(image: Image.Image, boxes: list[FaceBox]) -> bytes:
-    """The image with each face boxed and numbered by its index (what multi_faceswap's ``index`` means)."""
+    """The image with each face boxed and numbered by its index (what multi_faceswap's ``index`` means), the
+    number in a TrueType font a fifth of the face's size (at least 14 px), on a red tab above the box (inside it
+    when the box touches the top)."""
     drawn = image.convert("RGB").copy()
     pen = ImageDraw.Draw(drawn)
     width = max(2, image.width // 200)
     for index, box in enumerate(boxes):
-        pen.rectangle(box.as_tuple(), outline=(255, 40, 40), width=width)
-        pen.rectangle((box.x1, max(0, box.y1 - 14 * width), box.x1 + 10 * width, box.y1), fill=(255, 40, 40))
-        pen.text((box.x1 + width, max(0, box.y1 - 13 * width)), str(index), fill=(255, 255, 255))
+        pen.rectangle(box.as_tuple(), outline=BOX_RED, width=width)
+        font = label_font(max(14, min(box.x2 - box.x1, box.y2 - box.y1) // 5))
+        left, top, right, bottom = pen.textbbox((0, 0), str(index), font=font)
+        pad = max(2, (bottom - top) // 5)
+        tab_w, tab_h = right - left + 2 * pad, bottom - top + 2 * pad
+        tab_y = box.y1 - tab_h if box.y1 >= tab_h else box.y1
+        pen.rectangle((box.x1, tab_y, box.x1 + tab_w, tab_y + tab_h), fill=BOX_RED)
+        pen.text((box.x1 + pad - left, tab_y + pad - top), str(index), font=font, fill=(255, 255, 255))
     buffer = io.BytesIO()
     drawn.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -58,6 +69,8 @@ async def faces_artifact(storage: MediaStorage, image: Image.Image, boxes: list[
 async def before_after_artifact(
     storage: MediaStorage, before: str, after_key: str, *, task_id: str, credits: int, operation: str
 ) -> None:
+    """The result under its source, as markdown: pictures outside a table, so the UI scales each to the page's width
+    (in a table cell it shows them at full size, cut off at the edge)."""
     after = _link(storage, after_key)
     is_video = after_key.endswith(".mp4")
     shown = f"[result video]({after})" if is_video else f"![after]({after})"
@@ -65,8 +78,9 @@ async def before_after_artifact(
     await acreate_markdown_artifact(
         key=artifact_key("result", operation),
         markdown=(
-            f"### {operation}: before / after\n\n| before | after |\n|---|---|\n| {original} | {shown} |\n\n"
-            f"- task_id: `{task_id}`\n- credits charged: {credits}\n- stored at: `{storage.uri(after_key)}`\n"
+            f"### {operation}: before / after\n\n"
+            f"- task_id: `{task_id}`\n- credits charged: {credits}\n- stored at: `{storage.uri(after_key)}`\n\n"
+            f"#### before\n\n{original}\n\n#### after\n\n{shown}\n"
         ),
         description=f"{operation} result of task {task_id}",
     )
