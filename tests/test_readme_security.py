@@ -39,7 +39,8 @@ def test_the_fuzzing_figures_are_the_tests_own() -> None:
     _says(f"{test_fuzz_parsers.CASES.max_examples} per property, {len(parser_props)} properties")
     sandbox_ops = _operations(sandbox_openapi(ENDPOINTS)) - len(test_openapi.NOT_FUZZED)
     _says(
-        f"{test_openapi.CASES_PER_OPERATION} per operation: {sandbox_ops} sandbox, "
+        f"{test_openapi.CASES_PER_OPERATION} per operation (1 for `GET /health`, which takes no input): {sandbox_ops} "
+        "sandbox, "
         f"{_operations(receiver_openapi())} receiver operations"
     )
     requests = sum(test_fuzz_drill.PER_SERVER.values())
