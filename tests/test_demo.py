@@ -72,7 +72,7 @@ def test_while_the_demo_runs_prefect_and_the_cli_in_its_folder_talk_to_its_serve
         assert settings is not None and settings.exists()
         done = subprocess.run(command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
-        assert done.stdout.splitlines()[0].startswith("day,operation,deployment,flow_run,sends,charged")
+        assert done.stdout.splitlines()[0].startswith("day,operation,deployment,sends,charged")
     assert not (tmp_path / "prefect.toml").exists()
     mine = tmp_path / "prefect.toml"
     mine.write_text('[api]\nurl = "http://example.invalid/api"\n')
