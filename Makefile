@@ -72,7 +72,7 @@ scale-stack: $(STAMP)
 
 # The nothing-dropped drill on that topology (tests/test_multi_server.py runs it with 200 + 6 jobs).
 scale-drill: $(STAMP)
-	cd benchmarks && $(abspath $(BIN))/python scale_drill.py --jobs 200 --trigger-jobs 6 --kill-api 8
+	cd benchmarks && $(abspath $(BIN))/python scale_drill.py --jobs 200 --trigger-jobs 6 --kill-api 8 --kill-receiver 0.3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache faceswap-media dist build
