@@ -66,7 +66,7 @@ benchmark-scale: $(STAMP)
 	cd benchmarks && $(abspath $(BIN))/python bench_scale.py --jobs 10000
 
 # Prefect's self-hosted multi-server topology on loopback (PostgreSQL, Redis messaging, 2 API servers behind nginx,
-# 1 services process, 2 process workers, sandbox, receiver, media server), up until Ctrl-C (docs/scale.md).
+# 1 services process, 2 process workers, sandbox, 2 receivers behind nginx, media server), up until Ctrl-C (docs/scale.md).
 scale-stack: $(STAMP)
 	cd benchmarks && $(abspath $(BIN))/python multi_server.py
 
