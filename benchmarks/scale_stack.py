@@ -143,15 +143,14 @@ class Stack:
 
 
 def receiver_name(number: int) -> str:
-    """The process name of receiver ``number`` (1-based): the first is ``receiver``, as with a single one."""
-    return "receiver" if number == 1 else f"receiver-{number}"
+    return "receiver" if number == 1 else f"receiver-{number}"  # the first is named as when it is the only one
 
 
 def start_receiver(procs: Processes, stack: Stack, name: str, env: dict[str, str]) -> None:
     """Start (or start again, on the same inbox and port) the receiver process ``name`` of ``stack.receivers``."""
     url, inbox = stack.receivers[name]
-    port = url.rsplit(":", 1)[1]
-    process = procs.start(name, [CLI, "receiver", "--port", port, "--inbox", str(inbox), "--secret", stack.secret], env)
+    command = [CLI, "receiver", "--port", url.rsplit(":", 1)[1], "--inbox", str(inbox), "--secret", stack.secret]
+    process = procs.start(name, command, env)
     wait_http(f"{url}/health", 60, process)
 
 
