@@ -37,7 +37,7 @@ def inboxes_times(inboxes: list[Path]) -> tuple[int, float, float]:
 class ReceiverKill:
     """SIGKILL receiver ``name`` ``delay`` seconds after ``start`` (the release of the held callbacks), frozen
     (SIGSTOP) ``freeze`` seconds before, so that callbacks are in flight to it when it dies: a bare SIGKILL on 2
-    busy cores caught none (the receiver answers in milliseconds; the first run saw 0 callbacks sent again).
+    busy cores caught none in one of two runs (the receiver answers in milliseconds: 0 callbacks sent again).
     ``finish`` starts it again and puts the figures in ``figures["killed_receiver"]``."""
 
     def __init__(self, topology: MultiServerStack, name: str, delay: float, freeze: float = 0.5) -> None:
