@@ -82,13 +82,13 @@ benchmark-scale: $(STAMP)
 	cd benchmarks && $(abspath $(BIN))/python bench_scale.py --jobs 10000
 
 # Prefect's self-hosted multi-server topology on loopback (PostgreSQL, Redis messaging, 2 API servers behind nginx,
-# 1 services process, 2 process workers, sandbox, receiver, media server), up until Ctrl-C (docs/scale.md).
+# 1 services process, 2 process workers, sandbox, 2 receivers behind nginx, media server), up until Ctrl-C (docs/scale.md).
 scale-stack: $(STAMP)
 	cd benchmarks && $(abspath $(BIN))/python multi_server.py
 
 # The nothing-dropped drill on that topology (tests/test_multi_server.py runs it with 200 + 6 jobs).
 scale-drill: $(STAMP)
-	cd benchmarks && $(abspath $(BIN))/python scale_drill.py --jobs 200 --trigger-jobs 6 --kill-api 8
+	cd benchmarks && $(abspath $(BIN))/python scale_drill.py --jobs 200 --trigger-jobs 6 --kill-api 8 --kill-receiver 0.3
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache faceswap-media dist build

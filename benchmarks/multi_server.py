@@ -1,8 +1,9 @@
 """Prefect's self-hosted multi-server topology on loopback, every piece a process of its own: PostgreSQL and Redis
 (Debian packages, throw-away data folders), Prefect's Redis messaging (``prefect-redis``), two API servers
 (``prefect server start --no-services``) behind nginx (least_conn, websocket locations, retry on the other
-server), one ``prefect server services start`` process; then the project's stack (sandbox, receiver, media
-server), its deployments and two or more process workers, all talking to the balancer.
+server), one ``prefect server services start`` process; then the project's stack (sandbox, two receivers with
+an inbox each behind the same nginx, round robin, media server), its deployments and two or more process workers,
+all talking to the balancer.
 
 Run ``make scale-stack`` (or ``cd benchmarks && ../.venv/bin/python multi_server.py``) to start it and keep it
 up until Ctrl-C; ``with MultiServerStack(folder) as stack:`` does the same in code. Every process runs in a
@@ -21,7 +22,17 @@ import time
 from pathlib import Path
 
 from postgres_server import PostgresServer
-from scale_stack import CLI, Processes, Stack, deploy, save_blocks, start_services, start_workers, wait_http
+from scale_stack import (
+    CLI,
+    Processes,
+    Stack,
+    deploy,
+    save_blocks,
+    start_receiver,
+    start_services,
+    start_workers,
+    wait_http,
+)
 
 from faceswap_flows.devstack.prefect_server import BATCH_SERVER_SETTINGS, free_port
 
@@ -85,17 +96,51 @@ http {{
             proxy_next_upstream_tries 3;
         }}
     }}
-}}
+{receivers}}}
+"""
+# The receivers' balancer: round robin; a receiver that refuses the connection or times out has its request passed
+# to the next one and is left out for fail_timeout. A callback POST it dropped after reading it is not passed on
+# (nginx does not repeat a non-idempotent request it sent): the service gets a 502 and sends the callback again.
+RECEIVERS_CONF = """    upstream receivers {{
+{servers}
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://receivers;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_connect_timeout 1s;
+            proxy_read_timeout 30s;
+            proxy_next_upstream error timeout;
+        }}
+    }}
 """
 
 
-def nginx_config(folder: Path, port: int, api_ports: list[int]) -> Path:
-    servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=5s;" for p in api_ports)
+def upstream_servers(ports: list[int], fail_timeout: int) -> str:
+    return "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout={fail_timeout}s;" for p in ports)
+
+
+def nginx_config(
+    folder: Path,
+    port: int,
+    api_ports: list[int],
+    receiver_port: int | None = None,
+    receiver_ports: tuple[int, ...] = (),
+) -> Path:
+    """nginx's configuration: the API servers' balancer on ``port``; with ``receiver_port``, the receivers'."""
+    servers = upstream_servers(api_ports, 5)
+    receivers = ""
+    if receiver_port is not None:
+        receivers = RECEIVERS_CONF.format(servers=upstream_servers(list(receiver_ports), 2), port=receiver_port)
     conf = folder / "nginx.conf"
     folder.mkdir(parents=True, exist_ok=True)
     # As root its workers would run as nobody, who cannot write the temporary folders made private to us.
     user = "user root;\n" if os.geteuid() == 0 else ""
-    text = NGINX_CONF.format(user=user, folder=folder, port=port, servers=servers, websockets=WEBSOCKET_PATHS)
+    text = NGINX_CONF.format(
+        user=user, folder=folder, port=port, servers=servers, websockets=WEBSOCKET_PATHS, receivers=receivers
+    )
     conf.write_text(text)
     return conf
 
@@ -113,7 +158,14 @@ class MultiServerStack:
     """The whole topology in ``folder`` (logs under ``folder/logs``); ``api_url`` is the balancer's."""
 
     def __init__(
-        self, folder: Path, *, api_servers: int = 2, workers: int = 2, max_concurrency: int = 16, worker_nice: int = 10
+        self,
+        folder: Path,
+        *,
+        api_servers: int = 2,
+        receivers: int = 2,
+        workers: int = 2,
+        max_concurrency: int = 16,
+        worker_nice: int = 10,
     ) -> None:
         self.folder = folder
         self.api_servers, self.workers, self.max_concurrency = api_servers, workers, max_concurrency
@@ -122,6 +174,8 @@ class MultiServerStack:
         self.pg = PostgresServer()
         self.redis_port, self.balancer_port = free_port(), free_port()
         self.api_ports = [free_port() for _ in range(api_servers)]
+        self.receiver_ports = [free_port() for _ in range(receivers)]
+        self.receivers_port = free_port() if receivers > 1 else None
         self.stack: Stack | None = None
         self.env: dict[str, str] = {}
 
@@ -180,7 +234,9 @@ class MultiServerStack:
         self.procs.start("services", [*prefect, "server", "services", "start"], self.env)
         for i in range(2, self.api_servers + 1):
             self.start_api(i)
-        conf = nginx_config(self.folder / "nginx", self.balancer_port, self.api_ports)
+        conf = nginx_config(
+            self.folder / "nginx", self.balancer_port, self.api_ports, self.receivers_port, tuple(self.receiver_ports)
+        )
         nginx = self.procs.start(
             "nginx", [need("nginx", "nginx-light"), "-c", str(conf), "-p", str(conf.parent)], self.env
         )
@@ -200,7 +256,11 @@ class MultiServerStack:
         os.environ.update(
             {k: self.env[k] for k in ("PREFECT_API_URL", "PREFECT_HOME", "PREFECT_SERVER_ANALYTICS_ENABLED")}
         )
-        self.stack = start_services(self.procs, self.folder, self.env, release_concurrency=64)
+        self.stack = start_services(
+            self.procs, self.folder, self.env, release_concurrency=64, receiver_ports=self.receiver_ports
+        )
+        if self.receivers_port is not None:  # the WebhookReceiver block's public_url: the receivers' balancer
+            self.stack.receiver_url = f"http://127.0.0.1:{self.receivers_port}"
         save_blocks(self.stack)
         signing = [CLI, "signing", "dev-cert", "--folder", str(self.folder / "signing")]
         made = subprocess.run(signing, env=self.env, capture_output=True, text=True, check=False)
@@ -217,6 +277,12 @@ class MultiServerStack:
         process = self.procs.running[name]
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(10)
+
+    def restart_receiver(self, name: str) -> None:
+        """Start receiver ``name`` again on its inbox and port (a replaced receiver on the same volume): it emits
+        what it had acknowledged but not yet emitted."""
+        assert self.stack is not None
+        start_receiver(self.procs, self.stack, name, self.env)
 
     def logs(self) -> dict[str, str]:
         """Every process's log: PostgreSQL, Redis, the API servers, the services, nginx, the project's stack and
@@ -260,16 +326,19 @@ class MultiServerStack:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Start the multi-server topology and keep it up until Ctrl-C.")
     parser.add_argument("--api-servers", type=int, default=2)
+    parser.add_argument("--receivers", type=int, default=2)
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     folder = Path(tempfile.mkdtemp(prefix="faceswap-multi-server-"))
-    with MultiServerStack(folder, api_servers=args.api_servers, workers=args.workers) as topology:
+    topology = MultiServerStack(folder, api_servers=args.api_servers, receivers=args.receivers, workers=args.workers)
+    with topology:
         stack = topology.stack
         assert stack is not None
         print(f"Prefect API (nginx): {topology.api_url}   UI: {topology.api_url[:-4]}", flush=True)
         print(f"PostgreSQL {topology.pg.url}; Redis 127.0.0.1:{topology.redis_port}; API servers {topology.api_ports}")
         print(f"sandbox {stack.sandbox_url}  receiver {stack.receiver_url}  media {stack.media_url}")
+        print(f"receivers: {', '.join(f'{name} {url} ({inbox})' for name, (url, inbox) in stack.receivers.items())}")
         print(f"logs: {topology.procs.logs}   Ctrl-C stops everything", flush=True)
         try:
             while True:

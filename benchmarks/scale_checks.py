@@ -7,6 +7,8 @@ import os
 import time
 from typing import Any
 
+from receiver_kill import receiver_check
+
 CALLBACKS_PER_S, RSS_MB = 300, 300
 
 
@@ -89,6 +91,7 @@ def checks(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             "killed, run completes",
             bool(killed),
         ),
+        receiver_check(f),
     ]
 
 

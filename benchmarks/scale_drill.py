@@ -26,9 +26,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench_scale import held, inbox_times, run_batch, stored_results, wait_until, write_inputs
+from bench_scale import held, run_batch, stored_results, wait_until, write_inputs
 from distinct_photos import face_crops, write_distinct
 from multi_server import MultiServerStack
+from receiver_kill import ReceiverKill, inbox_received, inboxes_times, receiver_figures
 from scale_checks import print_checks
 from scale_stack import Stack, cpu_seconds, memory_mb, pool_active
 from write_watch import WriteWatch
@@ -120,10 +121,10 @@ async def submitted_events(since: float) -> set[str]:
 def missing_events(stack: Stack, events: set[str]) -> list[dict[str, Any]]:
     """The jobs (at most 20) the receiver took a callback of but whose submitted event is not in the API: their
     task id and when the callback came."""
-    import sqlite3
-
-    with sqlite3.connect(f"file:{stack.inbox}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT task_id, received_at FROM callbacks ORDER BY received_at").fetchall()
+    received: dict[str, float] = {}
+    for inbox in stack.inboxes:
+        received.update(inbox_received(inbox))
+    rows = sorted(received.items(), key=lambda row: row[1])
     missing = [{"task_id": task, "callback_at": time.ctime(at)} for task, at in rows if task not in events]
     return missing[:20]
 
@@ -221,14 +222,17 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
     cpu_before = cpu_seconds(roots)
     released_at = time.time()
     release_callbacks(stack.sandbox_url, stack.api_key, concurrency=64)
-    wait_until("every callback received", lambda: inbox_times(stack.inbox)[0] >= expected, args.timeout, 0.2)
-    cpu_after = cpu_seconds(roots)
-    used = {name: round(cpu_after[name] - cpu_before[name], 1) for name in roots}
+    killer = ReceiverKill(topology, "receiver-2", args.kill_receiver).start() if args.kill_receiver else None
+    wait_until("every callback received", lambda: inboxes_times(stack.inboxes)[0] >= expected, args.timeout, 0.2)
+    cpu_after = cpu_seconds({name: pid for name, pid in roots.items() if name != "receiver-2" or not killer})
+    used = {name: round(cpu_after[name] - cpu_before[name], 1) for name in cpu_after}
     figures["cpu_while_receiving"] = dict(sorted(used.items(), key=lambda item: -item[1]))
-    count, _first, last = inbox_times(stack.inbox)
+    count, _first, last = inboxes_times(stack.inboxes)
     figures["callbacks_per_s"] = round(count / max(last - released_at, 1e-6), 1)
     figures["receiver_peak_rss_mb"] = round(memory_mb(topology.procs.pid("receiver"))[1], 1)
     figures["receive_seconds"] = round(last - released_at, 1)
+    if killer is not None:
+        killer.finish(figures)
     wait_until(
         "every result stored",
         lambda: stored_results(stack.media_dir) >= expected and not pool_active(),
@@ -267,7 +271,8 @@ def collect(
         **settle_runs(args.timeout),
         dropped=topology.dropped_messages(),
         retried=topology.retried_messages(),
-        cache=held(stack).get("cache", {}),
+        cache=(status := held(stack)).get("cache", {}),
+        **receiver_figures(stack, status, "receiver-2" if args.kill_receiver else None),
     )
     used = cpu_seconds({"sandbox": topology.procs.pid("sandbox")})["sandbox"] - sandbox_cpu
     figures["sandbox_cpu_ms_per_job"] = round(used * 1000 / max(expected, 1), 1)
@@ -288,6 +293,13 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200, help="items of the batch deployment (store-by: sweep)")
     parser.add_argument("--trigger-jobs", type=int, default=6, help="faceswap flow runs (store-by: trigger)")
     parser.add_argument("--kill-api", type=float, default=0, help="SIGKILL API server 2 this many s into the batch")
+    parser.add_argument(
+        "--kill-receiver",
+        type=float,
+        default=0,
+        help="freeze receiver 2 this many s after the callbacks' release, SIGKILL it 0.5 s later",
+    )
+    parser.add_argument("--receivers", type=int, default=2, help="receivers behind nginx, an inbox each")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
         "--worker-nice", type=int, default=10, help="the workers' niceness: storing yields the cores to the receiver"
@@ -305,9 +317,14 @@ def main() -> None:
     started = time.monotonic()
     print(f"load before: {os.getloadavg()}", flush=True)
     try:
-        with MultiServerStack(folder, workers=args.workers, worker_nice=args.worker_nice) as topology:
+        topology = MultiServerStack(
+            folder, receivers=args.receivers, workers=args.workers, worker_nice=args.worker_nice
+        )
+        with topology:
             figures["start_seconds"] = time.monotonic() - started
-            figures["topology"] += f", {args.workers} process workers (nice {args.worker_nice})"
+            figures["topology"] += (
+                f", {args.receivers} receivers behind nginx, {args.workers} process workers (nice {args.worker_nice})"
+            )
             drill(args, topology, figures)
     finally:
         figures["logs"] = str(folder / "logs")

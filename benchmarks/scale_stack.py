@@ -135,11 +135,38 @@ class Stack:
     inbox: Path
     api_key: str
     secret: str
+    receivers: dict[str, tuple[str, Path]] = field(default_factory=dict)  # process name -> (its own URL, inbox)
+
+    @property
+    def inboxes(self) -> list[Path]:
+        return [inbox for _, inbox in self.receivers.values()] or [self.inbox]
 
 
-def start_services(procs: Processes, folder: Path, env: dict[str, str], *, release_concurrency: int) -> Stack:
-    """Sandbox (result cache on, callbacks held), receiver and media server, each in its own process."""
+def receiver_name(number: int) -> str:
+    return "receiver" if number == 1 else f"receiver-{number}"  # the first is named as when it is the only one
+
+
+def start_receiver(procs: Processes, stack: Stack, name: str, env: dict[str, str]) -> None:
+    """Start (or start again, on the same inbox and port) the receiver process ``name`` of ``stack.receivers``."""
+    url, inbox = stack.receivers[name]
+    command = [CLI, "receiver", "--port", url.rsplit(":", 1)[1], "--inbox", str(inbox), "--secret", stack.secret]
+    process = procs.start(name, command, env)
+    wait_http(f"{url}/health", 60, process)
+
+
+def start_services(
+    procs: Processes,
+    folder: Path,
+    env: dict[str, str],
+    *,
+    release_concurrency: int,
+    receiver_ports: list[int] | None = None,
+) -> Stack:
+    """Sandbox (result cache on, callbacks held), receivers (one per port of ``receiver_ports``, each with an
+    inbox of its own, the same signing secret) and media server, each in its own process. ``receiver_url`` is the
+    first receiver's; behind a load balancer, set it to the balancer's."""
     ports = [free_port() for _ in range(3)]
+    receiver_ports = receiver_ports or [ports[1]]
     api_key, secret = "bench-key", os.urandom(18).hex()
     media_dir, inbox = folder / "faceswap-media", folder / "receiver" / "inbox.sqlite"
     media_dir.mkdir(parents=True, exist_ok=True)
@@ -150,15 +177,18 @@ def start_services(procs: Processes, folder: Path, env: dict[str, str], *, relea
          "--release-concurrency", str(release_concurrency)],
         env,
     )  # fmt: skip
-    receiver = procs.start(
-        "receiver", [CLI, "receiver", "--port", str(ports[1]), "--inbox", str(inbox), "--secret", secret], env
-    )
     media = procs.start("media-server", [CLI, "media-server", str(media_dir), "--port", str(ports[2])], env)
     urls = [f"http://127.0.0.1:{port}" for port in ports]
+    receivers = {
+        receiver_name(n): (f"http://127.0.0.1:{port}", folder / receiver_name(n) / "inbox.sqlite")
+        for n, port in enumerate(receiver_ports, start=1)
+    }
+    stack = Stack(urls[0], receivers["receiver"][0], urls[2], media_dir, inbox, api_key, secret, receivers)
+    for name in receivers:
+        start_receiver(procs, stack, name, env)
     wait_http(f"{urls[0]}/health", 120, sandbox)
-    wait_http(f"{urls[1]}/health", 60, receiver)
     wait_http(f"{urls[2]}/", 60, media)
-    return Stack(urls[0], urls[1], urls[2], media_dir, inbox, api_key, secret)
+    return stack
 
 
 def save_blocks(stack: Stack) -> None:

@@ -155,9 +155,7 @@ async def arrived(subject: str, receiver_block: str, *, by_job: bool = False) ->
         )
     else:
         secret = receiver.signing_secret.get_secret_value()
-        found = await arrived_callback(receiver.public_url, secret, subject, by_job=by_job)
-        if found is not None:
-            return found
+        return await arrived_callback(receiver.public_url, secret, subject, by_job=by_job)
     return await stored_event(subject, by_job=by_job)
 
 

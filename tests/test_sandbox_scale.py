@@ -66,6 +66,19 @@ async def test_held_callbacks_wait_for_the_release_then_all_arrive(sandbox, clie
     assert status["held"] == 0 and status["delivered"] >= 6
 
 
+async def test_the_status_names_the_callbacks_sent_again_after_a_failed_delivery(
+    sandbox, client, media, catcher
+) -> None:
+    swap = (url(media, "astronaut"), url(media, "grace"))
+    first = await client.faceswap(*swap, webhook=catcher.hook("answered"))
+    catcher.wait_for(first.task_id)
+    catcher.refuse_next = 1
+    refused_once = await client.faceswap(*swap, webhook=catcher.hook("refused-once"))
+    assert catcher.wait_for(refused_once.task_id)[0]["success"] == 1
+    retried = callback_status(sandbox.url, KEY)["retried"]
+    assert refused_once.task_id in retried and first.task_id not in retried
+
+
 async def test_callbacks_flow_again_after_a_release(sandbox, client, media, catcher) -> None:
     assert callback_status(sandbox.url, KEY)["hold"] is False
     job = await client.faceswap(url(media, "grace"), url(media, "astronaut"), webhook=catcher.hook("free"))
@@ -120,4 +133,4 @@ def test_cache_key_names_inputs_and_options() -> None:
 def test_cache_is_off_by_default(media, catcher) -> None:
     with SandboxServer(SandboxConfig(keys={KEY: 10})) as plain:
         assert plain.sandbox.cache is None
-        assert callback_status(plain.url, KEY) == {"hold": False, "held": 0, "delivered": 0}
+        assert callback_status(plain.url, KEY) == {"hold": False, "held": 0, "delivered": 0, "retried": []}

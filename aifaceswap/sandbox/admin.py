@@ -24,7 +24,8 @@ def _callbacks(base_url: str, api_key: str, body: dict[str, Any] | None, timeout
 
 
 def callback_status(base_url: str, api_key: str, *, timeout: float = 30.0) -> dict[str, Any]:
-    """``{"hold": bool, "held": callbacks waiting, "delivered": callbacks accepted so far}`` (+ ``cache`` stats)."""
+    """``{"hold": bool, "held": callbacks waiting, "delivered": callbacks accepted so far, "retried": task ids whose
+    callback was sent again after a failed delivery}`` (+ ``cache`` stats)."""
     return _callbacks(base_url, api_key, None, timeout)
 
 

@@ -85,7 +85,10 @@ class WebhookSender:
         return held
 
     def status(self) -> dict[str, object]:
-        return {"hold": self.holding, "held": self.held, "delivered": self.delivered}
+        """Whether callbacks are held, how many, how many were delivered, and the tasks whose callback was sent
+        more than once because a delivery failed (``retried``)."""
+        retried = sorted({delivery.task_id for delivery in self.deliveries if delivery.attempt > 1})
+        return {"hold": self.holding, "held": self.held, "delivered": self.delivered, "retried": retried}
 
     async def send(self, url: str, callback: TaskCallback) -> bool:
         """Deliver a callback as the faults say (dropped, delayed, twice); True if one delivery was accepted.

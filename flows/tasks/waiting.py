@@ -81,18 +81,20 @@ async def job_callbacks(job_id: str, limit: int = 50) -> list[dict[str, Any]]:
 async def arrived_callback(
     receiver_url: str | None, secret: str | None, task_id: str, *, by_job: bool = False
 ) -> dict[str, Any] | None:
-    """The callback if it already arrived: the receiver's inbox when it answers (every callback is in it before
-    Prefect has its event), the events Prefect stored when it does not."""
-    answered, found = await _ask_inbox(receiver_url, secret, task_id, by_job=by_job)
-    return found if answered else await stored_event(task_id, by_job=by_job)
+    """The callback if it already arrived: the receiver's inbox when it has it (every callback is in it before
+    Prefect has its event), else the events Prefect stored: behind a load balancer ``receiver_url`` reaches one
+    receiver's inbox, and another receiver may have taken the callback."""
+    found = await _ask_inbox(receiver_url, secret, task_id, by_job=by_job)
+    return found if found is not None else await stored_event(task_id, by_job=by_job)
 
 
 async def _ask_inbox(
     receiver_url: str | None, secret: str | None, task_id: str, *, by_job: bool
-) -> tuple[bool, dict[str, Any] | None]:
-    """Whether the inbox answered, and its entry for the task (or job)."""
+) -> dict[str, Any] | None:
+    """The entry for the task (or job) of the inbox ``receiver_url`` reaches; None when it has none or does not
+    answer."""
     if not receiver_url or not secret:
-        return False, None
+        return None
     path = f"jobs/{task_id}" if by_job else f"tasks/{task_id}"
     try:
         response = await shared_http_client().get(
@@ -100,12 +102,8 @@ async def _ask_inbox(
         )
     except httpx.HTTPError as error:
         logger.debug("receiver inbox not reachable: %r", error)
-        return False, None
-    if response.status_code == 404:
-        return True, None
-    if response.status_code != 200:
-        return False, None
-    return True, _entry_facts(response.json())
+        return None
+    return _entry_facts(response.json()) if response.status_code == 200 else None
 
 
 def _entry_facts(found: dict[str, Any]) -> dict[str, Any]:
