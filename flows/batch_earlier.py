@@ -15,7 +15,7 @@ from faceswap_flows.flows.blocks_config import Services
 from faceswap_flows.flows.collect import FinishedJob, store_job, submitted_facts
 from faceswap_flows.flows.ledger import CHARGED, POSSIBLY_CHARGED, SWAP, job_sends
 from faceswap_flows.flows.tasks.paid_calls import collect_hint
-from faceswap_flows.flows.tasks.waiting import arrived_callback, stored_event
+from faceswap_flows.flows.tasks.waiting import arrived_callback
 
 LOOKUPS_AT_ONCE = 8
 
@@ -38,8 +38,7 @@ async def callback_of(receiver: WebhookReceiver, entry: IndexEntry) -> dict[str,
     if not subject:
         return None
     secret = receiver.signing_secret.get_secret_value()
-    found = await arrived_callback(receiver.public_url, secret, subject, by_job=by_job)
-    return found if found is not None else await stored_event(subject, by_job=by_job)
+    return await arrived_callback(receiver.public_url, secret, subject, by_job=by_job)
 
 
 async def _unknown_reason(storage: MediaStorage, item: PlannedItem, entry: IndexEntry) -> str | None:
