@@ -19,7 +19,12 @@ pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="no make")
 def planned(target: str, venv: Path) -> list[str]:
     """The command lines ``make <target>`` would run with the virtualenv ``venv``."""
     done = subprocess.run(
-        ["make", "-n", target, f"VENV={venv}"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True
+        ["make", "--no-print-directory", "-n", target, f"VENV={venv}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
     )
     return done.stdout.splitlines()
 
