@@ -36,8 +36,9 @@ class FinishedJob(BaseModel):
     job_id: str | None = None
 
 
-async def submitted_facts(task_id: str, attempts: int = 5) -> dict[str, Any]:
-    """The facts the submitting run put in the task's submitted event ({} when there is none)."""
+async def submitted_facts(task_id: str, attempts: int = 20) -> dict[str, Any]:
+    """The facts the submitting run put in the task's submitted event ({} when there is none), asked once a second
+    ``attempts`` times: a callback read from the receiver's inbox can come before Prefect has stored that event."""
     for attempt in range(attempts):
         try:
             found = await submission_facts(task_id)
