@@ -44,7 +44,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SHOWN_WITHIN_MS = 30_000
-TASK_PREFIXES = ("upload", "submit", "wait for callback", "fetch result")
+TASK_PREFIXES = ("upload", "submit", "wait for callback", "fetch result", "record provenance")
 PICTURE_LOADED = """alt => {
     const picture = document.querySelector(`img.markdown-renderer__image[alt="${alt}"]`);
     return picture !== null && picture.complete && picture.naturalWidth > 0;
