@@ -44,6 +44,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SHOWN_WITHIN_MS = 30_000
+# The screenshots in docs/ are taken at this size: 1280 px wide, tall enough for the whole before/after artifact.
+VIEWPORT = {"width": 1280, "height": 1500}
 TASK_PREFIXES = ("upload", "submit", "wait for callback", "fetch result", "record provenance")
 PICTURE_LOADED = """alt => {
     const picture = document.querySelector(`img.markdown-renderer__image[alt="${alt}"]`);
@@ -94,7 +96,7 @@ async def test_prefect_ui_shows_the_run_its_tasks_and_the_before_after(stack, pr
     async with playwright.async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 1240})
+            page = await browser.new_page(viewport=VIEWPORT)
             page.on("pageerror", lambda error: page_errors.append(str(error)))
 
             # The flow run: its name, its state and its flow in the heading.
@@ -126,7 +128,7 @@ async def test_prefect_ui_shows_the_run_its_tasks_and_the_before_after(stack, pr
                 picture = page.locator(f"img.markdown-renderer__image[alt='{alt}']")
                 await expect(picture).to_be_visible()
                 await page.wait_for_function(PICTURE_LOADED, arg=alt, timeout=SHOWN_WITHIN_MS)
-                assert await page.evaluate(PICTURE_CUT_OFF, alt) is None, f"{alt} is cut off at 1400 px"
+                assert await page.evaluate(PICTURE_CUT_OFF, alt) is None, f"{alt} is cut off at {VIEWPORT['width']} px"
             await page.screenshot(path=str(shots / "ui-artifact.jpg"), type="jpeg", quality=80)
         finally:
             await browser.close()
@@ -173,7 +175,7 @@ async def test_the_deployment_form_describes_every_parameter(prefect_server, tmp
     async with playwright.async_playwright() as driver:
         browser = await driver.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page(viewport={"width": 1400, "height": 1240})
+            page = await browser.new_page(viewport=VIEWPORT)
             page.on("pageerror", lambda error: page_errors.append(str(error)))
             for swap_flow in FORM_FLOWS:
                 schema = parameter_schema(swap_flow).model_dump_for_openapi()
@@ -192,7 +194,7 @@ async def test_the_deployment_form_describes_every_parameter(prefect_server, tmp
 async def full_page_screenshot(page: playwright.Page, path: Path) -> None:
     """The whole form: the UI scrolls inside its own layout, so the window grows to the content's height first."""
     height = await page.evaluate("() => Math.max(...[...document.querySelectorAll('*')].map(e => e.scrollHeight))")
-    await page.set_viewport_size({"width": 1400, "height": min(int(height) + 40, 16_000)})
+    await page.set_viewport_size({**VIEWPORT, "height": min(int(height) + 40, 16_000)})
     await page.wait_for_timeout(300)
     await page.screenshot(path=str(path), full_page=True)
-    await page.set_viewport_size({"width": 1400, "height": 1240})
+    await page.set_viewport_size(VIEWPORT)
