@@ -39,6 +39,7 @@ FAST_MODULES = {
     "test_sweep_jobs",
     "test_sweep_mark",
     "test_project_init",
+    "test_readme",
     "test_readme_security",
     "test_reachability",
     "test_ledger",
