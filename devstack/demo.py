@@ -77,21 +77,23 @@ def _prefect_api(state_dir: Path, stack: ExitStack) -> tuple[str, str]:
     return server.api_url, server.ui_url
 
 
-def next_steps(settings: Path | None, api_url: str, manifest: Path, source: Path, face: Path) -> str:
-    """What to try from another terminal while the demo's servers are up."""
+def next_steps(folder: Path, settings: Path | None, api_url: str, source: Path, face: Path) -> str:
+    """What to try from another terminal in ``folder`` while the demo's servers are up: the README's commands."""
     prefix = "" if settings is not None else f"PREFECT_API_URL={api_url} "
     where = (
         f"(this folder's {settings.name} points faceswap-flows and prefect at the demo's server {api_url})"
         if settings is not None
         else f"(set PREFECT_API_URL={api_url} in that terminal)"
     )
-    return (
-        f"\nWhile this demo runs, from another terminal in this folder {where}:\n"
-        f"  {prefix}.venv/bin/faceswap-flows run faceswap --source {face} --face {source}\n"
-        f"  {prefix}.venv/bin/faceswap-flows run batch {manifest}\n"
-        f"  {prefix}.venv/bin/faceswap-flows credits\n"
-        f"  {prefix}.venv/bin/prefect flow-run ls"
-    )
+    source, face = (path.relative_to(folder) if path.is_relative_to(folder) else path for path in (source, face))
+    commands = [
+        f"run faceswap --source {face} --face {source}",
+        f"plan --source {source.parent} --face {face}",
+        f"run batch --source {source.parent} --face {face}",
+        "credits",
+    ]
+    lines = [f"  {prefix}.venv/bin/faceswap-flows {command}" for command in commands]
+    return f"\nWhile this demo runs, from another terminal in this folder {where}:\n" + "\n".join(lines)
 
 
 def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> DemoResult:
@@ -130,9 +132,9 @@ def run_demo(workdir: Path = Path("."), *, interactive: bool | None = None) -> D
         print(f"Sandbox task {outcome.task_id}: {ledger['spent']} credits charged, balance {ledger['balance']}")
         print(f"The run in the Prefect UI: {ui_url}/runs/flow-run/{flow_run_id}")
         print(content_credentials_line(result_path, local.signing_dir / "ca.pem"))
-        manifest = write_demo_manifest(source, face)
+        write_demo_manifest(source, face)
         if interactive:
-            print(next_steps(here, api_url, manifest, source, face))
+            print(next_steps(workdir.resolve(), here, api_url, source, face))
             input("\nThe Prefect UI, the sandbox and the receiver stay up until you press Enter. ")
         else:
             print(

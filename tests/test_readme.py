@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from faceswap_flows.devstack.demo import next_steps
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 MAKEFILE = ROOT / "Makefile"
@@ -89,3 +91,19 @@ def test_the_readme_links_a_page_of_each_topic() -> None:
 def test_every_link_of_the_documentation_resolves() -> None:
     broken = {str(page.relative_to(ROOT)): broken_links(page) for page in PAGES}
     assert {page: links for page, links in broken.items() if links} == {}
+
+
+def test_the_demo_prints_the_commands_the_readme_gives_for_its_servers(tmp_path: Path) -> None:
+    section = README.read_text().split("## Next: the command line against the demo's servers", 1)[1].split("\n## ")[0]
+    given = [
+        line for block in FENCED.findall(section) for line in block.splitlines() if ".venv/bin/faceswap-flows " in line
+    ]
+    demo = tmp_path / "faceswap-media" / "demo"
+    printed = next_steps(
+        tmp_path,
+        tmp_path / "prefect.toml",
+        "http://127.0.0.1:4200/api",
+        demo / "astronaut.png",
+        demo / "grace_hopper.png",
+    )
+    assert [line.strip() for line in printed.splitlines() if ".venv/bin/faceswap-flows " in line] == given
