@@ -28,6 +28,7 @@ import typer
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from faceswap_flows.cli.common import fail
+from faceswap_flows.cli.errors import GROUPS, current_context
 
 # Short spellings kept for the inputs, beside the names made from the parameters.
 ALIASES = {
@@ -106,6 +107,7 @@ def flow_command(
         )
 
     def command(**given: Any) -> None:
+        current_context().meta[GROUPS] = {o.name: o.group for o in options if o.group is not None}
         chosen: dict[str, Any] = {name: given.pop(name) for name in (extra or {})}
         fields: dict[str, dict[str, Any]] = {}
         for option in options:
@@ -119,8 +121,8 @@ def flow_command(
                 chosen[group] = groups[group](**values)
             except ValidationError as error:
                 problem = error.errors()[0]
-                flag = "--" + str(problem["loc"][0]).replace("_", "-")
-                fail(f"{flag}: {problem['msg']} (got {problem.get('input')!r})")
+                field = f"{group}.{problem['loc'][0]}: " if problem["loc"] else ""
+                fail(f"{field}{problem['msg']} (got {problem.get('input')!r})")
         run(chosen)
 
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
@@ -135,7 +137,7 @@ def _checked(option: CliOption, value: Any) -> Any:
     try:
         return TypeAdapter(option.annotation).validate_python(value)
     except ValidationError as error:
-        fail(f"{option.flag}: {error.errors()[0]['msg']} (got {value!r})")
+        fail(f"{option.name}: {error.errors()[0]['msg']} (got {value!r})")
 
 
 def _group_model(annotation: Any) -> type[BaseModel] | None:

@@ -59,7 +59,8 @@ def batch_lines(
     ]
     if len(given) != 1:
         raise InputValidationError(
-            f"manifest: give one of manifest, source (a folder, prefix or glob) or retry_failed (a report); got {given}"
+            f"manifest: give one of `manifest`, `source` (a folder, prefix or glob) or `retry_failed` (a report); "
+            f"got {' and '.join(f'`{name}`' for name in given) or 'none'}"
         )
     if manifest:
         return read_manifest(services.storage, manifest), [], Path(manifest).stem
@@ -167,7 +168,8 @@ async def run_plan(
                 if not last_attempt and worth_another_attempt(error):
                     raise
                 logger.warning("item %d failed: %s", position, error)
-                outcome = await failed_item(services, item, report_message(error), wait=swap["wait"])
+                task_id = getattr(error, "task_id", None)
+                outcome = await failed_item(services, item, report_message(error), wait=swap["wait"], task_id=task_id)
         await progress.advance(position)
         reporter.finished(outcome)
         return outcome
