@@ -111,7 +111,7 @@ def flow_command(
         chosen: dict[str, Any] = {name: given.pop(name) for name in (extra or {})}
         fields: dict[str, dict[str, Any]] = {}
         for option in options:
-            value = _from_cli(option.annotation, given[option.name])
+            value = _from_cli(option, given[option.name])
             if option.group is None:
                 chosen[option.name] = _checked(option, value)
             else:
@@ -199,15 +199,15 @@ def _cli_type(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _from_cli(annotation: Any, value: Any) -> Any:
+def _from_cli(option: CliOption, value: Any) -> Any:
     """A parsed option's value as the flow takes it: KEY=VALUE items to a dict, an empty repeated option to None."""
-    _, is_mapping = _cli_type(annotation)
+    _, is_mapping = _cli_type(option.annotation)
     if is_mapping:
         if not value:
             return None
         wrong = [item for item in value if "=" not in item]
         if wrong:
-            raise typer.BadParameter(f"{wrong}: give KEY=VALUE, e.g. 0=faces/a.jpg")
+            fail(f"{option.name}: {', '.join(map(repr, wrong))} is not KEY=VALUE: give e.g. 0=faces/a.jpg")
         return dict(item.split("=", 1) for item in value)
     if isinstance(value, list) and not value:
         return None
