@@ -60,7 +60,9 @@ def fail_on(error: BaseException) -> None:
     hint = unreachable_prefect(error)
     if hint is None:
         drain_prefect_workers()
-    fail(hint or f"{type(error).__name__}: {error}")
+    from faceswap_flows.cli.errors import current_spellings, in_cli_terms
+
+    fail(hint or f"{type(error).__name__}: {in_cli_terms(str(error), current_spellings())}")
 
 
 def load_storage_block(name: str, option: str = "storage_block") -> MediaStorage:
