@@ -125,6 +125,8 @@ def not_run(item: PlannedItem) -> ItemOutcome:
         line=item.line,
         operation=item.operation,
         status=status,  # type: ignore[arg-type]
+        job_id=item.job_id,
+        task_id=item.task_id,
         result_key=item.result_key if item.status == "done" else None,
         error=error,
         row=item.row,
@@ -168,8 +170,7 @@ async def run_plan(
                 if not last_attempt and worth_another_attempt(error):
                     raise
                 logger.warning("item %d failed: %s", position, error)
-                task_id = getattr(error, "task_id", None)
-                outcome = await failed_item(services, item, report_message(error), wait=swap["wait"], task_id=task_id)
+                outcome = await failed_item(services, item, report_message(error), wait=swap["wait"])
         await progress.advance(position)
         reporter.finished(outcome)
         return outcome

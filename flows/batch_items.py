@@ -209,11 +209,8 @@ def item_job(services: Services, item: PlannedItem, wait: bool) -> JobToken:
     )
 
 
-async def failed_item(
-    services: Services, item: PlannedItem, error: str, *, wait: bool, task_id: str | None = None
-) -> ItemOutcome:
-    """The outcome of an item that failed, with what the ledger says its job cost (it may have been charged) and
-    its task (``task_id``: the one the error names, else the ledger's last)."""
+async def failed_item(services: Services, item: PlannedItem, error: str, *, wait: bool) -> ItemOutcome:
+    """The outcome of an item that failed, with what the ledger says its job cost (it may have been charged)."""
     job = item_job(services, item, wait)
     bill = await bill_of(services.storage, job.job_id)
     return ItemOutcome(
@@ -222,7 +219,7 @@ async def failed_item(
         line=item.line,
         operation=item.operation,
         status="failed",
-        task_id=task_id or (bill.task_ids[-1] if bill.task_ids else None),
+        task_id=bill.task_ids[-1] if bill.task_ids else None,
         job_id=job.job_id,
         credits=bill.charged,
         possibly_charged=bill.possibly_charged,

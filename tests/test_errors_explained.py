@@ -135,6 +135,12 @@ def test_a_failed_batch_item_keeps_its_task_id_in_the_report(stack, tmp_path: Pa
     failed = next(row for row in rows if row["status"] == "failed")
     assert failed["task_id"] == task_id and task_id in failed["error"]
 
+    again = await_flow(batch_faceswap(str(manifest), return_state=True)).result(raise_on_failure=False)
+    [not_sent] = again.items
+    assert not_sent.status == "failed" and not_sent.error.startswith(f"failed before: task {task_id}"), not_sent
+    assert (not_sent.task_id, not_sent.job_id) == (task_id, item.job_id), "the earlier job, named in its row"
+    assert refunded_tasks(stack) - before == {task_id}, "not sent again"
+
 
 def test_a_failed_job_in_python_names_the_parameters(stack) -> None:
     before = refunded_tasks(stack)
