@@ -103,6 +103,22 @@ def test_a_manifest_and_a_source_together_name_both_options(stack, tmp_path: Pat
     assert line.endswith(f"got `MANIFEST` and `{source}`"), line
 
 
+def test_a_face_and_a_face_map_together_name_both_options(stack, tmp_path: Path) -> None:
+    path = ("run", "batch")
+    face, face_map = flag(path, "face_image"), flag(path, "face_map")
+    grace = str(stack.files["grace"])
+    line = error_line(*path, "--source", str(tmp_path), "--face", grace, "--face-map", f"0={grace}")
+    assert f"{face}: give `{face}` (one new face) or `{face_map}` (several), not both" in line, line
+
+
+def test_a_trim_that_ends_before_it_starts_names_both_options(stack, tmp_path: Path) -> None:
+    path = ("run", "video-faceswap")
+    clip = photos.write_video(tmp_path / "clip.mp4", lambda i: photos.face_video_frame(i)[0], 10)
+    start, end = flag(path, "trim_start"), flag(path, "trim_end")
+    line = error_line(*path, "--video", str(clip), "--face", str(stack.files["grace"]), start, "0.3", end, "0.1")
+    assert line.endswith(f"{start}: 0.3 s is not before `{end}` 0.1 s: choose `{start}` < `{end}`"), line
+
+
 def test_a_failed_job_names_its_task_the_likely_cause_and_the_commands_that_check_it(stack) -> None:
     path = ("run", "faceswap")
     before = refunded_tasks(stack)
