@@ -68,12 +68,12 @@ def in_cli_terms(message: str, names: Mapping[str, str]) -> str:
 
 
 def current_context() -> Any:
-    """The click context of the command running now (None outside a command). Typer 0.29 runs its own copy of
-    click, whose context stack is not ``click``'s."""
+    """The click context of the command running now (None outside a command, or with a typer older than its own
+    copy of click, whose context stack is not ``click``'s: messages then keep the Python names)."""
     try:
         from typer._click.globals import get_current_context
-    except ImportError:  # a typer that runs click itself
-        from click import get_current_context
+    except ImportError:
+        return None
     return get_current_context(silent=True)
 
 

@@ -107,7 +107,9 @@ def flow_command(
         )
 
     def command(**given: Any) -> None:
-        current_context().meta[GROUPS] = {o.name: o.group for o in options if o.group is not None}
+        context = current_context()
+        if context is not None:
+            context.meta[GROUPS] = {o.name: o.group for o in options if o.group is not None}
         chosen: dict[str, Any] = {name: given.pop(name) for name in (extra or {})}
         fields: dict[str, dict[str, Any]] = {}
         for option in options:
