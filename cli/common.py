@@ -55,13 +55,12 @@ def unreachable_prefect(error: BaseException) -> str | None:
 def fail_on(error: BaseException) -> None:
     """An error a command caught, as one line: what to do when the Prefect server is down, else its kind and
     message (naming the command's options)."""
+    from faceswap_flows.cli.errors import current_spellings, in_cli_terms
     from faceswap_flows.devstack.prefect_server import drain_prefect_workers
 
     hint = unreachable_prefect(error)
     if hint is None:
         drain_prefect_workers()
-    from faceswap_flows.cli.errors import current_spellings, in_cli_terms
-
     fail(hint or f"{type(error).__name__}: {in_cli_terms(str(error), current_spellings())}")
 
 

@@ -1,11 +1,11 @@
 """Errors in the command line's terms. The flows name what a message is about as Python does: a parameter
-(``source_image: ...``), a group's field (``blocks.storage``), a value to set (```output.sign=False```); on the
+(``source_image: ...``), a group's field (``blocks.storage``), a value to set (``output.sign=False``); on the
 command line each becomes the option that sets it (``--source-image``, ``--storage``, ``--no-sign``), spelled as
 the running command declares it, so a renamed option is named by its new spelling.
 
-What is translated: the message's leading ``name:`` (or ``name[i]:``), and every parameter quoted in backticks
-(```name```, ```group.name```, ```name=True```, ```name=False```). Other words stay: a manifest column is
-also called ``source_image``, and it is not an option.
+What is translated: the message's leading ``name:`` (or ``name[i]:``), and every parameter the message quotes in
+backticks: ``name``, ``group.name``, ``name=True``, ``name=False``. Other words stay: a manifest column is also
+called ``source_image``, and it is not an option.
 
 Example:
     ```python
@@ -68,8 +68,8 @@ def in_cli_terms(message: str, names: Mapping[str, str]) -> str:
 
 
 def current_context() -> Any:
-    """The click context of the command running now (None outside a command, or with a typer older than its own
-    copy of click, whose context stack is not ``click``'s: messages then keep the Python names)."""
+    """The click context of the command running now: typer's own copy of click keeps it (None outside a command,
+    or under a typer without that copy: messages then keep the Python names)."""
     try:
         from typer._click.globals import get_current_context
     except ImportError:
