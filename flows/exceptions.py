@@ -8,7 +8,6 @@ message, ``job_id``, ``task_id`` and other attributes.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -73,16 +72,14 @@ class JobFailed(FaceSwapFlowError, RuntimeError):
     that check it."""
 
     @classmethod
-    def reported(
-        cls, task_id: str, *, job_id: str | None, operation: str | None, said: dict[str, Any] | None = None
-    ) -> JobFailed:
-        """The failure of ``task_id`` as its callback reported it (``said``: the callback's fields beyond the API's
-        documented ones, which say nothing of why)."""
+    def reported(cls, task_id: str, *, job_id: str | None, operation: str | None) -> JobFailed:
+        """The failure of ``task_id`` as its callback reported it: ``success: 0`` and no reason (the API documents
+        none), so the likely cause of a failed ``operation``."""
         of_job = f" (job {job_id})" if job_id else ""
-        told = f"; it said {json.dumps(said)[:300]}" if said else ""
         cause = LIKELY_CAUSES.get(operation or "", UNKNOWN_CAUSE)
         return cls(
-            f"task {task_id}{of_job}: the service reported that the job failed (success 0){told}. Likely cause: "
+            f"task {task_id}{of_job}: the service reported that the job failed (success 0, no reason given). Likely "
+            f"cause: "
             f"{cause}. Fix the input and run it again; `faceswap-flows collect {task_id}` shows what the service "
             "reported, `faceswap-flows credits --by operation` what was charged",
             job_id=job_id,

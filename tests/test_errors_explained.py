@@ -125,7 +125,7 @@ def test_a_failed_job_names_its_task_the_likely_cause_and_the_commands_that_chec
     line = error_line(*path, "--source", str(stack.files["astronaut"]), "--face", str(stack.files["cat"]))
     [task_id] = refunded_tasks(stack) - before
     assert line.startswith(f"error: JobFailed: task {task_id} (job "), line
-    assert "the service reported that the job failed (success 0)" in line
+    assert "the service reported that the job failed (success 0, no reason given)" in line
     face, source = flag(path, "face_image"), flag(path, "source_image")
     assert f"Likely cause: no face found in `{face}` or in `{source}`" in line, line
     assert f"`faceswap-flows collect {task_id}` shows what the service reported" in line
@@ -165,8 +165,8 @@ def test_a_failed_job_in_python_names_the_parameters(stack) -> None:
     [task_id] = refunded_tasks(stack) - before
     assert failed.value.task_id == task_id and failed.value.job_id
     assert str(failed.value) == (
-        f"task {task_id} (job {failed.value.job_id}): the service reported that the job failed (success 0). Likely "
-        "cause: no face found in `face_image` or in `source_image`. Fix the input and run it again; "
+        f"task {task_id} (job {failed.value.job_id}): the service reported that the job failed (success 0, no reason "
+        "given). Likely cause: no face found in `face_image` or in `source_image`. Fix the input and run it again; "
         f"`faceswap-flows collect {task_id}` shows what the service reported, `faceswap-flows credits --by "
         "operation` what was charged"
     )
