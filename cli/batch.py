@@ -7,10 +7,11 @@ import asyncio
 from pathlib import Path
 from typing import Annotated, Any
 
+import httpx
 import typer
 from rich.console import Console
 
-from faceswap_flows.cli.common import console_without_tracebacks, fail, print_table
+from faceswap_flows.cli.common import console_without_tracebacks, fail, fail_on, print_table
 from faceswap_flows.cli.flow_options import flow_command
 
 # What only a run uses: a plan calls no API and waits for nothing.
@@ -53,8 +54,8 @@ def show_plan(batch_flow: Any, parameters: dict[str, Any]) -> None:
     console_without_tracebacks()
     try:
         the_plan = asyncio.run(batch_flow(**parameters, plan=True))
-    except (ValueError, RuntimeError) as error:
-        fail(f"{type(error).__name__}: {error}")
+    except (ValueError, RuntimeError, httpx.TransportError) as error:
+        fail_on(error)
         return
     rows = plan_rows_table(the_plan)
     print_table(list(PLAN_COLUMNS), rows)
@@ -84,11 +85,11 @@ def run_batch(batch_flow: Any, parameters: dict[str, Any]) -> None:
         with batch_progress(Console(stderr=True)):
             state = asyncio.run(flow_run)  # type: ignore[arg-type]
         report = state.result(raise_on_failure=False)
-    except (ValueError, RuntimeError) as error:
-        fail(f"{type(error).__name__}: {error}")
+    except (ValueError, RuntimeError, httpx.TransportError) as error:
+        fail_on(error)
         return
     if isinstance(report, BaseException):
-        fail(f"{type(report).__name__}: {report}")
+        fail_on(report)
     typer.echo(report.model_dump_json(indent=2))
     if state.is_failed():
         fail(state.message or "the batch failed")

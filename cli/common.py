@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from faceswap_flows.blocks import MediaStorage
 
 # Prefect's queue services log "Still processing items: N items remaining..." as they drain at exit, under loggers
 # named after their classes (prefect/_internal/concurrency/services.py): noise after every command.
@@ -21,8 +24,55 @@ def quiet_prefect_queue_services() -> None:
 
 
 def fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    """``message`` as one line naming the options of the running command (not the Python parameters), exit 1."""
+    from faceswap_flows.cli.errors import current_spellings, in_cli_terms
+
+    typer.secho(f"error: {in_cli_terms(message, current_spellings())}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
+
+
+def unreachable_prefect(error: BaseException) -> str | None:
+    """What to do when ``error`` says the Prefect server did not answer (None: it says something else)."""
+    import httpx
+    from prefect.settings import get_current_settings
+
+    url = get_current_settings().api.url
+    if isinstance(error, httpx.TransportError):
+        try:
+            asked = str(error.request.url)
+        except RuntimeError:  # raised before a request was made: httpx does not say where
+            asked = url or ""
+        if not url or not asked.startswith(url.rstrip("/")):
+            return None
+    elif not str(error).startswith("Failed to reach API at"):
+        return None
+    return (
+        f"cannot reach the Prefect server at {url}: start it (`make demo` starts the demo's servers; "
+        "`prefect server start` starts one), or set PREFECT_API_URL to the URL of yours"
+    )
+
+
+def fail_on(error: BaseException) -> None:
+    """An error a command caught, as one line: what to do when the Prefect server is down, else its kind and
+    message (naming the command's options)."""
+    from faceswap_flows.cli.errors import current_spellings, in_cli_terms
+    from faceswap_flows.devstack.prefect_server import drain_prefect_workers
+
+    hint = unreachable_prefect(error)
+    if hint is None:
+        drain_prefect_workers()
+    fail(hint or f"{type(error).__name__}: {in_cli_terms(str(error), current_spellings())}")
+
+
+def load_storage_block(name: str, option: str = "storage_block") -> MediaStorage:
+    """The MediaStorage block ``name``, or one line naming ``option`` (the Prefect server's hint when it is down)."""
+    from faceswap_flows.blocks import MediaStorage
+
+    try:
+        return asyncio.run(MediaStorage.aload(name))
+    except Exception as error:
+        fail(unreachable_prefect(error) or f"{option}: cannot load the MediaStorage block {name!r}: {error}")
+        raise
 
 
 def require_extras(command: str, *extras: str) -> None:
@@ -67,17 +117,16 @@ def console_without_tracebacks() -> None:
 
 def run_flow(coroutine: Awaitable[Any]) -> None:
     """Run a flow call, print its result as JSON; a failure is one line and exit 1."""
+    import httpx
+
     from faceswap_flows.aifaceswap.errors import AIFaceSwapError
     from faceswap_flows.flows.exceptions import FaceSwapFlowError
 
     console_without_tracebacks()
     try:
         outcome = asyncio.run(coroutine)  # type: ignore[arg-type]
-    except (FaceSwapFlowError, AIFaceSwapError, ValueError, TimeoutError, RuntimeError) as error:
-        from faceswap_flows.devstack.prefect_server import drain_prefect_workers
-
-        drain_prefect_workers()
-        fail(f"{type(error).__name__}: {error}")
+    except (FaceSwapFlowError, AIFaceSwapError, ValueError, TimeoutError, RuntimeError, httpx.TransportError) as error:
+        fail_on(error)
     typer.echo(outcome.model_dump_json(indent=2))  # type: ignore[attr-defined]
 
 

@@ -3,13 +3,14 @@ block, see ``flows.provenance.consent``)."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+from faceswap_flows.cli.common import fail, load_storage_block
 
 if TYPE_CHECKING:
     from faceswap_flows.blocks import MediaStorage
@@ -19,21 +20,13 @@ consent_app = typer.Typer(
     help="The consent register: face photos that may be swapped, on whose consent, for what, until when.",
     no_args_is_help=True,
 )
+# ConsentRecord's fields by the option that gives them (an error about ``expires`` names ``--until``).
+FIELD_OPTIONS = {"sha256": "photo", "consented_by": "by", "consented_at": "at", "expires": "until"}
 StorageOption = Annotated[str, typer.Option(help="MediaStorage block holding the register.")]
 
 
-def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
-
-
 def _storage(block: str) -> MediaStorage:
-    from faceswap_flows.blocks import MediaStorage
-
-    try:
-        return asyncio.run(MediaStorage.aload(block))
-    except Exception as error:
-        _fail(f"storage_block: cannot load {block!r}: {error}")
+    return load_storage_block(block)
 
 
 def _photo_sha256(photo: str) -> str:
@@ -44,7 +37,7 @@ def _photo_sha256(photo: str) -> str:
         return photo.lower()
     path = Path(photo).expanduser()
     if not path.is_file():
-        _fail(f"photo: {photo} is neither a file nor a SHA-256 (64 hex digits)")
+        fail(f"photo: {photo} is neither a file nor a SHA-256 (64 hex digits)")
     return file_sha256(path.read_bytes())
 
 
@@ -76,13 +69,19 @@ def consent_add(
             photo=None if sha256 == photo.lower() else Path(photo).name,
         )
     except ValidationError as error:
-        wrong = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        _fail(f"{wrong} (dates are YYYY-MM-DD)")
+        problem = error.errors()[0]
+        field = str(problem["loc"][0]) if problem["loc"] else ""
+        fail(
+            f"{FIELD_OPTIONS.get(field, field)}: {problem['msg']} (got {problem.get('input')!r}; dates are YYYY-MM-DD)"
+        )
     if record.expires is not None and record.expires < record.consented_at:
-        _fail(f"until: {record.expires} is before the consent was given ({record.consented_at})")
+        fail(f"until: {record.expires} is before the day the consent was given ({record.consented_at}, `at`)")
     save_consent(_storage(storage_block), record)
-    until_text = record.expires.isoformat() if record.expires else "no end date"
-    typer.echo(f"registered {record.photo or sha256} (sha256 {sha256}): consent of {by} for {scope!r}, {until_text}")
+    until_text = f"until {record.expires.isoformat()}" if record.expires else "with no end date"
+    typer.echo(
+        f"registered the consent of {by} for {record.photo or 'the photo'} (sha256 {sha256}): scope {scope!r}, "
+        f"{until_text}"
+    )
 
 
 @consent_app.command("list")
@@ -116,7 +115,7 @@ def consent_list(
             }
         )
     if not rows:
-        typer.echo("no consent records" + ("" if all_records else " in force (--all shows revoked and expired)"))
+        typer.echo("no consent record" + ("" if all_records else " in force (--all also lists revoked and expired)"))
         return
     print_table(list(rows[0]), rows)
 
@@ -136,5 +135,5 @@ def consent_revoke(
     try:
         record = revoke_consent(_storage(storage_block), sha256)
     except KeyError:
-        _fail(f"photo: no consent record for sha256 {sha256}")
+        fail(f"photo: no consent record for sha256 {sha256}")
     typer.echo(f"revoked the consent of {record.consented_by} for {record.photo or sha256} at {record.revoked_at}")

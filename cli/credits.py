@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from faceswap_flows.cli.common import fail
+from faceswap_flows.cli.common import fail, load_storage_block
 from faceswap_flows.devstack.prefect_server import drain_prefect_workers
 
 if TYPE_CHECKING:
@@ -83,7 +83,6 @@ def credits(
     """
     from datetime import UTC, date, datetime
 
-    from faceswap_flows.blocks import MediaStorage
     from faceswap_flows.flows.ledger import SPEND_KEYS, every_send, spend_rows
 
     keys = [key.strip().replace("-", "_") for key in by.split(",") if key.strip()]
@@ -95,10 +94,7 @@ def credits(
             start = date.fromisoformat(since).toordinal()
         except ValueError:
             fail(f"--since: {since!r} is not a day: use YYYY-MM-DD")
-    try:
-        storage = asyncio.run(MediaStorage.aload(storage_block))
-    except Exception as error:
-        fail(f"--storage-block: cannot load {storage_block!r}: {error}")
+    storage = load_storage_block(storage_block)
     found = every_send(storage)
     if settle:
         found = _settle_unknown(storage, found)

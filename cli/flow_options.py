@@ -28,6 +28,7 @@ import typer
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from faceswap_flows.cli.common import fail
+from faceswap_flows.cli.errors import GROUPS, current_context
 
 # Short spellings kept for the inputs, beside the names made from the parameters.
 ALIASES = {
@@ -106,10 +107,13 @@ def flow_command(
         )
 
     def command(**given: Any) -> None:
+        context = current_context()
+        if context is not None:
+            context.meta[GROUPS] = {o.name: o.group for o in options if o.group is not None}
         chosen: dict[str, Any] = {name: given.pop(name) for name in (extra or {})}
         fields: dict[str, dict[str, Any]] = {}
         for option in options:
-            value = _from_cli(option.annotation, given[option.name])
+            value = _from_cli(option, given[option.name])
             if option.group is None:
                 chosen[option.name] = _checked(option, value)
             else:
@@ -119,8 +123,8 @@ def flow_command(
                 chosen[group] = groups[group](**values)
             except ValidationError as error:
                 problem = error.errors()[0]
-                flag = "--" + str(problem["loc"][0]).replace("_", "-")
-                fail(f"{flag}: {problem['msg']} (got {problem.get('input')!r})")
+                field = f"{group}.{problem['loc'][0]}: " if problem["loc"] else ""
+                fail(f"{field}{problem['msg']} (got {problem.get('input')!r})")
         run(chosen)
 
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
@@ -135,7 +139,7 @@ def _checked(option: CliOption, value: Any) -> Any:
     try:
         return TypeAdapter(option.annotation).validate_python(value)
     except ValidationError as error:
-        fail(f"{option.flag}: {error.errors()[0]['msg']} (got {value!r})")
+        fail(f"{option.name}: {error.errors()[0]['msg']} (got {value!r})")
 
 
 def _group_model(annotation: Any) -> type[BaseModel] | None:
@@ -197,15 +201,15 @@ def _cli_type(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _from_cli(annotation: Any, value: Any) -> Any:
+def _from_cli(option: CliOption, value: Any) -> Any:
     """A parsed option's value as the flow takes it: KEY=VALUE items to a dict, an empty repeated option to None."""
-    _, is_mapping = _cli_type(annotation)
+    _, is_mapping = _cli_type(option.annotation)
     if is_mapping:
         if not value:
             return None
         wrong = [item for item in value if "=" not in item]
         if wrong:
-            raise typer.BadParameter(f"{wrong}: give KEY=VALUE, e.g. 0=faces/a.jpg")
+            fail(f"{option.name}: {', '.join(map(repr, wrong))} is not KEY=VALUE: give e.g. 0=faces/a.jpg")
         return dict(item.split("=", 1) for item in value)
     if isinstance(value, list) and not value:
         return None

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from faceswap_flows.cli.common import fail, quiet_prefect_queue_services, run_flow
+from faceswap_flows.cli.common import fail, quiet_prefect_queue_services, run_flow, unreachable_prefect
 from faceswap_flows.cli.consent import consent_app
 from faceswap_flows.cli.credits import credits
 from faceswap_flows.cli.doctor import doctor
@@ -85,6 +85,12 @@ def main() -> None:
         app(sys.argv[1:])
     except MissingExtra as error:
         typer.secho(f"error: {error}", fg=typer.colors.RED, err=True)
+        sys.exit(1)
+    except Exception as error:
+        hint = unreachable_prefect(error)
+        if hint is None:
+            raise
+        typer.secho(f"error: {hint}", fg=typer.colors.RED, err=True)
         sys.exit(1)
 
 

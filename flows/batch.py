@@ -59,7 +59,8 @@ def batch_lines(
     ]
     if len(given) != 1:
         raise InputValidationError(
-            f"manifest: give one of manifest, source (a folder, prefix or glob) or retry_failed (a report); got {given}"
+            f"manifest: give one of `manifest`, `source` (a folder, prefix or glob) or `retry_failed` (a report); "
+            f"got {' and '.join(f'`{name}`' for name in given) or 'none'}"
         )
     if manifest:
         return read_manifest(services.storage, manifest), [], Path(manifest).stem
@@ -124,6 +125,8 @@ def not_run(item: PlannedItem) -> ItemOutcome:
         line=item.line,
         operation=item.operation,
         status=status,  # type: ignore[arg-type]
+        job_id=item.job_id,
+        task_id=item.task_id,
         result_key=item.result_key if item.status == "done" else None,
         error=error,
         row=item.row,

@@ -89,10 +89,13 @@ async def resolve_item(services: Services, item: PlannedItem, retrying: bool) ->
             item.status, item.reason = "run", f"sent again (retry_failed names it): {failed_before_reason(entry)}"
             return
         item.status, item.credits, item.reason = "failed_before", 0, failed_before_reason(entry)
+        item.job_id, item.task_id = entry.failure.job_id or entry.job_id, entry.failure.task_id or entry.task_id
         return
     why = await _unknown_reason(services.storage, item, entry)
     item.status = "run" if why is None else "unknown"
     item.credits, item.reason = (item.credits, None) if why is None else (0, why)
+    if why is not None:
+        item.job_id, item.task_id = entry.job_id, entry.task_id
 
 
 async def resolve_earlier(services: Services, items: list[PlannedItem], retrying: bool) -> None:

@@ -55,7 +55,8 @@ def _placeholder_png() -> str:
 class PlannedItem(BaseModel):
     """One row of the plan. ``inputs``: each input field and what to stage for it (a local copy for videos
     and inputs outside the storage); ``url_sha256``: the SHA-256 the plan read of each URL input (staging does
-    not download it again); ``row``: the row itself, so a later batch can retry it."""
+    not download it again); ``row``: the row itself, so a later batch can retry it; ``job_id``, ``task_id``: the
+    earlier job of this work that failed or whose outcome is unknown (its report row names them)."""
 
     position: int
     line: int | None
@@ -70,6 +71,8 @@ class PlannedItem(BaseModel):
     row: dict[str, Any] | None = None
     inputs: dict[str, str] = {}
     url_sha256: dict[str, str] = {}
+    job_id: str | None = None
+    task_id: str | None = None
 
 
 class BatchPlan(BaseModel):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, mo
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import describe_validation_error
-from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.blocks import MediaStorage, StorageError
 from faceswap_flows.flows.media.video import chosen_faces
 
 BatchOperation = Literal["faceswap", "multi_faceswap", "video_faceswap", "multi_video_faceswap"]
@@ -198,7 +198,19 @@ def read_manifest_text(storage: MediaStorage, manifest: str) -> str:
         return decode_manifest(local.read_bytes(), manifest)
     if storage.exists(manifest):
         return decode_manifest(storage.read_bytes(manifest), manifest)
+    if local.is_dir() or _is_storage_folder(storage, manifest):
+        raise InputValidationError(
+            f"manifest: {manifest!r} is a folder, not a manifest: to swap every image and video in it, give it as "
+            "`source` (with `face_image` or `face_map`)"
+        )
     raise InputValidationError(f"manifest: {manifest!r} is neither a local file nor a key in storage: check the path")
+
+
+def _is_storage_folder(storage: MediaStorage, key: str) -> bool:
+    try:
+        return bool(key.strip("/")) and bool(storage.list(key.rstrip("/") + "/"))
+    except (StorageError, OSError, ValueError):
+        return False
 
 
 def manifest_format(manifest: str) -> Literal["csv", "jsonl"]:

@@ -141,7 +141,7 @@ def source_rows(
     main face, or ``face_map`` (face index or reference photo -> new face) on several; and the names of the files
     left out because their content is neither an image nor a video."""
     if (face_image is None) == (face_map is None):
-        raise InputValidationError("face_image: give face_image (one new face) or face_map (several), not both")
+        raise InputValidationError("face_image: give `face_image` (one new face) or `face_map` (several), not both")
     if face_map is not None and not face_map:
         raise InputValidationError("face_map: empty: map face indexes (or reference photos) to new faces")
     rows, ignored = [], []

@@ -88,7 +88,8 @@ async def load_block(block_type: type[B], name: str, field: str) -> B:
             raise
         raise BlockNotFound(
             f"{field}: there is no {block_type.__name__} block named {name!r} on {server_asked()}: "
-            f"{CREATE_BLOCKS}, or set {field} to the name of your {block_type.__name__} block",
+            f"{CREATE_BLOCKS}, or set `{field}` to the name of your {block_type.__name__} block",
             block_type=block_type.__name__,
             block_name=name,
+            field=field,
         ) from None

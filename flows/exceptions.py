@@ -8,6 +8,7 @@ message, ``job_id``, ``task_id`` and other attributes.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 from faceswap_flows.aifaceswap.errors import AIFaceSwapError, InputValidationError
@@ -23,25 +24,67 @@ def _restore(cls: type[FaceSwapFlowError], args: tuple[Any, ...], state: dict[st
     return error
 
 
+_LEADING_FIELD = re.compile(r"^([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)?)(?:\[\d+\])?: ")
+
+
 class FaceSwapFlowError(Exception):
-    """Base of every flow-level error.
+    """Base of every flow-level error. Its message starts with the parameter it is about (``blocks.storage: ...``)
+    and quotes in backticks the parameters it asks to change (```output.sign=False```): the command line names
+    the options instead (``--storage``, ``--no-sign``).
 
     Attributes:
         job_id: The job (one submission's identity, stable across retries) the error is about, if any.
         task_id: The service's task the error is about, if one was assigned.
+        field: The parameter (``face_image``) or group field (``blocks.storage``) to change, as the Prefect UI's
+            form names it; by default the name the message starts with (None when it starts with none).
     """
 
-    def __init__(self, message: str, *, job_id: str | None = None, task_id: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, job_id: str | None = None, task_id: str | None = None, field: str | None = None
+    ) -> None:
         super().__init__(message)
         self.job_id = job_id
         self.task_id = task_id
+        leading = _LEADING_FIELD.match(message)
+        self.field = field or (leading.group(1) if leading else None)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return _restore, (type(self), self.args, dict(self.__dict__))
 
 
+# What a failed job (a callback with success 0, which gives no reason) most likely means, by operation: the service
+# swaps faces it finds, in frames it can process at the enhance level asked for.
+LIKELY_CAUSES = {
+    "faceswap": "no face found in `face_image` or in `source_image`",
+    "multi_faceswap": "no face found in one of `face_images`, or a `face_indexes` entry that is not a face of "
+    "`source_image`",
+    "video_faceswap": "no face found in `face_image` or in the frames of `source_video`, or a video larger than "
+    "its `enhance` level takes (1: up to 1080p, 2: up to 2k)",
+    "multi_video_faceswap": "a face reference not found in the frames of `source_video`, no face in one of "
+    "`face_images`, or a video larger than its `enhance` level takes (1: up to 1080p, 2: up to 2k)",
+}
+UNKNOWN_CAUSE = "no face found in an input (the usual cause)"
+
+
 class JobFailed(FaceSwapFlowError, RuntimeError):
-    """The service called back with ``success: 0``: the job failed on its side (credits are its business)."""
+    """The service called back with ``success: 0``: the job failed on its side (credits are its business).
+    ``JobFailed.reported`` says what is known: the task, what the service said, the likely cause and the commands
+    that check it."""
+
+    @classmethod
+    def reported(cls, task_id: str, *, job_id: str | None, operation: str | None) -> JobFailed:
+        """The failure of ``task_id`` as its callback reported it: ``success: 0`` and no reason (the API documents
+        none), so the likely cause of a failed ``operation``."""
+        of_job = f" (job {job_id})" if job_id else ""
+        cause = LIKELY_CAUSES.get(operation or "", UNKNOWN_CAUSE)
+        return cls(
+            f"task {task_id}{of_job}: the service reported that the job failed (success 0, no reason given). Likely "
+            f"cause: "
+            f"{cause}. Fix the input and run it again; `faceswap-flows collect {task_id}` shows what the service "
+            "reported, `faceswap-flows credits --by operation` what was charged",
+            job_id=job_id,
+            task_id=task_id,
+        )
 
 
 class SubmissionOutcomeUnknown(FaceSwapFlowError, RuntimeError):
@@ -95,8 +138,8 @@ class ResultsNotStored(FaceSwapFlowError, RuntimeError):
 class BlockNotFound(FaceSwapFlowError, ValueError):
     """A block the flow needs is not saved on this Prefect server; the message names it and how to create it."""
 
-    def __init__(self, message: str, *, block_type: str = "", block_name: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, block_type: str = "", block_name: str = "", field: str | None = None) -> None:
+        super().__init__(message, field=field)
         self.block_type = block_type
         self.block_name = block_name
 
@@ -123,8 +166,7 @@ class UnreachableUrl(FaceSwapFlowError, InputValidationError):
     flow parameter to change."""
 
     def __init__(self, message: str, *, field: str = "") -> None:
-        super().__init__(message)
-        self.field = field
+        super().__init__(message, field=field or None)
 
 
 class FaceSelectionFailed(FaceSwapFlowError, AIFaceSwapError, ValueError):
@@ -139,7 +181,9 @@ class FaceSelectionFailed(FaceSwapFlowError, AIFaceSwapError, ValueError):
     """
 
     def __init__(self, field: str, *, call: str, credits: int, found: str, advice: str) -> None:
-        super().__init__(f"{field}: {credits} credits were charged for {call}, which found {found}: {advice}")
+        super().__init__(
+            f"{field}: {credits} credits were charged for {call}, which found {found}: {advice}", field=field
+        )
         self.credits = credits
         self.call = call
 

@@ -183,7 +183,7 @@ async def select_faces(
             raise detected.failed("face_indexes", f"{len(faces)} face(s) in {name}: {wrong} is out of range")
         return indexes
     if not references:
-        raise InputValidationError("face_indexes: give the indexes of the faces to replace, or reference_images")
+        raise InputValidationError("face_indexes: give the indexes of the faces to replace, or `reference_images`")
     if not faces:
         raise detected.failed("source_image", f"no face in {name}", "use a source image showing the faces to replace")
     picture = load_image(await asyncio.to_thread(_read_media, storage, source))
@@ -319,8 +319,8 @@ async def multi_faceswap(
     wanted = face_indexes if face_indexes is not None else reference_images
     if not face_images or wanted is None or len(wanted) != len(face_images):
         raise InputValidationError(
-            f"face_images: give one face image per face to replace, and as many face_indexes (or reference_images); "
-            f"got {len(face_images)} face image(s) and {len(wanted or [])} index(es)"
+            "face_images: give one face image per face to replace, and as many `face_indexes` (or "
+            f"`reference_images`); got {len(face_images)} face image(s) and {len(wanted or [])} index(es)"
         )
     services = await load_services(blocks.credentials, blocks.storage, blocks.receiver)
     references = reference_images if face_indexes is None else None

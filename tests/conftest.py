@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 FAST_MODULES = {
     "test_block_standards",
     "test_cli",
+    "test_cli_errors",
     "test_cli_help",
     "test_client",
     "test_docstrings",

@@ -96,7 +96,7 @@ FLOW_CASES = [
         "no face in the face image",
         lambda s, x: faceswap(f(x, "astronaut"), f(x, "cat")),
         JobFailed,
-        "failed (success 0)",
+        "failed (success 0, no reason given). Likely cause: no face found in `face_image`",
     ),
     Case(
         "budget too small",

@@ -161,7 +161,8 @@ async def test_a_face_free_photo_fails_once_and_is_paid_again_only_when_asked(st
     (failed,) = [item for item in report.items if item.id == "cat.png"]
     noted = read_entry(s3_storage, cat.fingerprint or "")
     assert noted is not None and noted.failure is not None and noted.failure.seen_by == "batch"
-    assert f"task {noted.failure.task_id} failed" in (failed.error or "") and noted.images == [
+    assert (failed.error or "").startswith(f"task {noted.failure.task_id} (job {noted.failure.job_id}): the service")
+    assert failed.task_id == noted.failure.task_id == cat.task_id and noted.images == [
         "shoot/cat.png",
         "faces/ambassador.png",
     ]

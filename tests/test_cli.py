@@ -169,7 +169,8 @@ def test_run_faceswap_refuses_in_one_line(stack, prefect_api: str) -> None:
     )
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("error: InputValidationError: source_image: '/nonexistent.png'"), last
+    assert last.startswith("error: InputValidationError: --source"), "the option, not the parameter source_image"
+    assert ": '/nonexistent.png'" in last and "source_image" not in last, last
     assert "Traceback" not in done.stdout + done.stderr
 
 

@@ -79,11 +79,13 @@ def test_add_list_revoke(stack, tmp_path: Path) -> None:
 def test_bad_consent_input_names_the_field(stack, tmp_path: Path) -> None:
     photo = face_photo(tmp_path, "bad", 2)
     code, output = cli("add", str(photo), "--by", "X", "--scope", "s", "--until", "31/12/2027")
-    assert code == 1 and "expires" in output and "YYYY-MM-DD" in output, output
+    assert code == 1 and output.startswith("error: --until: ") and "YYYY-MM-DD" in output, output
+    assert "expires" not in output, "the option, not the record's field"
     code, output = cli("add", str(tmp_path / "missing.jpg"), "--by", "X", "--scope", "s")
-    assert code == 1 and "photo:" in output and "neither a file nor a SHA-256" in output, output
+    assert code == 1 and output.startswith("error: PHOTO: ") and "neither a file nor a SHA-256" in output, output
     code, output = cli("add", str(photo), "--by", "X", "--scope", "s", "--at", "2027-01-02", "--until", "2027-01-01")
-    assert code == 1 and "until:" in output, output
+    said = "error: --until: 2027-01-01 is before the day the consent was given (2027-01-02, `--at`)\n"
+    assert code == 1 and output == said, output
     code, output = cli("revoke", "0" * 64)
     assert code == 1 and "no consent record" in output, output
 
@@ -122,6 +124,17 @@ async def test_faces_without_valid_consent_are_refused_unpaid(stack, tmp_path: P
     assert message.startswith("face_image:") and face.name in message and "faceswap-flows consent add" in message
     expected = {"unregistered": "no consent record", "expired": "expired on 2020-12-31", "revoked": "revoked at"}
     assert expected.get(why, "starts on") in message, message
+    sha, name = file_sha256(face.read_bytes()), face.name
+    register = f'faceswap-flows consent add {name} --by "WHO CONSENTED" --scope "WHAT FOR" --until YYYY-MM-DD'
+    exactly = {
+        "unregistered": f"face_image: the face photo {name} (sha256 {sha}) has no consent record, and "
+        "`require_consent=True` swaps only face photos with valid consent. Register its consent with: "
+        f'{register} [--person "NAME"]',
+        "expired": f"face_image: the consent for the face photo {name} (sha256 {sha}) is not valid: expired on "
+        "2020-12-31, and `require_consent=True` swaps only face photos with valid consent. Register its consent "
+        f'with: {register} [--person "NAME"]',
+    }
+    assert message == exactly.get(why, message)
     assert stack.spent() == before, "refused before any credit was spent"
 
 

@@ -125,3 +125,26 @@ def test_a_report_keeps_the_head_and_the_end_of_a_long_message() -> None:
 )
 def test_the_modules_that_raise_them_still_export_them(module: str, name: str) -> None:
     assert getattr(importlib.import_module(module), name) is getattr(exceptions, name)
+
+
+def test_an_error_names_the_parameter_it_is_about() -> None:
+    """``field``: the parameter (or group field) the message starts with, as Python and the Prefect UI's form name
+    it; the command line names its option instead (tests/test_cli_errors.py)."""
+    assert VideoError("source_video: the file is empty").field == "source_video"
+    assert BudgetExceeded("options.max_credits: this needs 4").field == "options.max_credits"
+    assert ConsentRefused("face_images[1]: no consent record").field == "face_images"
+    assert ResultNotAvailable("task t-1 failed on the service's side").field is None
+    assert pickle.loads(pickle.dumps(VideoError("trim_end: after the end"))).field == "trim_end"
+
+
+def test_a_failed_job_says_the_likely_cause_of_its_operation() -> None:
+    failed = JobFailed.reported("t-8", job_id="j-8", operation="video_faceswap")
+    assert (failed.task_id, failed.job_id) == ("t-8", "j-8")
+    assert str(failed).startswith(
+        "task t-8 (job j-8): the service reported that the job failed (success 0, no reason given). "
+        "Likely cause: no face found in `face_image` or in the frames of `source_video`, or a video larger than its "
+        "`enhance` level takes (1: up to 1080p, 2: up to 2k). Fix the input and run it again; "
+        "`faceswap-flows collect t-8` shows"
+    ), str(failed)
+    unknown = str(JobFailed.reported("t-9", job_id=None, operation=None))
+    assert unknown.startswith("task t-9: the service reported") and "no face found in an input" in unknown

@@ -175,7 +175,7 @@ async def test_trim_outside_the_video_is_refused(stack, face_video: Path) -> Non
     await refused(
         stack,
         InputValidationError,
-        r"trim_end: 5\.0 s is past the end of the video, which lasts 1\.2\d s: choose trim_end <=",
+        r"trim_end: 5\.0 s is past the end of the video, which lasts 1\.2\d s: choose `trim_end` <=",
         video_faceswap(video, grace, video_options=VideoOptions(trim_end=5.0)),
     )
     await refused(
@@ -187,7 +187,7 @@ async def test_trim_outside_the_video_is_refused(stack, face_video: Path) -> Non
     await refused(
         stack,
         InputValidationError,
-        r"trim_start: 1\.0 s is not before trim_end 0\.5",
+        r"trim_start: 1\.0 s is not before `trim_end` 0\.5",
         video_faceswap(video, grace, video_options=VideoOptions(trim_start=1.0, trim_end=0.5)),
     )
     await refused(

@@ -70,10 +70,10 @@ def trim_video(source: str | Path, target: str | Path, start: float, end: float 
     if end > facts.duration + 1e-3:
         raise VideoError(
             f"trim_end: {end} s is past the end of the video, which lasts {facts.duration:.2f} s: "
-            f"choose trim_end <= {facts.duration:.2f}, or leave it out to keep the rest of the video"
+            f"choose `trim_end` <= {facts.duration:.2f}, or leave it out to keep the rest of the video"
         )
     if end <= start:
-        raise VideoError(f"trim_start: {start} s is not before trim_end {end} s: choose trim_start < trim_end")
+        raise VideoError(f"trim_start: {start} s is not before `trim_end` {end} s: choose `trim_start` < `trim_end`")
     with av.open(str(source)) as inp, av.open(str(target), "w", format="mp4") as out:
         vin = inp.streams.video[0]
         rate = vin.average_rate or Fraction(25)

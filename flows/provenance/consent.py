@@ -42,13 +42,13 @@ class ConsentRecord(BaseModel):
     revoked_at: str | None = None
 
     def problem(self, today: date) -> str | None:
-        """Why this consent does not allow a swap today (None: it does)."""
+        """Why this consent does not allow a swap today, e.g. ``expired on 2027-12-31`` (None: it does)."""
         if self.revoked_at:
-            return f"its consent was revoked at {self.revoked_at}"
+            return f"revoked at {self.revoked_at}"
         if self.expires is not None and self.expires < today:
-            return f"its consent expired on {self.expires.isoformat()}"
+            return f"expired on {self.expires.isoformat()}"
         if self.consented_at > today:
-            return f"its consent starts on {self.consented_at.isoformat()}"
+            return f"starts on {self.consented_at.isoformat()}"
         return None
 
 
@@ -85,11 +85,19 @@ def revoke_consent(storage: MediaStorage, sha256: str) -> ConsentRecord:
     return record
 
 
-def _refusal(media: StagedMedia, field: str, why: str) -> ConsentRefused:
+def _refusal(media: StagedMedia, field: str, record: ConsentRecord | None, problem: str | None) -> ConsentRefused:
+    photo = f"the face photo {media.name}"
+    if media.sha256 is None:
+        why = f"{photo} could not be hashed (its URL cannot be read from here), so its consent cannot be checked"
+    elif record is None:
+        why = f"{photo} (sha256 {media.sha256}) has no consent record"
+    else:
+        why = f"the consent for {photo} (sha256 {media.sha256}) is not valid: {problem}"
     return ConsentRefused(
-        f"{field}: the face photo {media.name} (sha256 {media.sha256}) {why}; with require_consent=True only "
-        f"registered face photos are swapped. Register it with: faceswap-flows consent add {media.name} "
-        f'--by "WHO CONSENTED" --scope "WHAT FOR" --until YYYY-MM-DD [--person "NAME"]'
+        f"{field}: {why}, and `require_consent=True` swaps only face photos with valid consent. Register its "
+        f'consent with: faceswap-flows consent add {media.name} --by "WHO CONSENTED" --scope "WHAT FOR" '
+        f'--until YYYY-MM-DD [--person "NAME"]',
+        field=field,
     )
 
 
@@ -102,13 +110,11 @@ def check_consent(
     found = []
     for field, media in faces:
         record = find_consent(storage, media.sha256) if media.sha256 else None
-        why = "has no consent record" if record is None else record.problem(today)
-        if media.sha256 is None:
-            why = "could not be hashed (its URL cannot be read from here)"
-        if why is None and record is not None:
+        problem = record.problem(today) if record is not None else None
+        if record is not None and problem is None:
             found.append({"field": field, **json.loads(record.model_dump_json())})
         elif required:
-            raise _refusal(media, field, why or "has no consent record")
+            raise _refusal(media, field, record, problem)
     return found
 
 

@@ -247,7 +247,9 @@ async def load_signing_key(block: str) -> ContentSigningKey:
         raise SigningNotConfigured(
             f"output.signing_block: the Content Credentials signing block {block!r} cannot be loaded ({error}). "
             f"Create one with `faceswap-flows signing dev-cert` (development) or save your certificate in a "
-            f"ContentSigningKey block (see README, Responsible use); or set output.sign=False to store results unsigned"
+            f"ContentSigningKey block (see README, Responsible use); or set `output.sign=False` to store results "
+            "unsigned",
+            field="output.signing_block",
         ) from None
     if run:
         if len(_run_keys) > 16:

@@ -316,11 +316,7 @@ async def wait_for_callback(
         job_id=job_id,
     )
     if not callback.succeeded:
-        raise JobFailed(
-            f"the service reported that task {callback.task_id} failed (success 0)",
-            job_id=job_id,
-            task_id=callback.task_id,
-        )
+        raise JobFailed.reported(callback.task_id, job_id=job_id or callback.job_id, operation=callback.operation)
     if callback.task_id != task_id:
         get_run_logger().warning("job %s: taking the result of its other task %s", job_id, callback.task_id)
     get_run_logger().info("callback of %s: result at %s", callback.task_id, callback.result_image)
