@@ -33,13 +33,15 @@ def plan_command(batch_flow: Any) -> Any:
     )
 
 
-def run_batch_command(batch_flow: Any) -> Any:
-    """``faceswap-flows run batch``: every parameter of the batch flow but ``plan``."""
+def run_batch_command(batch_flow: Any, name: str = "batch") -> Any:
+    """``faceswap-flows run batch`` (or ``run batch-faceswap``, as the flow is named): every parameter of the batch
+    flow but ``plan``."""
+    same = " (the same as `run batch`)" if name != "batch" else ""
     return flow_command(
         batch_flow,
         lambda parameters: run_batch(batch_flow, parameters),
-        help="Run the batch flow: a manifest, a --source with a --face, or --retry-failed REPORT.\n\n"
-        "Example: faceswap-flows run batch manifest.csv --max-credits 100",
+        help=f"Run the batch-faceswap flow{same}: a manifest, a --source with a --face, or --retry-failed REPORT.\n\n"
+        f"Example: faceswap-flows run {name} manifest.csv --max-credits 100",
         arguments=("manifest",),
         leave_out=("plan",),
     )

@@ -29,6 +29,9 @@ COMMANDS = [
     ["run"],
     ["run", "faceswap"],
     ["run", "batch"],
+    ["run", "batch-faceswap"],
+    ["run", "extract-faces"],
+    ["run", "video-faceswap"],
     ["estimate"],
     ["estimate", "video-faceswap"],
     ["blocks"],
@@ -145,7 +148,7 @@ def test_run_faceswap_prints_the_outcome(stack, prefect_api: str) -> None:
 
 
 def test_run_multi_faceswap_and_extract_faces(stack, prefect_api: str) -> None:
-    found = faceswap_flows("run", "extract-faces", str(stack.files["group"]), prefect_api=prefect_api)
+    found = faceswap_flows("run", "extract-faces", "--source", str(stack.files["group"]), prefect_api=prefect_api)
     assert found.returncode == 0, found.stderr[-2000:]
     assert len(json.loads(found.stdout)["faces"]) == 3
     swapped = faceswap_flows(
