@@ -50,6 +50,7 @@ def run_batch_command(batch_flow: Any, name: str = "batch") -> Any:
 def show_plan(batch_flow: Any, parameters: dict[str, Any]) -> None:
     """Print the plan: one line per item, the totals by operation, and the CSV if asked."""
     from faceswap_flows.flows.batch_report import PLAN_COLUMNS, plan_rows_table, to_csv
+    from faceswap_flows.flows.batch_rows import flow_name
 
     csv = parameters.pop("csv")
     console_without_tracebacks()
@@ -62,8 +63,8 @@ def show_plan(batch_flow: Any, parameters: dict[str, Any]) -> None:
     print_table(list(PLAN_COLUMNS), rows)
     for operation, total in the_plan.by_operation().items():
         typer.echo(
-            f"{operation}: {total['run']:g} to run, {total['done']:g} already done, {int(total['credits'])} credits, "
-            f"{total['seconds']:.2f} s of video"
+            f"{flow_name(operation)}: {total['run']:g} to run, {total['done']:g} already done, "
+            f"{int(total['credits'])} credits, {total['seconds']:.2f} s of video"
         )
     typer.echo(
         f"total: {the_plan.count('run')} to run, {the_plan.count('done')} already done, {the_plan.count('collect')} "
