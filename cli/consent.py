@@ -19,7 +19,9 @@ consent_app = typer.Typer(
     help="The consent register: face photos that may be swapped, on whose consent, for what, until when.",
     no_args_is_help=True,
 )
-StorageOption = Annotated[str, typer.Option(help="MediaStorage block holding the register.")]
+StorageOption = Annotated[
+    str, typer.Option("--storage", "--storage-block", help="Name of the MediaStorage block holding the register.")
+]
 
 
 def _fail(message: str) -> None:
@@ -93,7 +95,7 @@ def consent_list(
 ) -> None:
     """The registered face photos as a table: sha256, photo, person, who consented, scope, until, status.
 
-    Example: faceswap-flows consent list --storage-block faceswap-media
+    Example: faceswap-flows consent list --storage faceswap-media
     """
     from faceswap_flows.cli.common import print_table
     from faceswap_flows.flows.provenance.consent import list_consents

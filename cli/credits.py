@@ -70,7 +70,9 @@ def credits(
     ] = "day,operation,deployment",
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     since: Annotated[str | None, typer.Option(help="Only sends on or after this day (YYYY-MM-DD, UTC).")] = None,
-    storage_block: Annotated[str, typer.Option(help="MediaStorage block holding the ledger.")] = "faceswap-media",
+    storage_block: Annotated[
+        str, typer.Option("--storage", "--storage-block", help="Name of the MediaStorage block holding the ledger.")
+    ] = "faceswap-media",
     settle: Annotated[
         bool, typer.Option(help="First settle sends whose outcome is unknown by their jobs' stored callbacks.")
     ] = True,
@@ -98,7 +100,7 @@ def credits(
     try:
         storage = asyncio.run(MediaStorage.aload(storage_block))
     except Exception as error:
-        fail(f"--storage-block: cannot load {storage_block!r}: {error}")
+        fail(f"--storage: cannot load {storage_block!r}: {error}")
     found = every_send(storage)
     if settle:
         found = _settle_unknown(storage, found)

@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from faceswap_flows.aifaceswap.pricing import estimate_credits
+from faceswap_flows.cli.doctor import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
 
 estimate_app = typer.Typer(
     help="Credits a flow would spend, before spending any.", no_args_is_help=True, rich_markup_mode=None
@@ -158,10 +159,10 @@ def create_blocks(
     base_url: Annotated[str, typer.Option(envvar="AIFACESWAP_BASE_URL", help="The API.")] = "https://aifaceswap.io",
     credentials: Annotated[
         str | None,
-        typer.Option(help="Name of the AIFaceSwapCredentials block to save [default: aifaceswap]."),
+        typer.Option(help=f"Name of the AIFaceSwapCredentials block to save [default: {DEFAULT_CREDENTIALS}]."),
     ] = None,
     storage: Annotated[
-        str | None, typer.Option(help="Name of the MediaStorage block to save [default: faceswap-media].")
+        str | None, typer.Option(help=f"Name of the MediaStorage block to save [default: {DEFAULT_STORAGE}].")
     ] = None,
     storage_url: Annotated[
         str | None,
@@ -176,7 +177,7 @@ def create_blocks(
         str | None, typer.Option(envvar="FACESWAP_PUBLIC_BASE_URL", help="Where storage is published.")
     ] = None,
     receiver: Annotated[
-        str | None, typer.Option(help="Name of the WebhookReceiver block to save [default: faceswap-receiver].")
+        str | None, typer.Option(help=f"Name of the WebhookReceiver block to save [default: {DEFAULT_RECEIVER}].")
     ] = None,
     receiver_url: Annotated[str, typer.Option(envvar="FACESWAP_RECEIVER_URL", help="The receiver's public URL.")] = (
         "http://127.0.0.1:8701"
@@ -190,8 +191,6 @@ def create_blocks(
 
     Example: faceswap-flows blocks create --storage s3-media --storage-url s3://media/faceswap
     """
-    from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
-
     storage, storage_url = _storage_choice(storage, storage_url)
     named = {"credentials": credentials, "storage": storage, "receiver": receiver}
     every = not any(named.values())

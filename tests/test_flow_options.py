@@ -220,3 +220,15 @@ def test_the_command_line_imports_a_flow_only_for_its_command() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert not any(name in loaded for name in ("flows.image", "flows.video", "flows.batch'")), loaded
+
+
+STORAGE_COMMANDS = [*RUN_COMMANDS, ("run", "faceswap"), ("audit",), ("consent", "list"), ("consent", "add")]
+STORAGE_COMMANDS += [("consent", "revoke"), ("credits",), ("doctor",), ("blocks", "create")]
+
+
+@pytest.mark.parametrize("path", STORAGE_COMMANDS, ids=[" ".join(p) for p in STORAGE_COMMANDS])
+def test_the_storage_block_is_named_by_storage_on_every_command(path: tuple[str, ...]) -> None:
+    """`--storage NAME` names the MediaStorage block wherever a command takes one (audit, consent and credits also
+    read their earlier `--storage-block`)."""
+    [flags] = [flags for flags in cli_flags(path).values() if "--storage" in flags]
+    assert flags[0] == "--storage" and set(flags) <= {"--storage", "--storage-block"}, flags

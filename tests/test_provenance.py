@@ -338,7 +338,7 @@ async def test_the_label_survives_s3(stack, s3_storage) -> None:
     record = stored_record(s3_storage, outcome)
     check_record(record, result, outcome)
     assert record["output"]["uri"] == outcome.result_uri
-    code, output = await asyncio.to_thread(audit_cli, outcome.result_uri, "--storage-block", "provenance-s3")
+    code, output = await asyncio.to_thread(audit_cli, outcome.result_uri, "--storage", "provenance-s3")
     assert code == 0 and output.startswith(("TRUSTED: ", "VALID: ")) and outcome.task_id in output, output
 
 

@@ -61,7 +61,7 @@ def _open_target(
         sidecar = Path(f"{local}{RECORD_SUFFIX}")
         return str(local), local.open("rb"), sidecar.read_bytes() if sidecar.is_file() else None
     if storage is None:
-        raise FileNotFoundError(f"{target}: no such file (pass --storage-block to look it up as a storage key)")
+        raise FileNotFoundError(f"{target}: no such file (pass --storage to look it up as a key of that storage block)")
     root = storage.uri("x")[:-1]  # the URI of the storage's root, ending with "/"
     key = target.removeprefix(root)
     if not storage.exists(key):
