@@ -196,11 +196,12 @@ def _group_types(flow: Any) -> dict[str, type[BaseModel]]:
 
 
 def for_the_command_line(description: str, option_names: set[str]) -> str:
-    """A parameter's description as help text: reST literals unquoted, a parameter's name as its option."""
+    """A parameter's description as help text: reST literals unquoted, a parameter's name as its option's first
+    flag (``face_image`` -> ``--face``)."""
 
     def literal(match: re.Match[str]) -> str:
         text = match.group(1)
-        return "--" + text.replace("_", "-") if text in option_names else text
+        return FIRST_FLAGS.get(text, "--" + text.replace("_", "-")) if text in option_names else text
 
     return re.sub(r"``([^`]+)``", literal, description)
 
