@@ -4,6 +4,7 @@ validated groups."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -143,12 +144,14 @@ def test_the_video_commands_and_forms_offer_no_watermark(path: tuple[str, ...]) 
     assert refused.exit_code == 2 and "No such option: --watermark" in refused.output
 
 
-def test_a_saved_video_deployment_with_the_old_watermark_fields_still_reads() -> None:
+def test_a_saved_video_deployment_with_the_old_watermark_fields_still_reads(caplog: pytest.LogCaptureFixture) -> None:
     """A video deployment saved when the video flows took the images' output group: its empty watermark fields are
     left out (saying so), its other choices kept; a watermark is refused by name."""
     saved = {"label": False, "watermark": None, "watermark_corner": "bottom-right", "sign": True}
     parameters = {"source_video": "a.mp4", "face_image": "b.jpg", "output": saved}
-    assert video_faceswap.validate_parameters(parameters)["output"] == VideoOutputOptions(label=False)
+    with caplog.at_level(logging.WARNING, logger="faceswap_flows.flows.options"):
+        assert video_faceswap.validate_parameters(parameters)["output"] == VideoOutputOptions(label=False)
+    assert "output.watermark, output.watermark_corner: no longer parameters of the video flows" in caplog.text
     with pytest.raises(Exception, match=r"output\.watermark: videos get no visible watermark \(asked for 'AI'\)"):
         video_faceswap.validate_parameters({**parameters, "output": {**saved, "watermark": "AI"}})
 
