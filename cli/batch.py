@@ -34,13 +34,15 @@ def plan_command(batch_flow: Any) -> Any:
     )
 
 
-def run_batch_command(batch_flow: Any) -> Any:
-    """``faceswap-flows run batch``: every parameter of the batch flow but ``plan``."""
+def run_batch_command(batch_flow: Any, name: str = "batch") -> Any:
+    """``faceswap-flows run batch`` (or ``run batch-faceswap``, as the flow is named): every parameter of the batch
+    flow but ``plan``."""
+    same = " (the same as `run batch`)" if name != "batch" else ""
     return flow_command(
         batch_flow,
         lambda parameters: run_batch(batch_flow, parameters),
-        help="Run the batch flow: a manifest, a --source with a --face, or --retry-failed REPORT.\n\n"
-        "Example: faceswap-flows run batch manifest.csv --max-credits 100",
+        help=f"Run the batch-faceswap flow{same}: a manifest, a --source with a --face, or --retry-failed REPORT.\n\n"
+        f"Example: faceswap-flows run {name} manifest.csv --max-credits 100",
         arguments=("manifest",),
         leave_out=("plan",),
     )
@@ -49,6 +51,7 @@ def run_batch_command(batch_flow: Any) -> Any:
 def show_plan(batch_flow: Any, parameters: dict[str, Any]) -> None:
     """Print the plan: one line per item, the totals by operation, and the CSV if asked."""
     from faceswap_flows.flows.batch_report import PLAN_COLUMNS, plan_rows_table, to_csv
+    from faceswap_flows.flows.batch_rows import flow_name
 
     csv = parameters.pop("csv")
     console_without_tracebacks()
@@ -61,8 +64,8 @@ def show_plan(batch_flow: Any, parameters: dict[str, Any]) -> None:
     print_table(list(PLAN_COLUMNS), rows)
     for operation, total in the_plan.by_operation().items():
         typer.echo(
-            f"{operation}: {total['run']:g} to run, {total['done']:g} already done, {int(total['credits'])} credits, "
-            f"{total['seconds']:.2f} s of video"
+            f"{flow_name(operation)}: {total['run']:g} to run, {total['done']:g} already done, "
+            f"{int(total['credits'])} credits, {total['seconds']:.2f} s of video"
         )
     typer.echo(
         f"total: {the_plan.count('run')} to run, {the_plan.count('done')} already done, {the_plan.count('collect')} "

@@ -22,7 +22,9 @@ consent_app = typer.Typer(
 )
 # ConsentRecord's fields by the option that gives them (an error about ``expires`` names ``--until``).
 FIELD_OPTIONS = {"sha256": "photo", "consented_by": "by", "consented_at": "at", "expires": "until"}
-StorageOption = Annotated[str, typer.Option(help="MediaStorage block holding the register.")]
+StorageOption = Annotated[
+    str, typer.Option("--storage", "--storage-block", help="Name of the MediaStorage block holding the register.")
+]
 
 
 def _storage(block: str) -> MediaStorage:
@@ -92,7 +94,7 @@ def consent_list(
 ) -> None:
     """The registered face photos as a table: sha256, photo, person, who consented, scope, until, status.
 
-    Example: faceswap-flows consent list --storage-block faceswap-media
+    Example: faceswap-flows consent list --storage faceswap-media
     """
     from faceswap_flows.cli.common import print_table
     from faceswap_flows.flows.provenance.consent import list_consents

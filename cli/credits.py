@@ -70,7 +70,9 @@ def credits(
     ] = "day,operation,deployment",
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV instead of a table.")] = False,
     since: Annotated[str | None, typer.Option(help="Only sends on or after this day (YYYY-MM-DD, UTC).")] = None,
-    storage_block: Annotated[str, typer.Option(help="MediaStorage block holding the ledger.")] = "faceswap-media",
+    storage_block: Annotated[
+        str, typer.Option("--storage", "--storage-block", help="Name of the MediaStorage block holding the ledger.")
+    ] = "faceswap-media",
     settle: Annotated[
         bool, typer.Option(help="First settle sends whose outcome is unknown by their jobs' stored callbacks.")
     ] = True,

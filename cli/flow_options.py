@@ -30,14 +30,21 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from faceswap_flows.cli.common import fail
 from faceswap_flows.cli.errors import GROUPS, current_context
 
-# Short spellings kept for the inputs, beside the names made from the parameters.
-ALIASES = {
+# The flag shown first for an input: the same for every swap command (extract-faces' image included). The
+# parameter's own spelling (--source-image, --source-video, --face-images, --image) stays accepted after it.
+FIRST_FLAGS = {
     "source_image": "--source",
+    "source_video": "--source",
+    "image": "--source",
     "face_image": "--face",
     "face_images": "--face",
-    "source_video": "--video",
-    "face_indexes": "--index",
-    "reference_images": "--reference",
+}
+CONTEXT = "cli_context"
+# Short spellings kept, after the parameter's own.
+ALIASES = {
+    "source_video": ("--video",),
+    "face_indexes": ("--index",),
+    "reference_images": ("--reference",),
 }
 
 
@@ -53,7 +60,14 @@ class CliOption:
 
     @property
     def flag(self) -> str:
+        """The parameter's own spelling as a flag (``face_image`` -> ``--face-image``)."""
         return "--" + self.name.replace("_", "-")
+
+    @property
+    def flags(self) -> list[str]:
+        """Every flag that sets it, the one shown first first: ``--face``, ``--face-image``."""
+        spellings = [FIRST_FLAGS.get(self.name), self.flag, *ALIASES.get(self.name, ())]
+        return list(dict.fromkeys(flag for flag in spellings if flag))
 
 
 def option_name(flag: str) -> str:
@@ -92,16 +106,23 @@ def flow_command(
     arguments: tuple[str, ...] = (),
     leave_out: Iterable[str] = (),
     extra: dict[str, Any] | None = None,
+    formerly_positional: str | None = None,
 ) -> Callable[..., None]:
     """A typer command whose options are the flow's parameters; ``run`` gets the flow's keyword arguments (groups
     rebuilt and validated: a wrong value fails naming its option). ``arguments``: parameters given positionally.
     ``extra``: more typer parameters (name -> ``Annotated[type, typer.Option(...)]`` with its default as
-    ``(annotation, default)``), passed to ``run`` under their names."""
+    ``(annotation, default)``), passed to ``run`` under their names. ``formerly_positional``: a required parameter,
+    now an option, still read from a positional argument (saying that form is old)."""
     options = flow_options(flow, leave_out)
     groups = _group_types(flow)
     names = {option.name for option in options}
     parameters = [_typer_parameter(option, option.name in arguments, names) for option in options]
-    for name, (annotation, default) in (extra or {}).items():
+    extra = dict(extra or {})
+    if formerly_positional is not None:
+        extra[CONTEXT] = (typer.Context, inspect.Parameter.empty)  # the positional form arrives in its extra args
+        at = next(i for i, option in enumerate(options) if option.name == formerly_positional)
+        parameters[at] = parameters[at].replace(default=None)
+    for name, (annotation, default) in extra.items():
         parameters.append(
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
         )
@@ -111,6 +132,9 @@ def flow_command(
         if context is not None:
             context.meta[GROUPS] = {o.name: o.group for o in options if o.group is not None}
         chosen: dict[str, Any] = {name: given.pop(name) for name in (extra or {})}
+        if formerly_positional is not None:
+            extra_args = chosen.pop(CONTEXT).args
+            given[formerly_positional] = _old_positional(options, formerly_positional, given, extra_args)
         fields: dict[str, dict[str, Any]] = {}
         for option in options:
             value = _from_cli(option, given[option.name])
@@ -127,10 +151,33 @@ def flow_command(
                 fail(f"{field}{problem['msg']} (got {problem.get('input')!r})")
         run(chosen)
 
+    if formerly_positional is not None:
+        command.context_settings = {"allow_extra_args": True}  # type: ignore[attr-defined]
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
     command.__doc__ = help
     command.__name__ = flow.fn.__name__
     return command
+
+
+def _old_positional(options: list[CliOption], name: str, given: dict[str, Any], extra_args: list[str]) -> Any:
+    """The value of an option that was once a positional argument: the option's, else the positional one's (saying
+    the form is old), else a one-line error naming the option."""
+    option = next(option for option in options if option.name == name)
+    if len(extra_args) > 1:
+        fail(f"{option.flags[0]}: one value, got {' '.join(extra_args)}")
+    positional = extra_args[0] if extra_args else None
+    if given[name] is not None:
+        if positional is not None:
+            fail(f"{option.flags[0]}: given twice ({given[name]!r} and {positional!r}): give it once")
+        return given[name]
+    if positional is None:
+        fail(f"{option.flags[0]}: missing: give it, e.g. {option.flags[0]} team.jpg")
+    typer.secho(
+        f"note: {positional} given without {option.flags[0]} is the old form: write {option.flags[0]} {positional}",
+        fg=typer.colors.YELLOW,
+        err=True,
+    )
+    return positional
 
 
 def _checked(option: CliOption, value: Any) -> Any:
@@ -153,11 +200,12 @@ def _group_types(flow: Any) -> dict[str, type[BaseModel]]:
 
 
 def for_the_command_line(description: str, option_names: set[str]) -> str:
-    """A parameter's description as help text: reST literals unquoted, a parameter's name as its option."""
+    """A parameter's description as help text: reST literals unquoted, a parameter's name as its option's first
+    flag (``face_image`` -> ``--face``)."""
 
     def literal(match: re.Match[str]) -> str:
         text = match.group(1)
-        return "--" + text.replace("_", "-") if text in option_names else text
+        return FIRST_FLAGS.get(text, "--" + text.replace("_", "-")) if text in option_names else text
 
     return re.sub(r"``([^`]+)``", literal, description)
 
@@ -168,9 +216,8 @@ def _typer_parameter(option: CliOption, positional: bool, option_names: set[str]
     if positional:
         info: Any = typer.Argument(help=help_text)
     else:
-        alias = ALIASES.get(option.name)
-        flag = f"{option.flag}/--no-{option.flag[2:]}" if cli_type is bool else option.flag
-        info = typer.Option(flag, *([alias] if alias else []), help=help_text)
+        flags = [f"{option.flag}/--no-{option.flag[2:]}"] if cli_type is bool else option.flags
+        info = typer.Option(*flags, help=help_text)
     default = option.default
     if isinstance(default, enum.Enum):
         default = default.value

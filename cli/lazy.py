@@ -28,7 +28,8 @@ class LazyCommands(MutableMapping[str, Any]):
     def __getitem__(self, name: str) -> Any:
         if name not in self._built and name in self._lazy:
             single = typer.Typer(add_completion=False, rich_markup_mode=None)
-            single.command(name)(self._lazy[name]())
+            callback = self._lazy[name]()
+            single.command(name, context_settings=getattr(callback, "context_settings", None))(callback)
             self._built[name] = typer.main.get_command(single)
         return self._built[name]
 

@@ -97,7 +97,9 @@ def main() -> None:
 @app.command()
 def audit(
     target: Annotated[str, typer.Argument(help="A stored output: a local path, or a key or URI of the storage.")],
-    storage_block: Annotated[str, typer.Option(help="MediaStorage block holding the key.")] = "faceswap-media",
+    storage_block: Annotated[
+        str, typer.Option("--storage", "--storage-block", help="Name of the MediaStorage block holding the key.")
+    ] = "faceswap-media",
     trust_anchors: Annotated[
         Path | None, typer.Option(help="PEM file of the CA(s) whose signers you trust (default: the signing block's).")
     ] = None,

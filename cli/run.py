@@ -14,41 +14,38 @@ from faceswap_flows.cli.common import run_flow
 from faceswap_flows.cli.flow_options import flow_command
 from faceswap_flows.cli.lazy import lazy_group
 
-# name -> (module of faceswap_flows.flows, flow, parameters given positionally, help with an example)
+# name -> (module of faceswap_flows.flows, flow, help with an example); every one takes --source and --face (but
+# extract-faces: --source only)
 SWAP_COMMANDS = {
     "faceswap": (
         "image",
         "faceswap",
-        (),
-        "Put the face of --face-image on the main face of --source-image (2 credits).\n\n"
+        "Put the face of --face on the main face of --source (2 credits).\n\n"
         "Example: faceswap-flows run faceswap --source team.jpg --face me.jpg --max-credits 2 --watermark AI",
     ),
     "extract-faces": (
         "image",
         "extract_faces",
-        ("image",),
-        "Find and number the faces of an image (2 credits).\n\nExample: faceswap-flows run extract-faces team.jpg",
+        "Find and number the faces of an image (2 credits).\n\n"
+        "Example: faceswap-flows run extract-faces --source team.jpg",
     ),
     "multi-faceswap": (
         "image",
         "multi_faceswap",
-        (),
         "Replace several faces of one image, by --index or by --reference photo.\n\n"
         "Example: faceswap-flows run multi-faceswap --source team.jpg --face me.jpg --index 2",
     ),
     "video-faceswap": (
         "video",
         "video_faceswap",
-        (),
         "Swap one face through a video (cut to --trim-start/--trim-end first), charged per second.\n\n"
-        "Example: faceswap-flows run video-faceswap --video a.mp4 --face me.jpg --trim-end 4 --enhance 1",
+        "Example: faceswap-flows run video-faceswap --source a.mp4 --face me.jpg --trim-end 4 --enhance 1",
     ),
     "multi-video-faceswap": (
         "video",
         "multi_video_faceswap",
-        (),
         "Replace up to three people through a video.\n\n"
-        "Example: faceswap-flows run multi-video-faceswap --video panel.mp4 --face a.jpg --face b.jpg --frame-time 2",
+        "Example: faceswap-flows run multi-video-faceswap --source panel.mp4 --face a.jpg --face b.jpg --frame-time 2",
     ),
 }
 
@@ -59,15 +56,19 @@ def the_flow(module: str, name: str) -> Any:
 
 def swap_command(name: str) -> Any:
     """The ``run`` command of a swap flow: one option per parameter; runs the flow and prints its outcome."""
-    module, flow_name, arguments, help_text = SWAP_COMMANDS[name]
+    module, flow_name, help_text = SWAP_COMMANDS[name]
     flow = the_flow(module, flow_name)
-    return flow_command(flow, lambda parameters: run_flow(flow(**parameters)), help=help_text, arguments=arguments)
+    formerly_positional = "image" if name == "extract-faces" else None  # `run extract-faces team.jpg` still works
+    return flow_command(
+        flow, lambda parameters: run_flow(flow(**parameters)), help=help_text, formerly_positional=formerly_positional
+    )
 
 
-def batch_command() -> Any:
+def batch_command(flow_name: bool = False) -> Any:
+    """``run batch``, also spelled as its flow is named: ``run batch-faceswap``."""
     from faceswap_flows.cli.batch import run_batch_command
 
-    return run_batch_command(the_flow("batch", "batch_faceswap"))
+    return run_batch_command(the_flow("batch", "batch_faceswap"), "batch-faceswap" if flow_name else "batch")
 
 
 def plan_command() -> Any:
@@ -79,6 +80,7 @@ def plan_command() -> Any:
 
 LAZY_RUN_COMMANDS = {name: functools.partial(swap_command, name) for name in SWAP_COMMANDS}
 LAZY_RUN_COMMANDS["batch"] = batch_command
+LAZY_RUN_COMMANDS["batch-faceswap"] = functools.partial(batch_command, flow_name=True)
 run_app = typer.Typer(
     rich_markup_mode=None,
     cls=lazy_group(LAZY_RUN_COMMANDS),

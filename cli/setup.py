@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import re
 import secrets
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from typing import Annotated
 import typer
 
 from faceswap_flows.aifaceswap.pricing import estimate_credits
+from faceswap_flows.cli.doctor import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
 
 estimate_app = typer.Typer(
     help="Credits a flow would spend, before spending any.", no_args_is_help=True, rich_markup_mode=None
@@ -132,45 +134,109 @@ def register_blocks() -> None:
         typer.echo(f"registered {block.get_block_type_slug()}")
 
 
+BLOCK_NAME = re.compile(r"[a-z0-9][a-z0-9-]*")  # what Prefect accepts as a block's name
+
+
+def _storage_choice(storage: str | None, storage_url: str | None) -> tuple[str | None, str | None]:
+    """The storage block's name and URL: ``--storage`` is a block name, as in ``run``; a folder or s3:// URI given
+    there (what ``--storage`` meant before) is read as ``--storage-url``, saying so."""
+    if storage is None or BLOCK_NAME.fullmatch(storage):
+        return storage, storage_url
+    if storage_url is not None:
+        fail(f"--storage: {storage!r} is not a block name (lowercase letters, digits, dashes); give the block's name")
+    typer.secho(
+        f"note: --storage {storage} is the old form (--storage now names the block, as in `run`): write "
+        f"--storage-url {storage}",
+        fg=typer.colors.YELLOW,
+        err=True,
+    )
+    return None, storage
+
+
 @blocks_app.command("create")
 def create_blocks(
     api_key: Annotated[str | None, typer.Option(envvar="AIFACESWAP_API_KEY", help="The API key.")] = None,
     base_url: Annotated[str, typer.Option(envvar="AIFACESWAP_BASE_URL", help="The API.")] = "https://aifaceswap.io",
-    storage: Annotated[str, typer.Option(envvar="FACESWAP_STORAGE", help="Folder or s3://bucket/prefix.")] = (
-        "faceswap-media"
-    ),
+    credentials: Annotated[
+        str | None,
+        typer.Option(help=f"Name of the AIFaceSwapCredentials block to save [default: {DEFAULT_CREDENTIALS}]."),
+    ] = None,
+    storage: Annotated[
+        str | None, typer.Option(help=f"Name of the MediaStorage block to save [default: {DEFAULT_STORAGE}].")
+    ] = None,
+    storage_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FACESWAP_STORAGE",
+            help="Where the storage block keeps media: a folder or s3://bucket/prefix (needed with --storage; "
+            "without: the folder faceswap-media).",
+        ),
+    ] = None,
     endpoint_url: Annotated[str | None, typer.Option(envvar="AWS_ENDPOINT_URL", help="S3-compatible endpoint.")] = None,
     public_base_url: Annotated[
         str | None, typer.Option(envvar="FACESWAP_PUBLIC_BASE_URL", help="Where storage is published.")
+    ] = None,
+    receiver: Annotated[
+        str | None, typer.Option(help=f"Name of the WebhookReceiver block to save [default: {DEFAULT_RECEIVER}].")
     ] = None,
     receiver_url: Annotated[str, typer.Option(envvar="FACESWAP_RECEIVER_URL", help="The receiver's public URL.")] = (
         "http://127.0.0.1:8701"
     ),
     secret: Annotated[str | None, typer.Option(envvar="FACESWAP_RECEIVER_SECRET", help="Job-token secret.")] = None,
 ) -> None:
-    """Create (or overwrite) the three blocks under the flows' default names, from flags or environment.
+    """Create (or overwrite) the flows' three blocks, from flags or environment: under the default names, or only
+    the blocks named with --credentials, --storage or --receiver (the names `run` takes).
 
-    Example: AIFACESWAP_API_KEY=... faceswap-flows blocks create --storage s3://media/faceswap
+    Example: AIFACESWAP_API_KEY=... faceswap-flows blocks create --storage-url s3://media/faceswap
+
+    Example: faceswap-flows blocks create --storage s3-media --storage-url s3://media/faceswap
     """
-    from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-    from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
+    storage, storage_url = _storage_choice(storage, storage_url)
+    named = {"credentials": credentials, "storage": storage, "receiver": receiver}
+    every = not any(named.values())
+    saved = []
+    if every or credentials:
+        if not api_key:
+            fail("--api-key: pass --api-key or set AIFACESWAP_API_KEY")
+        saved.append(_save_credentials(credentials or DEFAULT_CREDENTIALS, api_key or "", base_url))
+    if storage and not storage_url:
+        fail(f"--storage-url: give where the block {storage} keeps media (a folder or s3://bucket/prefix)")
+    if every or storage:
+        url = storage_url or "faceswap-media"
+        saved.append(_save_storage(storage or DEFAULT_STORAGE, url, endpoint_url, public_base_url))
+    if every or receiver:
+        chosen_secret = secret or secrets.token_urlsafe(32)
+        saved.append(_save_receiver(receiver or DEFAULT_RECEIVER, receiver_url, chosen_secret))
+    typer.echo(f"saved blocks {', '.join(saved)}")
+    if (every or receiver) and not secret:
+        typer.echo(f"start the receiver with FACESWAP_RECEIVER_SECRET={chosen_secret}")
 
-    if not api_key:
-        fail("api_key: pass --api-key or set AIFACESWAP_API_KEY")
-    AIFaceSwapCredentials(api_key=api_key, base_url=base_url).save(DEFAULT_CREDENTIALS, overwrite=True)
-    media = MediaStorage(
-        basepath=storage,
+
+def _save_credentials(name: str, api_key: str, base_url: str) -> str:
+    from faceswap_flows.blocks import AIFaceSwapCredentials
+
+    AIFaceSwapCredentials(api_key=api_key, base_url=base_url).save(name, overwrite=True)
+    return name
+
+
+def _save_storage(name: str, url: str, endpoint_url: str | None, public_base_url: str | None) -> str:
+    from faceswap_flows.blocks import MediaStorage
+
+    MediaStorage(
+        basepath=url,
         endpoint_url=endpoint_url,
         aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID"),
         aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
         public_base_url=public_base_url,
-    )
-    media.save(DEFAULT_STORAGE, overwrite=True)
-    chosen_secret = secret or secrets.token_urlsafe(32)
-    WebhookReceiver(public_url=receiver_url, signing_secret=chosen_secret).save(DEFAULT_RECEIVER, overwrite=True)
-    typer.echo(f"saved blocks {DEFAULT_CREDENTIALS}, {DEFAULT_STORAGE}, {DEFAULT_RECEIVER}")
-    if not secret:
-        typer.echo(f"start the receiver with FACESWAP_RECEIVER_SECRET={chosen_secret}")
+    ).save(name, overwrite=True)
+    return name
+
+
+def _save_receiver(name: str, url: str, secret: str) -> str:
+    from faceswap_flows.blocks import WebhookReceiver
+
+    WebhookReceiver(public_url=url, signing_secret=secret).save(name, overwrite=True)
+    return name
 
 
 def deploy(

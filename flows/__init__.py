@@ -27,6 +27,7 @@ _EXPORTS = {
     "SwapOptions": "options",
     "OutputOptions": "options",
     "VideoOptions": "options",
+    "VideoOutputOptions": "options",
     "BlockNames": "options",
 }
 
@@ -40,6 +41,7 @@ __all__ = [
     "SwapOptions",
     "SwapOutcome",
     "VideoOptions",
+    "VideoOutputOptions",
     "batch_faceswap",
     "extract_faces",
     "faceswap",
@@ -54,7 +56,7 @@ if TYPE_CHECKING:
     from faceswap_flows.flows.batch import BatchReport, ItemOutcome, batch_faceswap
     from faceswap_flows.flows.collect import store_result
     from faceswap_flows.flows.image import DetectedFaces, extract_faces, faceswap, multi_faceswap
-    from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
+    from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions, VideoOutputOptions
     from faceswap_flows.flows.sweep import StoreResultsReport, store_results
     from faceswap_flows.flows.tasks.job import SwapOutcome
     from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap

@@ -102,7 +102,7 @@ class IndexEntry(BaseModel):
 
     def check_faces_hint(self) -> str:
         """The command that shows whether the service finds a face in each image input."""
-        commands = [f"`faceswap-flows run extract-faces {image}`" for image in self.images]
+        commands = [f"`faceswap-flows run extract-faces --source {image}`" for image in self.images]
         return f"check with {' and '.join(commands)} (2 credits each)" if commands else "check the inputs"
 
 

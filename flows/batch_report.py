@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage, StorageError
 from faceswap_flows.flows.batch_plan import BatchPlan, PlanStatus
+from faceswap_flows.flows.batch_rows import flow_name
 from faceswap_flows.flows.provenance.records import write_manifest
 from faceswap_flows.flows.tasks.artifacts import artifact_key
 
@@ -128,7 +129,7 @@ def report_rows(report: BatchReport) -> list[dict[str, Any]]:
             "item": o.id or o.position,
             "status": o.status,
             "error": o.error or "",
-            "operation": o.operation,
+            "operation": flow_name(o.operation),
             "credits": o.credits,
             "possibly charged": o.possibly_charged,
             "result_key": o.result_key or "",
@@ -145,7 +146,7 @@ def plan_rows_table(plan: BatchPlan) -> list[dict[str, Any]]:
         {
             "item": item.label,
             "line": item.line if item.line is not None else "",
-            "operation": item.operation,
+            "operation": flow_name(item.operation),
             "status": PLAN_STATUS_SHOWN.get(item.status, item.status),
             "credits": item.credits if item.status == "run" else 0,
             "seconds": round(item.seconds, 3) if item.seconds else "",
@@ -170,8 +171,8 @@ async def show_plan(storage: MediaStorage, plan: BatchPlan, name: str) -> None:
     await asyncio.to_thread(storage.write_bytes, plan.csv_key, to_csv(rows, PLAN_COLUMNS))
     totals = [
         {
-            "item": f"total {operation}",
-            "operation": operation,
+            "item": f"total {flow_name(operation)}",
+            "operation": flow_name(operation),
             "status": f"{t['run']:g} to run, {t['done']:g} done",
             "credits": int(t["credits"]),
             "seconds": round(t["seconds"], 3),

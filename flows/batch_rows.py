@@ -21,6 +21,20 @@ BatchOperation = Literal["faceswap", "multi_faceswap", "video_faceswap", "multi_
 LIST_SEPARATOR = "|"
 LIST_FIELDS = ("face_images", "face_indexes", "reference_images")
 VIDEO_OPERATIONS = ("video_faceswap", "multi_video_faceswap")
+# Each operation's flow, as `faceswap-flows run`, the Prefect UI and the batch's plan and report name it; a manifest
+# names an operation either way (kept as the API's name: the fingerprints of stored work are made of it).
+FLOW_NAMES = {
+    "faceswap": "faceswap",
+    "multi_faceswap": "multi-faceswap",
+    "video_faceswap": "video-faceswap",
+    "multi_video_faceswap": "multi-video-faceswap",
+}
+OPERATIONS = {flow: operation for operation, flow in FLOW_NAMES.items()}
+
+
+def flow_name(operation: str) -> str:
+    """The flow of an API operation (``multi_faceswap`` -> ``multi-faceswap``), as users see it named."""
+    return FLOW_NAMES.get(operation, operation)
 
 
 class BatchRow(BaseModel):
@@ -41,6 +55,11 @@ class BatchRow(BaseModel):
     trim_start: float | None = None
     trim_end: float | None = None
     id: str | None = None
+
+    @field_validator("operation", mode="before")
+    @classmethod
+    def _flow_or_api_name(cls, value: Any) -> Any:
+        return OPERATIONS.get(value, value) if isinstance(value, str) else value
 
     @field_validator(*LIST_FIELDS, mode="before")
     @classmethod

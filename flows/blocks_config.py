@@ -23,6 +23,18 @@ CREATE_BLOCKS = (
 B = TypeVar("B", bound=Block)
 
 
+def create_command(block_type: type[Block], name: str) -> str:
+    """How to create a missing block: all three flows' blocks under the default names, or this one by its name."""
+    if name in (DEFAULT_CREDENTIALS, DEFAULT_STORAGE, DEFAULT_RECEIVER):
+        return CREATE_BLOCKS
+    command = {
+        "AIFaceSwapCredentials": f"AIFACESWAP_API_KEY=... faceswap-flows blocks create --credentials {name}",
+        "MediaStorage": f"faceswap-flows blocks create --storage {name} --storage-url FOLDER_OR_S3_URI",
+        "WebhookReceiver": f"faceswap-flows blocks create --receiver {name} --receiver-url PUBLIC_URL",
+    }.get(block_type.__name__)
+    return f"create it with `{command}` (options: `faceswap-flows blocks create --help`)" if command else CREATE_BLOCKS
+
+
 @dataclass(frozen=True)
 class Services:
     """The three blocks a swap flow needs, loaded once per flow run."""
@@ -88,7 +100,7 @@ async def load_block(block_type: type[B], name: str, field: str) -> B:
             raise
         raise BlockNotFound(
             f"{field}: there is no {block_type.__name__} block named {name!r} on {server_asked()}: "
-            f"{CREATE_BLOCKS}, or set `{field}` to the name of your {block_type.__name__} block",
+            f"{create_command(block_type, name)}, or set `{field}` to the name of your {block_type.__name__} block",
             block_type=block_type.__name__,
             block_name=name,
             field=field,

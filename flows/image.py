@@ -219,8 +219,8 @@ class FaceProblem:
 
     def give_indexes(self) -> str:
         return (
-            f"give face_indexes instead (`faceswap-flows run extract-faces {self.source}` numbers the faces of "
-            f"{self.name}, for 2 credits)"
+            f"give face_indexes instead (`faceswap-flows run extract-faces --source {self.source}` numbers the "
+            f"faces of {self.name}, for 2 credits)"
         )
 
 

@@ -1,5 +1,6 @@
 """The flows' parameter groups: how a swap runs (`SwapOptions`), what is done to its result (`OutputOptions`), the
-video edits (`VideoOptions`) and the blocks it uses (`BlockNames`).
+video edits (`VideoOptions`), what is done to a video's result (`VideoOutputOptions`: no watermark) and the
+blocks it uses (`BlockNames`).
 
 Every field has a default and a description, so the Prefect UI shows each group as a described, nested form, a
 deployment overrides one group without repeating the others, and the command line builds its options from the
@@ -16,9 +17,10 @@ Example:
 
 from __future__ import annotations
 
-from typing import Literal
+import logging
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from faceswap_flows.aifaceswap.models import Enhance, EnhanceLevel
 from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
@@ -28,7 +30,9 @@ from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 
 IMAGE_TIMEOUT_SECONDS = 900
 VIDEO_TIMEOUT_SECONDS = 3600
-__all__ = ["BlockNames", "OutputOptions", "SwapOptions", "VideoOptions"]
+__all__ = ["BlockNames", "OutputOptions", "SwapOptions", "VideoOptions", "VideoOutputOptions"]
+WATERMARK_FIELDS = {"watermark", "watermark_corner"}
+NO_VIDEO_WATERMARK = "videos get no visible watermark"
 
 
 class _Group(BaseModel):
@@ -74,25 +78,52 @@ class SwapOptions(_Group):
         return VIDEO_TIMEOUT_SECONDS if kind == "video" else IMAGE_TIMEOUT_SECONDS
 
 
-class OutputOptions(_Group):
-    """What is done to a result before it is stored: the synthetic-media label and the signed C2PA manifest (both
-    on unless explicitly turned off), and an optional visible watermark (images only)."""
+class VideoOutputOptions(_Group):
+    """What is done to a video result before it is stored: the synthetic-media label and the signed C2PA manifest
+    (both on unless explicitly turned off). No visible watermark: drawing one means re-encoding every frame."""
 
     label: bool = Field(
         True,
         description="Label the result as synthetic media (embedded IPTC/XMP metadata) and write its provenance "
         "record. False stores it unlabelled (logged).",
     )
-    watermark: str | None = Field(
-        None, description="A visible text drawn on image results (videos get none). None: no visible watermark."
-    )
-    watermark_corner: WatermarkCorner = Field("bottom-right", description="The corner the watermark is drawn in.")
     sign: bool = Field(
         True,
         description="Embed a C2PA manifest (Content Credentials) signed with the `signing_block` key. False: "
         "unsigned (logged and recorded).",
     )
     signing_block: str = Field(DEFAULT_SIGNING, description="Name of the ContentSigningKey block that signs.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_watermark(cls, given: Any) -> Any:
+        """A saved video deployment's ``output`` may still hold the image-only watermark fields (the video flows
+        took them, and refused a watermark, before): empty ones are dropped, a watermark is refused by name."""
+        if cls is not VideoOutputOptions or not isinstance(given, dict) or not WATERMARK_FIELDS & set(given):
+            return given
+        asked = given.get("watermark")
+        if asked and str(asked).strip():
+            raise ValueError(f"output.watermark: {NO_VIDEO_WATERMARK} (asked for {asked!r}); leave it out")
+        logging.getLogger(__name__).warning(
+            "output.watermark, output.watermark_corner: no longer parameters of the video flows (%s): left out; "
+            "remove them from the saved deployment's output",
+            NO_VIDEO_WATERMARK,
+        )
+        return {name: value for name, value in given.items() if name not in WATERMARK_FIELDS}
+
+    def for_storing(self) -> OutputOptions:
+        """These choices as the output options the storing tasks take (no watermark)."""
+        return OutputOptions(**self.model_dump(include=set(VideoOutputOptions.model_fields)))
+
+
+class OutputOptions(VideoOutputOptions):
+    """What is done to a result before it is stored: the synthetic-media label and the signed C2PA manifest (both
+    on unless explicitly turned off), and an optional visible watermark (images only)."""
+
+    watermark: str | None = Field(
+        None, description="A visible text drawn on image results (videos get none). None: no visible watermark."
+    )
+    watermark_corner: WatermarkCorner = Field("bottom-right", description="The corner the watermark is drawn in.")
 
     @field_validator("watermark")
     @classmethod

@@ -18,7 +18,7 @@ from faceswap_flows.flows.budget import check_budget
 from faceswap_flows.flows.exceptions import FaceSelectionFailed
 from faceswap_flows.flows.media.faces import crop
 from faceswap_flows.flows.media.video import chosen_faces, grab_frame, image_bytes
-from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
+from faceswap_flows.flows.options import NO_VIDEO_WATERMARK, BlockNames, SwapOptions, VideoOptions, VideoOutputOptions
 from faceswap_flows.flows.provenance.consent import preflight
 from faceswap_flows.flows.provenance.records import job_facts
 from faceswap_flows.flows.tasks.api import extract_frame_faces
@@ -26,11 +26,13 @@ from faceswap_flows.flows.tasks.job import SwapOutcome, plan_swap, submit_and_fi
 from faceswap_flows.flows.tasks.media import StagedMedia, prepare_video, upload
 
 
-def check_no_watermark(output: OutputOptions) -> None:
-    """Videos get no visible watermark (drawing one means re-encoding every frame): refuse one, before any cost."""
-    if output.watermark:
+def check_no_watermark(output: VideoOutputOptions) -> None:
+    """Videos get no visible watermark (drawing one means re-encoding every frame): refuse one given in Python as
+    the images' OutputOptions, before any cost."""
+    asked = getattr(output, "watermark", None)
+    if asked:
         raise InputValidationError(
-            f"output.watermark: videos get no visible watermark (asked for {output.watermark!r}); leave it empty: "
+            f"output.watermark: {NO_VIDEO_WATERMARK} (asked for {asked!r}); leave it empty: "
             "the result is still labelled as synthetic media and carries its signed C2PA manifest"
         )
 
@@ -41,7 +43,7 @@ async def video_faceswap(
     face_image: str,
     video_options: VideoOptions = VideoOptions(),
     options: SwapOptions = SwapOptions(),
-    output: OutputOptions = OutputOptions(),
+    output: VideoOutputOptions = VideoOutputOptions(),
     blocks: BlockNames = BlockNames(),
 ) -> SwapOutcome:
     """Swap one face through a video (optionally cut to [trim_start, trim_end) s first), charged per second.
@@ -54,8 +56,8 @@ async def video_faceswap(
         face_image: The photo of the face to put in: a local path, a storage key or an http(s) URL.
         video_options: Face enhancement (priced per second) and the cut made before submitting.
         options: How the swap runs: wait for the result, callback timeout, budget, unknown-outcome policy, consent.
-        output: What is done to the result: synthetic-media label and signed C2PA manifest (videos get no visible
-            watermark: drawing one means re-encoding every frame).
+        output: What is done to the result: synthetic-media label and signed C2PA manifest (no visible watermark:
+            drawing one means re-encoding every frame).
         blocks: The names of the credentials, storage and receiver blocks.
 
     Returns:
@@ -81,7 +83,7 @@ async def video_faceswap(
             upload(services.storage, str(local), "source_video", "video"),
             upload(services.storage, face_image, "face_image"),
         )
-    consent = await preflight(services.storage, output, options.require_consent, [("face_image", face)])
+    consent = await preflight(services.storage, output.for_storing(), options.require_consent, [("face_image", face)])
     return await submit_and_finish(
         services,
         VideoFaceSwapRequest,
@@ -101,7 +103,7 @@ async def video_faceswap(
             enhance=enhance,
         ),
         on_unknown_outcome=options.on_unknown_outcome,
-        output=output,
+        output=output.for_storing(),
     )
 
 
@@ -157,7 +159,7 @@ async def multi_video_faceswap(
     frame_time: float = 0.0,
     video_options: VideoOptions = VideoOptions(),
     options: SwapOptions = SwapOptions(),
-    output: OutputOptions = OutputOptions(),
+    output: VideoOutputOptions = VideoOutputOptions(),
     blocks: BlockNames = BlockNames(),
 ) -> SwapOutcome:
     """Replace up to three people through a video.
@@ -172,8 +174,8 @@ async def multi_video_faceswap(
         frame_time: The second of the (trimmed) video whose frame the faces are found and numbered in.
         video_options: Face enhancement (priced per second) and the cut made before submitting.
         options: How the swap runs: wait for the result, callback timeout, budget, unknown-outcome policy, consent.
-        output: What is done to the result: synthetic-media label and signed C2PA manifest (videos get no visible
-            watermark: drawing one means re-encoding every frame).
+        output: What is done to the result: synthetic-media label and signed C2PA manifest (no visible watermark:
+            drawing one means re-encoding every frame).
         blocks: The names of the credentials, storage and receiver blocks.
 
     Returns:
@@ -193,6 +195,7 @@ async def multi_video_faceswap(
     """
     enhance, trim_start, trim_end = int(video_options.enhance), video_options.trim_start, video_options.trim_end
     check_no_watermark(output)
+    stored_as = output.for_storing()
     indexes = chosen_faces(face_images, face_indexes)
     services = await load_services(blocks.credentials, blocks.storage, blocks.receiver)
     with tempfile.TemporaryDirectory(prefix="faceswap-video-") as workdir:
@@ -209,9 +212,8 @@ async def multi_video_faceswap(
             upload(services.storage, str(local), "source_video", "video"),
             *(upload(services.storage, image, f"face_images[{i}]") for i, image in enumerate(face_images)),
         )
-    consent = await preflight(
-        services.storage, output, options.require_consent, [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
-    )
+    face_photos = [(f"face_images[{i}]", f) for i, f in enumerate(faces)]
+    consent = await preflight(services.storage, stored_as, options.require_consent, face_photos)
     check_multi_video_request(video, faces, facts.duration, enhance)
     identity = {"source_video": video.key or video.url, "faces": [f.key or f.url for f in faces]}
     identity.update(index=indexes, frame_time=frame_time, enhance=enhance)
@@ -247,5 +249,5 @@ async def multi_video_faceswap(
             face_ref_sha256=[hashlib.sha256(base64.b64decode(ref)).hexdigest() for ref in refs],
         ),
         on_unknown_outcome=options.on_unknown_outcome,
-        output=output,
+        output=stored_as,
     )

@@ -14,6 +14,7 @@ import pytest
 
 from faceswap_flows.aifaceswap.pricing import billed_seconds
 from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch_rows import flow_name
 from faceswap_flows.flows.media.video import video_facts
 from faceswap_flows.flows.options import SwapOptions
 from tests.media import likeness, read_image, write_png
@@ -39,9 +40,9 @@ def mixed_manifest(stack, videos: dict[str, Path], folder: Path) -> Path:
          "face_indexes": "0|2", "id": "team-by-index"},
         {"operation": "multi_faceswap", "source_image": f["group"], "face_images": f["astronaut"],
          "reference_images": f["grace"], "id": "team-by-reference"},
-        {"operation": "video_faceswap", "source_video": str(videos["face"]), "face_image": f["grace"], "enhance": "1",
+        {"operation": "video-faceswap", "source_video": str(videos["face"]), "face_image": f["grace"], "enhance": "1",
          "trim_start": "0.2", "trim_end": "1.2", "id": "clip"},
-        {"operation": "multi_video_faceswap", "source_video": str(videos["pair"]), "face_images": f["grace"],
+        {"operation": "multi-video-faceswap", "source_video": str(videos["pair"]), "face_images": f["grace"],
          "face_indexes": "0", "id": "panel"},
     ]  # fmt: skip
     columns = ["operation", "source_image", "source_video", "face_image", "face_images", "face_indexes",
@@ -107,7 +108,9 @@ async def test_a_mixed_manifest_runs_all_four_operations_for_the_planned_credits
     saved = json.loads(stack.storage.read_bytes(report.report_key))
     assert saved["credits"] == saved["planned_credits"] == plan.credits
     rows = list(csv.DictReader(io.StringIO(stack.storage.read_bytes(report.csv_key).decode())))
-    assert [r["operation"] for r in rows] == [i.operation for i in report.items] and rows[0]["task_id"]
+    assert [r["operation"] for r in rows] == [flow_name(i.operation) for i in report.items] and rows[0]["task_id"]
+    flows = ["faceswap", "multi-faceswap", "multi-faceswap", "video-faceswap", "multi-video-faceswap"]
+    assert [r["operation"] for r in rows] == flows, "the report names each operation's flow, however the manifest did"
 
 
 async def test_bad_rows_are_refused_with_their_lines_before_anything_is_spent(stack, tmp_path) -> None:

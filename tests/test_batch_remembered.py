@@ -168,7 +168,7 @@ async def test_a_face_free_photo_fails_once_and_is_paid_again_only_when_asked(st
     ]
     assert cat.status == "failed_before" and cat.credits == 0 and plan.credits == 0
     assert f"on {datetime.now(UTC):%Y-%m-%d}" in cat.reason and "no face" in cat.reason
-    assert "`faceswap-flows run extract-faces shoot/cat.png`" in cat.reason
+    assert "`faceswap-flows run extract-faces --source shoot/cat.png`" in cat.reason
     rows = list(csv.DictReader(io.StringIO(s3_storage.read_bytes(plan.csv_key).decode())))
     assert [row["status"] for row in rows if row["item"] == "cat.png"] == ["failed before"]
 

@@ -12,7 +12,8 @@ import pytest
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, check_template, render_key
-from faceswap_flows.flows.batch_plan import Planner, plan_rows
+from faceswap_flows.flows.batch_plan import BatchPlan, PlannedItem, Planner, plan_rows
+from faceswap_flows.flows.batch_report import BatchReport, ItemOutcome, plan_rows_table, report_rows
 from faceswap_flows.flows.batch_rows import parse_manifest_lines
 from faceswap_flows.flows.batch_sources import kind_of, source_rows
 from faceswap_flows.flows.provenance.records import OutputOptions
@@ -40,6 +41,23 @@ def test_a_manifest_mixes_the_four_operations() -> None:
     assert rows[2].reference_images == ["boss.jpg"] and rows[2].face_indexes is None
     assert (rows[3].enhance, rows[3].trim_start, rows[3].trim_end) == (1, 0.5, 2.0)
     assert rows[4].face_indexes == [1, 0]
+
+
+def test_a_manifest_names_an_operation_by_its_flow_or_the_api_and_the_plan_shows_the_flow() -> None:
+    """`multi-faceswap` (the flow, as `run` names it) and `multi_faceswap` (the API's operation) are the same row
+    (the same work: its fingerprint is made of the API's name); the plan and report columns name the flow."""
+    by_flow = parse_manifest_lines(
+        MIXED_CSV.replace("multi_", "multi-").replace("video_faceswap", "video-faceswap"), "csv"
+    )
+    assert [line.row for line in by_flow] == [line.row for line in parse_manifest_lines(MIXED_CSV, "csv")]
+    items = [
+        PlannedItem(position=i, line=i + 2, label=f"item {i}", operation=line.row.operation, status="run")
+        for i, line in enumerate(by_flow)
+    ]
+    flows = ["faceswap", "multi-faceswap", "multi-faceswap", "video-faceswap", "multi-video-faceswap"]
+    assert [row["operation"] for row in plan_rows_table(BatchPlan(items=items))] == flows
+    outcomes = [ItemOutcome(position=i.position, id=i.label, operation=i.operation, status="stored") for i in items]
+    assert [row["operation"] for row in report_rows(BatchReport.of(outcomes, 0))] == flows
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,9 @@ COMMANDS = [
     ["run"],
     ["run", "faceswap"],
     ["run", "batch"],
+    ["run", "batch-faceswap"],
+    ["run", "extract-faces"],
+    ["run", "video-faceswap"],
     ["estimate"],
     ["estimate", "video-faceswap"],
     ["blocks"],
@@ -115,7 +118,54 @@ def test_blocks_create_and_register(prefect_api: str, tmp_path: Path) -> None:
     registered = runner.invoke(app, ["blocks", "register"])
     assert registered.exit_code == 0 and "faceswap-media-storage" in registered.output
     missing = runner.invoke(app, ["blocks", "create"], env={"AIFACESWAP_API_KEY": ""})
-    assert missing.exit_code == 1 and "api_key" in missing.output
+    assert missing.exit_code == 1 and "--api-key" in missing.output
+
+
+def test_blocks_create_still_reads_a_folder_given_as_storage(prefect_api: str, tmp_path: Path) -> None:
+    """`--storage` names the block, as in `run`; the folder or s3:// URI it took before is read as --storage-url,
+    saying that form is old."""
+    from faceswap_flows.blocks import MediaStorage
+
+    folder = str(tmp_path / "media")
+    env = {"AIFACESWAP_API_KEY": "cli-key", "FACESWAP_RECEIVER_SECRET": "s"}
+    try:
+        created = runner.invoke(app, ["blocks", "create", "--storage", folder], env=env)
+        assert created.exit_code == 0, created.output
+        assert MediaStorage.load("faceswap-media").basepath == folder
+        assert f"is the old form (--storage now names the block, as in `run`): write --storage-url {folder}" in (
+            created.stderr
+        )
+    finally:
+        from tests.support import restore_stack_blocks
+
+        restore_stack_blocks()
+    unnamed = runner.invoke(app, ["blocks", "create", "--storage", "s3-media"], env=env)
+    assert unnamed.exit_code == 1 and "--storage-url: give where the block s3-media keeps media" in unnamed.output
+
+
+def test_a_missing_block_prints_a_command_that_creates_it_under_its_name(
+    stack, prefect_api: str, tmp_path: Path
+) -> None:
+    """`run faceswap --storage s3-media` before that block exists prints the command that creates it; that command
+    (its placeholder filled in) saves that block alone, and the same run then stores its result there."""
+    from faceswap_flows.devstack.media_server import MediaServer
+
+    name = f"s3-media-{os.getpid()}"
+    swap = ["run", "faceswap", "--source", str(stack.files["astronaut"]), "--face", str(stack.files["grace"])]
+    refused = faceswap_flows(*swap, "--storage", name, prefect_api=prefect_api)
+    assert refused.returncode == 1
+    command = refused.stderr.split("create it with `", 1)[1].split("`", 1)[0]
+    assert command == f"faceswap-flows blocks create --storage {name} --storage-url FOLDER_OR_S3_URI", command
+    folder = tmp_path / "other-media"
+    with MediaServer(folder) as media:
+        given = [*command.replace("FOLDER_OR_S3_URI", str(folder)).split()[1:], "--public-base-url", media.url]
+        created = runner.invoke(app, given, env={"AIFACESWAP_API_KEY": ""})
+        assert created.exit_code == 0, created.output
+        assert created.output.strip() == f"saved blocks {name}", "it saves that block alone, and needs no API key"
+        done = faceswap_flows(*swap, "--storage", name, prefect_api=prefect_api)
+    assert done.returncode == 0, done.stderr[-2000:]
+    stored = json.loads(done.stdout)["result_key"]
+    assert (folder / stored).is_file() and (folder / f"{stored}.provenance.json").is_file()
 
 
 def faceswap_flows(*args: str, prefect_api: str) -> subprocess.CompletedProcess[str]:
@@ -145,7 +195,7 @@ def test_run_faceswap_prints_the_outcome(stack, prefect_api: str) -> None:
 
 
 def test_run_multi_faceswap_and_extract_faces(stack, prefect_api: str) -> None:
-    found = faceswap_flows("run", "extract-faces", str(stack.files["group"]), prefect_api=prefect_api)
+    found = faceswap_flows("run", "extract-faces", "--source", str(stack.files["group"]), prefect_api=prefect_api)
     assert found.returncode == 0, found.stderr[-2000:]
     assert len(json.loads(found.stdout)["faces"]) == 3
     swapped = faceswap_flows(

@@ -227,7 +227,7 @@ async def test_signing_off_is_logged_and_recorded(stack, caplog: pytest.LogCaptu
     assert c2pa.Reader.try_create("image/png", io.BytesIO(result)) is None, "no manifest"
     record = json.loads(stack.storage.read_bytes(outcome.provenance_key))
     assert record["output"]["content_credentials"] == {"signed": False, "reason": "output.sign=False"}
-    assert record["parameters"]["sign_outputs"] is False
+    assert record["parameters"]["output"]["sign"] is False
     assert "WITHOUT a signed C2PA manifest" in caplog.text
     code, output = await asyncio.to_thread(audit_cli, outcome.result_key)
     assert code == 0 and "C2PA manifest: none (signing was off: output.sign=False)" in output, output

@@ -4,6 +4,7 @@ validated groups."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -11,11 +12,11 @@ import typer
 from typer.testing import CliRunner
 
 from faceswap_flows.cli import batch as cli_batch
-from faceswap_flows.cli.flow_options import flow_command, for_the_command_line, option_name
+from faceswap_flows.cli.flow_options import flow_command, for_the_command_line
 from faceswap_flows.cli.main import app
 from faceswap_flows.flows.batch import batch_faceswap
 from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
-from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
+from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions, VideoOutputOptions
 from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
 
 RUN_COMMANDS = {
@@ -25,10 +26,11 @@ RUN_COMMANDS = {
     ("run", "video-faceswap"): video_faceswap,
     ("run", "multi-video-faceswap"): multi_video_faceswap,
     ("run", "batch"): batch_faceswap,
+    ("run", "batch-faceswap"): batch_faceswap,
     ("plan",): batch_faceswap,
 }
 GROUPS = {"SwapOptions": SwapOptions, "OutputOptions": OutputOptions, "VideoOptions": VideoOptions}
-GROUPS["BlockNames"] = BlockNames
+GROUPS.update(BlockNames=BlockNames, VideoOutputOptions=VideoOutputOptions)
 
 
 def flow_leaves(flow: Any) -> dict[str, str]:
@@ -46,20 +48,25 @@ def flow_leaves(flow: Any) -> dict[str, str]:
     return leaves
 
 
-def cli_options(path: tuple[str, ...]) -> dict[str, str]:
-    """The command's parameters (options and arguments) by the flow parameter they set: name -> help."""
+def cli_command(path: tuple[str, ...]) -> Any:
     command = typer.main.get_command(app)
     for part in path:
         command = command.commands[part]  # type: ignore[attr-defined]
-    found = {}
-    for parameter in command.params:
-        if parameter.name == "help":
-            continue
-        flags = [flag for flag in parameter.opts if flag.startswith("--")]
-        name = option_name(flags[0]) if flags else parameter.name
-        assert name == parameter.name, f"{flags[0]} sets {parameter.name}"
-        found[name] = " ".join((getattr(parameter, "help", None) or "").split())
-    return found
+    return command
+
+
+def cli_options(path: tuple[str, ...]) -> dict[str, str]:
+    """The command's parameters (options and arguments) by the flow parameter they set: name -> help."""
+    return {
+        parameter.name: " ".join((getattr(parameter, "help", None) or "").split())
+        for parameter in cli_command(path).params
+        if parameter.name != "help"
+    }
+
+
+def cli_flags(path: tuple[str, ...]) -> dict[str, list[str]]:
+    """The flags of each parameter the command sets, in the order its help shows them."""
+    return {parameter.name: list(parameter.opts) for parameter in cli_command(path).params if parameter.name != "help"}
 
 
 @pytest.mark.parametrize("path", list(RUN_COMMANDS), ids=[" ".join(p) for p in RUN_COMMANDS])
@@ -75,6 +82,78 @@ def test_every_flow_parameter_has_its_option_with_its_description(path: tuple[st
             assert description, f"{flow.name}: {name} has no description"
             shown = for_the_command_line(" ".join(description.split()), set(options))
             assert options[name].startswith(shown), (name, options[name], description)
+
+
+@pytest.mark.parametrize("path", list(RUN_COMMANDS), ids=[" ".join(p) for p in RUN_COMMANDS])
+def test_every_flow_parameter_is_spelled_as_an_option(path: tuple[str, ...]) -> None:
+    """A parameter's own name (as a deployment, the UI and Python spell it) is always one of its option's flags:
+    ``source_video`` -> ``--source-video``, ``face_indexes`` -> ``--face-indexes``."""
+    flags = cli_flags(path)
+    for name in flags:
+        if name in ("manifest", "csv"):  # the manifest is positional; csv is the plan's own
+            continue
+        spelled = "--" + name.replace("_", "-")
+        assert spelled in flags[name], (path, name, flags[name])
+
+
+SWAP_PATHS = [path for path in RUN_COMMANDS if path != ("run", "extract-faces")]
+
+
+@pytest.mark.parametrize("path", SWAP_PATHS, ids=[" ".join(p) for p in SWAP_PATHS])
+def test_every_swap_command_takes_source_and_face_first(path: tuple[str, ...]) -> None:
+    """`--source` and `--face` are the first flags of the inputs of every swap command (the API's own names, e.g.
+    `--source-video`, follow), and they set the flow's source and face parameters."""
+    by_flag = {flag: name for name, flags in cli_flags(path).items() for flag in flags}
+    firsts = {flags[0] for flags in cli_flags(path).values()}
+    assert {"--source", "--face"} <= firsts, (path, sorted(firsts))
+    assert by_flag["--source"] in ("source_image", "source_video", "source"), by_flag["--source"]
+    assert by_flag["--face"] in ("face_image", "face_images"), by_flag["--face"]
+    received: list[dict[str, Any]] = []
+    cli = typer.Typer()
+    cli.command()(flow_command(RUN_COMMANDS[path], received.append, help="swap", leave_out=("plan",)))
+    result = CliRunner().invoke(cli, ["--source", "team.jpg", "--face", "me.jpg"])
+    assert result.exit_code == 0, result.output
+    assert received[0][by_flag["--source"]] == "team.jpg"
+    assert received[0][by_flag["--face"]] in ("me.jpg", ["me.jpg"])
+
+
+def test_extract_faces_takes_source_and_still_reads_the_old_positional_form() -> None:
+    assert cli_flags(("run", "extract-faces"))["image"][:2] == ["--source", "--image"]
+    received: list[dict[str, Any]] = []
+    cli = typer.Typer()
+    command = flow_command(extract_faces, received.append, help="faces", formerly_positional="image")
+    cli.command(context_settings=command.context_settings)(command)  # type: ignore[attr-defined]
+    assert CliRunner().invoke(cli, ["--source", "team.jpg"]).exit_code == 0
+    old = CliRunner().invoke(cli, ["group.jpg"])
+    assert old.exit_code == 0, old.output
+    assert [r["image"] for r in received] == ["team.jpg", "group.jpg"]
+    assert "is the old form: write --source group.jpg" in old.stderr
+    missing = CliRunner().invoke(cli, [])
+    assert missing.exit_code == 1 and "--source: missing" in missing.output and len(received) == 2
+
+
+@pytest.mark.parametrize("path", [("run", "video-faceswap"), ("run", "multi-video-faceswap")])
+def test_the_video_commands_and_forms_offer_no_watermark(path: tuple[str, ...]) -> None:
+    """Videos get no visible watermark: neither the command line nor the UI's form offers one (the image commands
+    do), and `--watermark` is an unknown option there."""
+    assert not {"watermark", "watermark_corner"} & set(cli_options(path))
+    assert not {"watermark", "watermark_corner"} & set(flow_leaves(RUN_COMMANDS[path]))
+    assert {"watermark", "watermark_corner"} <= set(cli_options(("run", "faceswap")))
+    given = [*path, "--source", "a.mp4", "--face", "b.jpg", "--watermark", "AI"]
+    refused = CliRunner().invoke(app, given, env={"COLUMNS": "200"})
+    assert refused.exit_code == 2 and "No such option: --watermark" in refused.output
+
+
+def test_a_saved_video_deployment_with_the_old_watermark_fields_still_reads(caplog: pytest.LogCaptureFixture) -> None:
+    """A video deployment saved when the video flows took the images' output group: its empty watermark fields are
+    left out (saying so), its other choices kept; a watermark is refused by name."""
+    saved = {"label": False, "watermark": None, "watermark_corner": "bottom-right", "sign": True}
+    parameters = {"source_video": "a.mp4", "face_image": "b.jpg", "output": saved}
+    with caplog.at_level(logging.WARNING, logger="faceswap_flows.flows.options"):
+        assert video_faceswap.validate_parameters(parameters)["output"] == VideoOutputOptions(label=False)
+    assert "output.watermark, output.watermark_corner: no longer parameters of the video flows" in caplog.text
+    with pytest.raises(Exception, match=r"output\.watermark: videos get no visible watermark \(asked for 'AI'\)"):
+        video_faceswap.validate_parameters({**parameters, "output": {**saved, "watermark": "AI"}})
 
 
 def test_the_groups_are_described_and_defaulted() -> None:
@@ -105,7 +184,7 @@ def test_options_on_the_command_line_reach_the_flow_as_typed_groups() -> None:
     assert parameters["source_video"] == "clip.mp4" and parameters["face_image"] == "me.jpg"
     assert parameters["video_options"] == VideoOptions(enhance=2, trim_end=4.5)
     assert parameters["options"] == SwapOptions(wait=False, max_credits=30, on_unknown_outcome="resubmit")
-    assert parameters["output"] == OutputOptions(label=False)
+    assert parameters["output"] == VideoOutputOptions(label=False)
     assert parameters["blocks"] == BlockNames(storage="s3-media")
 
 
@@ -144,3 +223,15 @@ def test_the_command_line_imports_a_flow_only_for_its_command() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert not any(name in loaded for name in ("flows.image", "flows.video", "flows.batch'")), loaded
+
+
+STORAGE_COMMANDS = [*RUN_COMMANDS, ("run", "faceswap"), ("audit",), ("consent", "list"), ("consent", "add")]
+STORAGE_COMMANDS += [("consent", "revoke"), ("credits",), ("doctor",), ("blocks", "create")]
+
+
+@pytest.mark.parametrize("path", STORAGE_COMMANDS, ids=[" ".join(p) for p in STORAGE_COMMANDS])
+def test_the_storage_block_is_named_by_storage_on_every_command(path: tuple[str, ...]) -> None:
+    """`--storage NAME` names the MediaStorage block wherever a command takes one (audit, consent and credits also
+    read their earlier `--storage-block`)."""
+    [flags] = [flags for flags in cli_flags(path).values() if "--storage" in flags]
+    assert flags[0] == "--storage" and set(flags) <= {"--storage", "--storage-block"}, flags

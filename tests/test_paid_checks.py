@@ -156,7 +156,7 @@ REFERENCE_CASES = {
         "group", ["astronaut", "astronaut"], ["grace", "grace-again"], 6,
         "reference_images: 6 credits were charged for extract_face of group.png and of 2 reference photo(s), which "
         "found 3 face(s) in group.png, and two references most like the same one (faces [1, 1]): give face_indexes "
-        "instead (`faceswap-flows run extract-faces inputs/",
+        "instead (`faceswap-flows run extract-faces --source inputs/",
     ),
 }  # fmt: skip
 
@@ -186,7 +186,7 @@ async def test_multi_faceswap_by_reference_says_what_the_detection_cost(stack, t
         "which found no face in "
     ), message
     assert "use a photo showing that face, or give face_indexes" in message
-    assert "`faceswap-flows run extract-faces " in message
+    assert "`faceswap-flows run extract-faces --source " in message
     assert ledger.charges() == [("extract_face", 2), ("extract_face", 2)]
 
     rows = [{"operation": "multi_faceswap", "source_image": str(f["group"]), "face_images": str(f["astronaut"]),

@@ -38,7 +38,7 @@ from faceswap_flows.flows.provenance.labels import (
     label_video,
     watermark_box,
 )
-from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, job_facts, strip_query
+from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, job_facts, output_choices, strip_query
 from faceswap_flows.flows.tasks.job import SwapOutcome
 from faceswap_flows.flows.tasks.media import StagedMedia
 from faceswap_flows.flows.video import video_faceswap
@@ -215,7 +215,7 @@ async def test_an_image_result_is_labelled_and_recorded(stack, swapped, tmp_path
     record = stored_record(stack.storage, outcome)
     check_record(record, result, outcome)
     assert record["output"]["labelled"] and record["output"]["media_type"] == "image/png"
-    assert record["flow_run"]["id"] == flow_run_id and record["parameters"]["label_outputs"] is True
+    assert record["flow_run"]["id"] == flow_run_id and record["parameters"]["output"]["label"] is True
     inputs = {item["field"]: item for item in record["inputs"]}
     for field, name in (("source_image", "astronaut"), ("face_image", "grace")):
         assert inputs[field]["sha256"] == sha256(stack.files[name].read_bytes())
@@ -274,7 +274,7 @@ async def test_turning_the_label_off_is_explicit_and_logged(stack, warnings_logg
     result = stack.storage.read_bytes(outcome.result_key)
     assert b"x:xmpmeta" not in result and b"DigitalSourceType" not in result
     record = stored_record(stack.storage, outcome)
-    assert record["output"]["labelled"] is False and record["parameters"]["label_outputs"] is False
+    assert record["output"]["labelled"] is False and record["parameters"]["output"]["label"] is False
     assert record["output"]["sha256"] == sha256(result)
     assert any("output.label=False" in line and outcome.task_id in line for line in warnings_logged), warnings_logged
 
@@ -338,7 +338,7 @@ async def test_the_label_survives_s3(stack, s3_storage) -> None:
     record = stored_record(s3_storage, outcome)
     check_record(record, result, outcome)
     assert record["output"]["uri"] == outcome.result_uri
-    code, output = await asyncio.to_thread(audit_cli, outcome.result_uri, "--storage-block", "provenance-s3")
+    code, output = await asyncio.to_thread(audit_cli, outcome.result_uri, "--storage", "provenance-s3")
     assert code == 0 and output.startswith(("TRUSTED: ", "VALID: ")) and outcome.task_id in output, output
 
 
@@ -429,3 +429,29 @@ def test_audit_still_reads_records_written_with_the_earlier_iptc_term(
     code, output = audit_cli(str(result))
     assert code == 0 and f"embedded label: {legacy}" in output, output
     assert "written with the earlier IPTC term" in output and "C2PA manifest: none" in output, output
+
+
+async def test_a_record_names_the_output_options_as_the_flows_do_and_old_records_still_audit(
+    stack, swapped, tmp_path: Path
+) -> None:
+    """A record keeps the output options under ``parameters.output``, named as the flows' ``output`` parameter
+    names them (``output.label``, ``output.sign``); a record written before, with ``parameters.label_outputs`` and
+    ``sign_outputs``, still audits and reads the same, the audit saying its names are old."""
+    outcome, _ = swapped
+    record = stored_record(stack.storage, outcome)
+    choices = {"label": True, "sign": True, "signing_block": "faceswap-signing", "watermark": None}
+    assert record["parameters"]["output"] == {**choices, "watermark_corner": "bottom-right"}
+    assert not {"label_outputs", "sign_outputs", "watermark", "signing_block"} & set(record["parameters"])
+    flat = {"label_outputs": True, "sign_outputs": True, "signing_block": "faceswap-signing", "watermark": None}
+    kept = {name: value for name, value in record["parameters"].items() if name != "output"}
+    old = {**record, "parameters": {**kept, **flat, "watermark_corner": "bottom-right"}}
+    assert output_choices(old["parameters"]) == output_choices(record["parameters"]) == record["parameters"]["output"]
+    for name, written in (("new", record), ("old", old)):
+        result = tmp_path / f"{name}.png"
+        result.write_bytes(stack.storage.read_bytes(outcome.result_key))
+        Path(f"{result}{RECORD_SUFFIX}").write_text(json.dumps(written))
+        code, output = await asyncio.to_thread(audit_cli, str(result), "--allow-untrusted")
+        assert code == 0 and output.startswith(("TRUSTED: ", "VALID: ")), output
+        said = "record: written with the old field names (parameters.label_outputs -> parameters.output.label, "
+        assert (said in output) == (name == "old"), output
+    assert "parameters.sign_outputs -> parameters.output.sign" in output

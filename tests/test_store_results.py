@@ -137,7 +137,8 @@ async def test_one_run_stores_every_sweep_job_but_skips_stored_ones(stack, submi
         assert {item["field"] for item in record["inputs"]} == {"source_image", "face_image"}
         assert record["output"]["labelled"] is output.label
         assert (f'fsf:TaskId="{job.task_id}"' in xmp(result)) is output.label
-        assert record["parameters"]["watermark"] == output.watermark
+        recorded = record["parameters"]["output"]  # named as the options, from the submitted event's facts
+        assert recorded["watermark"] == output.watermark and recorded["label"] is output.label
         assert (record["output"]["watermark"] or {}).get("text") == output.watermark
     assert not storage.exists(submitted["trigger"].result_key), "a store-by=trigger job is not the sweep's"
 

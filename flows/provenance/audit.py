@@ -19,7 +19,13 @@ from typing import IO, Any
 from faceswap_flows.blocks import ContentSigningKey, MediaStorage
 from faceswap_flows.flows.provenance.content_credentials import CredentialsCheck, read_credentials
 from faceswap_flows.flows.provenance.labels import DIGITAL_SOURCE_TYPE, LEGACY_DIGITAL_SOURCE_TYPES, embedded_label
-from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, _media_type, hash_stream, record_key
+from faceswap_flows.flows.provenance.records import (
+    RECORD_SUFFIX,
+    _media_type,
+    hash_stream,
+    old_field_names,
+    record_key,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ def _open_target(
         sidecar = Path(f"{local}{RECORD_SUFFIX}")
         return str(local), local.open("rb"), sidecar.read_bytes() if sidecar.is_file() else None
     if storage is None:
-        raise FileNotFoundError(f"{target}: no such file (pass --storage-block to look it up as a storage key)")
+        raise FileNotFoundError(f"{target}: no such file (pass --storage to look it up as a key of that storage block)")
     root = storage.uri("x")[:-1]  # the URI of the storage's root, ending with "/"
     key = target.removeprefix(root)
     if not storage.exists(key):
@@ -190,6 +196,8 @@ def _summary_lines(result: AuditResult) -> list[str]:
             f"record: written with the earlier IPTC term {record['digital_source_type']} (still a "
             f"synthetic-media label; new results say {DIGITAL_SOURCE_TYPE})"
         )
+    if old_names := old_field_names(record):
+        lines.append(f"record: written with the old field names ({', '.join(old_names)}): it reads the same")
     if result.label:
         source = result.label.get("Iptc4xmpExt:DigitalSourceType", "?")
         lines.append(f"embedded label: {source} (task {result.label.get('fsf:TaskId', '?')})")

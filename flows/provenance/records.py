@@ -84,7 +84,8 @@ class InputRecord(BaseModel):
 
 
 def output_parameters(options: OutputOptions) -> dict[str, Any]:
-    """The output options as the job's recorded parameters (the keys records and submitted events have always had)."""
+    """The output options as a job's submitted event keeps them, in their first, flat spelling (the store-result
+    deployment reads a job's choices from it, and a batch's fingerprints of stored work are made of it)."""
     return {
         "label_outputs": options.label,
         "watermark": options.watermark,
@@ -92,6 +93,38 @@ def output_parameters(options: OutputOptions) -> dict[str, Any]:
         "sign_outputs": options.sign,
         "signing_block": options.signing_block,
     }
+
+
+# A record's parameters once kept the output options flat, under these names; now under ``output``, each named as
+# the option it records (``output.label``), as the flows' ``output`` parameter names them.
+OLD_OUTPUT_FIELDS = {
+    "label_outputs": "label",
+    "sign_outputs": "sign",
+    "watermark": "watermark",
+    "watermark_corner": "watermark_corner",
+    "signing_block": "signing_block",
+}
+
+
+def recorded_parameters(parameters: Mapping[str, Any], options: OutputOptions) -> dict[str, Any]:
+    """A record's parameters: the job's, with the output options under ``output`` named as the options are."""
+    kept = {name: value for name, value in parameters.items() if name not in OLD_OUTPUT_FIELDS}
+    return {**kept, "output": options.model_dump(include=set(OLD_OUTPUT_FIELDS.values()))}
+
+
+def output_choices(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The output options a record's parameters keep, read from either spelling (``output.label``, or the old
+    ``label_outputs``)."""
+    old = {new: parameters[name] for name, new in OLD_OUTPUT_FIELDS.items() if name in parameters}
+    return {**old, **(parameters.get("output") or {})}
+
+
+def old_field_names(record: Mapping[str, Any]) -> list[str]:
+    """The old names a stored record was written with, as ``old -> new`` (none for a record of this version)."""
+    parameters = record.get("parameters") or {}
+    return [
+        f"parameters.{name} -> parameters.output.{new}" for name, new in OLD_OUTPUT_FIELDS.items() if name in parameters
+    ]
 
 
 class JobFacts(BaseModel):
@@ -300,7 +333,7 @@ async def record_provenance(
         credits_estimated=credits_estimated,
         bill=bill,
         inputs=facts.inputs,
-        parameters={**facts.parameters, **output_parameters(options)},
+        parameters=recorded_parameters(facts.parameters, options),
         consent=facts.consent,
         output=OutputRecord(
             key=key,
