@@ -38,14 +38,21 @@ EVENTS_EVERY_SECONDS = 2.0
 
 
 def sweep_filter(since: datetime, until: datetime) -> EventFilter:
-    """Callback events (succeeded, and failed: a batch notes those) labelled store-by=sweep that occurred in
-    [since, until], oldest first."""
+    """Callback events (succeeded, and failed: a batch notes those) that occurred in [since, until], oldest first.
+    The store-by=sweep label is checked here (:func:`swept_events`), not by the API: PostgreSQL answers a label
+    filter with a scan of every event resource of the window for each page (4.5 s a page under load in the scale
+    drill, minutes for one read of 2,000 events), the name and time filters from the events' own indexes."""
     return EventFilter(
         occurred=EventOccurredFilter(since=since, until=until),
         event=EventNameFilter(name=[SUCCEEDED, FAILED]),
-        resource=EventResourceFilter(id_prefix=[task_resource_id("")], labels={STORE_BY_LABEL: [SWEEP]}),
+        resource=EventResourceFilter(id_prefix=[task_resource_id("")]),
         order=EventOrder.ASC,
     )
+
+
+def swept_events(events: list[Event]) -> list[Event]:
+    """The events of jobs submitted with store_by="sweep"."""
+    return [event for event in events if event.resource.get(STORE_BY_LABEL) == SWEEP]
 
 
 async def read_all_events(event_filter: EventFilter, client: Any = None) -> list[Event]:
@@ -140,4 +147,4 @@ class JobSource:
         if events:
             newest = max(event.occurred for event in events) - timedelta(seconds=EVENTS_LAG_SECONDS)
             self._events_from = max(self._events_from, newest)
-        return events
+        return swept_events(events)
