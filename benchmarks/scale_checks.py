@@ -9,7 +9,7 @@ from typing import Any
 
 from receiver_kill import receiver_check
 
-CALLBACKS_PER_S, RSS_MB = 300, 300
+CALLBACKS_PER_S, RSS_MB, RESULTS_PER_S = 300, 300, 100
 
 
 def checks(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
@@ -77,6 +77,13 @@ def checks(f: dict[str, Any]) -> list[tuple[str, str, str, bool]]:
             (f.get("callbacks_per_s") or 0) >= CALLBACKS_PER_S,
         ),
         (
+            "results stored/s (release -> last result stored)",
+            f"{f.get('results_per_s')} /s ({jobs} in {f.get('release_to_last_stored_seconds')} s; callback -> stored "
+            f"p50 {f.get('callback_to_stored_p50_s')} s, p95 {f.get('callback_to_stored_p95_s')} s)",
+            f">= {RESULTS_PER_S}",
+            (f.get("results_per_s") or 0) >= RESULTS_PER_S,
+        ),
+        (
             "receiver peak RSS (VmHWM)",
             f"{f.get('receiver_peak_rss_mb')} MB",
             f"< {RSS_MB} MB",
@@ -117,6 +124,13 @@ def print_checks(figures: dict[str, Any]) -> bool:
         print(
             f"store-results runs: {sweeps['runs']} ({sweeps['completed']} Completed), run times "
             f"{sweeps['run_seconds']} s; release -> all stored, pool idle: {figures.get('release_to_stored_seconds')} s"
+        )
+    if bare := figures.get("bare_baseline"):
+        print(
+            f"bare script (fetch, label, sign, write the same {bare['results']} results, no Prefect): "
+            f"{bare['per_s']} /s ({bare['seconds']} s, {bare['cpu_ms_per_result']} ms CPU each); flows "
+            f"{figures.get('results_per_s')} /s: ratio {figures.get('results_per_s_ratio_to_bare')}; load while "
+            f"storing {figures.get('load_while_storing')}"
         )
     if figures.get("retried"):
         print(f"sent again, not lost: {figures['retried']}")

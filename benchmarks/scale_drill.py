@@ -26,8 +26,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bare_store import bare_store, stored_jobs
 from bench_scale import held, run_batch, stored_results, wait_until, write_inputs
 from distinct_photos import face_crops, write_distinct
+from live_sweep import start_live_sweep
+from local_prefect_env import percentile
 from multi_server import MultiServerStack
 from receiver_kill import ReceiverKill, inbox_received, inboxes_times, receiver_figures
 from scale_checks import print_checks
@@ -218,10 +221,13 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
         timer.join()
     from faceswap_flows.aifaceswap.sandbox.admin import release_callbacks
 
+    if args.live_sweep:
+        paced = expected / args.release_per_second if args.release_per_second else 0
+        figures["live_sweep"] = asyncio.run(start_live_sweep(args.live_sweep + paced, args.poll_seconds))
     roots = {name: process.pid for name, process in topology.procs.running.items() if process.poll() is None}
     cpu_before = cpu_seconds(roots)
     released_at = time.time()
-    release_callbacks(stack.sandbox_url, stack.api_key, concurrency=64)
+    release_callbacks(stack.sandbox_url, stack.api_key, concurrency=64, per_second=args.release_per_second)
     killer = ReceiverKill(topology, "receiver-2", args.kill_receiver).start() if args.kill_receiver else None
     wait_until("every callback received", lambda: inboxes_times(stack.inboxes)[0] >= expected, args.timeout, 0.2)
     cpu_after = cpu_seconds({name: pid for name, pid in roots.items() if name != "receiver-2" or not killer})
@@ -241,7 +247,35 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
     )
     figures["seconds"] = time.time() - started
     figures["release_to_stored_seconds"] = round(time.time() - released_at, 1)
+    figures.update(storing_figures(stack, released_at, expected))
     collect(args, topology, figures, watch, started, expected, trigger_ids, sandbox_cpu)
+
+
+def storing_figures(stack: Stack, released_at: float, expected: int) -> dict[str, Any]:
+    """How fast the results were stored: from the release of the callbacks to the last provenance record written
+    (a result's last write), and the callback -> stored latency of each result (its record's mtime)."""
+    received: dict[str, float] = {}
+    for inbox in stack.inboxes:
+        received.update(inbox_received(inbox))
+    stored_at = {}
+    for record in (stack.media_dir / "results").rglob("*.provenance.json"):
+        stored_at[json.loads(record.read_text())["task_id"]] = record.stat().st_mtime
+    last = max(stored_at.values(), default=released_at)
+    latencies = sorted(at - received[task] for task, at in stored_at.items() if task in received)
+    return {
+        "release_to_last_stored_seconds": round(last - released_at, 1),
+        "results_per_s": round(expected / max(last - released_at, 1e-6), 1),
+        "callback_to_stored_p50_s": round(percentile(latencies, 0.5), 2) if latencies else None,
+        "callback_to_stored_p95_s": round(percentile(latencies, 0.95), 2) if latencies else None,
+        "load_while_storing": os.getloadavg(),
+    }
+
+
+def bare_baseline(stack: Stack, figures: dict[str, Any]) -> None:
+    """The same results fetched, labelled, signed and written by a bare script (bare_store.py), for the ratio."""
+    jobs = stored_jobs(stack.media_dir, stack.inboxes)
+    figures["bare_baseline"] = bare = asyncio.run(bare_store(jobs, "faceswap-signing"))
+    figures["results_per_s_ratio_to_bare"] = round(bare["per_s"] / max(figures.get("results_per_s") or 0, 1e-6), 2)
 
 
 def collect(
@@ -307,6 +341,16 @@ def main() -> None:
     parser.add_argument(
         "--photo-side", type=int, default=160, help="a distinct source photo per job, this many px (0: 4 pairs cycled)"
     )
+    parser.add_argument(
+        "--release-per-second", type=float, help="release the held callbacks at this sustained rate (default: at once)"
+    )
+    parser.add_argument(
+        "--live-sweep",
+        type=float,
+        default=0,
+        help="start a store-results run this many s long (+ the paced release) before the release (0: the trigger's)",
+    )
+    parser.add_argument("--poll-seconds", type=float, default=0.25, help="the live sweep's look at the inbox")
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
@@ -326,6 +370,7 @@ def main() -> None:
                 f", {args.receivers} receivers behind nginx, {args.workers} process workers (nice {args.worker_nice})"
             )
             drill(args, topology, figures)
+            bare_baseline(topology.stack, figures)
     finally:
         figures["logs"] = str(folder / "logs")
         figures["load_after"] = os.getloadavg()

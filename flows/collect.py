@@ -18,8 +18,8 @@ from faceswap_flows.flows.batch_names import remember_job_failure
 from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
 from faceswap_flows.flows.exceptions import ResultNotAvailable
 from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, submission_facts
-from faceswap_flows.flows.tasks.job import SwapOutcome, bill_of
-from faceswap_flows.flows.tasks.store import fetch_and_record
+from faceswap_flows.flows.tasks.job import SwapOutcome
+from faceswap_flows.flows.tasks.store import store_and_record
 from faceswap_flows.flows.tasks.waiting import arrived_callback, stored_event
 from faceswap_flows.receiver.events import task_resource_id
 from faceswap_flows.receiver.unparsed import UNPARSED
@@ -114,7 +114,7 @@ async def store_job(
         get_run_logger().warning(
             "label_outputs=False: task %s is stored WITHOUT the synthetic-media label", job.task_id
         )
-    key = await fetch_and_record(
+    key, bill = await store_and_record(
         storage,
         task_id=job.task_id,
         operation=operation,
@@ -131,7 +131,8 @@ async def store_job(
         submitted_by={k: submitted.get(k) for k in ("flow_run", "deployment", "run_by")} if submitted else None,
         as_tasks=not inline,
     )
-    get_run_logger().info("task %s stored at %s", job.task_id, storage.uri(key))
+    if not inline:  # a sweep logs each chunk's count; fetch and record log each result already
+        get_run_logger().info("task %s stored at %s", job.task_id, storage.uri(key))
     outcome = SwapOutcome(
         operation=operation,
         status="submitted",
@@ -140,8 +141,8 @@ async def store_job(
         credits=submitted.get("points") or 0,
         result_key=job.result_key,
     )
-    if job_id:
-        outcome = outcome.billed(await bill_of(storage, job_id))
+    if bill is not None:
+        outcome = outcome.billed(bill)
     return outcome.stored_in(storage, key)
 
 

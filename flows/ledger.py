@@ -160,6 +160,12 @@ def settle_by_callback(storage: MediaStorage, job_id: str, task_id: str, success
     """A callback of the job proves the service ran ``task_id``: the send that has that task id, else the job's
     oldest submission (not a means to it) whose outcome is not known, takes it (``accepted``, or ``failed`` when the
     callback says success 0). Returns the job's bill after it."""
+    return Bill.of(settled_sends(storage, job_id, task_id, success))
+
+
+def settled_sends(storage: MediaStorage, job_id: str, task_id: str, success: bool) -> list[PaidSend]:
+    """The job's sends, oldest first, once the callback for ``task_id`` is settled (see :func:`settle_by_callback`):
+    one read of the job's ledger folder."""
     sends = job_sends(storage, job_id)
     outcome: Outcome = "accepted" if success else "failed"
     mine = next((send for send in sends if send.task_id == task_id), None)
@@ -172,7 +178,7 @@ def settle_by_callback(storage: MediaStorage, job_id: str, task_id: str, success
         settled = mine.answered(outcome, task_id=task_id, note=note)
         write_send(storage, settled)
         sends = [settled if send.send_id == settled.send_id else send for send in sends]
-    return Bill.of(sends)
+    return sends
 
 
 SPEND_KEYS = ("day", "operation", "deployment", "flow_run")

@@ -344,7 +344,10 @@ async def store_results(
         swept_at = datetime.now(UTC)
         final = swept_at >= until
         received = await source.from_inbox()
-        payloads = received if received is not None else await source.from_stored_events()
+        if received is None:
+            payloads = await source.from_stored_events()
+        else:
+            payloads = received + await source.recent_stored_events()  # the jobs other receivers took
         jobs, unusable = jobs_in(payloads)
         if final and received is not None and not any(job.task_id not in sweeper.seen for job in jobs):
             payloads = await source.from_stored_events()  # before ending: other receivers' jobs too

@@ -66,6 +66,24 @@ async def test_held_callbacks_wait_for_the_release_then_all_arrive(sandbox, clie
     assert status["held"] == 0 and status["delivered"] >= 6
 
 
+async def test_a_paced_release_delivers_the_held_callbacks_at_the_rate_asked(sandbox, client, media, catcher) -> None:
+    hold_callbacks(sandbox.url, KEY)
+    try:
+        swap = (url(media, "astronaut"), url(media, "grace"))
+        submitted = [await client.faceswap(*swap, webhook=catcher.hook("paced")) for _ in range(6)]
+        wait_until(lambda: callback_status(sandbox.url, KEY)["held"] == 6)
+    finally:
+        released_at = time.monotonic()
+        release_callbacks(sandbox.url, KEY, concurrency=6, per_second=4)
+    time.sleep(0.6)
+    arrived_early = sum(1 for job in submitted if catcher.callbacks(job.task_id))
+    for job in submitted:
+        catcher.wait_for(job.task_id)
+    took = time.monotonic() - released_at
+    assert 1 <= arrived_early <= 3, f"4 a second: {arrived_early} arrived in the first 0.6 s"
+    assert took >= 1.4, f"6 callbacks at 4 a second take 1.5 s, not {took:.2f} s"
+
+
 async def test_the_status_names_the_callbacks_sent_again_after_a_failed_delivery(
     sandbox, client, media, catcher
 ) -> None:

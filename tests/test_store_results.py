@@ -276,6 +276,28 @@ async def test_a_job_only_the_receivers_inbox_knows_is_stored(stack, submitted) 
     assert record["task_id"] == task_id and record["output"]["labelled"] is True
 
 
+async def test_a_job_another_receiver_took_is_stored_while_the_run_goes_on(stack, submitted) -> None:
+    """With several receivers, this one's inbox lacks the jobs the others took: the sweep reads the stored events on
+    from the newest it saw while it runs, and stores those jobs then, not once its window has ended."""
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    task_id = f"sweep-other-{uuid.uuid4().hex[:8]}"
+    real_result = (await stored_event(submitted["sweep"][0].task_id))["result_image"]
+    key = f"results/test/{task_id}.png"
+    run = asyncio.create_task(sweep_now(since, settle_seconds=25))
+    await asyncio.sleep(3)
+    async with get_client() as client:
+        await post_events(client, [sweep_event(task_id, real_result, key, datetime.now(UTC))])
+    posted = time.monotonic()
+    for _ in range(200):
+        if stack.storage.exists(key + RECORD_SUFFIX) or run.done():
+            break
+        await asyncio.sleep(0.2)
+    stored_after = time.monotonic() - posted
+    report: StoreResultsReport = await run
+    assert key in report.stored_keys and report.failed == 0
+    assert stored_after < 12, f"stored {stored_after:.1f} s after its event: at the run's end, not while it ran"
+
+
 async def test_each_sweep_reads_the_inbox_on_from_the_last_and_the_stored_events_before_ending(
     stack, submitted, monkeypatch: pytest.MonkeyPatch
 ) -> None:

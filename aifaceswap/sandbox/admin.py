@@ -35,11 +35,18 @@ def hold_callbacks(base_url: str, api_key: str, *, timeout: float = 30.0) -> dic
 
 
 def release_callbacks(
-    base_url: str, api_key: str, *, concurrency: int | None = None, timeout: float = 30.0
+    base_url: str,
+    api_key: str,
+    *,
+    concurrency: int | None = None,
+    per_second: float | None = None,
+    timeout: float = 30.0,
 ) -> dict[str, Any]:
-    """Deliver every held callback, ``concurrency`` at once (default: the sandbox's ``release_concurrency``).
-    The answer's ``held`` is how many were waiting when released."""
+    """Deliver every held callback, ``concurrency`` at once (default: the sandbox's ``release_concurrency``), and
+    ``per_second`` started a second when given. The answer's ``held`` is how many were waiting when released."""
     body: dict[str, Any] = {"hold": False}
     if concurrency is not None:
         body["concurrency"] = concurrency
+    if per_second is not None:
+        body["per_second"] = per_second
     return _callbacks(base_url, api_key, body, timeout)

@@ -204,23 +204,26 @@ async def faults(request: Request) -> Response:
 
 
 async def callbacks(request: Request) -> Response:
-    """Hold callbacks (PUT {"hold": true}) or release every held one (PUT {"hold": false, "concurrency": 64})."""
+    """Hold callbacks (PUT {"hold": true}) or release every held one (PUT {"hold": false, "concurrency": 64}),
+    optionally at a sustained rate ("per_second": 50)."""
     sandbox: Sandbox = request.app.state.sandbox
     _api_key(request, sandbox)
     assert sandbox.webhooks is not None
     if request.method == "PUT":
         body = await _read_body(request)
-        hold, concurrency = body.get("hold"), body.get("concurrency")
+        hold, concurrency, per_second = body.get("hold"), body.get("concurrency"), body.get("per_second")
         valid_concurrency = concurrency is None or (type(concurrency) is int and 0 < concurrency <= MAX_RELEASE_LANES)
-        if not isinstance(hold, bool) or not valid_concurrency:
+        valid_rate = per_second is None or (type(per_second) in (int, float) and per_second > 0)
+        if not isinstance(hold, bool) or not valid_concurrency or not valid_rate:
             raise SandboxHTTPError(
                 400,
-                f'send {{"hold": true|false}} and optionally "concurrency": an integer from 1 to {MAX_RELEASE_LANES}',
+                f'send {{"hold": true|false}} and optionally "concurrency": an integer from 1 to {MAX_RELEASE_LANES}'
+                ' and "per_second": a positive number',
             )
         if hold:
             sandbox.webhooks.hold()
         else:
-            sandbox.webhooks.release(concurrency)
+            sandbox.webhooks.release(concurrency, per_second)
     status = sandbox.webhooks.status()
     if sandbox.cache is not None:
         status["cache"] = sandbox.cache.stats()

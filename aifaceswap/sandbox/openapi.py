@@ -19,12 +19,14 @@ RESULT_FILE = {
 
 
 class CallbackHold(BaseModel):
-    """Hold every callback from now on (``hold: true``), or release the held ones ``concurrency`` at once."""
+    """Hold every callback from now on (``hold: true``), or release the held ones ``concurrency`` at once
+    (``per_second`` started a second, when given)."""
 
     model_config = ConfigDict(extra="allow")
 
     hold: bool
     concurrency: int | None = Field(default=None, gt=0, le=1024)
+    per_second: float | None = Field(default=None, gt=0, description="Released callbacks started per second.")
 
 
 Refusal = Envelope[None]

@@ -36,15 +36,25 @@ class Lanes:
     work quadratic in its connections for every request (httpcore 1.0.9 checks each idle connection against all
     the others) and close any idle connection past its keep-alive limit: at 64 at once, ~2.3x the CPU."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, per_second: float | None = None) -> None:
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         self._clients = [httpx.AsyncClient(limits=limits, verify=tls_context()) for _ in range(count)]
         self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         for client in self._clients:
             self._free.put_nowait(client)
+        self._interval = 1.0 / per_second if per_second else 0.0
+        self._next_start = time.monotonic()
+
+    async def _paced(self) -> None:
+        """Wait for this delivery's turn when the release is paced (``per_second``): one start per interval."""
+        if not self._interval:
+            return
+        turn = self._next_start = max(self._next_start + self._interval, time.monotonic())
+        await asyncio.sleep(turn - time.monotonic())
 
     @contextlib.asynccontextmanager
     async def lane(self) -> AsyncIterator[httpx.AsyncClient]:
+        await self._paced()
         client = await self._free.get()
         try:
             yield client
@@ -77,9 +87,10 @@ class WebhookSender:
         """From now on, callbacks wait (their jobs still finish) until ``release``."""
         self._gate.clear()
 
-    def release(self, concurrency: int | None = None) -> int:
-        """Deliver every held callback, at most ``concurrency`` at once; returns how many were held."""
-        self._releases.append(Lanes(concurrency or self._config.release_concurrency))
+    def release(self, concurrency: int | None = None, per_second: float | None = None) -> int:
+        """Deliver every held callback, at most ``concurrency`` at once (and ``per_second`` started a second when
+        given: a sustained rate); returns how many were held."""
+        self._releases.append(Lanes(concurrency or self._config.release_concurrency, per_second))
         held = self.held
         self._gate.set()
         return held

@@ -328,12 +328,12 @@ async def fetch_result(
             await asyncio.to_thread(storage.upload, local, key)
     if label is None:
         logger.warning("stored %s (%s) WITHOUT the synthetic-media label: output.label=False", storage.uri(key), detail)
-    else:
-        logger.info("stored %s (%s), labelled as synthetic (task %s)", storage.uri(key), detail, label.task_id)
     if signing is None:
         logger.warning("stored %s WITHOUT a signed C2PA manifest: output.sign=False", storage.uri(key))
-    else:
-        logger.info("%s carries a C2PA manifest signed by %s", storage.uri(key), signing.summary()["signer"])
+    if label is not None or signing is not None:  # one line: at a hundred results a second, each log line costs
+        labelled = f"labelled as synthetic (task {label.task_id})" if label is not None else "unlabelled"
+        signed = f"a C2PA manifest signed by {signing.summary()['signer']}" if signing is not None else "unsigned"
+        logger.info("stored %s (%s), %s, %s", storage.uri(key), detail, labelled, signed)
     return key
 
 

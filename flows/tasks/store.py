@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.ledger import Bill, job_sends, settle_by_callback
+from faceswap_flows.flows.ledger import Bill, PaidSend, settled_sends
 from faceswap_flows.flows.provenance.content_credentials import signing_plan
 from faceswap_flows.flows.provenance.labels import SyntheticLabel
 from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, record_key, record_provenance
 from faceswap_flows.flows.tasks.media import fetch_result
 
 
-async def fetch_and_record(
+class StoredResult(NamedTuple):
+    key: str
+    bill: Bill | None  # None: the ledger holds no send of the job
+
+
+async def fetch_and_record(storage: MediaStorage, **job: Any) -> str:
+    """:func:`store_and_record`, returning only the stored key."""
+    return (await store_and_record(storage, **job)).key
+
+
+async def store_and_record(
     storage: MediaStorage,
     *,
     task_id: str,
@@ -28,15 +38,17 @@ async def fetch_and_record(
     facts: JobFacts | None,
     submitted_by: dict[str, Any] | None = None,
     as_tasks: bool = True,
-) -> str:
+) -> StoredResult:
     """Fetch a finished job's result into ``storage`` under ``result_key`` (labelled as synthetic media unless
-    ``output`` says not, watermarked if asked) and write its provenance record next to it; returns the key.
+    ``output`` says not, watermarked if asked) and write its provenance record next to it; returns the key and
+    the job's bill (the ledger is read once).
     Two task runs (``as_tasks``), or two steps of the caller's task run.
 
     The job's credits come from the ledger of credits (its send for ``task_id`` settled as accepted first);
     ``credits`` and ``credits_estimated`` are used only when the ledger holds nothing for the job."""
     fetch, record = (fetch_result, record_provenance) if as_tasks else (fetch_result.fn, record_provenance.fn)
-    bill = await asyncio.to_thread(settled_bill, storage, job_id, task_id)
+    sends = await asyncio.to_thread(settled_job_sends, storage, job_id, task_id)
+    bill = Bill.of(sends) if sends else None
     if bill is not None:
         credits, credits_estimated = bill.charged, bill.estimated
     label = None
@@ -68,23 +80,19 @@ async def fetch_and_record(
         label=label,
         submitted_by=submitted_by,
         signing=signing.summary() if signing else None,
-        bill=bill_record(storage, job_id) if bill is not None else None,
+        bill=bill_record(sends) if sends else None,
     )
-    return key
+    return StoredResult(key, bill)
 
 
-def settled_bill(storage: MediaStorage, job_id: str | None, task_id: str) -> Bill | None:
-    """The job's bill once its callback for ``task_id`` is settled in the ledger (None: the ledger has no send of
-    the job, e.g. a job submitted before the ledger existed or into another storage)."""
-    if not job_id:
-        return None
-    bill = settle_by_callback(storage, job_id, task_id, True)
-    return bill if bill.sends else None
+def settled_job_sends(storage: MediaStorage, job_id: str | None, task_id: str) -> list[PaidSend]:
+    """The job's sends once its callback for ``task_id`` is settled in the ledger (none: no job id, or the ledger
+    has no send of the job, e.g. a job submitted before the ledger existed or into another storage)."""
+    return settled_sends(storage, job_id, task_id, True) if job_id else []
 
 
-def bill_record(storage: MediaStorage, job_id: str | None) -> dict[str, Any]:
+def bill_record(sends: list[PaidSend]) -> dict[str, Any]:
     """What a provenance record keeps of the job's bill: the totals and every paid send for it."""
-    sends = job_sends(storage, job_id) if job_id else []
     return {
         **Bill.of(sends).model_dump(),
         "paid_sends": [
