@@ -71,7 +71,12 @@ def load_storage_block(name: str, option: str = "storage_block") -> MediaStorage
     try:
         return asyncio.run(MediaStorage.aload(name))
     except Exception as error:
-        fail(unreachable_prefect(error) or f"{option}: cannot load the MediaStorage block {name!r}: {error}")
+        from faceswap_flows.flows.blocks_config import server_asked
+
+        fail(
+            unreachable_prefect(error)
+            or f"{option}: cannot load the MediaStorage block {name!r} from {server_asked()}: {error}"
+        )
         raise
 
 

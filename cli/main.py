@@ -3,6 +3,7 @@ deploy | serve | collect | credits | doctor``."""
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -80,6 +81,8 @@ def main() -> None:
     """The console script: a module of a missing extra, wherever it is imported, is one line naming the extra."""
     from faceswap_flows.aifaceswap.extras import MissingExtra
 
+    # A command run without PREFECT_API_URL talks to a temporary server; its telemetry would log an error offline.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     quiet_prefect_queue_services()
     try:
         app(sys.argv[1:])

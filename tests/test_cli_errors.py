@@ -189,3 +189,18 @@ def test_a_prefect_server_that_does_not_answer_says_what_to_do(args: list[str], 
     assert "`make demo`" in lines[-1] and "`prefect server start`" in lines[-1] and "PREFECT_API_URL" in lines[-1]
     assert "Traceback" not in done.stdout + done.stderr
     assert not re.search(r"RuntimeError|ConnectError", done.stderr), done.stderr[-2000:]
+
+
+def test_without_a_prefect_server_a_command_says_which_server_it_asked(tmp_path: Path) -> None:
+    """After the demo stops (no PREFECT_API_URL, no prefect.toml), `credits` asks a temporary server: it says so
+    in one line, with no stray line from that server (its telemetry fails offline)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["PREFECT_HOME"] = str(tmp_path / "prefect-home")
+    script = Path(sys.executable).parent / "faceswap-flows"
+    done = subprocess.run([str(script), "credits"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 1, done.stdout + done.stderr
+    output = (done.stdout + done.stderr).strip().splitlines()
+    error = output[-1]
+    assert error.startswith("error: --storage: cannot load the MediaStorage block 'faceswap-media'"), output[-5:]
+    assert "temporary Prefect server" in error and "PREFECT_API_URL is not set" in error
+    assert not [line for line in output if "telemetry" in line.lower()], output
