@@ -289,8 +289,8 @@ def finishing_cpu_ms(results: Path, count: int = 20) -> dict[str, float]:
     """CPU ms per result of what the flow does to every result and the bare script does not: embed the
     synthetic-media label (IPTC) and a C2PA manifest signed with the stack's signing block; measured in this
     process on ``count`` of the bare script's own results."""
+    from faceswap_flows.flows.defaults import DEFAULT_SIGNING
     from faceswap_flows.flows.provenance.content_credentials import (
-        DEFAULT_SIGNING,
         ManifestFacts,
         SigningPlan,
         load_signing_key,
