@@ -323,7 +323,7 @@ def run_bare(pids: dict[str, int], stack: dict[str, Any], jobs: int, concurrency
 
 
 def run_flow(pids: dict[str, int], manifest: Path, jobs: int, concurrency: int, options: dict[str, Any]) -> Meter:
-    from faceswap_flows.flows.batch import batch_faceswap
+    from faceswap_flows.flows.batch.flow import batch_faceswap
 
     async def batch() -> Any:
         return await batch_faceswap(

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = ("flows", "blocks", "receiver", "aifaceswap")
 
@@ -26,6 +28,35 @@ def test_the_import_contracts_hold() -> None:
     print(done.stdout, done.stderr)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 broken" in done.stdout
+
+
+# How deployments made before the batch and the sweep became packages name their flows: prefect.yaml's module
+# entrypoints, the dotted module paths `serve` stored, and a checkout's file paths (read by deployments.load_flow).
+EARLIER_ENTRYPOINTS = [
+    ("faceswap_flows.flows.batch:batch_faceswap", "batch-faceswap"),
+    ("faceswap_flows.flows.batch.batch_faceswap", "batch-faceswap"),
+    ("faceswap_flows.flows.sweep:store_results", "store-results"),
+    ("faceswap_flows.flows.sweep.store_results", "store-results"),
+]
+
+
+@pytest.mark.parametrize(("entrypoint", "name"), EARLIER_ENTRYPOINTS)
+def test_the_entrypoints_of_earlier_deployments_still_load_their_flow(entrypoint: str, name: str) -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    flow = load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)
+    assert flow.name == name
+    assert flow.fn.__module__.removeprefix("faceswap_flows.flows.") in ("batch.flow", "sweep.flow")
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("flows/batch.py:batch_faceswap", "batch-faceswap"), ("flows/sweep.py:store_results", "store-results")],
+)
+def test_a_checkouts_earlier_file_entrypoints_still_load_their_flow(path: str, name: str) -> None:
+    from faceswap_flows.flows.deployments import load_flow
+
+    assert load_flow(path).name == name
 
 
 def test_flows_package_exports_the_flows_lazily() -> None:

@@ -25,7 +25,7 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from typer.testing import CliRunner
 
 from faceswap_flows.cli.main import app
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import faceswap
 from faceswap_flows.flows.media.staged import StagedMedia
