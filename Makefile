@@ -64,8 +64,9 @@ ci-deps:
 dist: $(STAMP)
 	$(BIN)/python -m build --outdir dist .
 
+# lint-imports: the layer contracts of pyproject.toml's [tool.importlinter] (`make test` checks them in tests/test_layout.py)
 lint: $(STAMP)
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports --no-logo
 
 format: $(STAMP)
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

@@ -289,8 +289,8 @@ def finishing_cpu_ms(results: Path, count: int = 20) -> dict[str, float]:
     """CPU ms per result of what the flow does to every result and the bare script does not: embed the
     synthetic-media label (IPTC) and a C2PA manifest signed with the stack's signing block; measured in this
     process on ``count`` of the bare script's own results."""
+    from faceswap_flows.flows.defaults import DEFAULT_SIGNING
     from faceswap_flows.flows.provenance.content_credentials import (
-        DEFAULT_SIGNING,
         ManifestFacts,
         SigningPlan,
         load_signing_key,
@@ -323,7 +323,7 @@ def run_bare(pids: dict[str, int], stack: dict[str, Any], jobs: int, concurrency
 
 
 def run_flow(pids: dict[str, int], manifest: Path, jobs: int, concurrency: int, options: dict[str, Any]) -> Meter:
-    from faceswap_flows.flows.batch import batch_faceswap
+    from faceswap_flows.flows.batch.flow import batch_faceswap
 
     async def batch() -> Any:
         return await batch_faceswap(

@@ -237,7 +237,7 @@ def deploy(
         "deployments": [
             {
                 "name": BATCH_DEPLOYMENT,
-                "entrypoint": "flows/batch.py:batch_faceswap",
+                "entrypoint": "flows/batch/flow.py:batch_faceswap",
                 "work_pool": pool,
                 "parameters": {"options": {"wait": False}, "max_concurrency": max_concurrency, "force": True},
             },

@@ -50,8 +50,8 @@ def run_batch_command(batch_flow: Any, name: str = "batch") -> Any:
 
 def show_plan(batch_flow: Any, parameters: dict[str, Any]) -> None:
     """Print the plan: one line per item, the totals by operation, and the CSV if asked."""
-    from faceswap_flows.flows.batch_report import PLAN_COLUMNS, plan_rows_table, to_csv
-    from faceswap_flows.flows.batch_rows import flow_name
+    from faceswap_flows.flows.batch.report import PLAN_COLUMNS, plan_rows_table, to_csv
+    from faceswap_flows.flows.batch.rows import flow_name
 
     csv = parameters.pop("csv")
     console_without_tracebacks()

@@ -9,16 +9,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from faceswap_flows.flows.defaults import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_SIGNING, DEFAULT_STORAGE
+
 if TYPE_CHECKING:
     from faceswap_flows.flows.doctor import DoctorReport
 
-# The flows' default block names (flows.blocks_config, flows.options), here without importing Prefect for --help.
-DEFAULT_CREDENTIALS, DEFAULT_STORAGE, DEFAULT_RECEIVER, DEFAULT_SIGNING = (
-    "aifaceswap",
-    "faceswap-media",
-    "faceswap-receiver",
-    "faceswap-signing",
-)
 STYLES = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
 

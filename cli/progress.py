@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, TextIO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from faceswap_flows.flows.progress import BatchListener, BatchStart, Tally, listening
+from faceswap_flows.flows.batch.progress import BatchListener, BatchStart, Tally, listening
 
 if TYPE_CHECKING:
-    from faceswap_flows.flows.batch_report import ItemOutcome
+    from faceswap_flows.flows.batch.report import ItemOutcome
 
 
 def plan_line(start: BatchStart) -> str:

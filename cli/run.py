@@ -100,7 +100,7 @@ def run_store_results(
 
     Example: faceswap-flows run store-results --since 2024-05-01T00:00:00
     """
-    from faceswap_flows.flows.sweep import store_results
+    from faceswap_flows.flows.sweep.flow import store_results
 
     run_flow(
         store_results(

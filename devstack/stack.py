@@ -18,7 +18,7 @@ from faceswap_flows.devstack.media_server import MediaServer
 from faceswap_flows.devstack.prefect_server import port_is_free
 from faceswap_flows.devstack.signing_certs import dev_signing_key
 from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
-from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
+from faceswap_flows.flows.defaults import DEFAULT_SIGNING
 from faceswap_flows.receiver import ReceiverServer
 
 

@@ -17,12 +17,12 @@ _EXPORTS = {
     "DetectedFaces": "image",
     "video_faceswap": "video",
     "multi_video_faceswap": "video",
-    "batch_faceswap": "batch",
-    "BatchReport": "batch",
-    "ItemOutcome": "batch",
+    "batch_faceswap": "batch.flow",
+    "BatchReport": "batch.flow",
+    "ItemOutcome": "batch.flow",
     "store_result": "collect",
-    "store_results": "sweep",
-    "StoreResultsReport": "sweep",
+    "store_results": "sweep.flow",
+    "StoreResultsReport": "sweep.flow",
     "SwapOutcome": "tasks.job",
     "SwapOptions": "options",
     "OutputOptions": "options",
@@ -53,11 +53,11 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from faceswap_flows.flows.batch import BatchReport, ItemOutcome, batch_faceswap
+    from faceswap_flows.flows.batch.flow import BatchReport, ItemOutcome, batch_faceswap
     from faceswap_flows.flows.collect import store_result
     from faceswap_flows.flows.image import DetectedFaces, extract_faces, faceswap, multi_faceswap
     from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions, VideoOutputOptions
-    from faceswap_flows.flows.sweep import StoreResultsReport, store_results
+    from faceswap_flows.flows.sweep.flow import StoreResultsReport, store_results
     from faceswap_flows.flows.tasks.job import SwapOutcome
     from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
 

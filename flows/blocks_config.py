@@ -1,4 +1,4 @@
-"""The block names the flows use by default, and loading them."""
+"""Loading the blocks the flows use (their default names live in ``flows.defaults``, re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,12 @@ from typing import TypeVar
 from prefect.blocks.core import Block
 
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
+from faceswap_flows.flows.defaults import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_SIGNING, DEFAULT_STORAGE
 from faceswap_flows.flows.exceptions import BlockNotFound
 from faceswap_flows.flows.media.download_rules import CURRENT_RULES, DownloadRules
 from faceswap_flows.flows.media.reachability import CURRENT_REACH, STORAGE_FIX, WEBHOOK_FIX, Reach
 
-DEFAULT_CREDENTIALS = "aifaceswap"
-DEFAULT_STORAGE = "faceswap-media"
-DEFAULT_RECEIVER = "faceswap-receiver"
+__all__ = ["DEFAULT_CREDENTIALS", "DEFAULT_RECEIVER", "DEFAULT_SIGNING", "DEFAULT_STORAGE", "Services", "load_services"]
 CREATE_BLOCKS = (
     "create the flows' blocks with `AIFACESWAP_API_KEY=... faceswap-flows blocks create` (options: "
     "`faceswap-flows blocks create --help`)"

@@ -14,13 +14,13 @@ from prefect.logging import get_run_logger
 from pydantic import BaseModel
 
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
-from faceswap_flows.flows.batch_names import remember_job_failure
 from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
 from faceswap_flows.flows.exceptions import ResultNotAvailable
 from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions, submission_facts
 from faceswap_flows.flows.tasks.job import SwapOutcome
 from faceswap_flows.flows.tasks.store import store_and_record
 from faceswap_flows.flows.tasks.waiting import arrived_callback, stored_event
+from faceswap_flows.flows.work_index import remember_job_failure
 from faceswap_flows.receiver.events import task_resource_id
 from faceswap_flows.receiver.unparsed import UNPARSED
 

@@ -9,12 +9,10 @@ message, ``job_id``, ``task_id`` and other attributes.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from faceswap_flows.aifaceswap.errors import AIFaceSwapError, InputValidationError
-
-if TYPE_CHECKING:
-    from faceswap_flows.flows.sweep import StoreResultsReport
 
 
 def _restore(cls: type[FaceSwapFlowError], args: tuple[Any, ...], state: dict[str, Any]) -> FaceSwapFlowError:
@@ -120,10 +118,26 @@ class ResultNotAvailable(FaceSwapFlowError, RuntimeError):
     """The job has no stored callback event (yet), or it failed."""
 
 
+class SweepTally(Protocol):
+    """What ResultsNotStored reads of the sweep's report (the store-results flow's ``StoreResultsReport``): this
+    module imports nothing of the flows, the report is handed in."""
+
+    @property
+    def found(self) -> int: ...
+    @property
+    def stored(self) -> int: ...
+    @property
+    def already_stored(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+    @property
+    def failed_task_ids(self) -> Sequence[str]: ...
+
+
 class ResultsNotStored(FaceSwapFlowError, RuntimeError):
     """Some results of the sweep could not be stored; ``report`` says which (``task_ids`` lists them)."""
 
-    def __init__(self, report: StoreResultsReport) -> None:
+    def __init__(self, report: SweepTally) -> None:
         names = ", ".join(report.failed_task_ids[:20]) + (" ..." if report.failed > 20 else "")
         super().__init__(
             f"{report.failed} of {report.found} result(s) could not be stored (task_ids: {names}); "

@@ -19,13 +19,14 @@ from faceswap_flows.flows.blocks_config import Services, load_services
 from faceswap_flows.flows.budget import check_budget
 from faceswap_flows.flows.exceptions import FaceSelectionFailed
 from faceswap_flows.flows.media.faces import crop, load_image, most_similar
+from faceswap_flows.flows.media.staged import StagedMedia
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions
 from faceswap_flows.flows.provenance.consent import preflight
 from faceswap_flows.flows.provenance.records import job_facts
 from faceswap_flows.flows.tasks.api import extract_faces as extract_faces_task
 from faceswap_flows.flows.tasks.artifacts import artifact_key, faces_artifact
 from faceswap_flows.flows.tasks.job import SwapOutcome, plan_swap, submit_and_finish
-from faceswap_flows.flows.tasks.media import StagedMedia, is_url, upload
+from faceswap_flows.flows.tasks.media import is_url, upload
 
 
 class DetectedFaces(BaseModel):

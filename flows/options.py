@@ -23,11 +23,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from faceswap_flows.aifaceswap.models import Enhance, EnhanceLevel
-from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
-from faceswap_flows.flows.provenance.content_credentials import DEFAULT_SIGNING
-from faceswap_flows.flows.provenance.labels import WatermarkCorner
-from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
+from faceswap_flows.flows.defaults import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_SIGNING, DEFAULT_STORAGE
 
+WatermarkCorner = Literal["bottom-right", "bottom-left", "top-right", "top-left"]
+OnUnknownOutcome = Literal["at-most-once", "resubmit"]
+"""What a submission does when its outcome stays unknown after the grace: ``at-most-once`` (default) fails with
+SubmissionOutcomeUnknown and sends nothing more (the job may have to be collected by hand); ``resubmit`` sends it
+again (a result is more likely, and the job may be charged twice)."""
+AT_MOST_ONCE: OnUnknownOutcome = "at-most-once"
 IMAGE_TIMEOUT_SECONDS = 900
 VIDEO_TIMEOUT_SECONDS = 3600
 __all__ = ["BlockNames", "OutputOptions", "SwapOptions", "VideoOptions", "VideoOutputOptions"]

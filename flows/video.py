@@ -17,13 +17,14 @@ from faceswap_flows.flows.blocks_config import load_services
 from faceswap_flows.flows.budget import check_budget
 from faceswap_flows.flows.exceptions import FaceSelectionFailed
 from faceswap_flows.flows.media.faces import crop
+from faceswap_flows.flows.media.staged import StagedMedia
 from faceswap_flows.flows.media.video import chosen_faces, grab_frame, image_bytes
 from faceswap_flows.flows.options import NO_VIDEO_WATERMARK, BlockNames, SwapOptions, VideoOptions, VideoOutputOptions
 from faceswap_flows.flows.provenance.consent import preflight
 from faceswap_flows.flows.provenance.records import job_facts
 from faceswap_flows.flows.tasks.api import extract_frame_faces
 from faceswap_flows.flows.tasks.job import SwapOutcome, plan_swap, submit_and_finish
-from faceswap_flows.flows.tasks.media import StagedMedia, prepare_video, upload
+from faceswap_flows.flows.tasks.media import prepare_video, upload
 
 
 def check_no_watermark(output: VideoOutputOptions) -> None:

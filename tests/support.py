@@ -88,7 +88,7 @@ def stop_group(process: subprocess.Popen[bytes]) -> None:
 
 def sweep_now(since: Any, **options: Any) -> Any:
     """A store-results sweep run of what has already happened since ``since`` (no window to wait for)."""
-    from faceswap_flows.flows.sweep import store_results
+    from faceswap_flows.flows.sweep.flow import store_results
 
     settings = {"lookback_seconds": 0, "window_seconds": 0, "settle_seconds": 0, "poll_seconds": 0.5}
     return store_results(since=since, **{**settings, **options})

@@ -17,7 +17,7 @@ import pytest
 
 from faceswap_flows.aifaceswap import AIFaceSwapClient, InputValidationError, InvalidRequestError
 from faceswap_flows.blocks import StorageError
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.budget import BudgetExceeded
 from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
 from faceswap_flows.flows.options import BlockNames, SwapOptions

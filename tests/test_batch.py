@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from faceswap_flows.devstack.prefect_server import BATCH_SERVER_SETTINGS
-from faceswap_flows.flows.batch import batch_faceswap, swap_items
+from faceswap_flows.flows.batch.flow import batch_faceswap, swap_items
 from faceswap_flows.flows.options import SwapOptions
 from faceswap_flows.flows.tasks.waiting import stored_event
 from tests.media import likeness, read_image

@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 from prefect.deployments import run_deployment
 
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.batch import BatchReport, batch_faceswap
+from faceswap_flows.flows.batch.flow import BatchReport, batch_faceswap
 from faceswap_flows.flows.deployments import declared_deployment
 from faceswap_flows.flows.options import BlockNames
 from faceswap_flows.flows.provenance.consent import ConsentRecord, file_sha256, save_consent

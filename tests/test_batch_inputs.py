@@ -11,7 +11,7 @@ from typing import Any
 
 from faceswap_flows.aifaceswap.http_server import BackgroundServer
 from faceswap_flows.devstack.media_server import media_app
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 
 
 def counting(app: Any, requests: Counter[str]) -> Any:

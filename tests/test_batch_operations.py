@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from faceswap_flows.aifaceswap.pricing import billed_seconds
-from faceswap_flows.flows.batch import batch_faceswap
-from faceswap_flows.flows.batch_rows import flow_name
+from faceswap_flows.flows.batch.flow import batch_faceswap
+from faceswap_flows.flows.batch.rows import flow_name
 from faceswap_flows.flows.media.video import video_facts
 from faceswap_flows.flows.options import SwapOptions
 from tests.media import likeness, read_image, write_png

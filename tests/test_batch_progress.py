@@ -12,10 +12,10 @@ from pathlib import Path
 from rich.console import Console
 
 from faceswap_flows.cli.progress import LiveBar, batch_progress
-from faceswap_flows.flows.batch import batch_faceswap
-from faceswap_flows.flows.batch_plan import BatchPlan
-from faceswap_flows.flows.batch_report import BatchReport, ItemOutcome
-from faceswap_flows.flows.progress import BatchProgress, BatchStart, Tally, listening
+from faceswap_flows.flows.batch.flow import batch_faceswap
+from faceswap_flows.flows.batch.plan import BatchPlan
+from faceswap_flows.flows.batch.progress import BatchProgress, BatchStart, Tally, listening
+from faceswap_flows.flows.batch.report import BatchReport, ItemOutcome
 from tests.support import SANDBOX_KEY
 from tests.test_cli import faceswap_flows
 

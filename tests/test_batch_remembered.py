@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
-from faceswap_flows.flows.batch import batch_faceswap
-from faceswap_flows.flows.batch_names import read_entry
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.exceptions import ResultNotAvailable
 from faceswap_flows.flows.options import BlockNames, SwapOptions
 from faceswap_flows.flows.tasks.waiting import stored_event
+from faceswap_flows.flows.work_index import read_entry
 from tests.support import RECEIVER_SECRET, SANDBOX_KEY, sweep_now
 from tests.vision import photos
 

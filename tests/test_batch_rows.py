@@ -11,11 +11,11 @@ import pytest
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, check_template, render_key
-from faceswap_flows.flows.batch_plan import BatchPlan, PlannedItem, Planner, plan_rows
-from faceswap_flows.flows.batch_report import BatchReport, ItemOutcome, plan_rows_table, report_rows
-from faceswap_flows.flows.batch_rows import parse_manifest_lines
-from faceswap_flows.flows.batch_sources import kind_of, source_rows
+from faceswap_flows.flows.batch.names import DEFAULT_OUTPUT_TEMPLATE, check_template, render_key
+from faceswap_flows.flows.batch.plan import BatchPlan, PlannedItem, Planner, plan_rows
+from faceswap_flows.flows.batch.report import BatchReport, ItemOutcome, plan_rows_table, report_rows
+from faceswap_flows.flows.batch.rows import parse_manifest_lines
+from faceswap_flows.flows.batch.sources import kind_of, source_rows
 from faceswap_flows.flows.provenance.records import OutputOptions
 from tests.media import make_photo_folder
 from tests.vision import photos

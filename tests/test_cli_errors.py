@@ -22,7 +22,7 @@ from faceswap_flows.cli.errors import in_cli_terms, spellings
 from faceswap_flows.cli.flow_options import flow_options
 from faceswap_flows.cli.main import app
 from faceswap_flows.devstack.prefect_server import free_port
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
 from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from faceswap_flows.aifaceswap.models import FaceBox
 from faceswap_flows.cli.main import app
-from faceswap_flows.flows.batch_report import BatchReport, ItemOutcome, report_rows
+from faceswap_flows.flows.batch.report import BatchReport, ItemOutcome, report_rows
 from faceswap_flows.flows.tasks.artifacts import BOX_RED, numbered_faces
 from tests.media import write_png
 from tests.tables import read_table
@@ -63,7 +63,7 @@ def test_plan_prints_a_table_and_leaves_out_the_face_photo_in_the_folder(
 
 
 async def test_the_flow_logs_its_plan_in_words(stack, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from faceswap_flows.flows.batch import batch_faceswap
+    from faceswap_flows.flows.batch.flow import batch_faceswap
 
     write_png(tmp_path / "shoot" / "left.png", unique(photos.face_video_frame(12)[0]))
     (tmp_path / "shoot" / "notes.txt").write_text("not media")

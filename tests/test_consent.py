@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from faceswap_flows.cli.main import app
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.image import faceswap
 from faceswap_flows.flows.options import SwapOptions
 from faceswap_flows.flows.provenance.consent import ConsentRefused, file_sha256

@@ -11,13 +11,13 @@ from prefect import Flow, Task
 from prefect.utilities.callables import parameter_schema
 
 MODULES = [
-    "faceswap_flows.flows.batch",
-    "faceswap_flows.flows.batch_groups",
-    "faceswap_flows.flows.batch_items",
+    "faceswap_flows.flows.batch.flow",
+    "faceswap_flows.flows.batch.groups",
+    "faceswap_flows.flows.batch.items",
     "faceswap_flows.flows.image",
     "faceswap_flows.flows.video",
     "faceswap_flows.flows.collect",
-    "faceswap_flows.flows.sweep",
+    "faceswap_flows.flows.sweep.flow",
     "faceswap_flows.flows.tasks.api",
     "faceswap_flows.flows.tasks.media",
     "faceswap_flows.flows.tasks.job",

@@ -15,7 +15,7 @@ import typer
 from typer.testing import CliRunner
 
 from faceswap_flows.cli.main import app
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.exceptions import BlockNotFound, JobFailed, SigningNotConfigured
 from faceswap_flows.flows.image import faceswap
 from faceswap_flows.flows.options import BlockNames, OutputOptions

@@ -27,7 +27,7 @@ from faceswap_flows.flows.exceptions import (
 )
 
 FLOWS = Path(__file__).resolve().parent.parent / "flows"
-# The batch's retry signal is internal to the batch flow (issue 20 owns flows/batch.py).
+# The batch's retry signal is internal to the batch flow (issue 20 owns flows/batch/flow.py).
 NOT_FLOW_LEVEL = {"ItemsToRetry"}
 
 
@@ -118,7 +118,7 @@ def test_a_report_keeps_the_head_and_the_end_of_a_long_message() -> None:
         ("faceswap_flows.flows.media.video", "VideoError"),
         ("faceswap_flows.flows.collect", "ResultNotAvailable"),
         ("faceswap_flows.flows.budget", "BudgetExceeded"),
-        ("faceswap_flows.flows.sweep", "ResultsNotStored"),
+        ("faceswap_flows.flows.sweep.flow", "ResultsNotStored"),
         ("faceswap_flows.flows.provenance.consent", "ConsentRefused"),
         ("faceswap_flows.flows.provenance.content_credentials", "SigningNotConfigured"),
     ],

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from faceswap_flows.cli import batch as cli_batch
 from faceswap_flows.cli.flow_options import flow_command, for_the_command_line
 from faceswap_flows.cli.main import app
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions, VideoOutputOptions
 from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap

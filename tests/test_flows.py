@@ -11,7 +11,7 @@ from prefect.client.orchestration import get_client
 
 from faceswap_flows.aifaceswap.errors import InvalidRequestError
 from faceswap_flows.aifaceswap.sandbox.vision import FaceEngine
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.budget import BudgetExceeded
 from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
 from faceswap_flows.flows.options import SwapOptions

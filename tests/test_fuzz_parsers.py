@@ -30,7 +30,7 @@ from faceswap_flows.aifaceswap.models import (
     describe_validation_error,
 )
 from faceswap_flows.blocks import MediaStorage, StorageError
-from faceswap_flows.flows.batch_rows import ManifestLine, decode_manifest, parse_manifest_lines
+from faceswap_flows.flows.batch.rows import ManifestLine, decode_manifest, parse_manifest_lines
 from faceswap_flows.flows.tasks.artifacts import artifact_key
 from faceswap_flows.flows.tasks.media import local_name
 from faceswap_flows.receiver.parsing import UnreadableCallback, parse_callback

@@ -1,5 +1,5 @@
-"""The layout: production code (flows, blocks, receiver, aifaceswap) never imports the embedded default
-(devstack) or the command line, and ``faceswap_flows.flows`` exports the public flows and result models."""
+"""The layout: the package's floors and the layers of flows/ hold (import-linter's contracts in pyproject.toml), no
+module or function grows past its size, and ``faceswap_flows.flows`` exports the public flows and result models."""
 
 from __future__ import annotations
 
@@ -8,40 +8,55 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCTION = ("flows", "blocks", "receiver", "aifaceswap")
-UPPER_FLOORS = ("faceswap_flows.devstack", "faceswap_flows.cli")
 
 
-def imported_modules(path: Path) -> list[tuple[int, str]]:
-    found = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            found += [(node.lineno, alias.name) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.append((node.lineno, node.module))
-            found += [(node.lineno, f"{node.module}.{alias.name}") for alias in node.names]
-    return found
+def test_the_import_contracts_hold() -> None:
+    """The contracts of pyproject.toml's [tool.importlinter]: the package floors (cli -> devstack -> flows -> blocks
+    -> receiver -> aifaceswap, lazy and TYPE_CHECKING imports included) and the layers inside flows/. When one
+    breaks, lint-imports' output (printed here) names the importing module, the line and the chain."""
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("lint-imports")), "--no-logo"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    print(done.stdout, done.stderr)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 broken" in done.stdout
 
 
-def test_production_code_never_imports_the_devstack_or_the_cli() -> None:
-    offenders = [
-        f"{path.relative_to(ROOT)}:{line}: {name}"
-        for folder in PRODUCTION
-        for path in sorted((ROOT / folder).rglob("*.py"))
-        for line, name in imported_modules(path)
-        if any(name == floor or name.startswith(floor + ".") for floor in UPPER_FLOORS)
-    ]
-    assert offenders == []
+# How deployments made before the batch and the sweep became packages name their flows: prefect.yaml's module
+# entrypoints, the dotted module paths `serve` stored, and a checkout's file paths (read by deployments.load_flow).
+EARLIER_ENTRYPOINTS = [
+    ("faceswap_flows.flows.batch:batch_faceswap", "batch-faceswap"),
+    ("faceswap_flows.flows.batch.batch_faceswap", "batch-faceswap"),
+    ("faceswap_flows.flows.sweep:store_results", "store-results"),
+    ("faceswap_flows.flows.sweep.store_results", "store-results"),
+]
 
 
-def test_the_check_sees_an_import_of_the_devstack(tmp_path: Path) -> None:
-    module = tmp_path / "m.py"
-    module.write_text("def f():\n    from faceswap_flows.devstack.stack import LocalStack\n")
-    assert imported_modules(module) == [
-        (2, "faceswap_flows.devstack.stack"),
-        (2, "faceswap_flows.devstack.stack.LocalStack"),
-    ]
+@pytest.mark.parametrize(("entrypoint", "name"), EARLIER_ENTRYPOINTS)
+def test_the_entrypoints_of_earlier_deployments_still_load_their_flow(entrypoint: str, name: str) -> None:
+    from prefect.flows import load_flow_from_entrypoint
+
+    flow = load_flow_from_entrypoint(entrypoint, use_placeholder_flow=False)
+    assert flow.name == name
+    assert flow.fn.__module__.removeprefix("faceswap_flows.flows.") in ("batch.flow", "sweep.flow")
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("flows/batch.py:batch_faceswap", "batch-faceswap"), ("flows/sweep.py:store_results", "store-results")],
+)
+def test_a_checkouts_earlier_file_entrypoints_still_load_their_flow(path: str, name: str) -> None:
+    from faceswap_flows.flows.deployments import load_flow
+
+    assert load_flow(path).name == name
 
 
 def test_flows_package_exports_the_flows_lazily() -> None:

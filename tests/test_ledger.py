@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.cli.main import app
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import multi_faceswap
 from faceswap_flows.flows.ledger import (

@@ -17,7 +17,7 @@ import pytest
 from faceswap_flows.aifaceswap import AIFaceSwapClient
 from faceswap_flows.aifaceswap.models import FaceSwapRequest
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.exceptions import BudgetExceeded, SubmissionOutcomeUnknown
 from faceswap_flows.flows.image import faceswap
 from faceswap_flows.flows.options import BlockNames, SwapOptions

@@ -14,12 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, IndexEntry, write_ahead
-from faceswap_flows.flows.batch_plan import PlannedItem, Planner, plan_rows
-from faceswap_flows.flows.batch_rows import parse_manifest_lines
+from faceswap_flows.flows.batch.names import DEFAULT_OUTPUT_TEMPLATE
+from faceswap_flows.flows.batch.plan import PlannedItem, Planner, plan_rows
+from faceswap_flows.flows.batch.rows import parse_manifest_lines
 from faceswap_flows.flows.budget import check_budget
 from faceswap_flows.flows.exceptions import BudgetExceeded
 from faceswap_flows.flows.provenance.records import OutputOptions, record_key
+from faceswap_flows.flows.work_index import IndexEntry, write_ahead
 from faceswap_flows.receiver import JobToken, TokenError, sign, verify
 from tests.media import make_photo_folder
 

@@ -17,8 +17,8 @@ import pytest
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import WebhookReceiver
-from faceswap_flows.flows.batch import batch_faceswap
-from faceswap_flows.flows.batch_report import BatchReport
+from faceswap_flows.flows.batch.flow import batch_faceswap
+from faceswap_flows.flows.batch.report import BatchReport
 from faceswap_flows.flows.exceptions import ConsentRefused, FaceSelectionFailed
 from faceswap_flows.flows.image import multi_faceswap
 from faceswap_flows.flows.options import BlockNames, SwapOptions

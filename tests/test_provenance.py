@@ -25,9 +25,10 @@ from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFi
 from typer.testing import CliRunner
 
 from faceswap_flows.cli.main import app
-from faceswap_flows.flows.batch import batch_faceswap
+from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import faceswap
+from faceswap_flows.flows.media.staged import StagedMedia
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions
 from faceswap_flows.flows.provenance import labels
 from faceswap_flows.flows.provenance.labels import (
@@ -40,7 +41,6 @@ from faceswap_flows.flows.provenance.labels import (
 )
 from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, job_facts, output_choices, strip_query
 from faceswap_flows.flows.tasks.job import SwapOutcome
-from faceswap_flows.flows.tasks.media import StagedMedia
 from faceswap_flows.flows.video import video_faceswap
 from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 from tests.optional import IN_CI, unavailable

@@ -119,7 +119,7 @@ async def test_a_flow_pointed_at_the_real_service_with_a_loopback_receiver_spend
 
 
 async def test_a_loopback_media_server_or_input_url_is_refused_before_spending(stack, tmp_path) -> None:
-    from faceswap_flows.flows.batch import batch_faceswap
+    from faceswap_flows.flows.batch.flow import batch_faceswap
     from faceswap_flows.flows.image import faceswap
     from faceswap_flows.flows.ledger import every_send
     from faceswap_flows.flows.options import BlockNames

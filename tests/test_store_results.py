@@ -23,14 +23,14 @@ from prefect.client.schemas.filters import FlowRunFilter
 from prefect.events import Event
 from prefect.variables import Variable
 
-import faceswap_flows.flows.sweep as sweep_module
-import faceswap_flows.flows.sweep_jobs as sweep_jobs_module
+import faceswap_flows.flows.sweep.flow as sweep_module
+import faceswap_flows.flows.sweep.jobs as sweep_jobs_module
 from faceswap_flows.aifaceswap.models import FaceSwapRequest, TaskCallback, validate_model
 from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, load_services
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, OutputOptions, job_facts, output_parameters
-from faceswap_flows.flows.sweep import JobSource, ResultsNotStored, StoreResultsReport, jobs_in, store_results
-from faceswap_flows.flows.sweep_mark import SweptMark, SweptSpan
+from faceswap_flows.flows.sweep.flow import JobSource, ResultsNotStored, StoreResultsReport, jobs_in, store_results
+from faceswap_flows.flows.sweep.mark import SweptMark, SweptSpan
 from faceswap_flows.flows.tasks.api import SubmittedJob, plan_job, submit
 from faceswap_flows.flows.tasks.media import upload
 from faceswap_flows.flows.tasks.waiting import stored_event

@@ -12,8 +12,8 @@ import pytest
 from prefect.client.schemas.events import EventPage
 from prefect.events.schemas.events import ReceivedEvent
 
-from faceswap_flows.flows import sweep_jobs
-from faceswap_flows.flows.sweep_jobs import read_all_events, sweep_filter
+from faceswap_flows.flows.sweep import jobs as sweep_jobs
+from faceswap_flows.flows.sweep.jobs import read_all_events, sweep_filter
 
 
 def event(i: int) -> ReceivedEvent:

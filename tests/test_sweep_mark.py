@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from faceswap_flows.flows.sweep_mark import SweptMark, SweptSpan
+from faceswap_flows.flows.sweep.mark import SweptMark, SweptSpan
 
 T0 = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 

@@ -18,6 +18,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from faceswap_flows.aifaceswap.client import DEFAULT_BASE_URL
+from faceswap_flows.flows.defaults import DEFAULT_CREDENTIALS
 from faceswap_flows.flows.exceptions import DownloadRefused
 
 if TYPE_CHECKING:
@@ -210,7 +211,6 @@ async def current_rules() -> DownloadRules:
     if rules is not None:
         return rules
     from faceswap_flows.blocks import AIFaceSwapCredentials
-    from faceswap_flows.flows.blocks_config import DEFAULT_CREDENTIALS
 
     cached = _cache.get(DEFAULT_CREDENTIALS)
     if cached and time.monotonic() - cached[0] < CACHE_SECONDS:

@@ -22,8 +22,8 @@ from faceswap_flows.flows.exceptions import ConsentRefused
 from faceswap_flows.flows.provenance.labels import utc_now
 
 if TYPE_CHECKING:
-    from faceswap_flows.flows.provenance.records import OutputOptions
-    from faceswap_flows.flows.tasks.media import StagedMedia
+    from faceswap_flows.flows.media.staged import StagedMedia
+    from faceswap_flows.flows.options import OutputOptions
 
 PREFIX = "consent/"
 

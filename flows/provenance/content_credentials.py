@@ -30,7 +30,6 @@ from faceswap_flows.flows.provenance.labels import DIGITAL_SOURCE_TYPE
 if TYPE_CHECKING:
     from faceswap_flows.flows.provenance.records import JobFacts, OutputOptions
 
-DEFAULT_SIGNING = "faceswap-signing"
 JOB_ASSERTION = "io.github.faceswap-flows.job"
 SOFTWARE_AGENT = {"name": "aifaceswap.io face swap API, via faceswap-flows"}
 PARENT_FIELDS = ("source_image", "source_video")

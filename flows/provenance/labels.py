@@ -20,7 +20,6 @@ import zlib
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Literal
 from xml.sax.saxutils import escape, quoteattr
 
 import av
@@ -28,6 +27,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pydantic import BaseModel, Field
 
 from faceswap_flows.aifaceswap.models import sniff_image_type
+from faceswap_flows.flows.options import WatermarkCorner
 
 DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/compositeWithTrainedAlgorithmicMedia"
 # Written by earlier versions; still read (records and labels made then stay valid).
@@ -38,8 +38,6 @@ XMP_APP1_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 XMP_UUID = bytes.fromhex("BE7ACFCB97A942E89C71999491E3AFAC")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_XMP_KEY = b"XML:com.adobe.xmp"
-
-WatermarkCorner = Literal["bottom-right", "bottom-left", "top-right", "top-left"]
 
 
 def utc_now() -> str:

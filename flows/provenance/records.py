@@ -33,13 +33,13 @@ from pydantic import BaseModel, Field
 
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
+from faceswap_flows.flows.media.staged import StagedMedia
 from faceswap_flows.flows.options import OutputOptions
 from faceswap_flows.flows.provenance.labels import (
     DIGITAL_SOURCE_TYPE,
     SyntheticLabel,
     utc_now,
 )
-from faceswap_flows.flows.tasks.media import StagedMedia
 from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 
 RECORD_SUFFIX = ".provenance.json"

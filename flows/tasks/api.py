@@ -19,12 +19,11 @@ from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookReceiver
 from faceswap_flows.flows.exceptions import JobFailed
 from faceswap_flows.flows.media.reachability import INPUT_FIX, Reach
+from faceswap_flows.flows.options import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.provenance.records import JobFacts, run_facts
 from faceswap_flows.flows.tasks.artifacts import credits_artifact
 from faceswap_flows.flows.tasks.paid_calls import (
-    AT_MOST_ONCE,
     LedgerScope,
-    OnUnknownOutcome,
     PaidAttempts,
     call_paid_sync,
 )

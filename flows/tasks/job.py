@@ -17,6 +17,7 @@ from faceswap_flows.aifaceswap.models import SubmitRequest, validate_model
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
 from faceswap_flows.flows.blocks_config import Services
 from faceswap_flows.flows.ledger import Bill, job_bill, settle_by_callback
+from faceswap_flows.flows.options import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.provenance.records import (
     JobFacts,
     OutputOptions,
@@ -35,7 +36,6 @@ from faceswap_flows.flows.tasks.api import (
     wait_for_callback,
 )
 from faceswap_flows.flows.tasks.artifacts import before_after_artifact, job_credits_artifact
-from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.tasks.store import fetch_and_record
 from faceswap_flows.flows.tasks.waiting import CallbackTimeout
 from faceswap_flows.receiver.tokens import JobToken

@@ -8,7 +8,6 @@ import io
 import logging
 import tempfile
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, BinaryIO
 from urllib.parse import urlsplit
@@ -23,11 +22,12 @@ from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.media.download_rules import DownloadRefused, DownloadRules, current_rules, download
 from faceswap_flows.flows.media.reachability import INPUT_FIX, STORAGE_FIX, current_reach
+from faceswap_flows.flows.media.staged import StagedMedia
 from faceswap_flows.flows.media.video import VideoError, VideoFacts, trim_video, video_facts
+from faceswap_flows.flows.options import WatermarkCorner
 from faceswap_flows.flows.provenance.content_credentials import SigningPlan, sign_bytes, sign_file
 from faceswap_flows.flows.provenance.labels import (
     SyntheticLabel,
-    WatermarkCorner,
     draw_watermark,
     label_image,
     label_video,
@@ -49,16 +49,6 @@ def local_name(source: str, default: str) -> str:
     path = urlsplit(source).path if is_url(source) else source
     name = "".join(c for c in path.replace("\\", "/").rsplit("/", 1)[-1] if c.isprintable())[:120]
     return name if name.strip(" .") else default
-
-
-@dataclass(frozen=True)
-class StagedMedia:
-    """An input ready for the API: the URL it fetches, and where it sits in storage (None for plain URLs)."""
-
-    url: str
-    key: str | None
-    name: str
-    sha256: str | None = None
 
 
 def _check_image_file(path: Path, field: str) -> None:

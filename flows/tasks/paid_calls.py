@@ -13,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 
@@ -21,12 +21,6 @@ from faceswap_flows.aifaceswap.errors import AIFaceSwapError
 from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.ledger import PaidSend, new_send, write_send
 
-OnUnknownOutcome = Literal["at-most-once", "resubmit"]
-"""What a submission does when its outcome stays unknown after the grace: ``at-most-once`` (default) fails with
-SubmissionOutcomeUnknown and sends nothing more (the job may have to be collected by hand); ``resubmit`` sends it
-again (a result is more likely, and the job may be charged twice)."""
-
-AT_MOST_ONCE: OnUnknownOutcome = "at-most-once"
 MAX_RESUBMISSIONS = 2
 """With ``resubmit``: at most this many sends after the first, each after a full grace without a callback."""
 SYNC_UNKNOWN_RETRIES = 2

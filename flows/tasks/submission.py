@@ -20,11 +20,10 @@ from faceswap_flows.blocks import AIFaceSwapCredentials, MediaStorage, WebhookRe
 from faceswap_flows.flows.exceptions import SubmissionOutcomeUnknown
 from faceswap_flows.flows.ledger import POSSIBLY_CHARGED, PaidSend, job_sends, new_send, settle_by_callback
 from faceswap_flows.flows.media.reachability import Reach
+from faceswap_flows.flows.options import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.tasks.paid_calls import (
-    AT_MOST_ONCE,
     MAX_RESUBMISSIONS,
     LedgerScope,
-    OnUnknownOutcome,
     collect_hint,
     record_send,
 )

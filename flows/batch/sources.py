@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage, StorageError
-from faceswap_flows.flows.batch_rows import BatchRow, ManifestLine, parse_row
+from faceswap_flows.flows.batch.rows import BatchRow, ManifestLine, parse_row
 from faceswap_flows.flows.tasks.media import is_url
 
 MediaKind = Literal["image", "video"]

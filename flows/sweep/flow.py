@@ -29,9 +29,9 @@ from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, DEFAULT_STORAGE
 from faceswap_flows.flows.collect import FinishedJob, store_job, submitted_facts
 from faceswap_flows.flows.exceptions import ResultsNotStored
 from faceswap_flows.flows.provenance.records import is_stored
-from faceswap_flows.flows.sweep_failures import failed_in, remember_failed_jobs
-from faceswap_flows.flows.sweep_jobs import JobSource, jobs_in, read_all_events
-from faceswap_flows.flows.sweep_mark import SweptMark, SweptSpan
+from faceswap_flows.flows.sweep.failures import failed_in, remember_failed_jobs
+from faceswap_flows.flows.sweep.jobs import JobSource, jobs_in, read_all_events
+from faceswap_flows.flows.sweep.mark import SweptMark, SweptSpan
 from faceswap_flows.receiver.events import SUBMITTED, task_resource_id
 
 SHOWN_FAILURES = 50
@@ -309,7 +309,7 @@ async def store_results(
         attempts: Tries per result before it is reported as not stored.
         storage_block: Name of the MediaStorage block for jobs whose event names none.
         receiver_block: Name of the WebhookReceiver block whose inbox is read. None: stored events only.
-        incremental: Trust what earlier complete runs swept (a Prefect Variable, see flows/sweep_mark.py): end at
+        incremental: Trust what earlier complete runs swept (a Prefect Variable, see flows/sweep/mark.py): end at
             once when they covered this run's look-back and window, else read on from where they stopped. The
             trigger sets it; leave it off for a catch-up run after an outage, which re-reads its whole look-back.
 

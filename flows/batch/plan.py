@@ -1,7 +1,7 @@
 """A batch's plan, made before anything is spent and without calling the API: for every row, whether it runs,
 is already done (same inputs by SHA-256, same options, result stored and recorded), is refused (and why) or is
 over the budget; and what it costs, video seconds read from the files. Work sent before whose result is not
-stored is planned ``unknown`` here; :mod:`flows.batch_earlier` then looks at what became of that job."""
+stored is planned ``unknown`` here; :mod:`flows.batch.earlier` then looks at what became of that job."""
 
 from __future__ import annotations
 
@@ -30,12 +30,13 @@ from faceswap_flows.aifaceswap.models import (
 )
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.batch_names import fingerprint, read_entry, render_key
-from faceswap_flows.flows.batch_rows import BatchRow, ManifestLine
-from faceswap_flows.flows.batch_sources import is_uri, open_input
+from faceswap_flows.flows.batch.names import fingerprint, render_key
+from faceswap_flows.flows.batch.rows import BatchRow, ManifestLine
+from faceswap_flows.flows.batch.sources import is_uri, open_input
 from faceswap_flows.flows.media.video import VideoError, trim_video, video_facts
 from faceswap_flows.flows.provenance.records import OutputOptions, is_stored, output_parameters
 from faceswap_flows.flows.tasks.media import is_url, url_sha256s
+from faceswap_flows.flows.work_index import read_entry
 
 PLAN_THREADS = 8
 PLACEHOLDER_URL = "https://plan.invalid/input"

@@ -16,8 +16,8 @@ from pydantic import BaseModel
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage, StorageError
-from faceswap_flows.flows.batch_plan import BatchPlan, PlanStatus
-from faceswap_flows.flows.batch_rows import flow_name
+from faceswap_flows.flows.batch.plan import BatchPlan, PlanStatus
+from faceswap_flows.flows.batch.rows import flow_name
 from faceswap_flows.flows.provenance.records import write_manifest
 from faceswap_flows.flows.tasks.artifacts import artifact_key
 

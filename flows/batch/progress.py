@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from faceswap_flows.flows.batch_plan import BatchPlan
-    from faceswap_flows.flows.batch_report import ItemOutcome
+    from faceswap_flows.flows.batch.plan import BatchPlan
+    from faceswap_flows.flows.batch.report import ItemOutcome
 
 DONE = ("stored", "submitted")
 logger = logging.getLogger(__name__)

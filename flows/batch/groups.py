@@ -13,8 +13,8 @@ from prefect.artifacts import aupdate_progress_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
-from faceswap_flows.flows.batch_plan import PlannedItem
-from faceswap_flows.flows.batch_report import ItemOutcome
+from faceswap_flows.flows.batch.plan import PlannedItem
+from faceswap_flows.flows.batch.report import ItemOutcome
 from faceswap_flows.flows.exceptions import report_message
 
 ItemRunner = Callable[[int, bool], Awaitable[ItemOutcome]]

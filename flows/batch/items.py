@@ -23,22 +23,23 @@ from faceswap_flows.aifaceswap.models import (
 )
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.batch_earlier import remember_batch_failure
-from faceswap_flows.flows.batch_names import FINGERPRINT_FACT, IndexEntry, write_ahead
-from faceswap_flows.flows.batch_plan import PlannedItem
-from faceswap_flows.flows.batch_report import ItemOutcome
-from faceswap_flows.flows.batch_rows import BatchRow
+from faceswap_flows.flows.batch.earlier import remember_batch_failure
+from faceswap_flows.flows.batch.plan import PlannedItem
+from faceswap_flows.flows.batch.report import ItemOutcome
+from faceswap_flows.flows.batch.rows import BatchRow
 from faceswap_flows.flows.blocks_config import Services
 from faceswap_flows.flows.exceptions import JobFailed
 from faceswap_flows.flows.image import check_distinct_references, select_faces
+from faceswap_flows.flows.media.staged import StagedMedia
 from faceswap_flows.flows.media.video import VideoError, grab_frame, image_bytes
+from faceswap_flows.flows.options import AT_MOST_ONCE, OnUnknownOutcome
 from faceswap_flows.flows.provenance.consent import check_consent
 from faceswap_flows.flows.provenance.records import OutputOptions, job_facts
 from faceswap_flows.flows.tasks.api import extract_faces, extract_frame_faces
 from faceswap_flows.flows.tasks.job import bill_of, plan_swap, submit_and_finish
-from faceswap_flows.flows.tasks.media import StagedMedia, stage
-from faceswap_flows.flows.tasks.paid_calls import AT_MOST_ONCE, OnUnknownOutcome
+from faceswap_flows.flows.tasks.media import stage
 from faceswap_flows.flows.video import check_in_frame, crop_face_refs
+from faceswap_flows.flows.work_index import FINGERPRINT_FACT, IndexEntry, write_ahead
 from faceswap_flows.receiver.tokens import JobToken
 
 STAGING_CONCURRENCY = 8

@@ -20,12 +20,13 @@ from prefect.states import Failed, State
 from pydantic import Field
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
-from faceswap_flows.flows.batch_earlier import collect_earlier, resolve_earlier
-from faceswap_flows.flows.batch_groups import Progress, run_in_groups, swap_items
-from faceswap_flows.flows.batch_items import StagedInputs, failed_item, stage_inputs, swap_planned
-from faceswap_flows.flows.batch_names import DEFAULT_OUTPUT_TEMPLATE, check_template
-from faceswap_flows.flows.batch_plan import BatchPlan, PlannedItem, Planner, read_rows, settle
-from faceswap_flows.flows.batch_report import (
+from faceswap_flows.flows.batch.earlier import collect_earlier, resolve_earlier
+from faceswap_flows.flows.batch.groups import Progress, run_in_groups, swap_items
+from faceswap_flows.flows.batch.items import StagedInputs, failed_item, stage_inputs, swap_planned
+from faceswap_flows.flows.batch.names import DEFAULT_OUTPUT_TEMPLATE, check_template
+from faceswap_flows.flows.batch.plan import BatchPlan, PlannedItem, Planner, read_rows, settle
+from faceswap_flows.flows.batch.progress import BatchProgress
+from faceswap_flows.flows.batch.report import (
     BatchReport,
     ItemOutcome,
     failed_rows,
@@ -33,12 +34,11 @@ from faceswap_flows.flows.batch_report import (
     show_plan,
     write_report,
 )
-from faceswap_flows.flows.batch_rows import ManifestLine, parse_row, read_manifest
-from faceswap_flows.flows.batch_sources import source_rows
+from faceswap_flows.flows.batch.rows import ManifestLine, parse_row, read_manifest
+from faceswap_flows.flows.batch.sources import source_rows
 from faceswap_flows.flows.blocks_config import Services, load_services
 from faceswap_flows.flows.exceptions import report_message
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions
-from faceswap_flows.flows.progress import BatchProgress
 from faceswap_flows.flows.provenance.consent import preflight
 from faceswap_flows.flows.tasks.job import worth_another_attempt
 

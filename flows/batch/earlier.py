@@ -8,14 +8,14 @@ import asyncio
 from typing import Any
 
 from faceswap_flows.blocks import MediaStorage, WebhookReceiver
-from faceswap_flows.flows.batch_names import IndexEntry, JobFailure, read_entry, remember_failure
-from faceswap_flows.flows.batch_plan import PlannedItem
-from faceswap_flows.flows.batch_report import ItemOutcome
+from faceswap_flows.flows.batch.plan import PlannedItem
+from faceswap_flows.flows.batch.report import ItemOutcome
 from faceswap_flows.flows.blocks_config import Services
 from faceswap_flows.flows.collect import FinishedJob, store_job, submitted_facts
 from faceswap_flows.flows.ledger import CHARGED, POSSIBLY_CHARGED, SWAP, job_sends
 from faceswap_flows.flows.tasks.paid_calls import collect_hint
 from faceswap_flows.flows.tasks.waiting import arrived_callback
+from faceswap_flows.flows.work_index import IndexEntry, JobFailure, read_entry, remember_failure
 
 LOOKUPS_AT_ONCE = 8
 

@@ -9,7 +9,7 @@ from typing import Any
 from prefect.logging import get_run_logger
 
 from faceswap_flows.blocks import MediaStorage
-from faceswap_flows.flows.batch_names import remember_job_failure
+from faceswap_flows.flows.work_index import remember_job_failure
 
 SEEN_BY = "store-results sweep"
 
