@@ -47,8 +47,13 @@ FAST_MODULES = {
     "test_receiver",
     "test_ui_form",
 }
-# In a fast module but not fast: the sandbox's own input loader against a hostile server.
-NOT_FAST = {"test_the_sandbox_cuts_off_a_slow_input"}
+# In a fast module but not fast: the sandbox's own input loader against a hostile server; the console script run
+# against no Prefect server, or a temporary one it starts.
+NOT_FAST = {
+    "test_the_sandbox_cuts_off_a_slow_input",
+    "test_a_prefect_server_that_does_not_answer_says_what_to_do",
+    "test_without_a_prefect_server_a_command_says_which_server_it_asked",
+}
 SESSION_SERVERS = {"prefect_server", "prefect_api", "s3_endpoint", "s3_storage", "stack", "faults", "media", "catcher"}
 
 
