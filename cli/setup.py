@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from faceswap_flows.aifaceswap.pricing import estimate_credits
+from faceswap_flows.cli.common import fail
 from faceswap_flows.cli.doctor import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
 
 estimate_app = typer.Typer(
@@ -27,18 +28,28 @@ signing_app = typer.Typer(
 )
 
 
-def fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(1)
-
-
 def _say(credits: int, detail: str) -> None:
     typer.echo(f"{credits} credits ({detail})")
 
 
-def _video_seconds(video: Path, trim_start: float | None, trim_end: float | None) -> float:
+# The video: `--source` as every swap command names it; the positional form of before is still read.
+SourceVideo = Annotated[
+    Path | None, typer.Option("--source", "--video", help="The video (its duration is read from the file).")
+]
+OldPositionalVideo = Annotated[Path | None, typer.Argument(hidden=True, show_default=False)]
+
+
+def _video_seconds(
+    video: Path | None, old_video: Path | None, trim_start: float | None, trim_end: float | None
+) -> float:
     from faceswap_flows.flows.media.video import VideoError, video_facts
 
+    if video is None and old_video is not None:
+        typer.secho(f"note: {old_video} given without --source is the old form: write --source {old_video}", err=True)
+        video = old_video
+    if video is None:
+        fail("--source: missing: give the video, e.g. --source clip.mp4")
+        raise AssertionError
     try:
         duration = video_facts(video).duration
     except VideoError as error:
@@ -73,13 +84,14 @@ def estimate_multi(
 
 @estimate_app.command("video-faceswap")
 def estimate_video(
-    video: Annotated[Path, typer.Argument(help="The video (its duration is read from the file).")],
+    old_video: OldPositionalVideo = None,
+    source_video: SourceVideo = None,
     enhance: Annotated[int, typer.Option(help="0 none, 1 up to 1080p, 2 up to 2k.")] = 0,
     trim_start: Annotated[float | None, typer.Option(help="Cut from (seconds).")] = None,
     trim_end: Annotated[float | None, typer.Option(help="Cut to (seconds).")] = None,
 ) -> None:
-    """One face through a video. Example: faceswap-flows estimate video-faceswap clip.mp4 --enhance 1"""
-    seconds = _video_seconds(video, trim_start, trim_end)
+    """One face through a video. Example: faceswap-flows estimate video-faceswap --source clip.mp4 --enhance 1"""
+    seconds = _video_seconds(source_video, old_video, trim_start, trim_end)
     try:
         _say(
             estimate_credits("video_faceswap", duration=seconds, enhance=enhance), f"{seconds:.2f} s, enhance {enhance}"
@@ -90,7 +102,8 @@ def estimate_video(
 
 @estimate_app.command("multi-video-faceswap")
 def estimate_multi_video(
-    video: Annotated[Path, typer.Argument(help="The video (its duration is read from the file).")],
+    old_video: OldPositionalVideo = None,
+    source_video: SourceVideo = None,
     faces: Annotated[int, typer.Option(help="Faces to replace (1 to 3).")] = 1,
     enhance: Annotated[int, typer.Option(help="0 none, 1 up to 1080p, 2 up to 2k.")] = 0,
     trim_start: Annotated[float | None, typer.Option(help="Cut from (seconds).")] = None,
@@ -98,9 +111,9 @@ def estimate_multi_video(
 ) -> None:
     """Up to three faces through a video (plus the frame's face extraction).
 
-    Example: faceswap-flows estimate multi-video-faceswap clip.mp4 --faces 2 --enhance 1
+    Example: faceswap-flows estimate multi-video-faceswap --source clip.mp4 --faces 2 --enhance 1
     """
-    seconds = _video_seconds(video, trim_start, trim_end)
+    seconds = _video_seconds(source_video, old_video, trim_start, trim_end)
     try:
         swap = estimate_credits("multi_video_faceswap", duration=seconds, enhance=enhance, face_count=faces)
     except ValueError as error:

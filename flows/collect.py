@@ -93,18 +93,18 @@ async def store_job(
     storage: MediaStorage,
     submitted: dict[str, Any],
     *,
-    label_outputs: bool | None = None,
+    label: bool | None = None,
     inline: bool = False,
 ) -> SwapOutcome:
     """Fetch one finished job's result into ``storage``, labelled as synthetic media (or not, as chosen at
-    submission: the ``submitted`` event's facts; ``label_outputs`` overrides), with its provenance record.
+    submission: the ``submitted`` event's facts; ``label`` overrides), with its provenance record.
 
     ``inline`` runs the fetch and the record as plain calls inside the current task (no task run per job)."""
     operation = job.operation or submitted.get("operation") or "unknown"
     job_id = job.job_id or submitted.get("job_id")
     parameters = submitted.get("parameters") or {}
     output = OutputOptions(
-        label=parameters.get("label_outputs", True) if label_outputs is None else label_outputs,
+        label=parameters.get("label_outputs", True) if label is None else label,
         watermark=parameters.get("watermark"),
         watermark_corner=parameters.get("watermark_corner") or "bottom-right",
         sign=parameters.get("sign_outputs", True),
@@ -112,7 +112,7 @@ async def store_job(
     )
     if not output.label:
         get_run_logger().warning(
-            "label_outputs=False: task %s is stored WITHOUT the synthetic-media label", job.task_id
+            "label=False (output.label): task %s is stored WITHOUT the synthetic-media label", job.task_id
         )
     key, bill = await store_and_record(
         storage,
@@ -168,9 +168,10 @@ async def store_result(
     result_key: str | None = None,
     storage_block: str | None = None,
     operation: str | None = None,
-    label_outputs: bool | None = None,
+    label: bool | None = None,
     job_id: str | None = None,
     receiver_block: str = DEFAULT_RECEIVER,
+    label_outputs: bool | None = None,
 ) -> SwapOutcome:
     """Fetch a finished job's result into storage, labelled as synthetic media, with its provenance record.
 
@@ -186,11 +187,12 @@ async def store_result(
             `results/collected/<task_id>`.
         storage_block: Name of the MediaStorage block to store into. None: the one the job's event names.
         operation: The API operation of the job (faceswap, video_faceswap...). None: from its event.
-        label_outputs: Override the label choice made at submission. None: keep that choice.
+        label: Override the label choice made at submission (`output.label`). None: keep that choice.
         job_id: The job (as a SubmissionOutcomeUnknown names it) whose first successful callback is stored, instead
             of a task_id.
         receiver_block: The WebhookReceiver block whose inbox is asked first (it has a callback the moment it
             arrived; Prefect's stored events, asked next, lag by seconds).
+        label_outputs: The old name of `label`, still read from deployments saved with it (logged as old).
 
     Returns:
         The stored result: its task_id, job_id, credits, key and URL.
@@ -199,6 +201,9 @@ async def store_result(
         ResultNotAvailable: The job has no callback event yet, failed, or its callback names no result URL.
         DownloadRefused: The result URL is not allowed, or too large or slow to download.
     """
+    if label_outputs is not None:
+        get_run_logger().warning("label_outputs is the old name of this flow's `label` parameter: it was read as label")
+        label = label_outputs if label is None else label
     if job_id and not task_id:
         event = await arrived(job_id, receiver_block, by_job=True)
         if event is None:
@@ -234,4 +239,4 @@ async def store_result(
         job_id=job_id,
     )
     storage = await MediaStorage.aload(storage_block or DEFAULT_STORAGE)
-    return await store_job(job, storage, await submitted_facts(task_id), label_outputs=label_outputs)
+    return await store_job(job, storage, await submitted_facts(task_id), label=label)

@@ -62,14 +62,17 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
         (["estimate", "extract-faces"], "2 credits"),
         (["estimate", "multi-faceswap"], "5 credits"),
         (["estimate", "multi-faceswap", "--references", "2"], "11 credits"),
-        (["estimate", "video-faceswap", "{clip}"], "6 credits"),  # 2.4 s -> 3 s at 2 credits
-        (["estimate", "video-faceswap", "{clip}", "--enhance", "2", "--trim-end", "1"], "6 credits"),
-        (["estimate", "multi-video-faceswap", "{clip}", "--faces", "2"], "20 credits"),  # (2+1)*2*3 + 2
+        (["estimate", "video-faceswap", "--source", "{clip}"], "6 credits"),  # 2.4 s -> 3 s at 2 credits
+        (["estimate", "video-faceswap", "{clip}"], "6 credits"),  # the old positional form, still read
+        (["estimate", "video-faceswap", "--source", "{clip}", "--enhance", "2", "--trim-end", "1"], "6 credits"),
+        (["estimate", "multi-video-faceswap", "--source", "{clip}", "--faces", "2"], "20 credits"),  # (2+1)*2*3 + 2
     ],
 )
 def test_estimate(clip: Path, args: list[str], expected: str) -> None:
     result = runner.invoke(app, [a.replace("{clip}", str(clip)) for a in args])
-    assert result.exit_code == 0 and result.output.startswith(expected), result.output
+    assert result.exit_code == 0 and result.stdout.startswith(expected), result.output
+    old_form = "--source" not in args and "video" in args[1]
+    assert ("is the old form: write --source" in result.stderr) == old_form, result.stderr
 
 
 def test_estimate_batch(tmp_path: Path) -> None:
@@ -82,11 +85,15 @@ def test_estimate_batch(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["estimate", "video-faceswap", "/nonexistent/clip.mp4"], "source_video: /nonexistent/clip.mp4 does not exist"),
-        (["estimate", "video-faceswap", "{clip}", "--enhance", "3"], "enhance must be 0, 1 or 2"),
-        (["estimate", "video-faceswap", "{clip}", "--trim-end", "9"], "trim"),
-        (["estimate", "multi-video-faceswap", "{clip}", "--faces", "4"], "1 to 3 faces"),
-        (["estimate", "batch", "/nonexistent.csv"], "manifest"),
+        (
+            ["estimate", "video-faceswap", "--source", "/nonexistent/clip.mp4"],
+            "--source: /nonexistent/clip.mp4 does not exist",
+        ),
+        (["estimate", "video-faceswap"], "--source: missing"),
+        (["estimate", "video-faceswap", "--source", "{clip}", "--enhance", "3"], "enhance must be 0, 1 or 2"),
+        (["estimate", "video-faceswap", "--source", "{clip}", "--trim-end", "9"], "trim"),
+        (["estimate", "multi-video-faceswap", "--source", "{clip}", "--faces", "4"], "1 to 3 faces"),
+        (["estimate", "batch", "/nonexistent.csv"], "MANIFEST: /nonexistent.csv does not exist"),
         (["run", "faceswap", "--source", "a.png", "--face", "b.png", "--on-unknown-outcome", "twice"], "resubmit"),
         (["collect"], "--job"),
     ],

@@ -4,12 +4,16 @@ collectable the moment its callback arrived, not seconds later when Prefect has 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
+
+import pytest
 
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import faceswap
 from faceswap_flows.flows.options import SwapOptions
+from faceswap_flows.flows.provenance.labels import embedded_label
 from faceswap_flows.flows.tasks.waiting import stored_event
 from tests.media import read_image
 
@@ -49,3 +53,26 @@ async def test_collect_finds_a_callback_that_only_the_inbox_has(stack) -> None:
     assert read_image(stack.storage.read_bytes(collected.result_key)) is not None
     by_job = await store_result("", job_id=job_id)
     assert by_job.task_id == task_id
+
+
+async def collected_with(stack, **override: bool) -> dict[str, str] | None:
+    """A job submitted labelled, collected with ``override``: the label embedded in the stored result."""
+    submitted = await faceswap(
+        str(stack.files["astronaut"]), str(stack.files["grace"]), options=SwapOptions(wait=False)
+    )
+    deadline = time.monotonic() + 30
+    while stack.receiver.inbox.get(submitted.task_id) is None:
+        assert time.monotonic() < deadline, "the callback never arrived"
+        await asyncio.sleep(0.02)
+    collected = await store_result(submitted.task_id, **override)
+    return embedded_label(stack.storage.read_bytes(collected.result_key))
+
+
+async def test_collect_label_overrides_the_choice_made_at_submission(stack, caplog: pytest.LogCaptureFixture) -> None:
+    """`label` (the flows' `output.label`) overrides the submission's choice; `label_outputs`, its old name, still
+    reads (deployments saved with it) and says it is old."""
+    assert await collected_with(stack) is not None, "labelled, as chosen at submission"
+    assert await collected_with(stack, label=False) is None
+    with caplog.at_level(logging.WARNING, logger="prefect.flow_runs"):
+        assert await collected_with(stack, label_outputs=False) is None
+    assert "label_outputs is the old name of this flow's `label` parameter" in caplog.text
