@@ -18,6 +18,7 @@ from faceswap_flows.blocks import MediaStorage
 from faceswap_flows.flows.blocks_config import Services, load_services
 from faceswap_flows.flows.budget import check_budget
 from faceswap_flows.flows.exceptions import FaceSelectionFailed
+from faceswap_flows.flows.flow_docs import shared_sections
 from faceswap_flows.flows.media.faces import crop, load_image, most_similar
 from faceswap_flows.flows.media.staged import StagedMedia
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions
@@ -36,6 +37,7 @@ class DetectedFaces(BaseModel):
 
 
 @flow(name="faceswap")
+@shared_sections
 async def faceswap(
     source_image: str,
     face_image: str,
@@ -55,21 +57,13 @@ async def faceswap(
     Args:
         source_image: The image whose main face is replaced: a local path, a storage key or an http(s) URL.
         face_image: The photo of the face to put in: a local path, a storage key or an http(s) URL.
-        options: How the swap runs: wait for the result, callback timeout, budget, unknown-outcome policy, consent.
-        output: What is done to the result: synthetic-media label, signed C2PA manifest, visible watermark.
-        blocks: The names of the credentials, storage and receiver blocks.
+        {image_groups}
 
-    Returns:
-        The job's outcome (task_id, job_id, credits): `stored`, with the result's key, URL and provenance record, or
-        `submitted` when `options.wait` is False.
+    {swap_returns}
 
     Raises:
-        InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
-        BudgetExceeded: The estimate is over `options.max_credits`; nothing was submitted.
-        ConsentRefused: `options.require_consent` is on and a face photo is not registered.
-        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `options.on_unknown_outcome`).
-        CallbackTimeout: No callback within `options.timeout_seconds` (with `options.wait`).
-        JobFailed: The service reported that the job failed.
+        {refused_before_spending}
+        {after_submitting}
     """
     check_budget(estimate_credits("faceswap"), options.max_credits)
     services = await load_services(blocks.credentials, blocks.storage, blocks.receiver)
@@ -275,6 +269,7 @@ async def faces_by_reference(
 
 
 @flow(name="multi-faceswap")
+@shared_sections
 async def multi_faceswap(
     source_image: str,
     face_images: list[str],
@@ -297,23 +292,15 @@ async def multi_faceswap(
             `face_images[i]` goes on face `face_indexes[i]`.
         reference_images: Instead of `face_indexes`: per face image, a photo of the person to replace; the detected
             face most like it is replaced.
-        options: How the swap runs: wait for the result, callback timeout, budget, unknown-outcome policy, consent.
-        output: What is done to the result: synthetic-media label, signed C2PA manifest, visible watermark.
-        blocks: The names of the credentials, storage and receiver blocks.
+        {image_groups}
 
-    Returns:
-        The job's outcome (task_id, job_id, credits): `stored`, with the result's key, URL and provenance record, or
-        `submitted` when `options.wait` is False.
+    {swap_returns}
 
     Raises:
-        InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
-        BudgetExceeded: The estimate is over `options.max_credits`; nothing was submitted.
-        ConsentRefused: `options.require_consent` is on and a face photo is not registered.
+        {refused_before_spending}
         FaceSelectionFailed: Choosing by reference, the paid face detection found no usable match (the message says
             what it found, what it cost and what to do).
-        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `options.on_unknown_outcome`).
-        CallbackTimeout: No callback within `options.timeout_seconds` (with `options.wait`).
-        JobFailed: The service reported that the job failed.
+        {after_submitting}
     """
     extracts = 0 if face_indexes is not None else 1 + len(reference_images or [])
     check_budget(extracts * estimate_credits("extract_face") + estimate_credits("multi_faceswap"), options.max_credits)

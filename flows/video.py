@@ -16,6 +16,7 @@ from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.flows.blocks_config import load_services
 from faceswap_flows.flows.budget import check_budget
 from faceswap_flows.flows.exceptions import FaceSelectionFailed
+from faceswap_flows.flows.flow_docs import shared_sections
 from faceswap_flows.flows.media.faces import crop
 from faceswap_flows.flows.media.staged import StagedMedia
 from faceswap_flows.flows.media.video import chosen_faces, grab_frame, image_bytes
@@ -39,6 +40,7 @@ def check_no_watermark(output: VideoOutputOptions) -> None:
 
 
 @flow(name="video-faceswap")
+@shared_sections
 async def video_faceswap(
     source_video: str,
     face_image: str,
@@ -55,24 +57,14 @@ async def video_faceswap(
     Args:
         source_video: The video whose face is replaced: a local MP4 path, a storage key or an http(s) URL.
         face_image: The photo of the face to put in: a local path, a storage key or an http(s) URL.
-        video_options: Face enhancement (priced per second) and the cut made before submitting.
-        options: How the swap runs: wait for the result, callback timeout, budget, unknown-outcome policy, consent.
-        output: What is done to the result: synthetic-media label and signed C2PA manifest (no visible watermark:
-            drawing one means re-encoding every frame).
-        blocks: The names of the credentials, storage and receiver blocks.
+        {video_groups}
 
-    Returns:
-        The job's outcome (task_id, job_id, credits): `stored`, with the result's key, URL and provenance record, or
-        `submitted` when `options.wait` is False.
+    {swap_returns}
 
     Raises:
         VideoError: The video cannot be read or trimmed as asked (the message names the field).
-        InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
-        BudgetExceeded: The estimate is over `options.max_credits`; nothing was submitted.
-        ConsentRefused: `options.require_consent` is on and a face photo is not registered.
-        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `options.on_unknown_outcome`).
-        CallbackTimeout: No callback within `options.timeout_seconds` (with `options.wait`).
-        JobFailed: The service reported that the job failed.
+        {refused_before_spending}
+        {after_submitting}
     """
     enhance, trim_start, trim_end = int(video_options.enhance), video_options.trim_start, video_options.trim_end
     check_no_watermark(output)
@@ -153,6 +145,7 @@ def crop_face_refs(frame_png: bytes, faces: list[FaceBox], indexes: list[int], c
 
 
 @flow(name="multi-video-faceswap")
+@shared_sections
 async def multi_video_faceswap(
     source_video: str,
     face_images: list[str],
@@ -173,26 +166,16 @@ async def multi_video_faceswap(
         face_images: One face photo per person to replace, at most three (paths, storage keys or URLs).
         face_indexes: The faces of the frame to replace, numbered left to right; None: 0, 1, ...
         frame_time: The second of the (trimmed) video whose frame the faces are found and numbered in.
-        video_options: Face enhancement (priced per second) and the cut made before submitting.
-        options: How the swap runs: wait for the result, callback timeout, budget, unknown-outcome policy, consent.
-        output: What is done to the result: synthetic-media label and signed C2PA manifest (no visible watermark:
-            drawing one means re-encoding every frame).
-        blocks: The names of the credentials, storage and receiver blocks.
+        {video_groups}
 
-    Returns:
-        The job's outcome (task_id, job_id, credits): `stored`, with the result's key, URL and provenance record, or
-        `submitted` when `options.wait` is False.
+    {swap_returns}
 
     Raises:
         VideoError: The video cannot be read or trimmed as asked (the message names the field).
-        InputValidationError: An input or parameter is unusable (the message names the field); nothing was spent.
-        BudgetExceeded: The estimate is over `options.max_credits`; nothing was submitted.
-        ConsentRefused: `options.require_consent` is on and a face photo is not registered.
+        {refused_before_spending}
         FaceSelectionFailed: The paid detection found no face in the frame, or fewer than an index needs (the
             message says what it found, what it cost and what to do).
-        SubmissionOutcomeUnknown: The submission's outcome stayed unknown (see `options.on_unknown_outcome`).
-        CallbackTimeout: No callback within `options.timeout_seconds` (with `options.wait`).
-        JobFailed: The service reported that the job failed.
+        {after_submitting}
     """
     enhance, trim_start, trim_end = int(video_options.enhance), video_options.trim_start, video_options.trim_end
     check_no_watermark(output)

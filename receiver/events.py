@@ -47,29 +47,43 @@ def job_payload(job: JobToken) -> dict[str, Any]:
     }
 
 
-def callback_event(entry: InboxEntry) -> Event:
-    """The event of one callback. Its id derives from the task_id, so re-emitting it is recognised."""
-    callback, job = entry.callback, entry.job
-    payload: dict[str, Any] = {
-        "task_id": callback.task_id,
-        "success": callback.success,
-        "type": callback.type,
-        "result_image": callback.result_image,
-        **job_payload(job),
-    }
+def job_event(
+    job: JobToken, *, id_key: str, received_at: float, name: str, subject: str, title: str, payload: dict[str, Any]
+) -> Event:
+    """An event about one job, as the receiver emits it: its id derives from ``id_key`` (so re-emitting it is
+    recognised), its resource is ``subject`` with the job's operation, job id and store-by label."""
     return Event(
-        id=uuid.uuid5(EVENT_ID_NAMESPACE, f"callback:{callback.task_id}"),
-        occurred=datetime.fromtimestamp(entry.received_at, tz=UTC),
-        event=SUCCEEDED if callback.succeeded else FAILED,
+        id=uuid.uuid5(EVENT_ID_NAMESPACE, id_key),
+        occurred=datetime.fromtimestamp(received_at, tz=UTC),
+        event=name,
         resource={
-            "prefect.resource.id": task_resource_id(callback.task_id),
-            "prefect.resource.name": f"{job.operation} {callback.task_id}",
+            "prefect.resource.id": subject,
+            "prefect.resource.name": title,
             "aifaceswap.operation": job.operation,
             "aifaceswap.job-id": job.job_id,
             "aifaceswap.store-by": job.store_by,
         },
         related=related_flow_run(job.flow_run_id),
-        payload=payload,
+        payload={**payload, **job_payload(job)},
+    )
+
+
+def callback_event(entry: InboxEntry) -> Event:
+    """The event of one callback. Its id derives from the task_id, so re-emitting it is recognised."""
+    callback, job = entry.callback, entry.job
+    return job_event(
+        job,
+        id_key=f"callback:{callback.task_id}",
+        received_at=entry.received_at,
+        name=SUCCEEDED if callback.succeeded else FAILED,
+        subject=task_resource_id(callback.task_id),
+        title=f"{job.operation} {callback.task_id}",
+        payload={
+            "task_id": callback.task_id,
+            "success": callback.success,
+            "type": callback.type,
+            "result_image": callback.result_image,
+        },
     )
 
 

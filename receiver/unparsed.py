@@ -12,23 +12,14 @@ import logging
 import sqlite3
 import threading
 import time
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from prefect.client.orchestration import PrefectClient
 from prefect.events import Event
 
-from faceswap_flows.receiver.events import (
-    EVENT_ID_NAMESPACE,
-    EVENT_PREFIX,
-    Emitter,
-    job_payload,
-    post_events,
-    related_flow_run,
-)
+from faceswap_flows.receiver.events import EVENT_PREFIX, Emitter, job_event, post_events
 from faceswap_flows.receiver.parsing import found_result_image, found_task_id
 from faceswap_flows.receiver.tokens import JobToken
 
@@ -134,29 +125,22 @@ def unparsed_event(entry: UnparsedEntry) -> Event:
     """The event of one unparsed callback: the raw body (as text), why it was not read, and the job's facts."""
     job = entry.job
     subject = entry.task_id or job.job_id
-    payload: dict[str, Any] = {
-        "task_id": entry.task_id,
-        "success": 1 if entry.result_image else 0,
-        "result_image": entry.result_image,
-        "raw": entry.body.decode("utf-8", "replace"),
-        "content_type": entry.content_type,
-        "fields": entry.fields,
-        "error": entry.error,
-        **job_payload(job),
-    }
-    return Event(
-        id=uuid.uuid5(EVENT_ID_NAMESPACE, f"unparsed:{entry.id}:{job.job_id}"),
-        occurred=datetime.fromtimestamp(entry.received_at, tz=UTC),
-        event=UNPARSED,
-        resource={
-            "prefect.resource.id": f"{EVENT_PREFIX}.{subject}",
-            "prefect.resource.name": f"{job.operation} {subject} (unparsed callback)",
-            "aifaceswap.operation": job.operation,
-            "aifaceswap.job-id": job.job_id,
-            "aifaceswap.store-by": job.store_by,
+    return job_event(
+        job,
+        id_key=f"unparsed:{entry.id}:{job.job_id}",
+        received_at=entry.received_at,
+        name=UNPARSED,
+        subject=f"{EVENT_PREFIX}.{subject}",
+        title=f"{job.operation} {subject} (unparsed callback)",
+        payload={
+            "task_id": entry.task_id,
+            "success": 1 if entry.result_image else 0,
+            "result_image": entry.result_image,
+            "raw": entry.body.decode("utf-8", "replace"),
+            "content_type": entry.content_type,
+            "fields": entry.fields,
+            "error": entry.error,
         },
-        related=related_flow_run(job.flow_run_id),
-        payload=payload,
     )
 
 

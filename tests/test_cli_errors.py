@@ -22,19 +22,8 @@ from faceswap_flows.cli.errors import in_cli_terms, spellings
 from faceswap_flows.cli.flow_options import flow_options
 from faceswap_flows.cli.main import app
 from faceswap_flows.devstack.prefect_server import free_port
-from faceswap_flows.flows.batch.flow import batch_faceswap
-from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
-from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
+from tests.run_commands import RUN_COMMANDS
 
-RUN_COMMANDS = {
-    ("run", "faceswap"): faceswap,
-    ("run", "extract-faces"): extract_faces,
-    ("run", "multi-faceswap"): multi_faceswap,
-    ("run", "video-faceswap"): video_faceswap,
-    ("run", "multi-video-faceswap"): multi_video_faceswap,
-    ("run", "batch"): batch_faceswap,
-    ("plan",): batch_faceswap,
-}
 # A value the command line itself refuses, by parameter: before any flow runs, so before Prefect is asked.
 BAD_VALUES = {
     "timeout_seconds": ["0", "soon"],

@@ -14,11 +14,13 @@ from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.image import faceswap
 from faceswap_flows.flows.options import SwapOptions
 from faceswap_flows.flows.provenance.labels import embedded_label
+from faceswap_flows.flows.tasks.job import SwapOutcome
 from faceswap_flows.flows.tasks.waiting import stored_event
 from tests.media import read_image
 
 
-async def test_collect_right_after_the_callback_arrived(stack) -> None:
+async def arrived_unstored(stack) -> SwapOutcome:
+    """A job submitted without waiting, once its callback is in the receiver's inbox."""
     submitted = await faceswap(
         str(stack.files["astronaut"]), str(stack.files["grace"]), options=SwapOptions(wait=False)
     )
@@ -26,6 +28,11 @@ async def test_collect_right_after_the_callback_arrived(stack) -> None:
     while stack.receiver.inbox.get(submitted.task_id) is None:
         assert time.monotonic() < deadline, "the callback never arrived"
         await asyncio.sleep(0.02)
+    return submitted
+
+
+async def test_collect_right_after_the_callback_arrived(stack) -> None:
+    submitted = await arrived_unstored(stack)
     collected = await store_result(submitted.task_id)  # at once: Prefect has most likely not stored the event yet
     assert collected.status == "stored" and collected.job_id == submitted.job_id
     assert read_image(stack.storage.read_bytes(collected.result_key)) is not None
@@ -57,13 +64,7 @@ async def test_collect_finds_a_callback_that_only_the_inbox_has(stack) -> None:
 
 async def collected_with(stack, **override: bool) -> dict[str, str] | None:
     """A job submitted labelled, collected with ``override``: the label embedded in the stored result."""
-    submitted = await faceswap(
-        str(stack.files["astronaut"]), str(stack.files["grace"]), options=SwapOptions(wait=False)
-    )
-    deadline = time.monotonic() + 30
-    while stack.receiver.inbox.get(submitted.task_id) is None:
-        assert time.monotonic() < deadline, "the callback never arrived"
-        await asyncio.sleep(0.02)
+    submitted = await arrived_unstored(stack)
     collected = await store_result(submitted.task_id, **override)
     return embedded_label(stack.storage.read_bytes(collected.result_key))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 
 import pytest
 from prefect import Flow, Task
@@ -52,3 +53,10 @@ def test_every_parameter_is_described(name: str, function: Flow | Task) -> None:
     assert [field for field, text in described.items() if not text] == []
     doc = inspect.getdoc(function.fn) or ""
     assert "Args:" in doc and "Returns:" in doc
+
+
+@pytest.mark.parametrize(("name", "function"), DEFINED, ids=[name for name, _ in DEFINED])
+def test_no_shared_section_is_left_unfilled(name: str, function: Flow | Task) -> None:
+    """A ``{section}`` line of a docstring is filled by flow_docs.shared_sections before Prefect reads it."""
+    doc = inspect.getdoc(function.fn) or ""
+    assert not re.findall(r"^\s*\{[a-z_]+\}\s*$", doc, flags=re.M), doc

@@ -18,17 +18,8 @@ from faceswap_flows.flows.batch.flow import batch_faceswap
 from faceswap_flows.flows.image import extract_faces, faceswap, multi_faceswap
 from faceswap_flows.flows.options import BlockNames, OutputOptions, SwapOptions, VideoOptions, VideoOutputOptions
 from faceswap_flows.flows.video import multi_video_faceswap, video_faceswap
+from tests.run_commands import RUN_COMMANDS
 
-RUN_COMMANDS = {
-    ("run", "faceswap"): faceswap,
-    ("run", "extract-faces"): extract_faces,
-    ("run", "multi-faceswap"): multi_faceswap,
-    ("run", "video-faceswap"): video_faceswap,
-    ("run", "multi-video-faceswap"): multi_video_faceswap,
-    ("run", "batch"): batch_faceswap,
-    ("run", "batch-faceswap"): batch_faceswap,
-    ("plan",): batch_faceswap,
-}
 GROUPS = {"SwapOptions": SwapOptions, "OutputOptions": OutputOptions, "VideoOptions": VideoOptions}
 GROUPS.update(BlockNames=BlockNames, VideoOutputOptions=VideoOutputOptions)
 

@@ -17,6 +17,7 @@ import io
 import re
 import struct
 import zlib
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
@@ -38,6 +39,22 @@ XMP_APP1_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 XMP_UUID = bytes.fromhex("BE7ACFCB97A942E89C71999491E3AFAC")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_XMP_KEY = b"XML:com.adobe.xmp"
+# A label's facts as the flat tags (PNG tEXt, MP4) and as the XMP packet name them: key -> SyntheticLabel field.
+TAG_NAMES = {
+    "aifaceswap_task_id": "task_id",
+    "aifaceswap_operation": "operation",
+    "aifaceswap_created": "created",
+    "aifaceswap_job_id": "job_id",
+    "aifaceswap_provenance_record": "record_key",
+}
+XMP_NAMES = {
+    "xmp:CreateDate": "created",
+    "xmp:MetadataDate": "created",
+    "fsf:TaskId": "task_id",
+    "fsf:Operation": "operation",
+    "fsf:JobId": "job_id",
+    "fsf:ProvenanceRecord": "record_key",
+}
 
 
 def utc_now() -> str:
@@ -62,17 +79,12 @@ class SyntheticLabel(BaseModel):
 
     def tags(self) -> dict[str, str]:
         """The facts as flat key/value tags (PNG tEXt keys, MP4 container tags)."""
-        tags = {
-            "digital_source_type": DIGITAL_SOURCE_TYPE,
-            "aifaceswap_task_id": self.task_id,
-            "aifaceswap_operation": self.operation,
-            "aifaceswap_created": self.created,
-        }
-        if self.job_id:
-            tags["aifaceswap_job_id"] = self.job_id
-        if self.record_key:
-            tags["aifaceswap_provenance_record"] = self.record_key
-        return tags
+        return {"digital_source_type": DIGITAL_SOURCE_TYPE, **self.facts(TAG_NAMES)}
+
+    def facts(self, names: Mapping[str, str]) -> dict[str, str]:
+        """The label's facts keyed as ``names`` says (key -> fact); the job and the record only when known."""
+        facts = self.model_dump()
+        return {key: facts[fact] for key, fact in names.items() if facts[fact]}
 
 
 def xmp_packet(label: SyntheticLabel) -> bytes:
@@ -80,15 +92,8 @@ def xmp_packet(label: SyntheticLabel) -> bytes:
     fields = {
         "Iptc4xmpExt:DigitalSourceType": DIGITAL_SOURCE_TYPE,
         "xmp:CreatorTool": "faceswap-flows (aifaceswap.io face swap)",
-        "xmp:CreateDate": label.created,
-        "xmp:MetadataDate": label.created,
-        "fsf:TaskId": label.task_id,
-        "fsf:Operation": label.operation,
+        **label.facts(XMP_NAMES),
     }
-    if label.job_id:
-        fields["fsf:JobId"] = label.job_id
-    if label.record_key:
-        fields["fsf:ProvenanceRecord"] = label.record_key
     attributes = "".join(f"\n   {name}={quoteattr(value)}" for name, value in fields.items())
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
