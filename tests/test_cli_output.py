@@ -20,7 +20,8 @@ from typer.testing import CliRunner
 
 from faceswap_flows.aifaceswap.models import FaceBox
 from faceswap_flows.cli.main import app
-from faceswap_flows.flows.batch.report import BatchReport, ItemOutcome, report_rows
+from faceswap_flows.flows.batch.report import BatchReport, ItemOutcome, report_rows, table_rows
+from faceswap_flows.flows.exceptions import JobFailed
 from faceswap_flows.flows.tasks.artifacts import BOX_RED, numbered_faces
 from tests.media import write_png
 from tests.tables import read_table
@@ -118,3 +119,15 @@ def test_the_batch_table_shows_the_error_beside_the_status() -> None:
     item = ItemOutcome(position=0, id="a.png", status="failed", error="InputValidationError: no face found")
     [row] = report_rows(BatchReport.of([item], 0))
     assert list(row)[:3] == ["item", "status", "error"] and row["error"].startswith("InputValidationError")
+
+
+def test_the_batch_table_shows_each_error_short_and_the_csv_keeps_it_whole() -> None:
+    failed = JobFailed.reported("9" * 32, job_id="8" * 32, operation="faceswap")
+    item = ItemOutcome(position=0, id="a.png", status="failed", error=str(failed))
+    [row] = report_rows(BatchReport.of([item], 0))
+    [shown] = table_rows([row])
+    assert row["error"] == str(failed) and len(str(failed)) > 200, "the report keeps the whole message"
+    assert shown["error"].startswith(f"task {'9' * 32}") and len(shown["error"]) <= 100
+    assert {key: value for key, value in shown.items() if key != "error"} == {
+        key: value for key, value in row.items() if key != "error"
+    }

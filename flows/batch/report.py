@@ -22,6 +22,8 @@ from faceswap_flows.flows.provenance.records import write_manifest
 from faceswap_flows.flows.tasks.artifacts import artifact_key
 
 ItemStatus = Literal["stored", "submitted", "done", "failed", "skipped", "refused"]
+# The error as the UI's batch table shows it (whole in the CSV and the JSON report).
+ERROR_SHOWN = 100
 REPORT_COLUMNS = (
     "item",
     "line",
@@ -141,6 +143,17 @@ def report_rows(report: BatchReport) -> list[dict[str, Any]]:
     ]
 
 
+def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The report's rows for the UI's table: each error cut to its first sentence, at most ``ERROR_SHOWN``
+    characters, so the table fits the page; the CSV and the JSON report keep it whole."""
+    return [{**row, "error": brief(row["error"])} for row in rows]
+
+
+def brief(error: str) -> str:
+    first = error.split(". ", 1)[0]
+    return first if len(first) <= ERROR_SHOWN else first[: ERROR_SHOWN - 1] + "…"
+
+
 def plan_rows_table(plan: BatchPlan) -> list[dict[str, Any]]:
     return [
         {
@@ -207,7 +220,9 @@ async def write_report(storage: MediaStorage, report: BatchReport, name: str) ->
         "status": f"{report.stored + report.submitted + report.done} ok",
         "credits": report.credits,
     }
-    await acreate_table_artifact(key=artifact_key("batch", name), table=[*rows, total], description=report.summary)
+    await acreate_table_artifact(
+        key=artifact_key("batch", name), table=[*table_rows(rows), total], description=report.summary
+    )
     await acreate_markdown_artifact(
         key=artifact_key("batch-report", name),
         markdown=(
