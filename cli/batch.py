@@ -59,7 +59,6 @@ def show_plan(batch_flow: Any, parameters: dict[str, Any]) -> None:
         the_plan = asyncio.run(batch_flow(**parameters, plan=True))
     except (ValueError, RuntimeError, httpx.TransportError) as error:
         fail_on(error)
-        return
     rows = plan_rows_table(the_plan)
     print_table(list(PLAN_COLUMNS), rows)
     for operation, total in the_plan.by_operation().items():
@@ -90,7 +89,6 @@ def run_batch(batch_flow: Any, parameters: dict[str, Any]) -> None:
         report = state.result(raise_on_failure=False)
     except (ValueError, RuntimeError, httpx.TransportError) as error:
         fail_on(error)
-        return
     if isinstance(report, BaseException):
         fail_on(report)
     typer.echo(report.model_dump_json(indent=2))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
@@ -23,11 +23,13 @@ def quiet_prefect_queue_services() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def fail(message: str) -> None:
-    """``message`` as one line naming the options of the running command (not the Python parameters), exit 1."""
+def fail(message: str, kind: str | None = None) -> NoReturn:
+    """``message`` as one line naming the options of the running command (not the Python parameters), after the
+    error's ``kind`` when given; exit 1."""
     from faceswap_flows.cli.errors import current_spellings, in_cli_terms
 
-    typer.secho(f"error: {in_cli_terms(message, current_spellings())}", fg=typer.colors.RED, err=True)
+    said = in_cli_terms(message, current_spellings())
+    typer.secho(f"error: {kind}: {said}" if kind else f"error: {said}", fg=typer.colors.RED, err=True)
     raise typer.Exit(1)
 
 
@@ -52,16 +54,16 @@ def unreachable_prefect(error: BaseException) -> str | None:
     )
 
 
-def fail_on(error: BaseException) -> None:
+def fail_on(error: BaseException) -> NoReturn:
     """An error a command caught, as one line: what to do when the Prefect server is down, else its kind and
     message (naming the command's options)."""
-    from faceswap_flows.cli.errors import current_spellings, in_cli_terms
     from faceswap_flows.devstack.prefect_server import drain_prefect_workers
 
     hint = unreachable_prefect(error)
-    if hint is None:
-        drain_prefect_workers()
-    fail(hint or f"{type(error).__name__}: {in_cli_terms(str(error), current_spellings())}")
+    if hint is not None:
+        fail(hint)
+    drain_prefect_workers()
+    fail(str(error), kind=type(error).__name__)
 
 
 def load_storage_block(name: str, option: str = "storage_block") -> MediaStorage:
@@ -77,7 +79,6 @@ def load_storage_block(name: str, option: str = "storage_block") -> MediaStorage
             unreachable_prefect(error)
             or f"{option}: cannot load the MediaStorage block {name!r} from {server_asked()}: {error}"
         )
-        raise
 
 
 def require_extras(command: str, *extras: str) -> None:

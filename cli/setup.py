@@ -17,7 +17,7 @@ import typer
 
 from faceswap_flows.aifaceswap.pricing import estimate_credits
 from faceswap_flows.cli.common import fail
-from faceswap_flows.cli.doctor import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
+from faceswap_flows.flows.defaults import DEFAULT_CREDENTIALS, DEFAULT_RECEIVER, DEFAULT_STORAGE
 
 estimate_app = typer.Typer(
     help="Credits a flow would spend, before spending any.", no_args_is_help=True, rich_markup_mode=None
@@ -49,7 +49,6 @@ def _video_seconds(
         video = old_video
     if video is None:
         fail("--source: missing: give the video, e.g. --source clip.mp4")
-        raise AssertionError
     try:
         duration = video_facts(video).duration
     except VideoError as error:
