@@ -34,7 +34,7 @@ demo: $(DEMO_STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -rs
+	$(BIN)/python -m pytest -rfEs
 
 # About 40 s: models, pricing, the client against a scripted stand-in, tokens, options, blocks, packaging; no
 # Prefect server, sandbox or video (tests/conftest.py marks them `fast`). `make test` runs them and everything else.
@@ -49,7 +49,7 @@ test-slow: $(STAMP)
 test-ui: $(STAMP)
 	test -x /usr/bin/chromium || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 		$$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; }
-	$(BIN)/python -m pytest tests/test_ui.py -m ui -rs
+	$(BIN)/python -m pytest tests/test_ui.py -m ui -rfEs
 
 # What the optional checks need, from Debian's packages: chromium for tests/test_ui.py, exiftool for the label checks,
 # postgresql, redis-server and nginx-light for tests/test_multi_server.py (.ci/run installs them; on a laptop without
