@@ -123,9 +123,7 @@ async def collect_earlier(services: Services, items: list[PlannedItem]) -> dict[
 
 
 async def _collect_one(services: Services, item: PlannedItem) -> ItemOutcome:
-    outcome = ItemOutcome(
-        position=item.position, id=item.label, line=item.line, operation=item.operation, status="failed", row=item.row
-    )
+    outcome = ItemOutcome.of(item, "failed")
     assert item.fingerprint is not None and item.result_key is not None
     entry = await asyncio.to_thread(read_entry, services.storage, item.fingerprint)
     callback = await callback_of(services.receiver, entry) if entry else None

@@ -119,17 +119,13 @@ def not_run(item: PlannedItem) -> ItemOutcome:
         if item.status == "done"
         else (f"refused before submission: {item.reason}" if item.status == "refused" else item.reason)
     )
-    return ItemOutcome(
-        position=item.position,
-        id=item.label,
-        line=item.line,
-        operation=item.operation,
-        status=status,  # type: ignore[arg-type]
+    return ItemOutcome.of(
+        item,
+        status,  # type: ignore[arg-type]
         job_id=item.job_id,
         task_id=item.task_id,
         result_key=item.result_key if item.status == "done" else None,
         error=error,
-        row=item.row,
     )
 
 

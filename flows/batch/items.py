@@ -214,18 +214,14 @@ async def failed_item(services: Services, item: PlannedItem, error: str, *, wait
     """The outcome of an item that failed, with what the ledger says its job cost (it may have been charged)."""
     job = item_job(services, item, wait)
     bill = await bill_of(services.storage, job.job_id)
-    return ItemOutcome(
-        position=item.position,
-        id=item.label,
-        line=item.line,
-        operation=item.operation,
-        status="failed",
+    return ItemOutcome.of(
+        item,
+        "failed",
         task_id=bill.task_ids[-1] if bill.task_ids else None,
         job_id=job.job_id,
         credits=bill.charged,
         possibly_charged=bill.possibly_charged,
         error=error,
-        row=item.row,
     )
 
 
@@ -289,12 +285,9 @@ async def swap_planned(
     except JobFailed as failed:
         await remember_batch_failure(services.storage, item, token.job_id, failed.task_id)
         raise
-    return ItemOutcome(
-        position=item.position,
-        id=item.label,
-        line=item.line,
-        operation=item.operation,
-        status=outcome.status,
+    return ItemOutcome.of(
+        item,
+        outcome.status,
         task_id=outcome.task_id,
         credits=outcome.credits,
         possibly_charged=outcome.possibly_charged,
@@ -302,5 +295,4 @@ async def swap_planned(
         result_key=outcome.result_key,
         result_uri=outcome.result_uri,
         provenance_key=outcome.provenance_key,
-        row=item.row,
     )

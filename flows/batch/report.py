@@ -16,7 +16,7 @@ from pydantic import BaseModel
 
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.blocks import MediaStorage, StorageError
-from faceswap_flows.flows.batch.plan import BatchPlan, PlanStatus
+from faceswap_flows.flows.batch.plan import BatchPlan, PlannedItem, PlanStatus
 from faceswap_flows.flows.batch.rows import flow_name
 from faceswap_flows.flows.provenance.records import write_manifest
 from faceswap_flows.flows.tasks.artifacts import artifact_key
@@ -77,6 +77,19 @@ class ItemOutcome(BaseModel):
     provenance_key: str | None = None
     error: str | None = None
     row: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, item: PlannedItem, status: ItemStatus, **fields: Any) -> ItemOutcome:
+        """The outcome of a planned item: its place, name, line, operation and row, with ``status`` and ``fields``."""
+        return cls(
+            position=item.position,
+            id=item.label,
+            line=item.line,
+            operation=item.operation,
+            status=status,
+            row=item.row,
+            **fields,
+        )
 
 
 class BatchReport(BaseModel):

@@ -80,7 +80,7 @@ async def store_and_record(
         label=label,
         submitted_by=submitted_by,
         signing=signing.summary() if signing else None,
-        bill=bill_record(sends) if sends else None,
+        bill=bill_record(bill, sends) if bill is not None else None,
     )
     return StoredResult(key, bill)
 
@@ -91,10 +91,10 @@ def settled_job_sends(storage: MediaStorage, job_id: str | None, task_id: str) -
     return settled_sends(storage, job_id, task_id, True) if job_id else []
 
 
-def bill_record(sends: list[PaidSend]) -> dict[str, Any]:
+def bill_record(bill: Bill, sends: list[PaidSend]) -> dict[str, Any]:
     """What a provenance record keeps of the job's bill: the totals and every paid send for it."""
     return {
-        **Bill.of(sends).model_dump(),
+        **bill.model_dump(),
         "paid_sends": [
             send.model_dump(include={"operation", "purpose", "outcome", "credits", "task_id", "sent_at"})
             for send in sends
