@@ -99,7 +99,8 @@ async def store_job(
     """Fetch one finished job's result into ``storage``, labelled as synthetic media (or not, as chosen at
     submission: the ``submitted`` event's facts; ``label`` overrides), with its provenance record.
 
-    ``inline`` runs the fetch and the record as plain calls inside the current task (no task run per job)."""
+    ``inline`` runs the fetch and the record as plain calls inside the current task (no task run per job), each
+    logging its result at DEBUG (the caller, a sweep, logs each chunk's counts)."""
     operation = job.operation or submitted.get("operation") or "unknown"
     job_id = job.job_id or submitted.get("job_id")
     parameters = submitted.get("parameters") or {}
@@ -130,6 +131,7 @@ async def store_job(
         ),
         submitted_by={k: submitted.get(k) for k in ("flow_run", "deployment", "run_by")} if submitted else None,
         as_tasks=not inline,
+        log_each=not inline,
     )
     if not inline:  # a sweep logs each chunk's count; fetch and record log each result already
         get_run_logger().info("task %s stored at %s", job.task_id, storage.uri(key))

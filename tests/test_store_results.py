@@ -204,6 +204,39 @@ async def test_one_failure_is_reported_and_the_others_are_stored(stack, submitte
     assert not stack.storage.exists(f"results/test/{bad}.png")
 
 
+async def test_a_run_ends_only_once_every_chunk_it_started_is_stored(stack, submitted) -> None:
+    """Chunks are stored while the sweeps go on; a run whose window has passed at once (no pause between sweeps)
+    still waits for them all before it reports and ends."""
+    occurred = datetime.now(UTC) - timedelta(hours=3)
+    real_result = (await stored_event(submitted["sweep"][0].task_id))["result_image"]
+    names = [f"sweep-chunked-{uuid.uuid4().hex[:8]}" for _ in range(6)]
+    keys = [f"results/test/{name}.png" for name in names]
+    events = [
+        sweep_event(name, real_result, key, occurred + timedelta(seconds=i))
+        for i, (name, key) in enumerate(zip(names, keys, strict=True))
+    ]
+    async with get_client() as client:
+        await post_events(client, events)
+        for _ in range(60):
+            source = JobSource(occurred - timedelta(seconds=1), occurred + timedelta(seconds=7))
+            if len(jobs_in(await source.from_stored_events())[0]) == len(names):
+                break
+            await asyncio.sleep(0.5)
+
+    report = await store_results(
+        since=occurred - timedelta(seconds=1),
+        lookback_seconds=0,
+        window_seconds=0,
+        settle_seconds=0,
+        poll_seconds=0,
+        chunk_size=2,
+    )
+
+    assert set(keys) <= set(report.stored_keys) and report.stored == len(report.stored_keys) and report.failed == 0
+    for name, key in zip(names, keys, strict=True):
+        assert json.loads(stack.storage.read_bytes(key + RECORD_SUFFIX))["task_id"] == name
+
+
 @pytest.fixture
 def served_store_results(stack, prefect_api: str, tmp_path: Path):
     log = tmp_path / "serve.log"

@@ -15,6 +15,7 @@ import functools
 import getpass
 import hashlib
 import json
+import logging
 import os
 import socket
 from collections.abc import Mapping, Sequence
@@ -156,11 +157,17 @@ def job_facts(
     return JobFacts(inputs=records, parameters=_clean(parameters), consent=[dict(c) for c in consent])
 
 
+@functools.cache
 def _os_user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
         return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
+
+
+@functools.cache
+def _host() -> str:
+    return socket.gethostname()
 
 
 _deployment_names: dict[str, str] = {}
@@ -170,7 +177,7 @@ async def run_facts() -> dict[str, Any]:
     """The flow run, its deployment and who ran it: the work pool and the run's creator when Prefect knows
     them, and always the OS user and host of the process that ran it. Inside a flow run this costs no API call
     (the run is in its context; deployment names are read once per process)."""
-    run_by: dict[str, Any] = {"os_user": _os_user(), "host": socket.gethostname()}
+    run_by: dict[str, Any] = {"os_user": _os_user(), "host": _host()}
     facts: dict[str, Any] = {"flow_run": None, "deployment": None, "run_by": run_by}
     context = FlowRunContext.get()
     run = context.flow_run if context is not None else None
@@ -297,6 +304,7 @@ async def record_provenance(
     submitted_by: dict[str, Any] | None = None,
     signing: dict[str, Any] | None = None,
     bill: dict[str, Any] | None = None,
+    log_each: bool = True,
 ) -> ProvenanceRecord:
     """Hash the stored result as storage holds it and write its provenance record next to it.
 
@@ -314,6 +322,7 @@ async def record_provenance(
         submitted_by: Who submitted the job (flow run, deployment, user).
         signing: What the signing plan says of the embedded manifest. None: signing was off.
         bill: The job's bill from the ledger of credits (totals and every paid send), if known.
+        log_each: Log the record at INFO (False: DEBUG; a sweep logs each chunk's counts).
 
     Returns:
         The record written.
@@ -352,7 +361,13 @@ async def record_provenance(
     )
     target = record_key(key)
     await asyncio.to_thread(storage.write_bytes, target, record.model_dump_json(indent=2).encode())
-    get_run_logger().info("provenance of %s: sha256 %s, record %s", key, sha256[:16], storage.uri(target))
+    get_run_logger().log(
+        logging.INFO if log_each else logging.DEBUG,
+        "provenance of %s: sha256 %s, record %s",
+        key,
+        sha256[:16],
+        storage.uri(target),
+    )
     return record
 
 

@@ -219,9 +219,13 @@ class Sweeper:
     """The state of one store-results run: the jobs seen, the storages loaded, the failures; stores new jobs in
     chunks (one store-chunk task run each)."""
 
-    def __init__(self, default_storage: str, chunk_size: int, max_concurrency: int, attempts: int) -> None:
+    def __init__(
+        self, default_storage: str, chunk_size: int, max_concurrency: int, attempts: int, max_chunks: int = 2
+    ) -> None:
         self.default_storage, self.chunk_size = default_storage, chunk_size
         self.max_concurrency, self.attempts = max_concurrency, attempts
+        self.chunk_slots = asyncio.Semaphore(max_chunks)
+        self.storing: set[asyncio.Task[None]] = set()
         self.report = StoreResultsReport()
         self.errors: dict[str, str] = {}
         self.seen: set[str] = set()
@@ -254,7 +258,8 @@ class Sweeper:
             self.report.service_failed += await remember_failed_jobs(failed, facts, self.storages)
 
     async def store(self, new: list[FinishedJob]) -> None:
-        """Store the new jobs not stored yet, ``chunk_size`` to a store-chunk task run."""
+        """Start storing the new jobs not stored yet, ``chunk_size`` to a store-chunk task run, ``max_chunks`` runs at
+        a time; returns once they are started (:meth:`stored` waits for them), so the next sweep is not held up."""
         logger, report = get_run_logger(), self.report
         logger.info("sweep %d: %d new job(s)", report.sweeps, len(new))
         blocks = {job.storage_block or "" for job in new}
@@ -269,13 +274,21 @@ class Sweeper:
             "sweep %d: %d already stored, %d to store", report.sweeps, len(candidates) - len(storable), len(storable)
         )
         for start in range(0, len(storable), self.chunk_size):
-            chunk = storable[start : start + self.chunk_size]
             self.chunks += 1
-            outcome = await store_chunk(
-                chunk, self.storages, self.chunks, len(chunk), self.max_concurrency, self.attempts
-            )
-            report.add(outcome)
-            self.errors.update(outcome.failed)
+            storing = asyncio.create_task(self._store_chunk(storable[start : start + self.chunk_size], self.chunks))
+            self.storing.add(storing)
+            storing.add_done_callback(self.storing.discard)
+
+    async def _store_chunk(self, chunk: list[FinishedJob], number: int) -> None:
+        async with self.chunk_slots:
+            outcome = await store_chunk(chunk, self.storages, number, len(chunk), self.max_concurrency, self.attempts)
+        self.report.add(outcome)
+        self.errors.update(outcome.failed)
+
+    async def stored(self) -> None:
+        """Wait until every chunk started is stored."""
+        while self.storing:
+            await asyncio.gather(*self.storing)
 
 
 @flow(name="store-results")
@@ -340,6 +353,7 @@ async def store_results(
     )
     report = sweeper.report
     source = JobSource(read_from, until, receiver)
+    shown = 0.0
     while True:
         swept_at = datetime.now(UTC)
         final = swept_at >= until
@@ -355,13 +369,14 @@ async def store_results(
         report.sweeps += 1
         await sweeper.note_failures(payloads)
         new = sweeper.take_new(jobs, unusable)
-        if not new:
-            if final:
-                break
-            await asyncio.sleep(poll_seconds)
-            continue
-        await sweeper.store(new)
-        await aupdate_progress_artifact(progress, 100.0 * report.done / max(report.found, 1))
+        if new:
+            await sweeper.store(new)
+        elif final:
+            await sweeper.stored()
+            break
+        if (share := 100.0 * report.done / max(report.found, 1)) != shown:
+            await aupdate_progress_artifact(progress, shown := share)
+        await asyncio.sleep(poll_seconds)
     await aupdate_progress_artifact(progress, 100.0)
     if not report.failed:
         margin = timedelta(seconds=max(settle_seconds, MARK_MARGIN_SECONDS))

@@ -268,6 +268,7 @@ async def fetch_result(
     watermark: str | None = None,
     watermark_corner: WatermarkCorner = "bottom-right",
     signing: SigningPlan | None = None,
+    log_each: bool = True,
 ) -> str:
     """Download the result from its temporary URL and store it whole.
 
@@ -283,6 +284,7 @@ async def fetch_result(
         watermark: A visible text to draw (images). None: none.
         watermark_corner: The corner the watermark is drawn in.
         signing: How to sign the C2PA manifest. None: unsigned.
+        log_each: Log the stored result at INFO (False: DEBUG; a sweep logs each chunk's counts).
 
     Returns:
         The storage key of the stored result.
@@ -323,7 +325,14 @@ async def fetch_result(
     if label is not None or signing is not None:  # one line: at a hundred results a second, each log line costs
         labelled = f"labelled as synthetic (task {label.task_id})" if label is not None else "unlabelled"
         signed = f"a C2PA manifest signed by {signing.summary()['signer']}" if signing is not None else "unsigned"
-        logger.info("stored %s (%s), %s, %s", storage.uri(key), detail, labelled, signed)
+        logger.log(
+            logging.INFO if log_each else logging.DEBUG,
+            "stored %s (%s), %s, %s",
+            storage.uri(key),
+            detail,
+            labelled,
+            signed,
+        )
     return key
 
 

@@ -38,11 +38,13 @@ async def store_and_record(
     facts: JobFacts | None,
     submitted_by: dict[str, Any] | None = None,
     as_tasks: bool = True,
+    log_each: bool = True,
 ) -> StoredResult:
     """Fetch a finished job's result into ``storage`` under ``result_key`` (labelled as synthetic media unless
     ``output`` says not, watermarked if asked) and write its provenance record next to it; returns the key and
     the job's bill (the ledger is read once).
-    Two task runs (``as_tasks``), or two steps of the caller's task run.
+    Two task runs (``as_tasks``), or two steps of the caller's task run; ``log_each``: a line per result at INFO
+    (else DEBUG).
 
     The job's credits come from the ledger of credits (its send for ``task_id`` settled as accepted first);
     ``credits`` and ``credits_estimated`` are used only when the ledger holds nothing for the job."""
@@ -65,7 +67,7 @@ async def store_and_record(
         submitted_by=submitted_by,
     )
     key = await fetch(
-        storage, result_image, result_key, kind, label, output.watermark, output.watermark_corner, signing
+        storage, result_image, result_key, kind, label, output.watermark, output.watermark_corner, signing, log_each
     )
     await record(
         storage,
@@ -81,6 +83,7 @@ async def store_and_record(
         submitted_by=submitted_by,
         signing=signing.summary() if signing else None,
         bill=bill_record(bill, sends) if bill is not None else None,
+        log_each=log_each,
     )
     return StoredResult(key, bill)
 
