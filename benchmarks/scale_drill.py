@@ -239,12 +239,11 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
     figures["receive_seconds"] = round(last - released_at, 1)
     if killer is not None:
         killer.finish(figures)
-    wait_until(
-        "every result stored",
-        lambda: stored_results(stack.media_dir) >= expected and not pool_active(),
-        args.timeout,
-        2,
-    )
+    wait_until("every result stored", lambda: stored_results(stack.media_dir) >= expected, args.timeout, 0.5)
+    cpu_stored = cpu_seconds({name: pid for name, pid in roots.items() if name in cpu_after})
+    used = {name: round(cpu_stored[name] - cpu_before[name], 1) for name in cpu_stored}
+    figures["cpu_release_to_stored"] = dict(sorted(used.items(), key=lambda item: -item[1]))
+    wait_until("the pool idle", lambda: not pool_active(), args.timeout, 2)
     figures["seconds"] = time.time() - started
     figures["release_to_stored_seconds"] = round(time.time() - released_at, 1)
     figures.update(storing_figures(stack, released_at, expected))
