@@ -225,7 +225,7 @@ def drill(args: argparse.Namespace, topology: MultiServerStack, figures: dict) -
         paced = expected / args.release_per_second if args.release_per_second else 0
         figures["live_sweep"] = asyncio.run(start_live_sweep(args.live_sweep + paced, args.poll_seconds))
     roots = {name: process.pid for name, process in topology.procs.running.items() if process.poll() is None}
-    roots["postgresql"] = topology.pg.pid()
+    roots["postgresql"] = topology.pg.pid
     cpu_before = cpu_seconds(roots)
     released_at = time.time()
     release_callbacks(stack.sandbox_url, stack.api_key, concurrency=64, per_second=args.release_per_second)

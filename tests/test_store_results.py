@@ -237,6 +237,44 @@ async def test_a_run_ends_only_once_every_chunk_it_started_is_stored(stack, subm
         assert json.loads(stack.storage.read_bytes(key + RECORD_SUFFIX))["task_id"] == name
 
 
+async def test_a_chunk_that_fails_as_a_whole_reports_each_of_its_jobs(
+    stack, submitted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks run beside the sweeps: one that raises (its submitted events unreadable) is not lost, its jobs are
+    reported as not stored and the run fails naming them."""
+    occurred = datetime.now(UTC) - timedelta(hours=4)
+    real_result = (await stored_event(submitted["sweep"][0].task_id))["result_image"]
+    names = [f"sweep-unread-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    events = [
+        sweep_event(name, real_result, f"results/test/{name}.png", occurred + timedelta(seconds=i))
+        for i, name in enumerate(names)
+    ]
+    async with get_client() as client:
+        await post_events(client, events)
+        for _ in range(60):
+            source = JobSource(occurred - timedelta(seconds=1), occurred + timedelta(seconds=4))
+            if len(jobs_in(await source.from_stored_events())[0]) == len(names):
+                break
+            await asyncio.sleep(0.5)
+
+    async def unreadable(task_ids: list[str]) -> dict[str, Any]:
+        raise RuntimeError("the events API is down")
+
+    monkeypatch.setattr(sweep_module, "bulk_submitted_facts", unreadable)
+    with pytest.raises(ResultsNotStored) as raised:
+        await store_results(
+            since=occurred - timedelta(seconds=1),
+            lookback_seconds=0,
+            window_seconds=0,
+            settle_seconds=0,
+            poll_seconds=0,
+            receiver_block=None,
+        )
+    report = raised.value.report
+    assert set(names) <= set(report.failed_task_ids) and report.done == report.found
+    assert all(not stack.storage.exists(f"results/test/{name}.png") for name in names)
+
+
 @pytest.fixture
 def served_store_results(stack, prefect_api: str, tmp_path: Path):
     log = tmp_path / "serve.log"

@@ -280,8 +280,16 @@ class Sweeper:
             storing.add_done_callback(self.storing.discard)
 
     async def _store_chunk(self, chunk: list[FinishedJob], number: int) -> None:
-        async with self.chunk_slots:
-            outcome = await store_chunk(chunk, self.storages, number, len(chunk), self.max_concurrency, self.attempts)
+        """One store-chunk run; when it fails as a whole, each of its jobs is reported as not stored."""
+        try:
+            async with self.chunk_slots:
+                outcome = await store_chunk(
+                    chunk, self.storages, number, len(chunk), self.max_concurrency, self.attempts
+                )
+        except Exception as error:
+            reason = f"its chunk {number} failed: {type(error).__name__}: {error}"[:300]
+            get_run_logger().error("chunk %d: %d results NOT stored: %s", number, len(chunk), reason)
+            outcome = ChunkOutcome(failed={job.task_id: reason for job in chunk})
         self.report.add(outcome)
         self.errors.update(outcome.failed)
 
