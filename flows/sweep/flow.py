@@ -325,8 +325,8 @@ async def store_results(
         lookback_seconds: How long before `since` events are read (late or missed ones).
         settle_seconds: Extra time after the window for late callbacks.
         poll_seconds: Seconds between two looks at the receiver's inbox.
-        max_concurrency: How many results are stored at a time.
-        chunk_size: How many jobs each store-chunk task run stores.
+        max_concurrency: How many results each store-chunk task run stores at a time.
+        chunk_size: How many jobs each store-chunk task run stores (two such runs store at once, beside the sweeps).
         attempts: Tries per result before it is reported as not stored.
         storage_block: Name of the MediaStorage block for jobs whose event names none.
         receiver_block: Name of the WebhookReceiver block whose inbox is read. None: stored events only.
