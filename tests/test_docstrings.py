@@ -19,6 +19,7 @@ MODULES = [
     "faceswap_flows.flows.video",
     "faceswap_flows.flows.collect",
     "faceswap_flows.flows.sweep.flow",
+    "faceswap_flows.flows.sweep.chunks",
     "faceswap_flows.flows.tasks.api",
     "faceswap_flows.flows.tasks.media",
     "faceswap_flows.flows.tasks.job",

@@ -23,6 +23,7 @@ from prefect.client.schemas.filters import FlowRunFilter
 from prefect.events import Event
 from prefect.variables import Variable
 
+import faceswap_flows.flows.sweep.chunks as sweep_chunks
 import faceswap_flows.flows.sweep.flow as sweep_module
 import faceswap_flows.flows.sweep.jobs as sweep_jobs_module
 from faceswap_flows.aifaceswap.models import FaceSwapRequest, TaskCallback, validate_model
@@ -223,16 +224,21 @@ async def test_a_run_ends_only_once_every_chunk_it_started_is_stored(stack, subm
                 break
             await asyncio.sleep(0.5)
 
-    report = await store_results(
-        since=occurred - timedelta(seconds=1),
-        lookback_seconds=0,
-        window_seconds=0,
-        settle_seconds=0,
-        poll_seconds=0,
-        chunk_size=2,
-    )
+    try:
+        report = await store_results(
+            since=occurred - timedelta(seconds=1),
+            lookback_seconds=0,
+            window_seconds=0,
+            settle_seconds=0,
+            poll_seconds=0,
+            chunk_size=2,
+            attempts=1,
+        )
+    except ResultsNotStored as raised:  # the window runs to now: the earlier tests' jobs are in it, one is gone
+        report = raised.report
 
-    assert set(keys) <= set(report.stored_keys) and report.stored == len(report.stored_keys) and report.failed == 0
+    assert set(keys) <= set(report.stored_keys) and report.stored == len(report.stored_keys)
+    assert not set(names) & set(report.failed_task_ids) and report.done == report.found
     for name, key in zip(names, keys, strict=True):
         assert json.loads(stack.storage.read_bytes(key + RECORD_SUFFIX))["task_id"] == name
 
@@ -260,7 +266,7 @@ async def test_a_chunk_that_fails_as_a_whole_reports_each_of_its_jobs(
     async def unreadable(task_ids: list[str]) -> dict[str, Any]:
         raise RuntimeError("the events API is down")
 
-    monkeypatch.setattr(sweep_module, "bulk_submitted_facts", unreadable)
+    monkeypatch.setattr(sweep_chunks, "bulk_submitted_facts", unreadable)
     with pytest.raises(ResultsNotStored) as raised:
         await store_results(
             since=occurred - timedelta(seconds=1),
