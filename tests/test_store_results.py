@@ -175,6 +175,19 @@ def sweep_event(task_id: str, result_image: str, result_key: str, occurred: date
     )
 
 
+async def posted(events: list[Event]) -> None:
+    """Post the sweep events, then wait until the API gives them all back to a sweep's read."""
+    since = min(event.occurred for event in events) - timedelta(seconds=1)
+    until = max(event.occurred for event in events) + timedelta(seconds=1)
+    async with get_client() as client:
+        await post_events(client, events)
+    for _ in range(60):
+        if len(jobs_in(await JobSource(since, until).from_stored_events())[0]) >= len(events):
+            return
+        await asyncio.sleep(0.5)
+    raise AssertionError("the posted sweep events were not readable in 30 s")
+
+
 async def test_one_failure_is_reported_and_the_others_are_stored(stack, submitted) -> None:
     """Two jobs finished long ago: one result URL is gone (404), the other is fine."""
     occurred = datetime.now(UTC) - timedelta(hours=2)
@@ -185,14 +198,7 @@ async def test_one_failure_is_reported_and_the_others_are_stored(stack, submitte
         sweep_event(bad, gone, f"results/test/{bad}.png", occurred),
         sweep_event(good, real_result, f"results/test/{good}.png", occurred + timedelta(seconds=1)),
     ]
-    async with get_client() as client:
-        await post_events(client, events)
-        for _ in range(60):
-            source = JobSource(occurred - timedelta(seconds=1), occurred + timedelta(seconds=2))
-            jobs, _ = jobs_in(await source.from_stored_events())
-            if len(jobs) == 2:
-                break
-            await asyncio.sleep(0.5)
+    await posted(events)
     with pytest.raises(ResultsNotStored) as raised:
         await store_results(
             since=occurred - timedelta(seconds=1), lookback_seconds=0, window_seconds=0, settle_seconds=0, attempts=1
@@ -216,13 +222,7 @@ async def test_a_run_ends_only_once_every_chunk_it_started_is_stored(stack, subm
         sweep_event(name, real_result, key, occurred + timedelta(seconds=i))
         for i, (name, key) in enumerate(zip(names, keys, strict=True))
     ]
-    async with get_client() as client:
-        await post_events(client, events)
-        for _ in range(60):
-            source = JobSource(occurred - timedelta(seconds=1), occurred + timedelta(seconds=7))
-            if len(jobs_in(await source.from_stored_events())[0]) == len(names):
-                break
-            await asyncio.sleep(0.5)
+    await posted(events)
 
     try:
         report = await store_results(
@@ -255,13 +255,7 @@ async def test_a_chunk_that_fails_as_a_whole_reports_each_of_its_jobs(
         sweep_event(name, real_result, f"results/test/{name}.png", occurred + timedelta(seconds=i))
         for i, name in enumerate(names)
     ]
-    async with get_client() as client:
-        await post_events(client, events)
-        for _ in range(60):
-            source = JobSource(occurred - timedelta(seconds=1), occurred + timedelta(seconds=4))
-            if len(jobs_in(await source.from_stored_events())[0]) == len(names):
-                break
-            await asyncio.sleep(0.5)
+    await posted(events)
 
     async def unreadable(task_ids: list[str]) -> dict[str, Any]:
         raise RuntimeError("the events API is down")
