@@ -36,6 +36,7 @@ from faceswap_flows.aifaceswap.errors import (
     shorten,
     upstream_excerpt,
 )
+from faceswap_flows.aifaceswap.lanes import ClientLanes
 from faceswap_flows.aifaceswap.models import (
     ApiRequest,
     Envelope,
@@ -92,6 +93,21 @@ def shared_http_client(*, keep_alive: bool = True) -> httpx.AsyncClient:
         limits = KEPT_ALIVE_LIMITS if keep_alive else PAID_CALL_LIMITS
         client = clients[keep_alive] = httpx.AsyncClient(verify=tls_context(), follow_redirects=True, limits=limits)
     return client
+
+
+DOWNLOAD_LANES = 16  # a sweep stores 2 chunks of 8 results at a time
+_loop_lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClientLanes] = weakref.WeakKeyDictionary()
+
+
+def shared_download_lanes() -> ClientLanes:
+    """One set of download lanes per event loop (results fetched from the service's temporary URLs): a kept-alive
+    connection per lane, so a request checks one connection, not the twenty a shared pool keeps. Never close it."""
+    lanes = _loop_lanes.get(asyncio.get_running_loop())
+    if lanes is None or lanes.is_closed:
+        lanes = _loop_lanes[asyncio.get_running_loop()] = ClientLanes(
+            DOWNLOAD_LANES, verify=tls_context(), follow_redirects=True
+        )
+    return lanes
 
 
 def as_image_ref(image: ImageInput) -> str | FileInput:

@@ -25,7 +25,7 @@ from faceswap_flows.aifaceswap import (
     ServerError,
     UnreadableAnswerError,
 )
-from faceswap_flows.aifaceswap.client import shared_http_client
+from faceswap_flows.aifaceswap.client import DOWNLOAD_LANES, shared_download_lanes, shared_http_client
 from faceswap_flows.aifaceswap.http_server import BackgroundServer
 from faceswap_flows.blocks import AIFaceSwapCredentials
 from tests.test_models import tiny_png
@@ -260,3 +260,31 @@ async def test_every_paid_call_goes_over_a_new_connection(fresh) -> None:
         assert response.status_code == 200
         ports.add(fresh.seen[-1]["connection"])
     assert len(ports) == 1, "the shared client for downloads keeps its connection"
+
+
+async def test_download_lanes_lend_one_kept_alive_connection_each(fresh) -> None:
+    """Result downloads go through lanes of one connection each: at most DOWNLOAD_LANES requests at once, each
+    lane's connection kept for its next request, never more than one connection in a lane's pool (a pool of many
+    checks each of them at every request: ~9% of a sweep's CPU)."""
+    fresh.delay = 0.02
+    lanes = shared_download_lanes()
+    assert shared_download_lanes() is lanes, "one set of lanes per event loop"
+    in_flight = most = 0
+    pools: list[int] = []
+
+    async def one() -> None:
+        nonlocal in_flight, most
+        async with lanes.lane() as http:
+            in_flight += 1
+            most = max(most, in_flight)
+            response = await http.post(f"{fresh.url}/api/aifaceswap/v1/faceswap", json={})
+            pools.append(len(http._transport._pool.connections))  # httpcore's pool, as httpx builds it
+            in_flight -= 1
+        assert response.status_code == 200
+
+    await asyncio.gather(*(one() for _ in range(5 * DOWNLOAD_LANES)))
+    connections = {record["connection"] for record in fresh.seen}
+    assert len(fresh.seen) == 5 * DOWNLOAD_LANES
+    assert most == DOWNLOAD_LANES, f"{most} requests at once through {DOWNLOAD_LANES} lanes"
+    assert len(connections) == DOWNLOAD_LANES, f"{len(connections)} connections: each lane keeps its own"
+    assert set(pools) == {1}, f"connections in a lane's pool: {sorted(set(pools))}"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import httpx
 
 from faceswap_flows.aifaceswap.client import tls_context
+from faceswap_flows.aifaceswap.lanes import ClientLanes
 from faceswap_flows.aifaceswap.models import TaskCallback
 from faceswap_flows.aifaceswap.sandbox.config import SandboxConfig
 from faceswap_flows.aifaceswap.sandbox.faults import FaultDice
@@ -32,16 +33,11 @@ class Delivery:
 
 
 class Lanes:
-    """``count`` connections for delivering released callbacks, each a client of its own. One client would do
-    work quadratic in its connections for every request (httpcore 1.0.9 checks each idle connection against all
-    the others) and close any idle connection past its keep-alive limit: at 64 at once, ~2.3x the CPU."""
+    """The connections of one release of held callbacks (see ClientLanes: one client would do work quadratic in
+    its connections for every request; at 64 at once, ~2.3x the CPU), started at most ``per_second`` a second."""
 
     def __init__(self, count: int, per_second: float | None = None) -> None:
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        self._clients = [httpx.AsyncClient(limits=limits, verify=tls_context()) for _ in range(count)]
-        self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
-        for client in self._clients:
-            self._free.put_nowait(client)
+        self._lanes = ClientLanes(count, verify=tls_context())
         self._interval = 1.0 / per_second if per_second else 0.0
         self._next_start = time.monotonic()
 
@@ -55,15 +51,11 @@ class Lanes:
     @contextlib.asynccontextmanager
     async def lane(self) -> AsyncIterator[httpx.AsyncClient]:
         await self._paced()
-        client = await self._free.get()
-        try:
+        async with self._lanes.lane() as client:
             yield client
-        finally:
-            self._free.put_nowait(client)
 
     async def aclose(self) -> None:
-        for client in self._clients:
-            await client.aclose()
+        await self._lanes.aclose()
 
 
 class WebhookSender:

@@ -16,7 +16,7 @@ import httpx
 from prefect import task
 from prefect.logging import get_run_logger
 
-from faceswap_flows.aifaceswap.client import shared_http_client, tls_context
+from faceswap_flows.aifaceswap.client import shared_download_lanes, tls_context
 from faceswap_flows.aifaceswap.errors import InputValidationError
 from faceswap_flows.aifaceswap.models import sniff_image_type
 from faceswap_flows.blocks import MediaStorage
@@ -368,7 +368,8 @@ async def _download_result(result_url: str, sink: BinaryIO, kind: str) -> int:
 
     rules = await current_rules()
     try:
-        size = await download(shared_http_client(), result_url, rules, write, chunk=DOWNLOAD_CHUNK)
+        async with shared_download_lanes().lane() as http:
+            size = await download(http, result_url, rules, write, chunk=DOWNLOAD_CHUNK)
     except DownloadRefused as error:
         _log.error("result download refused: %s", error)
         raise
