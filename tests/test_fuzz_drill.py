@@ -6,9 +6,12 @@ file next to the media folder)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import socket
+import struct
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -335,3 +338,47 @@ def test_a_verified_callback_still_works_after_the_drill(servers: dict) -> None:
     )
     assert answer.status_code == 200 and answer.json()["status"] == "accepted"
     assert receiver.inbox.counts()["received"] == 1
+
+
+@contextlib.contextmanager
+def resetting_server() -> Iterator[int]:
+    """A loopback TCP server that reads each whole message (up to its blank line), then resets the connection
+    without an answer (SO_LINGER 0). Yields its port; stops with the block."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                received = b""
+                while b"\r\n\r\n" not in received and (chunk := connection.recv(65536)):
+                    received += chunk
+                connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    worker = threading.Thread(target=serve, daemon=True)
+    worker.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        stop.set()
+        worker.join(5)
+        listener.close()
+
+
+def test_the_judge_takes_a_reset_only_for_a_head_over_the_limit() -> None:
+    """The drill's own rule, broken on purpose by a server that resets everything: a message under the head limit
+    reset without an answer fails the judge; one over it is counted as refused by its size."""
+    small = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+    large = b"GET / HTTP/1.1\r\nX: " + b"a" * (HEAD_LIMIT + 1000) + b"\r\n\r\n"
+    with resetting_server() as port:
+        assert _raw_answer(port, small) == (b"", True)
+        with pytest.raises(AssertionError, match="connection reset without an answer"):
+            _judge_raw("receiver", port, small, Counter(), Counter())
+        tally: Counter = Counter()
+        _judge_raw("receiver", port, large, tally, Counter())
+    assert tally == {"receiver raw over the head limit, reset": 1, "receiver raw judged": 1}
