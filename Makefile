@@ -36,7 +36,7 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -rfEs
 
-# About 40 s: models, pricing, the client against a scripted stand-in, tokens, options, blocks, packaging; no
+# About 50 s: models, pricing, the client against a scripted stand-in, tokens, options, blocks, packaging; no
 # Prefect server, sandbox or video (tests/conftest.py marks them `fast`). `make test` runs them and everything else.
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m fast
