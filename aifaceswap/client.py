@@ -17,9 +17,9 @@ import logging
 import ssl
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import certifi
 import httpx
@@ -78,36 +78,45 @@ def tls_context() -> ssl.SSLContext:
 PAID_CALL_LIMITS = httpx.Limits(max_connections=64, max_keepalive_connections=0)
 KEPT_ALIVE_LIMITS = httpx.Limits(max_connections=64)
 
-_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[bool, httpx.AsyncClient]] = (
-    weakref.WeakKeyDictionary()
-)
+
+class _Closable(Protocol):
+    @property
+    def is_closed(self) -> bool: ...
+
+
+_ClosableT = TypeVar("_ClosableT", bound=_Closable)
+_per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _loop_shared(name: str, make: Callable[[], _ClosableT]) -> _ClosableT:
+    """One ``name`` per event loop (an HTTP client cannot cross loops), made again once it is closed."""
+    shared = _per_loop.setdefault(asyncio.get_running_loop(), {})
+    held = shared.get(name)
+    if held is None or held.is_closed:
+        held = shared[name] = make()
+    return held
 
 
 def shared_http_client(*, keep_alive: bool = True) -> httpx.AsyncClient:
     """One HTTP client per event loop, for the many short calls of a batch. ``keep_alive``: connections are kept
     for the next call (downloads, inbox reads: no TCP or TLS set-up per call); False: a new connection for each
     call (the paid API calls, see PAID_CALL_LIMITS). Never close it; give timeouts per request."""
-    clients = _loop_clients.setdefault(asyncio.get_running_loop(), {})
-    client = clients.get(keep_alive)
-    if client is None or client.is_closed:
-        limits = KEPT_ALIVE_LIMITS if keep_alive else PAID_CALL_LIMITS
-        client = clients[keep_alive] = httpx.AsyncClient(verify=tls_context(), follow_redirects=True, limits=limits)
-    return client
+    limits = KEPT_ALIVE_LIMITS if keep_alive else PAID_CALL_LIMITS
+    return _loop_shared(
+        f"client keep_alive={keep_alive}",
+        lambda: httpx.AsyncClient(verify=tls_context(), follow_redirects=True, limits=limits),
+    )
 
 
 DOWNLOAD_LANES = 16  # a sweep stores 2 chunks of 8 results at a time
-_loop_lanes: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ClientLanes] = weakref.WeakKeyDictionary()
 
 
 def shared_download_lanes() -> ClientLanes:
     """One set of download lanes per event loop (results fetched from the service's temporary URLs): a kept-alive
     connection per lane, so a request checks one connection, not the twenty a shared pool keeps. Never close it."""
-    lanes = _loop_lanes.get(asyncio.get_running_loop())
-    if lanes is None or lanes.is_closed:
-        lanes = _loop_lanes[asyncio.get_running_loop()] = ClientLanes(
-            DOWNLOAD_LANES, verify=tls_context(), follow_redirects=True
-        )
-    return lanes
+    return _loop_shared(
+        "download lanes", lambda: ClientLanes(DOWNLOAD_LANES, verify=tls_context(), follow_redirects=True)
+    )
 
 
 def as_image_ref(image: ImageInput) -> str | FileInput:

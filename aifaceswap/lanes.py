@@ -34,7 +34,6 @@ class ClientLanes:
     def __init__(self, count: int, **client_options: Any) -> None:
         if count < 1:
             raise ValueError(f"count: {count} lanes; give at least 1")
-        self.count = count
         self._clients = [httpx.AsyncClient(limits=ONE_CONNECTION, **client_options) for _ in range(count)]
         self._free: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
         for client in self._clients:
