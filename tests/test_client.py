@@ -27,6 +27,7 @@ from faceswap_flows.aifaceswap import (
 )
 from faceswap_flows.aifaceswap.client import DOWNLOAD_LANES, shared_download_lanes, shared_http_client
 from faceswap_flows.aifaceswap.http_server import BackgroundServer
+from faceswap_flows.aifaceswap.lanes import ClientLanes
 from faceswap_flows.blocks import AIFaceSwapCredentials
 from tests.test_models import tiny_png
 
@@ -288,3 +289,8 @@ async def test_download_lanes_lend_one_kept_alive_connection_each(fresh) -> None
     assert most == DOWNLOAD_LANES, f"{most} requests at once through {DOWNLOAD_LANES} lanes"
     assert len(connections) == DOWNLOAD_LANES, f"{len(connections)} connections: each lane keeps its own"
     assert set(pools) == {1}, f"connections in a lane's pool: {sorted(set(pools))}"
+
+
+def test_lanes_refuse_a_count_below_one() -> None:
+    with pytest.raises(ValueError, match=r"^count: 0 lanes; give at least 1$"):
+        ClientLanes(0)
