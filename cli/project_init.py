@@ -16,10 +16,14 @@ from faceswap_flows.flows.deployments import PROJECT_FILE, module_entrypoint
 STEPS = "prefect.deployments.steps"
 HEADER = """\
 # Written by `faceswap-flows init`: the deployments of faceswap-flows, run from the installed package.
-# Once, from this folder: prefect work-pool create {pool} --type process && prefect deploy --all
+# Once, from this folder: faceswap-flows deploy (it creates the pools {pool} and {store_pool} if missing)
 # On each worker machine (Prefect installed): prefect worker start --pool {pool}
-# Before each flow run, the worker runs the pull steps below: they pip install requirements.txt ({where}).
+# Before each flow run, that worker runs the pull steps below: they pip install requirements.txt ({where}).
+# The store deployments run on {store_pool}: on a machine with faceswap-flows installed,
+# prefect worker start --pool {store_pool} (each run inside that worker's process; pull steps are not run there).
 """
+# The pools prefect.yaml names, and which option of `init` replaces each.
+PACKAGE_POOL, PACKAGE_STORE_POOL = "faceswap-pool", "faceswap-store"
 
 
 def pull_steps(project: Path, git_repository: str | None, git_branch: str | None) -> list[dict[str, Any]]:
@@ -60,13 +64,23 @@ def nightly(entry: dict[str, Any], source: str | None, face: str | None) -> dict
 
 
 def project_config(
-    name: str, pool: str, pull: list[dict[str, Any]], nightly_source: str | None = None, nightly_face: str | None = None
+    name: str,
+    pool: str,
+    pull: list[dict[str, Any]],
+    nightly_source: str | None = None,
+    nightly_face: str | None = None,
+    store_pool: str = PACKAGE_STORE_POOL,
 ) -> dict[str, Any]:
-    """The package's declared deployments, on ``pool``, with module-path entrypoints and the given pull steps; the
-    nightly batch scheduled only over a named prefix and face."""
+    """The package's declared deployments, on ``pool`` (the store deployments on ``store_pool``), with module-path
+    entrypoints and the given pull steps; the nightly batch scheduled only over a named prefix and face."""
     declared = yaml.safe_load(PROJECT_FILE.read_text())["deployments"]
+    pools = {PACKAGE_POOL: pool, PACKAGE_STORE_POOL: store_pool}
     deployments = [
-        {**entry, "entrypoint": module_entrypoint(entry["entrypoint"]), "work_pool": {"name": pool}}
+        {
+            **entry,
+            "entrypoint": module_entrypoint(entry["entrypoint"]),
+            "work_pool": {"name": pools[entry["work_pool"]["name"]]},
+        }
         for entry in declared
     ]
     deployments = [nightly(d, nightly_source, nightly_face) if d["name"] == NIGHTLY else d for d in deployments]
@@ -90,6 +104,7 @@ def write_project(
     project: Path,
     *,
     pool: str,
+    store_pool: str = PACKAGE_STORE_POOL,
     requirement: str | None = None,
     find_links: list[str] | None = None,
     git_repository: str | None = None,
@@ -110,11 +125,11 @@ def write_project(
     if bool(nightly_source) != bool(nightly_face):
         raise ValueError("--nightly-source and --nightly-face go together: name the prefix and the face photo")
     pull = pull_steps(project, git_repository, git_branch)
-    config = project_config(project.name, pool, pull, nightly_source, nightly_face)
+    config = project_config(project.name, pool, pull, nightly_source, nightly_face, store_pool)
     where = f"cloned from {git_repository}" if git_repository else f"in {project}"
     body = yaml.safe_dump(config, sort_keys=False, width=120, allow_unicode=True)
-    target.write_text(HEADER.format(pool=pool, where=where) + body)
-    done = [f"wrote {target} ({len(config['deployments'])} deployments on pool {pool})"]
+    target.write_text(HEADER.format(pool=pool, store_pool=store_pool, where=where) + body)
+    done = [f"wrote {target} ({len(config['deployments'])} deployments on pool {pool}, the store ones on {store_pool})"]
     if nightly_source:
         done.append(f"{NIGHTLY}: every night at 02:00 UTC over {nightly_source} with {nightly_face}")
     else:

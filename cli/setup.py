@@ -254,18 +254,25 @@ def _save_receiver(name: str, url: str, secret: str) -> str:
 def deploy(
     names: Annotated[list[str] | None, typer.Argument(help="Deployments to deploy (default: all).")] = None,
     pool: Annotated[str, typer.Option(help="Process work pool, created if missing.")] = "faceswap-pool",
+    store_pool: Annotated[
+        str, typer.Option(help="Work pool of the store deployments (in-process worker), created if missing.")
+    ] = "faceswap-store",
     project: Annotated[Path, typer.Option(help="The folder of prefect.yaml (see faceswap-flows init).")] = Path("."),
 ) -> None:
-    """Create the work pool if needed and run `prefect deploy` on the project's prefect.yaml.
+    """Create the work pools if needed and run `prefect deploy` on the project's prefect.yaml.
 
-    Example: faceswap-flows init && faceswap-flows deploy      (then: prefect worker start --pool faceswap-pool)
+    Example: faceswap-flows init && faceswap-flows deploy
+    (then: prefect worker start --pool faceswap-pool, and prefect worker start --pool faceswap-store)
     """
+    from faceswap_flows.flows.in_process_worker import WORKER_TYPE
+
     if not (project / "prefect.yaml").is_file():
         fail(f"no prefect.yaml in {project.resolve()}: run `faceswap-flows init` there first")
     prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
-    exists = subprocess.run([*prefect, "work-pool", "inspect", pool], capture_output=True, cwd=project)
-    if exists.returncode != 0:
-        subprocess.run([*prefect, "work-pool", "create", pool, "--type", "process"], check=True, cwd=project)
+    for name, kind in ((pool, "process"), (store_pool, WORKER_TYPE)):
+        exists = subprocess.run([*prefect, "work-pool", "inspect", name], capture_output=True, cwd=project)
+        if exists.returncode != 0:
+            subprocess.run([*prefect, "work-pool", "create", name, "--type", kind], check=True, cwd=project)
     targets = [arg for name in names for arg in ("--name", name)] if names else ["--all"]
     done = subprocess.run([*prefect, "deploy", *targets], cwd=project)
     if done.returncode != 0:
@@ -296,7 +303,10 @@ def signing_dev_cert(
 
 def init(
     project: Annotated[Path, typer.Argument(help="Your project's folder (made if missing).")] = Path("."),
-    pool: Annotated[str, typer.Option(help="The work pool of every deployment.")] = "faceswap-pool",
+    pool: Annotated[str, typer.Option(help="The work pool of every deployment but the store ones.")] = "faceswap-pool",
+    store_pool: Annotated[
+        str, typer.Option(help="The work pool of the store deployments (faceswap-in-process type).")
+    ] = "faceswap-store",
     requirement: Annotated[
         str | None, typer.Option(help="What workers pip install (default: faceswap-flows==this version).")
     ] = None,
@@ -325,6 +335,7 @@ def init(
         done = write_project(
             project,
             pool=pool,
+            store_pool=store_pool,
             requirement=requirement,
             find_links=find_links,
             git_repository=git_repository,

@@ -26,8 +26,9 @@ def init(*args: str) -> tuple[int, str]:
 
 def test_init_writes_every_deployment_with_a_pull_step_for_this_folder(tmp_path: Path) -> None:
     project = tmp_path / "my project"
-    code, said = init(str(project), "--pool", "gpu-less")
+    code, said = init(str(project), "--pool", "gpu-less", "--store-pool", "stores")
     assert code == 0, said
+    assert "8 deployments on pool gpu-less, the store ones on stores" in said
     written = yaml.safe_load((project / "prefect.yaml").read_text())
     assert written["pull"] == [
         {f"{STEPS}.set_working_directory": {"directory": str(project)}},
@@ -37,7 +38,8 @@ def test_init_writes_every_deployment_with_a_pull_step_for_this_folder(tmp_path:
     assert [d["name"] for d in written["deployments"]] == list(package) and len(package) == 8
     for deployment in written["deployments"]:
         declared = package[deployment["name"]]
-        assert deployment["work_pool"] == {"name": "gpu-less"}
+        store = deployment["name"] in ("store-result", "store-results")
+        assert deployment["work_pool"] == {"name": "stores" if store else "gpu-less"}
         mine = ("work_pool", "entrypoint") + (
             ("schedules", "description") if deployment["name"] == "nightly-batch" else ()
         )

@@ -63,7 +63,8 @@ async def test_wait_false_then_the_trigger_stores_the_result(stack, served_store
 
 
 def test_prefect_yaml_deploys(prefect_api: str) -> None:
-    """`prefect deploy --all` accepts prefect.yaml: every flow, the nightly schedule and the trigger."""
+    """`prefect deploy --all` accepts prefect.yaml: every flow, the nightly schedule and the trigger; the store
+    deployments on the pool of the package's in-process worker type."""
     env = {**os.environ, "PREFECT_API_URL": prefect_api}
 
     def prefect(*args: str) -> subprocess.CompletedProcess[str]:
@@ -76,8 +77,9 @@ def test_prefect_yaml_deploys(prefect_api: str) -> None:
             timeout=300,
         )
 
-    created = prefect("work-pool", "create", "faceswap-pool", "--type", "process", "--overwrite")
-    assert created.returncode == 0, created.stdout + created.stderr
+    for pool, kind in (("faceswap-pool", "process"), ("faceswap-store", "faceswap-in-process")):
+        created = prefect("work-pool", "create", pool, "--type", kind, "--overwrite")
+        assert created.returncode == 0, created.stdout + created.stderr
     deployed = prefect("deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
 
@@ -96,7 +98,9 @@ def test_prefect_yaml_deploys(prefect_api: str) -> None:
             }
             try:
                 assert expected <= set(deployments)
-                assert all(deployments[name].work_pool_name == "faceswap-pool" for name in expected)
+                stores = {"store-result", "store-results"}
+                assert all(deployments[name].work_pool_name == "faceswap-pool" for name in expected - stores)
+                assert all(deployments[name].work_pool_name == "faceswap-store" for name in stores)
                 nightly = deployments["nightly-batch"]
                 assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
                 assert nightly.parameters["options"]["require_consent"] is True, (

@@ -1,0 +1,203 @@
+"""A Prefect worker that runs this package's flow runs inside its own process: no process started per run.
+
+A ``process`` worker starts a Python process for every flow run, and each spends seconds importing Prefect and
+the flows before it stores one result. The store deployments (``store-result``, one run per job stored by the
+trigger, and ``store-results``) run here instead, on a thread of the worker that keeps its imports, blocks and
+kept-alive connections from run to run, and the worker looks for runs the moment Prefect schedules one (the
+``prefect.flow-run.Scheduled`` event of its pool) rather than at its next poll.
+
+The package registers the worker type with Prefect (entry point ``prefect.collections``), so Prefect's own
+commands know it::
+
+    prefect work-pool create faceswap-store --type faceswap-in-process
+    prefect worker start --pool faceswap-store
+
+Only the flows of the installed package (``faceswap_flows.flows``) run here, imported from the package: a
+deployment's pull steps are not run (they would change this process's working directory), and any other flow is
+refused before it starts. A crash of the interpreter takes the worker's runs with it: give other flows a
+``process`` pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.abc
+from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
+
+if TYPE_CHECKING:
+    from prefect import Flow
+    from prefect.client.schemas.objects import FlowRun
+
+WORKER_TYPE = "faceswap-in-process"
+PACKAGE_PREFIX = "faceswap_flows.flows."
+SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
+
+
+class InProcessJobConfiguration(BaseJobConfiguration):
+    """Nothing to configure: a run uses the worker's own process, environment and working directory."""
+
+
+class InProcessVariables(BaseVariables):
+    """The work pool's variables: those every pool has (name, env, labels, command)."""
+
+
+class InProcessWorkerResult(BaseWorkerResult):
+    """How a run ended in the worker: status 0 once the engine reported a final state, 1 if it crashed."""
+
+
+class NotThisPackagesFlow(ValueError):
+    """The deployment's entrypoint is not a flow of the installed faceswap_flows package."""
+
+
+class RunsThread:
+    """One thread with its own event loop where every flow run of the worker runs, so a run's CPU work never
+    holds up the worker's polling and heartbeats, and the per-loop HTTP clients live from run to run."""
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="faceswap-flow-runs", daemon=True)
+                thread.start()
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    async def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._running_loop()))
+
+    def stop(self) -> None:
+        with self._lock:
+            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
+        if loop is not None and thread is not None:
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(timeout=10)
+
+
+def package_flow(entrypoint: str | None) -> Flow[..., Any]:
+    """The flow of a deployment's entrypoint, imported from the installed package; any other entrypoint is refused.
+
+    Example:
+        package_flow("faceswap_flows.flows.collect:store_result").name  # 'store-result'
+    """
+    from prefect import Flow
+
+    from faceswap_flows.flows.deployments import load_flow, module_entrypoint
+
+    refused = NotThisPackagesFlow(
+        f"entrypoint: {entrypoint!r} is not a flow of faceswap_flows; the {WORKER_TYPE} worker runs only the "
+        "package's own flows: put this deployment in a process work pool"
+    )
+    module = module_entrypoint(entrypoint or "")
+    if not module.startswith(PACKAGE_PREFIX) or ":" not in module:
+        raise refused
+    try:
+        found = load_flow(module)
+    except (ImportError, AttributeError) as error:
+        raise refused from error
+    if not isinstance(found, Flow):
+        raise refused
+    return found
+
+
+class InProcessWorker(BaseWorker[InProcessJobConfiguration, InProcessVariables, InProcessWorkerResult]):
+    """Runs the flow runs of its work pool on a thread of its own process (see the module's docstring).
+
+    Example:
+        prefect worker start --pool faceswap-store --type faceswap-in-process
+    """
+
+    type = WORKER_TYPE
+    job_configuration = InProcessJobConfiguration
+    job_configuration_variables = InProcessVariables
+    _description = (
+        "Run faceswap-flows' store deployments inside the worker's own process: no process started per flow run, "
+        "a run picked up as soon as it is scheduled."
+    )
+    _display_name = "faceswap-flows in-process"
+    _documentation_url = "https://pypi.org/project/faceswap-flows/"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._runs = RunsThread()
+        self._wake: asyncio.Task[None] | None = None
+        self._flows: dict[str, Flow[..., Any]] = {}
+
+    async def setup(self) -> None:
+        await super().setup()
+        self._wake = asyncio.create_task(self._submit_when_scheduled(), name="faceswap-worker-wake")
+
+    async def teardown(self, *exc_info: Any) -> None:
+        if self._wake is not None:
+            self._wake.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._wake
+        await super().teardown(*exc_info)
+        self._runs.stop()
+
+    async def _submit_when_scheduled(self) -> None:
+        """Look for runs as soon as one of this pool is scheduled; the polling loop stays the fallback."""
+        from prefect.events.clients import get_events_subscriber
+        from prefect.events.filters import EventFilter, EventNameFilter
+
+        wanted = EventFilter(event=EventNameFilter(name=[SCHEDULED_EVENT]))
+        while True:
+            try:
+                async with get_events_subscriber(filter=wanted) as events:
+                    async for event in events:
+                        if any(
+                            related.get("prefect.resource.role") == "work-pool"
+                            and related.get("prefect.resource.name") == self._work_pool_name
+                            for related in event.related
+                        ):
+                            await self.get_and_submit_flow_runs()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the server restarting: subscribe again, the poll covers the gap
+                self._logger.debug("scheduled-run events interrupted (%s); subscribing again", error)
+                await asyncio.sleep(1)
+
+    async def _flow_of(self, flow_run: FlowRun) -> Flow[..., Any]:
+        if flow_run.deployment_id is None:
+            raise NotThisPackagesFlow(f"flow run {flow_run.id}: no deployment; {WORKER_TYPE} runs deployments only")
+        deployment = await self.client.read_deployment(flow_run.deployment_id)
+        entrypoint = deployment.entrypoint or ""
+        if entrypoint not in self._flows:
+            self._flows[entrypoint] = package_flow(entrypoint)
+        return self._flows[entrypoint]
+
+    async def run(
+        self,
+        flow_run: FlowRun,
+        configuration: InProcessJobConfiguration,
+        task_status: anyio.abc.TaskStatus[int] | None = None,
+    ) -> InProcessWorkerResult:
+        from prefect.flow_engine import run_flow
+
+        flow = await self._flow_of(flow_run)
+        if task_status is not None:
+            task_status.started(os.getpid())
+        try:
+            await self._runs.run(self._engine(run_flow, flow, flow_run))
+        except Exception:
+            self.get_flow_run_logger(flow_run).exception("The flow run crashed in the worker's process")
+            return InProcessWorkerResult(status_code=1, identifier=str(os.getpid()))
+        return InProcessWorkerResult(status_code=0, identifier=str(os.getpid()))
+
+    @staticmethod
+    async def _engine(run_flow: Any, flow: Flow[..., Any], flow_run: FlowRun) -> Any:
+        # the engine reads the parameters from the flow run and reports the final state to the API itself
+        if not flow.isasync:  # on a thread of its own: the runs' loop goes on meanwhile
+            return await asyncio.to_thread(run_flow, flow, flow_run=flow_run, return_type="state")
+        return await run_flow(flow, flow_run=flow_run, return_type="state")
