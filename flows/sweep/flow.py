@@ -5,9 +5,10 @@ Its deployment is triggered by the first such event, and the reactive trigger th
 of the next ``within`` seconds (see prefect/server/events/triggers.py: ``evaluate`` starts the next bucket at the
 end of the window, and earlier events are dropped, not deferred). So a run covers that window itself: it finds
 the jobs finished from ``since - lookback_seconds`` on, stores what is not stored yet, and sweeps again every
-``poll_seconds`` until ``window_seconds + settle_seconds`` after ``since`` have passed and a sweep found nothing new.
-Each sweep reads only what the receiver's inbox took since the previous one; the stored events, read whole, are
-the fallback when the inbox cannot be read and the last check before a run ends (see :class:`JobSource`).
+``poll_seconds`` at most until ``window_seconds + settle_seconds`` after ``since`` have passed and a sweep found
+nothing new. A sweep starts as soon as a callback event arrives on Prefect's event stream (every receiver's jobs,
+live: :class:`LiveCallbacks`) and reads what the receiver's inbox took since the previous one; the stored events,
+read whole, are the fallback when neither can be had and the last check before a run ends (see :class:`JobSource`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from faceswap_flows.flows.sweep.chunks import (
 )
 from faceswap_flows.flows.sweep.failures import failed_in, remember_failed_jobs
 from faceswap_flows.flows.sweep.jobs import JobSource, jobs_in
+from faceswap_flows.flows.sweep.live import LiveCallbacks
 from faceswap_flows.flows.sweep.mark import SweptMark, SweptSpan
 
 SHOWN_FAILURES = 50
@@ -210,7 +212,8 @@ async def store_results(
     """Store the results of every succeeded job labelled `aifaceswap.store-by: sweep` in one run.
 
     Sweeps go on until a sweep finds nothing new; results already stored (with a provenance record) are skipped,
-    each other is stored as store-result would. Jobs come from the receiver's inbox, and from the stored events.
+    each other is stored as store-result would. Jobs come from the live callback events, the receiver's inbox and
+    the stored events.
     A run that stores everything it found records the span it swept, for the next `incremental` run.
 
     Args:
@@ -218,7 +221,7 @@ async def store_results(
         window_seconds: How long after `since` jobs are still collected.
         lookback_seconds: How long before `since` events are read (late or missed ones).
         settle_seconds: Extra time after the window for late callbacks.
-        poll_seconds: Seconds between two looks at the receiver's inbox.
+        poll_seconds: The longest wait between two sweeps (a callback event starts one at once).
         max_concurrency: How many results each store-chunk task run stores at a time.
         chunk_size: How many jobs each store-chunk task run stores (two such runs store at once, beside the sweeps).
         attempts: Tries per result before it is reported as not stored.
@@ -256,29 +259,32 @@ async def store_results(
     report = sweeper.report
     source = JobSource(read_from, until, receiver)
     shown = 0.0
-    while True:
-        swept_at = datetime.now(UTC)
-        final = swept_at >= until
-        received = await source.from_inbox()
-        if received is None:
-            payloads = await source.from_stored_events()
-        else:
-            payloads = received + await source.recent_stored_events()  # the jobs other receivers took
-        jobs, unusable = jobs_in(payloads)
-        if final and received is not None and not any(job.task_id not in sweeper.seen for job in jobs):
-            payloads = await source.from_stored_events()  # before ending: other receivers' jobs too
+    async with LiveCallbacks(read_from, until) as live:
+        while True:
+            swept_at = datetime.now(UTC)
+            final = swept_at >= until
+            received, arrived = await source.from_inbox(), live.take()
+            whole = received is None and not live.listening
+            if whole:  # neither the inbox nor the live events: the stored events are all there is
+                payloads = await source.from_stored_events()
+            else:  # the live events hold every receiver's jobs; without them, the stored events read on
+                recent = [] if live.listening else await source.recent_stored_events()
+                payloads = (received or []) + arrived + recent
             jobs, unusable = jobs_in(payloads)
-        report.sweeps += 1
-        await sweeper.note_failures(payloads)
-        new = sweeper.take_new(jobs, unusable)
-        if new:
-            await sweeper.store(new)
-        elif final:
-            await sweeper.stored()
-            break
-        if (share := 100.0 * report.done / max(report.found, 1)) != shown:
-            await aupdate_progress_artifact(progress, shown := share)
-        await asyncio.sleep(poll_seconds)
+            if final and not whole and not any(job.task_id not in sweeper.seen for job in jobs):
+                payloads = await source.from_stored_events()  # before ending: whatever the live events missed
+                jobs, unusable = jobs_in(payloads)
+            report.sweeps += 1
+            await sweeper.note_failures(payloads)
+            new = sweeper.take_new(jobs, unusable)
+            if new:
+                await sweeper.store(new)
+            elif final:
+                await sweeper.stored()
+                break
+            if (share := 100.0 * report.done / max(report.found, 1)) != shown:
+                await aupdate_progress_artifact(progress, shown := share)
+            await live.wait(poll_seconds)
     await aupdate_progress_artifact(progress, 100.0)
     if not report.failed:
         margin = timedelta(seconds=max(settle_seconds, MARK_MARGIN_SECONDS))
