@@ -30,6 +30,7 @@ from scale_stack import (
     save_blocks,
     start_receiver,
     start_services,
+    start_store_worker,
     start_workers,
     wait_http,
 )
@@ -166,8 +167,10 @@ class MultiServerStack:
         workers: int = 2,
         max_concurrency: int = 16,
         worker_nice: int = 10,
+        store_in_process: bool = True,
     ) -> None:
         self.folder = folder
+        self.store_in_process = store_in_process
         self.api_servers, self.workers, self.max_concurrency = api_servers, workers, max_concurrency
         self.worker_nice = worker_nice
         self.procs = Processes(folder / "logs")
@@ -267,9 +270,16 @@ class MultiServerStack:
         if made.returncode != 0:
             raise RuntimeError(f"faceswap-flows signing dev-cert failed:\n{made.stdout[-2000:]}{made.stderr[-2000:]}")
         deploy(
-            self.folder, self.env, max_concurrency=self.max_concurrency, also=("store-result",), nice=self.worker_nice
+            self.folder,
+            self.env,
+            max_concurrency=self.max_concurrency,
+            also=("store-result",),
+            nice=self.worker_nice,
+            store_in_process=self.store_in_process,
         )
         start_workers(self.procs, self.env, self.workers, self.worker_nice)
+        if self.store_in_process:
+            start_store_worker(self.procs, self.env, self.worker_nice)
         return self
 
     def kill(self, name: str) -> None:

@@ -336,6 +336,12 @@ def main() -> None:
     parser.add_argument("--receivers", type=int, default=2, help="receivers behind nginx, an inbox each")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument(
+        "--store-worker",
+        choices=["in-process", "process"],
+        default="in-process",
+        help="the store deployments' pool: the package's in-process worker (as prefect.yaml) or the process workers'",
+    )
+    parser.add_argument(
         "--worker-nice", type=int, default=10, help="the workers' niceness: storing yields the cores to the receiver"
     )
     parser.add_argument(
@@ -362,12 +368,17 @@ def main() -> None:
     print(f"load before: {os.getloadavg()}", flush=True)
     try:
         topology = MultiServerStack(
-            folder, receivers=args.receivers, workers=args.workers, worker_nice=args.worker_nice
+            folder,
+            receivers=args.receivers,
+            workers=args.workers,
+            worker_nice=args.worker_nice,
+            store_in_process=args.store_worker == "in-process",
         )
         with topology:
             figures["start_seconds"] = time.monotonic() - started
             figures["topology"] += (
                 f", {args.receivers} receivers behind nginx, {args.workers} process workers (nice {args.worker_nice})"
+                f", store deployments on a {args.store_worker} worker"
             )
             drill(args, topology, figures)
             bare_baseline(topology.stack, figures)

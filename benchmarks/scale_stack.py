@@ -23,6 +23,9 @@ from local_prefect_env import ROOT
 from faceswap_flows.devstack.prefect_server import free_port
 
 POOL = "bench-pool"
+# The store deployments' pool when they run in the package's in-process worker (as prefect.yaml puts them).
+STORE_POOL = "bench-store"
+IN_PROCESS = "faceswap-in-process"
 BATCH_DEPLOYMENT = "bench-batch"
 CLI = str(Path(sys.executable).parent / "faceswap-flows")
 
@@ -218,16 +221,24 @@ def lowered(command: list[str], nice: int) -> list[str]:
 
 
 def deploy(
-    folder: Path, env: dict[str, str], *, max_concurrency: int, also: tuple[str, ...] = (), nice: int = 0
+    folder: Path,
+    env: dict[str, str],
+    *,
+    max_concurrency: int,
+    also: tuple[str, ...] = (),
+    nice: int = 0,
+    store_in_process: bool = False,
 ) -> str:
     """Create the process work pool and deploy the batch flow (wait=False) and the store deployment to it, and
-    the deployments of prefect.yaml named in ``also``; their flow runs at ``nice`` (see :func:`lowered`)."""
+    the deployments of prefect.yaml named in ``also``; their flow runs at ``nice`` (see :func:`lowered`). With
+    ``store_in_process``, the store deployments go to an in-process pool instead (:func:`start_store_worker`)."""
     pool: dict[str, Any] = {"name": POOL, "work_queue_name": "default"}
     if nice:
         pool["job_variables"] = {"command": shlex.join(lowered([sys.executable, "-m", "prefect.engine"], nice))}
-    store = {**store_deployment(), "work_pool": pool}
+    store_pool = {"name": STORE_POOL, "work_queue_name": "default"} if store_in_process else pool
+    store = {**store_deployment(), "work_pool": store_pool}
     declared = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
-    extra = [{**declared[name], "work_pool": pool} for name in also]
+    extra = [{**declared[name], "work_pool": store_pool if name.startswith("store-") else pool} for name in also]
     project = {
         "name": "faceswap-bench-scale",
         "prefect-version": "3.9.1",
@@ -248,10 +259,10 @@ def deploy(
     project_file = folder / "bench-prefect.yaml"
     project_file.write_text(yaml.safe_dump(project, sort_keys=False))
     prefect = [sys.executable, "-m", "prefect", "--no-prompt"]
-    for command in (
-        [*prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite"],
-        [*prefect, "deploy", "--all", "--prefect-file", str(project_file)],
-    ):
+    pools = [[*prefect, "work-pool", "create", POOL, "--type", "process", "--overwrite"]]
+    if store_in_process:
+        pools.append([*prefect, "work-pool", "create", STORE_POOL, "--type", IN_PROCESS, "--overwrite"])
+    for command in (*pools, [*prefect, "deploy", "--all", "--prefect-file", str(project_file)]):
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command[2:6])} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
@@ -265,6 +276,12 @@ def start_workers(procs: Processes, env: dict[str, str], count: int = 2, nice: i
         command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process",
                    "--name", f"bench-worker-{i}"]  # fmt: skip
         procs.start(f"worker-{i}", lowered(command, nice), env)
+
+
+def start_store_worker(procs: Processes, env: dict[str, str], nice: int = 0) -> None:
+    """The in-process worker of the store pool (``prefect worker start`` knows its type from the package)."""
+    command = [sys.executable, "-m", "prefect", "worker", "start", "--pool", STORE_POOL, "--name", "bench-store-worker"]
+    procs.start("store-worker", lowered(command, nice), env)
 
 
 # Reading the state of the run.
@@ -281,7 +298,7 @@ async def pool_runs(client, states: list[str]) -> int:
 
     runs = await client.read_flow_runs(
         flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))),
-        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[POOL])),
+        work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[POOL, STORE_POOL])),
     )
     return len(runs)
 

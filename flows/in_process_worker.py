@@ -2,8 +2,8 @@
 
 A ``process`` worker starts a Python process for every flow run, and each spends seconds importing Prefect and
 the flows before it stores one result. The store deployments (``store-result``, one run per job stored by the
-trigger, and ``store-results``) run here instead, on a thread of the worker that keeps its imports, blocks and
-kept-alive connections from run to run, and the worker looks for runs the moment Prefect schedules one (the
+trigger, and ``store-results``) run here instead, each on a thread of the worker's process, which keeps its
+imports from run to run, and the worker looks for runs the moment Prefect schedules one (the
 ``prefect.flow-run.Scheduled`` event of its pool) rather than at its next poll.
 
 The package registers the worker type with Prefect (entry point ``prefect.collections``), so Prefect's own
@@ -23,12 +23,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import threading
-from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
 if TYPE_CHECKING:
@@ -38,6 +37,7 @@ if TYPE_CHECKING:
 WORKER_TYPE = "faceswap-in-process"
 PACKAGE_PREFIX = "faceswap_flows.flows."
 SCHEDULED_EVENT = "prefect.flow-run.Scheduled"
+RUN_THREADS = 64  # flow runs at once (a work pool's or the worker's --limit can set fewer)
 
 
 class InProcessJobConfiguration(BaseJobConfiguration):
@@ -54,35 +54,6 @@ class InProcessWorkerResult(BaseWorkerResult):
 
 class NotThisPackagesFlow(ValueError):
     """The deployment's entrypoint is not a flow of the installed faceswap_flows package."""
-
-
-class RunsThread:
-    """One thread with its own event loop where every flow run of the worker runs, so a run's CPU work never
-    holds up the worker's polling and heartbeats, and the per-loop HTTP clients live from run to run."""
-
-    def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def _running_loop(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="faceswap-flow-runs", daemon=True)
-                thread.start()
-                self._loop, self._thread = loop, thread
-            return self._loop
-
-    async def run(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, self._running_loop()))
-
-    def stop(self) -> None:
-        with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is not None and thread is not None:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout=10)
 
 
 def package_flow(entrypoint: str | None) -> Flow[..., Any]:
@@ -112,7 +83,7 @@ def package_flow(entrypoint: str | None) -> Flow[..., Any]:
 
 
 class InProcessWorker(BaseWorker[InProcessJobConfiguration, InProcessVariables, InProcessWorkerResult]):
-    """Runs the flow runs of its work pool on a thread of its own process (see the module's docstring).
+    """Runs the flow runs of its work pool on threads of its own process (see the module's docstring).
 
     Example:
         prefect worker start --pool faceswap-store --type faceswap-in-process
@@ -130,7 +101,7 @@ class InProcessWorker(BaseWorker[InProcessJobConfiguration, InProcessVariables, 
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._runs = RunsThread()
+        self._threads = anyio.CapacityLimiter(RUN_THREADS)
         self._wake: asyncio.Task[None] | None = None
         self._flows: dict[str, Flow[..., Any]] = {}
 
@@ -144,7 +115,6 @@ class InProcessWorker(BaseWorker[InProcessJobConfiguration, InProcessVariables, 
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._wake
         await super().teardown(*exc_info)
-        self._runs.stop()
 
     async def _submit_when_scheduled(self) -> None:
         """Look for runs as soon as one of this pool is scheduled; the polling loop stays the fallback."""
@@ -183,21 +153,23 @@ class InProcessWorker(BaseWorker[InProcessJobConfiguration, InProcessVariables, 
         configuration: InProcessJobConfiguration,
         task_status: anyio.abc.TaskStatus[int] | None = None,
     ) -> InProcessWorkerResult:
-        from prefect.flow_engine import run_flow
-
         flow = await self._flow_of(flow_run)
         if task_status is not None:
             task_status.started(os.getpid())
         try:
-            await self._runs.run(self._engine(run_flow, flow, flow_run))
+            await anyio.to_thread.run_sync(run_to_its_end, flow, flow_run, limiter=self._threads)
         except Exception:
             self.get_flow_run_logger(flow_run).exception("The flow run crashed in the worker's process")
             return InProcessWorkerResult(status_code=1, identifier=str(os.getpid()))
         return InProcessWorkerResult(status_code=0, identifier=str(os.getpid()))
 
-    @staticmethod
-    async def _engine(run_flow: Any, flow: Flow[..., Any], flow_run: FlowRun) -> Any:
-        # the engine reads the parameters from the flow run and reports the final state to the API itself
-        if not flow.isasync:  # on a thread of its own: the runs' loop goes on meanwhile
-            return await asyncio.to_thread(run_flow, flow, flow_run=flow_run, return_type="state")
-        return await run_flow(flow, flow_run=flow_run, return_type="state")
+
+def run_to_its_end(flow: Flow[..., Any], flow_run: FlowRun) -> Any:
+    """Run the flow run with Prefect's engine on this thread (an event loop of its own for an asynchronous flow),
+    so that a run's work never holds up the worker's polling, nor another run. The engine reads the parameters from
+    the flow run and reports its final state to the API itself."""
+    from prefect.flow_engine import run_flow
+
+    if flow.isasync:
+        return asyncio.run(run_flow(flow, flow_run=flow_run, return_type="state"))
+    return run_flow(flow, flow_run=flow_run, return_type="state")

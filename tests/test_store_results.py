@@ -31,6 +31,7 @@ from faceswap_flows.flows.blocks_config import DEFAULT_RECEIVER, load_services
 from faceswap_flows.flows.collect import store_result
 from faceswap_flows.flows.provenance.records import RECORD_SUFFIX, OutputOptions, job_facts, output_parameters
 from faceswap_flows.flows.sweep.flow import JobSource, ResultsNotStored, StoreResultsReport, jobs_in, store_results
+from faceswap_flows.flows.sweep.live import LiveCallbacks
 from faceswap_flows.flows.sweep.mark import SweptMark, SweptSpan
 from faceswap_flows.flows.tasks.api import SubmittedJob, plan_job, submit
 from faceswap_flows.flows.tasks.media import upload
@@ -347,24 +348,38 @@ async def test_a_job_only_the_receivers_inbox_knows_is_stored(stack, submitted) 
     assert record["task_id"] == task_id and record["output"]["labelled"] is True
 
 
-async def test_a_job_another_receiver_took_is_stored_while_the_run_goes_on(stack, submitted) -> None:
-    """With several receivers, this one's inbox lacks the jobs the others took: the sweep reads the stored events on
-    from the newest it saw while it runs, and stores those jobs then, not once its window has ended."""
-    since = datetime.now(UTC) - timedelta(seconds=1)
-    task_id = f"sweep-other-{uuid.uuid4().hex[:8]}"
-    real_result = (await stored_event(submitted["sweep"][0].task_id))["result_image"]
+async def sweep_while_posting(
+    stack, result_image: str, wait_seconds: float = 3, **sweep_options: Any
+) -> tuple[float, StoreResultsReport, str]:
+    """A sweep run started now; ``wait_seconds`` in, a new sweep job's event is posted. Returns the seconds from the
+    post to the job's provenance record written (or to the run's end), the run's report and the job's result key."""
+    task_id = f"sweep-posted-{uuid.uuid4().hex[:8]}"
     key = f"results/test/{task_id}.png"
-    run = asyncio.create_task(sweep_now(since, settle_seconds=25))
-    await asyncio.sleep(3)
+    run = asyncio.create_task(sweep_now(datetime.now(UTC) - timedelta(seconds=1), **sweep_options))
+    await asyncio.sleep(wait_seconds)
     async with get_client() as client:
-        await post_events(client, [sweep_event(task_id, real_result, key, datetime.now(UTC))])
+        await post_events(client, [sweep_event(task_id, result_image, key, datetime.now(UTC))])
     posted = time.monotonic()
-    for _ in range(200):
+    for _ in range(900):
         if stack.storage.exists(key + RECORD_SUFFIX) or run.done():
             break
-        await asyncio.sleep(0.2)
-    stored_after = time.monotonic() - posted
-    report: StoreResultsReport = await run
+        await asyncio.sleep(0.1)
+    return time.monotonic() - posted, await run, key
+
+
+async def test_a_job_another_receiver_took_is_stored_while_the_run_goes_on_without_the_event_stream(
+    stack, submitted, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several receivers, this one's inbox lacks the jobs the others took, and the live event stream may be cut
+    (an API server restarting): the sweep then reads the stored events on from the newest it saw while it runs, and
+    stores those jobs then, not once its window has ended."""
+
+    async def never_connected(live: LiveCallbacks) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(LiveCallbacks, "_listen", never_connected)
+    real_result = (await stored_event(submitted["sweep"][0].task_id))["result_image"]
+    stored_after, report, key = await sweep_while_posting(stack, real_result, settle_seconds=25)
     assert key in report.stored_keys and report.failed == 0
     assert stored_after < 12, f"stored {stored_after:.1f} s after its event: at the run's end, not while it ran"
 
