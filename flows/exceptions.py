@@ -183,6 +183,11 @@ class UnreachableUrl(FaceSwapFlowError, InputValidationError):
         super().__init__(message, field=field or None)
 
 
+class NotThisPackagesFlow(FaceSwapFlowError, ValueError):
+    """A deployment of the in-process worker's pool whose entrypoint is not a flow of faceswap_flows: refused
+    before it runs (the worker runs only the package's own flows, in its own process)."""
+
+
 class FaceSelectionFailed(FaceSwapFlowError, AIFaceSwapError, ValueError):
     """The faces to replace could not be chosen from what a paid face detection found (no face in the video frame
     or the source, an index beyond the faces found, a reference photo without a face, two references matching one
@@ -226,6 +231,7 @@ __all__ = [
     "FaceSelectionFailed",
     "FaceSwapFlowError",
     "JobFailed",
+    "NotThisPackagesFlow",
     "ResultNotAvailable",
     "ResultsNotStored",
     "SigningNotConfigured",

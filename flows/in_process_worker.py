@@ -30,6 +30,8 @@ import anyio.abc
 import anyio.to_thread
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
+from faceswap_flows.flows.exceptions import NotThisPackagesFlow
+
 if TYPE_CHECKING:
     from prefect import Flow
     from prefect.client.schemas.objects import FlowRun
@@ -50,10 +52,6 @@ class InProcessVariables(BaseVariables):
 
 class InProcessWorkerResult(BaseWorkerResult):
     """How a run ended in the worker: status 0 once the engine reported a final state, 1 if it crashed."""
-
-
-class NotThisPackagesFlow(ValueError):
-    """The deployment's entrypoint is not a flow of the installed faceswap_flows package."""
 
 
 def package_flow(entrypoint: str | None) -> Flow[..., Any]:

@@ -21,8 +21,9 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter
 from prefect.deployments import run_deployment
 
+from faceswap_flows.flows.exceptions import NotThisPackagesFlow
 from faceswap_flows.flows.image import faceswap
-from faceswap_flows.flows.in_process_worker import WORKER_TYPE, NotThisPackagesFlow, package_flow
+from faceswap_flows.flows.in_process_worker import WORKER_TYPE, package_flow
 from faceswap_flows.flows.options import SwapOptions
 from tests.media import read_image
 from tests.support import stop_group
