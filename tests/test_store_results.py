@@ -359,12 +359,17 @@ async def sweep_while_posting(
     await asyncio.sleep(wait_seconds)
     async with get_client() as client:
         await post_events(client, [sweep_event(task_id, result_image, key, datetime.now(UTC))])
-    posted = time.monotonic()
-    for _ in range(900):
+    return await seconds_until_stored(stack, key, run), await run, key
+
+
+async def seconds_until_stored(stack, key: str, run: asyncio.Task[Any], timeout: float = 90) -> float:
+    """Seconds from now until ``key``'s provenance record is written, or ``run`` ends first."""
+    start = time.monotonic()
+    for _ in range(int(timeout * 10)):
         if stack.storage.exists(key + RECORD_SUFFIX) or run.done():
             break
         await asyncio.sleep(0.1)
-    return time.monotonic() - posted, await run, key
+    return time.monotonic() - start
 
 
 async def test_a_job_another_receiver_took_is_stored_while_the_run_goes_on_without_the_event_stream(

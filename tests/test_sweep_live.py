@@ -3,15 +3,24 @@ they happen, whichever receiver took them, and a callback event starts a sweep a
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from faceswap_flows.flows.provenance.records import OutputOptions
+from faceswap_flows.flows.sweep.flow import StoreResultsReport
 from faceswap_flows.flows.sweep.live import LiveCallbacks
 from faceswap_flows.flows.tasks.waiting import stored_event
-from tests.test_store_results import submit_and_settle, sweep_event, sweep_while_posting
+from tests.support import sweep_now
+from tests.test_store_results import (
+    posted,
+    seconds_until_stored,
+    submit_and_settle,
+    sweep_event,
+    sweep_while_posting,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +59,19 @@ async def test_a_callback_event_starts_a_sweep_at_once_not_at_the_next_poll(stac
     )
     assert key in report.stored_keys and report.failed == 0
     assert stored_after < 30, f"stored {stored_after:.1f} s after its event: by the poll, not by the event"
+
+
+async def test_the_first_sweep_reads_the_stored_backlog_though_the_stream_is_connected(
+    stack, result_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A job finished before the run (in its look-back, older than the minute the stream replays) is in no live
+    event: the first sweep reads it from the stored events, not the read before the run ends, a minute later here."""
+    monkeypatch.setattr(LiveCallbacks, "listening", property(lambda live: True))
+    task_id = f"sweep-backlog-{uuid.uuid4().hex[:8]}"
+    key = f"results/test/{task_id}.png"
+    await posted([sweep_event(task_id, result_image, key, datetime.now(UTC) - timedelta(seconds=120))])
+    run = asyncio.create_task(sweep_now(datetime.now(UTC) - timedelta(seconds=150), settle_seconds=30, poll_seconds=60))
+    stored_after = await seconds_until_stored(stack, key, run)
+    report: StoreResultsReport = await run
+    assert key in report.stored_keys and report.failed == 0
+    assert stored_after < 20, f"stored {stored_after:.1f} s into the run: by the last read, not the first sweep"

@@ -264,12 +264,16 @@ async def store_results(
             swept_at = datetime.now(UTC)
             final = swept_at >= until
             received, arrived = await source.from_inbox(), live.take()
-            whole = received is None and not live.listening
+            # after the first sweep's read of the stored events, the live events hold every receiver's jobs
+            caught_up = live.listening and report.sweeps > 0
+            whole = received is None and not caught_up
             if whole:  # neither the inbox nor the live events: the stored events are all there is
                 payloads = await source.from_stored_events()
-            else:  # the live events hold every receiver's jobs; without them, the stored events read on
-                recent = [] if live.listening else await source.recent_stored_events()
-                payloads = (received or []) + arrived + recent
+            elif caught_up:
+                payloads = (received or []) + arrived
+                source.read_events_on_from(swept_at)  # were the stream cut, the stored events are read from here
+            else:
+                payloads = (received or []) + arrived + await source.recent_stored_events()
             jobs, unusable = jobs_in(payloads)
             if final and not whole and not any(job.task_id not in sweeper.seen for job in jobs):
                 payloads = await source.from_stored_events()  # before ending: whatever the live events missed

@@ -141,6 +141,11 @@ class JobSource:
             return []
         return [dict(event.payload) for event in await self._read_events(self._events_from)]
 
+    def read_events_on_from(self, moment: datetime) -> None:
+        """What is known up to ``moment`` (less the lag margin) by other means: the next reads of the stored events
+        start there."""
+        self._events_from = max(self._events_from, moment - timedelta(seconds=EVENTS_LAG_SECONDS))
+
     async def _read_events(self, since: datetime) -> list[Event]:
         self._events_read_at = time.monotonic()
         events = await read_all_events(sweep_filter(since, self.until))
