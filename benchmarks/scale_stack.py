@@ -232,13 +232,21 @@ def deploy(
     """Create the process work pool and deploy the batch flow (wait=False) and the store deployment to it, and
     the deployments of prefect.yaml named in ``also``; their flow runs at ``nice`` (see :func:`lowered`). With
     ``store_in_process``, the store deployments go to an in-process pool instead (:func:`start_store_worker`)."""
+    from faceswap_flows.flows.deployments import PACKAGE_STORE_POOL
+
     pool: dict[str, Any] = {"name": POOL, "work_queue_name": "default"}
     if nice:
         pool["job_variables"] = {"command": shlex.join(lowered([sys.executable, "-m", "prefect.engine"], nice))}
     store_pool = {"name": STORE_POOL, "work_queue_name": "default"} if store_in_process else pool
     store = {**store_deployment(), "work_pool": store_pool}
     declared = {d["name"]: d for d in yaml.safe_load((ROOT / "prefect.yaml").read_text())["deployments"]}
-    extra = [{**declared[name], "work_pool": store_pool if name.startswith("store-") else pool} for name in also]
+    extra = [
+        {
+            **declared[name],
+            "work_pool": store_pool if declared[name]["work_pool"]["name"] == PACKAGE_STORE_POOL else pool,
+        }
+        for name in also
+    ]
     project = {
         "name": "faceswap-bench-scale",
         "prefect-version": "3.9.1",

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from faceswap_flows.flows.deployments import PROJECT_FILE, module_entrypoint
+from faceswap_flows.flows.deployments import PACKAGE_POOL, PACKAGE_STORE_POOL, PROJECT_FILE, module_entrypoint
 
 STEPS = "prefect.deployments.steps"
 HEADER = """\
@@ -22,8 +22,6 @@ HEADER = """\
 # The store deployments run on {store_pool}: on a machine with faceswap-flows installed,
 # prefect worker start --pool {store_pool} (each run inside that worker's process; pull steps are not run there).
 """
-# The pools prefect.yaml names, and which option of `init` replaces each.
-PACKAGE_POOL, PACKAGE_STORE_POOL = "faceswap-pool", "faceswap-store"
 
 
 def pull_steps(project: Path, git_repository: str | None, git_branch: str | None) -> list[dict[str, Any]]:

@@ -14,6 +14,8 @@ from prefect.events import DeploymentEventTrigger
 
 # the repository's prefect.yaml, which also ships inside the installed package (faceswap_flows/prefect.yaml)
 PROJECT_FILE = Path(__file__).resolve().parent.parent / "prefect.yaml"
+# The work pools prefect.yaml names: the process pool, and the store deployments' (the in-process worker's).
+PACKAGE_POOL, PACKAGE_STORE_POOL = "faceswap-pool", "faceswap-store"
 
 
 def declared_deployments(project_file: Path = PROJECT_FILE) -> dict[str, dict[str, Any]]:

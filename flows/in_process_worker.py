@@ -101,7 +101,6 @@ class InProcessWorker(BaseWorker[InProcessJobConfiguration, InProcessVariables, 
         super().__init__(*args, **kwargs)
         self._threads = anyio.CapacityLimiter(RUN_THREADS)
         self._wake: asyncio.Task[None] | None = None
-        self._flows: dict[str, Flow[..., Any]] = {}
 
     async def setup(self) -> None:
         await super().setup()
@@ -140,10 +139,7 @@ class InProcessWorker(BaseWorker[InProcessJobConfiguration, InProcessVariables, 
         if flow_run.deployment_id is None:
             raise NotThisPackagesFlow(f"flow run {flow_run.id}: no deployment; {WORKER_TYPE} runs deployments only")
         deployment = await self.client.read_deployment(flow_run.deployment_id)
-        entrypoint = deployment.entrypoint or ""
-        if entrypoint not in self._flows:
-            self._flows[entrypoint] = package_flow(entrypoint)
-        return self._flows[entrypoint]
+        return package_flow(deployment.entrypoint)  # the module is imported once: Python keeps it
 
     async def run(
         self,

@@ -26,6 +26,7 @@ os.environ["PREFECT_API_URL"] = PREFECT_SERVER.api_url
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
+ROOT = Path(__file__).resolve().parent.parent
 S3_KEY_ID = "testing-key-id"
 S3_SECRET = "testing-secret"
 SANDBOX_KEY = "flows-test-key"
@@ -115,3 +116,23 @@ async def recorded_task_runs(
             if (len(final) == len(runs) >= expected and seen) or time.monotonic() > deadline:
                 return final
             await asyncio.sleep(0.5)
+
+
+def prefect_cli(prefect_api: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``prefect --no-prompt ARGS`` against ``prefect_api``, from the checkout (its prefect.yaml), output captured."""
+    env = {**os.environ, "PREFECT_API_URL": prefect_api}
+    command = [sys.executable, "-m", "prefect", "--no-prompt", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+async def delete_deployments(names: list[str]) -> None:
+    """Delete the named deployments and the automations their triggers made (``NAME__automation_1``)."""
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        for deployment in await client.read_deployments():
+            if deployment.name in names:
+                await client.delete_deployment(deployment.id)
+        for name in names:
+            for automation in await client.read_automations_by_name(f"{name}__automation_1"):
+                await client.delete_automation(automation.id)

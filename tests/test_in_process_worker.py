@@ -26,7 +26,7 @@ from faceswap_flows.flows.image import faceswap
 from faceswap_flows.flows.in_process_worker import WORKER_TYPE, package_flow
 from faceswap_flows.flows.options import SwapOptions
 from tests.media import read_image
-from tests.support import stop_group
+from tests.support import delete_deployments, prefect_cli, stop_group
 
 ROOT = Path(__file__).resolve().parent.parent
 POOL = "faceswap-store"  # prefect.yaml's store pool
@@ -40,12 +40,6 @@ class StoreWorker:
 
     def text(self) -> str:
         return self.log.read_text(errors="replace")
-
-
-def prefect_cli(prefect_api: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PREFECT_API_URL": prefect_api}
-    command = [sys.executable, "-m", "prefect", "--no-prompt", *args]
-    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +66,6 @@ def store_worker(stack, prefect_api: str, tmp_path_factory: pytest.TempPathFacto
         yield worker
     finally:
         stop_group(process)
-
-
-async def delete_deployment(name: str) -> None:
-    async with get_client() as client:
-        for deployment in await client.read_deployments():
-            if deployment.name == name:
-                await client.delete_deployment(deployment.id)
-        for automation in await client.read_automations_by_name(f"{name}__automation_1"):
-            await client.delete_automation(automation.id)
 
 
 async def runs_of(deployment_name: str) -> list:
@@ -124,7 +109,7 @@ async def test_the_triggered_store_result_runs_inside_the_worker_as_soon_as_sche
         # the worker's own process ran it: no process was started for the run
         assert runs[0].infrastructure_pid == str(store_worker.process.pid)
     finally:
-        await delete_deployment("store-result")
+        await delete_deployments(["store-result"])
 
 
 @flow(name="outsider")
@@ -144,7 +129,7 @@ async def test_a_flow_that_is_not_the_packages_is_refused_before_it_runs(store_w
         assert "put this deployment in a process work pool" in (run.state.message or "")
         assert not OUTSIDER_MARK.exists()
     finally:
-        await delete_deployment("outsider")
+        await delete_deployments(["outsider"])
 
 
 @pytest.mark.parametrize(

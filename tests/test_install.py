@@ -19,12 +19,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 
 from faceswap_flows.devstack.prefect_server import LocalPrefectServer
 from tests.media import likeness, read_image
-from tests.support import RECEIVER_SECRET, SANDBOX_KEY, restore_stack_blocks, stop_group
+from tests.support import RECEIVER_SECRET, SANDBOX_KEY, delete_deployments, restore_stack_blocks, stop_group
 from tests.vision import photos
 
 pytestmark = pytest.mark.slow
@@ -246,16 +245,6 @@ def git_project(folder: Path, core: Venv, dist: Path, pool: str) -> str:
     for args in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "init"]):
         ok(subprocess.run([*git, *args], cwd=folder, capture_output=True, text=True))
     return url
-
-
-async def delete_deployments(names: list[str]) -> None:
-    async with get_client() as client:
-        for deployment in await client.read_deployments():
-            if deployment.name in names:
-                await client.delete_deployment(deployment.id)
-        for name in ("store-result__automation_1", "store-results__automation_1"):
-            for automation in await client.read_automations_by_name(name):
-                await client.delete_automation(automation.id)
 
 
 def test_init_deploy_and_a_worker_elsewhere_runs_the_deployment(

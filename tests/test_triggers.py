@@ -4,11 +4,7 @@ event as prefect.yaml declares it, stores the result through a real deployment r
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 from prefect.client.orchestration import get_client
@@ -17,9 +13,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 from faceswap_flows.flows.image import faceswap
 from faceswap_flows.flows.options import SwapOptions
 from tests.media import read_image
-from tests.support import served_deployments
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import delete_deployments, prefect_cli, served_deployments
 
 
 @pytest.fixture(scope="module")
@@ -65,22 +59,10 @@ async def test_wait_false_then_the_trigger_stores_the_result(stack, served_store
 def test_prefect_yaml_deploys(prefect_api: str) -> None:
     """`prefect deploy --all` accepts prefect.yaml: every flow, the nightly schedule and the trigger; the store
     deployments on the pool of the package's in-process worker type."""
-    env = {**os.environ, "PREFECT_API_URL": prefect_api}
-
-    def prefect(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "prefect", "--no-prompt", *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-
     for pool, kind in (("faceswap-pool", "process"), ("faceswap-store", "faceswap-in-process")):
-        created = prefect("work-pool", "create", pool, "--type", kind, "--overwrite")
+        created = prefect_cli(prefect_api, "work-pool", "create", pool, "--type", kind, "--overwrite")
         assert created.returncode == 0, created.stdout + created.stderr
-    deployed = prefect("deploy", "--all")
+    deployed = prefect_cli(prefect_api, "deploy", "--all")
     assert deployed.returncode == 0, deployed.stdout[-3000:] + deployed.stderr[-3000:]
 
     async def check() -> None:
@@ -113,10 +95,6 @@ def test_prefect_yaml_deploys(prefect_api: str) -> None:
                 limit = deployments["store-results"].global_concurrency_limit
                 assert limit is not None and limit.limit == 1
             finally:  # nobody serves these: later tests serve their own deployments of the same names
-                for name in expected & set(deployments):
-                    await client.delete_deployment(deployments[name].id)
-                for name in ("store-result__automation_1", "store-results__automation_1"):
-                    for automation in await client.read_automations_by_name(name):
-                        await client.delete_automation(automation.id)
+                await delete_deployments(sorted(expected))
 
     asyncio.run(check())

@@ -41,7 +41,7 @@ class LiveCallbacks:
         self.since, self.until = since, until
         self._payloads: list[dict[str, Any]] = []
         self._arrived = asyncio.Event()
-        self._listening = asyncio.Event()
+        self._listening = False
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> LiveCallbacks:
@@ -57,7 +57,7 @@ class LiveCallbacks:
     @property
     def listening(self) -> bool:
         """Subscribed now: the jobs every receiver takes arrive here."""
-        return self._listening.is_set()
+        return self._listening
 
     def take(self) -> list[dict[str, Any]]:
         taken, self._payloads = self._payloads, []
@@ -87,7 +87,7 @@ class LiveCallbacks:
             started = time.monotonic()
             try:
                 async with get_events_subscriber(filter=self._filter()) as events:
-                    self._listening.set()
+                    self._listening = True
                     async for event in events:
                         self._arrive(event)
             except asyncio.CancelledError:
@@ -95,5 +95,5 @@ class LiveCallbacks:
             except Exception as error:  # an API server going away: the stored-events reads cover the gap
                 logger.debug("the live callback events stopped (%r): subscribing again", error)
             finally:
-                self._listening.clear()
+                self._listening = False
             await asyncio.sleep(max(0.0, RESUBSCRIBE_SECONDS - (time.monotonic() - started)))
